@@ -1,0 +1,495 @@
+#!/usr/bin/env bash
+# =============================================================================
+# ssogate benchmark harness
+#
+# What it measures
+#   Throughput, latency and server-side cost of proxying a tiny static response
+#   through ssogate, compared with hitting the upstream directly and with a
+#   plain nginx reverse proxy doing the same job. Everything runs on loopback on
+#   this machine, in one run, on free ports chosen at run time:
+#
+#     direct upstream   wrk -> nginx (1 worker, `return 200 "hello from upstream\n"`)
+#     nginx proxy       wrk -> nginx (2 workers, proxy_pass, upstream keepalive 64) -> upstream
+#     ssogate public    wrk -> ssogate (public route "/")                           -> upstream
+#
+#   For every row: 2 s warm-up, then `wrk -t2 -c32 -d${BENCH_SECONDS}s --latency`.
+#   Reported: requests/s, p50, p99, ratio of req/s vs the direct and vs the nginx
+#   proxy rows, CPU microseconds per request of the measured server's process
+#   tree (utime+stime from /proc/PID/stat, before/after the measured run only,
+#   summed over master + workers for nginx), peak RSS (VmHWM summed over the
+#   process tree, MiB), and errors (socket errors + non-2xx/3xx from wrk, plus a
+#   flag if a curl pre-flight did not get a 2xx).
+#
+#   wrk and the servers share the machine's cores; absolute numbers depend on
+#   the machine, the ratios are what matter. These are measurements, not tests:
+#   the script does not fail because a number is "bad".
+#
+# How to run (as root: it installs nginx-light/wrk with apt-get if missing)
+#     bash bench/run.sh
+#   Environment:
+#     BENCH_SECONDS=10       length of each measured wrk run
+#     SSOGATE_BIN=path       use this binary instead of `cargo build --release`
+#     BENCH_SKIP_SSOGATE=1   skip the build and the ssogate row(s)
+#     BENCH_THREADS=2 BENCH_CONNECTIONS=32 BENCH_WARMUP=2   wrk knobs
+#     BENCH_KEEP_TMP=1       keep the temp dir (configs, logs) for inspection
+#   Output: Markdown table on stdout, also written to bench/out/results-<date>.md
+#
+# Adding rows
+#   bench_row NAME URL PID [extra wrk args...]
+#     PID is the server process whose tree is measured for CPU/RSS ("-" = none).
+#     Extra args go to wrk (and -H/--header ones also to the curl pre-flight),
+#     e.g.  bench_row "ssogate session" "http://127.0.0.1:$P/app/" "$SSO_PID" \
+#               -H "Cookie: ssogate_session=..."
+#   The pre-flight catches e.g. a 302 to the IdP that wrk would count as success.
+# =============================================================================
+set -euo pipefail
+
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+BENCH_THREADS=${BENCH_THREADS:-2}
+BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-32}
+BENCH_WARMUP=${BENCH_WARMUP:-2}
+BENCH_SKIP_SSOGATE=${BENCH_SKIP_SSOGATE:-0}
+BENCH_KEEP_TMP=${BENCH_KEEP_TMP:-0}
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT_DIR="$REPO/bench/out"
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------
+# tools
+# ---------------------------------------------------------------------------
+ensure_tools() {
+    local missing=()
+    command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    if ((${#missing[@]})); then
+        log "installing: ${missing[*]}"
+        local SUDO=()
+        [[ $EUID -eq 0 ]] || SUDO=(sudo)
+        export DEBIAN_FRONTEND=noninteractive
+        "${SUDO[@]}" apt-get install -y "${missing[@]}" ||
+            { "${SUDO[@]}" apt-get update && "${SUDO[@]}" apt-get install -y "${missing[@]}"; } ||
+            die "could not install ${missing[*]}"
+    fi
+    NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+    WRK=$(command -v wrk)
+}
+
+# ---------------------------------------------------------------------------
+# process bookkeeping + cleanup (only PIDs we started, never by name)
+# ---------------------------------------------------------------------------
+WORK=""
+STARTED_PIDS=()
+WRK_PID=""
+
+# PID and all its descendants, one per line
+tree_pids() {
+    local p=$1 c
+    [[ -d /proc/$p ]] || return 0
+    echo "$p"
+    for c in $(ps -o pid= --ppid "$p" 2>/dev/null || true); do
+        tree_pids "$c"
+    done
+}
+
+stop_tree() {
+    local pid=$1 p i alive
+    local pids
+    pids=$(tree_pids "$pid")
+    [[ -n $pids ]] || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        alive=0
+        for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for p in $pids; do
+        kill -0 "$p" 2>/dev/null && { log "killing leftover pid $p"; kill -KILL "$p" 2>/dev/null || true; }
+    done
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$? i
+    trap - EXIT INT TERM
+    if [[ -n $WRK_PID ]]; then kill -TERM "$WRK_PID" 2>/dev/null || true; wait "$WRK_PID" 2>/dev/null || true; fi
+    for ((i = ${#STARTED_PIDS[@]} - 1; i >= 0; i--)); do
+        stop_tree "${STARTED_PIDS[i]}"
+    done
+    if [[ -n $WORK && -d $WORK ]]; then
+        if [[ $BENCH_KEEP_TMP == 1 ]]; then log "kept temp dir $WORK"; else rm -rf "$WORK"; fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# N distinct free loopback ports (all bound at once so they differ)
+free_ports() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# wait_http NAME URL PID TIMEOUT_S LOGFILE: poll until URL answers 200
+wait_http() {
+    local name=$1 url=$2 pid=$3 timeout=$4 logf=$5 deadline code
+    deadline=$((SECONDS + timeout))
+    while :; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name (pid $pid) exited during start-up; last log lines:"
+            tail -n 30 "$logf" >&2 || true
+            die "$name failed to start"
+        fi
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
+        [[ $code == 200 ]] && return 0
+        if ((SECONDS >= deadline)); then
+            log "$name: $url did not answer 200 within ${timeout}s (last status: ${code:-none}); last log lines:"
+            tail -n 30 "$logf" >&2 || true
+            die "$name not ready"
+        fi
+        sleep 0.2
+    done
+}
+
+# ---------------------------------------------------------------------------
+# servers
+# ---------------------------------------------------------------------------
+# start_nginx NAME DIR  (DIR/nginx.conf must exist); sets LAST_PID
+start_nginx() {
+    local name=$1 dir=$2
+    local args=(-p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" -g "pid $dir/nginx.pid;")
+    "$NGINX" -t -q "${args[@]}" >"$dir/configtest.log" 2>&1 ||
+        { cat "$dir/configtest.log" >&2; die "$name: nginx config test failed"; }
+    "$NGINX" "${args[@]}" >"$dir/stdout.log" 2>&1 &
+    LAST_PID=$!
+    STARTED_PIDS+=("$LAST_PID")
+    log "$name: nginx pid $LAST_PID"
+}
+
+nginx_common() { # DIR WORKERS
+    local dir=$1 workers=$2
+    cat <<EOF
+daemon off;
+master_process on;
+worker_processes $workers;
+$( [[ $EUID -eq 0 ]] && echo "user www-data;" )
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+EOF
+}
+
+nginx_http_common() { # DIR
+    local dir=$1
+    cat <<EOF
+    access_log off;
+    default_type text/plain;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+EOF
+}
+
+start_upstream() { # PORT ; sets UP_PID
+    local port=$1 dir="$WORK/upstream"
+    mkdir -p "$dir/tmp"
+    {
+        nginx_common "$dir" 1
+        echo "http {"
+        nginx_http_common "$dir"
+        cat <<EOF
+    server {
+        listen 127.0.0.1:$port;
+        location / { return 200 "hello from upstream\n"; }
+    }
+}
+EOF
+    } >"$dir/nginx.conf"
+    start_nginx upstream "$dir"
+    UP_PID=$LAST_PID
+    wait_http upstream "http://127.0.0.1:$port/" "$UP_PID" 10 "$dir/error.log"
+}
+
+start_nginx_proxy() { # PORT UPSTREAM_PORT ; sets NGX_PID
+    local port=$1 up=$2 dir="$WORK/nginx-proxy"
+    mkdir -p "$dir/tmp"
+    {
+        nginx_common "$dir" 2
+        echo "http {"
+        nginx_http_common "$dir"
+        cat <<EOF
+    upstream backend {
+        server 127.0.0.1:$up;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$port;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    } >"$dir/nginx.conf"
+    start_nginx nginx-proxy "$dir"
+    NGX_PID=$LAST_PID
+    wait_http nginx-proxy "http://127.0.0.1:$port/" "$NGX_PID" 10 "$dir/error.log"
+}
+
+build_ssogate() {
+    if [[ -n ${SSOGATE_BIN:-} ]]; then
+        [[ -x $SSOGATE_BIN ]] || die "SSOGATE_BIN=$SSOGATE_BIN is not an executable"
+        return 0
+    fi
+    log "building ssogate (cargo build --release)"
+    (cd "$REPO" && cargo build --release) || die "cargo build --release failed"
+    SSOGATE_BIN="$REPO/target/release/ssogate"
+    [[ -x $SSOGATE_BIN ]] || die "$SSOGATE_BIN not found after build"
+}
+
+start_ssogate() { # PORT UPSTREAM_PORT ; sets SSO_PID
+    local port=$1 up=$2 dir="$WORK/ssogate"
+    mkdir -p "$dir"
+    cat >"$dir/ssogate.toml" <<EOF
+[server]
+listen = "127.0.0.1:$port"
+
+[[routes]]
+path_prefix = "/"
+upstream = "http://127.0.0.1:$up"
+public = true
+
+[logging]
+level = "warn"
+format = "json"
+EOF
+    "$SSOGATE_BIN" serve --config "$dir/ssogate.toml" >"$dir/ssogate.log" 2>&1 &
+    SSO_PID=$!
+    STARTED_PIDS+=("$SSO_PID")
+    log "ssogate: pid $SSO_PID"
+    wait_http ssogate "http://127.0.0.1:$port/oauth2/ping" "$SSO_PID" 20 "$dir/ssogate.log"
+}
+
+# ---------------------------------------------------------------------------
+# measurement helpers
+# ---------------------------------------------------------------------------
+# utime+stime (clock ticks) summed over the process tree
+cpu_ticks() {
+    local pid=$1 p total=0 t
+    for p in $(tree_pids "$pid"); do
+        # strip "pid (comm) " (comm may contain spaces/parens); utime/stime are
+        # fields 14/15 overall = 12/13 after the strip
+        t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
+# VmHWM (kB) summed over the process tree
+hwm_kb() {
+    local pid=$1 p total=0 v
+    for p in $(tree_pids "$pid"); do
+        v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null) || v=0
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# wrk latency token (e.g. 812.00us, 1.23ms, 2.00s, 1.00m) -> microseconds
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") m = 1; else if (u == "ms") m = 1000; else if (u == "s") m = 1e6;
+        else if (u == "m") m = 6e7; else if (u == "h") m = 3.6e9; else m = 1
+        printf "%.0f", n * m }'
+}
+
+fmt_ms() { [[ $1 == n/a ]] && { echo n/a; return; }; awk -v u="$1" 'BEGIN { printf "%.3f ms", u / 1000 }'; }
+
+# run_wrk OUTFILE wrk-args...: wrk in the background + wait, so INT/TERM
+# interrupt it at once (a foreground child would delay the trap until it ends)
+run_wrk() {
+    local outf=$1 rc=0
+    shift
+    "$WRK" "$@" >"$outf" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || rc=$?
+    WRK_PID=""
+    return "$rc"
+}
+
+# result rows (parallel arrays)
+R_NAME=() R_RPS=() R_P50=() R_P99=() R_CPU=() R_RSS=() R_ERR=()
+
+# bench_row NAME URL PID [extra wrk args...]
+bench_row() {
+    local name=$1 url=$2 pid=$3
+    shift 3
+    local extra=("$@")
+
+    # curl pre-flight with the same -H headers (catches 3xx/4xx that wrk would
+    # count as success or hide in a single counter)
+    local curl_hdr=() i=0 a
+    while ((i < ${#extra[@]})); do
+        a=${extra[i]}
+        case $a in
+            -H | --header) curl_hdr+=(-H "${extra[i + 1]:-}"); i=$((i + 2)); continue ;;
+            -H?*) curl_hdr+=(-H "${a#-H}") ;;
+            --header=*) curl_hdr+=(-H "${a#--header=}") ;;
+        esac
+        i=$((i + 1))
+    done
+    local pre
+    pre=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${curl_hdr[@]+"${curl_hdr[@]}"} "$url" || true)
+    [[ $pre == 2?? ]] || log "WARNING: $name: pre-flight GET $url answered HTTP ${pre:-none}, not 2xx"
+
+    log "$name: warm-up ${BENCH_WARMUP}s"
+    run_wrk /dev/null -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"${BENCH_WARMUP}s" \
+        ${extra[@]+"${extra[@]}"} "$url" || true
+
+    local cpu0=0 cpu1=0 out
+    [[ $pid == - ]] || cpu0=$(cpu_ticks "$pid")
+    log "$name: wrk -t$BENCH_THREADS -c$BENCH_CONNECTIONS -d${BENCH_SECONDS}s --latency $url"
+    run_wrk "$WORK/wrk.out" -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"${BENCH_SECONDS}s" --latency \
+        ${extra[@]+"${extra[@]}"} "$url" || { cat "$WORK/wrk.out" >&2; die "$name: wrk failed"; }
+    out=$(<"$WORK/wrk.out")
+    [[ $pid == - ]] || cpu1=$(cpu_ticks "$pid")
+    printf '%s\n' "$out" >>"$WORK/wrk.log"
+
+    local rps reqs p50 p99 sock non2xx
+    rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
+    reqs=$(awk '/ requests in / {print $1}' <<<"$out")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    # "Socket errors: connect 0, read 0, write 0, timeout 0"
+    sock=$(awk '/Socket errors:/ {gsub(",", ""); print "connect=" $4 " read=" $6 " write=" $8 " timeout=" $10}' <<<"$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
+    [[ -n $rps && -n $reqs ]] || { printf '%s\n' "$out" >&2; die "$name: could not parse wrk output"; }
+
+    local errs=()
+    [[ -n $non2xx && $non2xx != 0 ]] && errs+=("$non2xx non-2xx/3xx")
+    if [[ -n $sock ]]; then
+        local kv
+        for kv in $sock; do [[ ${kv#*=} == 0 ]] || errs+=("$kv"); done
+    fi
+    [[ $pre == 2?? ]] || errs+=("pre-flight HTTP ${pre:-none}")
+    local err_s=0
+    ((${#errs[@]})) && err_s=$(IFS=';'; echo "${errs[*]}" | sed 's/;/; /g')
+
+    local cpu_us=n/a rss=n/a
+    if [[ $pid != - ]]; then
+        cpu_us=$(awk -v d=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="$reqs" \
+            'BEGIN { if (n > 0) printf "%.1f", d / hz * 1e6 / n; else print "n/a" }')
+        rss=$(awk -v k="$(hwm_kb "$pid")" 'BEGIN { printf "%.1f", k / 1024 }')
+    fi
+
+    R_NAME+=("$name")
+    R_RPS+=("$rps")
+    R_P50+=("$([[ -n $p50 ]] && to_us "$p50" || echo n/a)")
+    R_P99+=("$([[ -n $p99 ]] && to_us "$p99" || echo n/a)")
+    R_CPU+=("$cpu_us")
+    R_RSS+=("$rss")
+    R_ERR+=("$err_s")
+    log "$name: $rps req/s, p50 ${p50:-?}, p99 ${p99:-?}, ${cpu_us} CPU-us/req, errors: $err_s"
+}
+
+ratio() { # a b
+    [[ -n $2 && $2 != 0 ]] || { echo n/a; return; }
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
+}
+
+print_table() {
+    local direct="" proxy="" i
+    for i in "${!R_NAME[@]}"; do
+        [[ ${R_NAME[i]} == "direct upstream" ]] && direct=${R_RPS[i]}
+        [[ ${R_NAME[i]} == "nginx proxy" ]] && proxy=${R_RPS[i]}
+    done
+    echo "| target | req/s | p50 | p99 | ratio vs direct | ratio vs nginx proxy | CPU-us/req | peak RSS MiB | errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    for i in "${!R_NAME[@]}"; do
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+            "${R_NAME[i]}" "${R_RPS[i]}" "$(fmt_ms "${R_P50[i]}")" "$(fmt_ms "${R_P99[i]}")" \
+            "$(ratio "${R_RPS[i]}" "$direct")" "$(ratio "${R_RPS[i]}" "$proxy")" \
+            "${R_CPU[i]}" "${R_RSS[i]}" "${R_ERR[i]}"
+    done
+}
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+main() {
+    ensure_tools
+    if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then build_ssogate; fi
+
+    WORK=$(mktemp -d /tmp/ssogate-bench.XXXXXX)
+    chmod 755 "$WORK" # nginx workers run as www-data when started as root
+    : >"$WORK/wrk.log"
+
+    local ports PORT_UP PORT_NGX PORT_SSO
+    ports=$(free_ports 3)
+    read -r PORT_UP PORT_NGX PORT_SSO <<<"$ports"
+    log "ports: upstream=$PORT_UP nginx-proxy=$PORT_NGX ssogate=$PORT_SSO; temp dir $WORK"
+
+    start_upstream "$PORT_UP"
+    start_nginx_proxy "$PORT_NGX" "$PORT_UP"
+    if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then start_ssogate "$PORT_SSO" "$PORT_UP"; fi
+
+    # ---- rows ---------------------------------------------------------------
+    bench_row "direct upstream" "http://127.0.0.1:$PORT_UP/" "$UP_PID"
+    bench_row "nginx proxy" "http://127.0.0.1:$PORT_NGX/" "$NGX_PID"
+    if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then
+        bench_row "ssogate public" "http://127.0.0.1:$PORT_SSO/" "$SSO_PID"
+        # Later rows, e.g.:
+        # bench_row "ssogate session (memory)" "http://127.0.0.1:$PORT_SSO/app/" "$SSO_PID" \
+        #     -H "Cookie: $SESSION_COOKIE"
+    fi
+
+    # ---- report -------------------------------------------------------------
+    local stamp table out_file
+    stamp=$(date +%Y-%m-%d-%H%M%S)
+    table=$(print_table)
+    mkdir -p "$OUT_DIR"
+    out_file="$OUT_DIR/results-$stamp.md"
+    {
+        echo "# ssogate benchmark $stamp"
+        echo
+        echo "- host: $(uname -srm), $(nproc) CPUs (wrk and servers share them)"
+        local rev
+        if rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null); then
+            git -C "$REPO" diff --quiet HEAD -- . ':!bench/out' 2>/dev/null || rev="$rev (plus uncommitted changes)"
+        else
+            rev="no commit yet"
+        fi
+        echo "- git: $rev"
+        echo "- wrk: -t$BENCH_THREADS -c$BENCH_CONNECTIONS -d${BENCH_SECONDS}s --latency (after ${BENCH_WARMUP}s warm-up)"
+        echo "- $("$NGINX" -v 2>&1); ssogate: ${SSOGATE_BIN:-skipped}"
+        echo "- CPU-us/req: server process tree utime+stime during the measured run / requests; RSS: VmHWM summed over the tree"
+        echo
+        echo "$table"
+    } >"$out_file"
+    echo
+    echo "$table"
+    echo
+    log "written to $out_file"
+}
+
+main "$@"

@@ -1,0 +1,395 @@
+//! Configuration: the TOML file, `SSOGATE_SECTION__KEY` environment overrides and `*_file`
+//! secrets, validated into typed structs. Every problem is collected and reported at once,
+//! each naming its key and what to do. Never does network I/O.
+
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use http::HeaderName;
+use ipnet::IpNet;
+use url::Url;
+
+pub use raw::RawConfig;
+
+/// The validated configuration the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// Present when any route needs sign-in (or a provider section was written).
+    pub provider: Option<ProviderConfig>,
+    pub session: SessionConfig,
+    pub access: AccessConfig,
+    pub routes: Vec<RouteConfig>,
+    pub upstream: UpstreamConfig,
+    pub headers: HeadersConfig,
+    pub logging: LoggingConfig,
+    pub metrics: Option<MetricsConfig>,
+    /// The merged file + environment, kept to print the effective config.
+    raw: std::sync::Arc<RawConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Default `0.0.0.0:4180`.
+    pub listen: SocketAddr,
+    /// Base of the redirect URI; when absent it comes from Host (+ trusted X-Forwarded-*).
+    pub public_url: Option<Url>,
+    /// Default `/oauth2`: where the gateway's own endpoints live.
+    pub auth_prefix: String,
+    /// Peers whose X-Forwarded-* headers are believed. Default: none.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Hosts a post-sign-in/out redirect may name besides our own (`.example.com` = subdomains).
+    pub allowed_redirect_hosts: Vec<String>,
+    /// Show a page with a "Sign in" button instead of redirecting straight away.
+    pub sign_in_page: bool,
+    /// Default `{auth_prefix}/callback`.
+    pub callback_path: String,
+    /// Time a client has to send request headers, also the idle keep-alive limit. Default 10s.
+    pub header_read_timeout: Duration,
+    /// Time in-flight requests get to finish after SIGTERM. Default 30s.
+    pub drain_timeout: Duration,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    Cognito,
+    Oidc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Basic,
+    Post,
+    /// A public client (no secret): PKCE alone.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// The `iss` every token must carry, exactly.
+    pub issuer: String,
+    pub discovery_url: Url,
+    pub jwks_url: Option<Url>,
+    pub authorization_endpoint: Option<Url>,
+    pub token_endpoint: Option<Url>,
+    pub userinfo_endpoint: Option<Url>,
+    pub revocation_endpoint: Option<Url>,
+    pub end_session_endpoint: Option<Url>,
+    /// Cognito hosted-UI domain, for `/logout`.
+    pub domain: Option<Url>,
+    /// Where the provider sends the browser after sign-out; default `{public_url}{auth_prefix}/signed_out`.
+    pub sign_out_redirect_url: Option<Url>,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub client_auth: ClientAuth,
+    pub scopes: Vec<String>,
+    pub groups_claim: String,
+    pub user_claim: String,
+    pub identity_provider: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    /// Limit for each call to the provider. Default 10s.
+    pub timeout: Duration,
+}
+
+impl ProviderConfig {
+    /// Discovery is skipped when both endpoints the sign-in needs are given.
+    pub fn needs_discovery(&self) -> bool {
+        self.authorization_endpoint.is_none() || self.token_endpoint.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Cookie,
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub cookie_name: String,
+    /// AES-256-GCM key material (>= 32 bytes). Absent only when no route needs sign-in.
+    pub secret: Option<Secret>,
+    pub previous_secret: Option<Secret>,
+    pub store: StoreKind,
+    pub redis_url: Option<String>,
+    pub redis_key_prefix: String,
+    /// How long a replica trusts its local copy of a server-side session. Default 5s.
+    pub cache_ttl: Duration,
+    pub memory_max_sessions: u64,
+    /// Sign-in again after this, whatever the tokens say. Default 12h.
+    pub max_lifetime: Duration,
+    /// Re-check with the provider (refresh grant) this often. Default 5m.
+    pub refresh_interval: Duration,
+    /// How long a session keeps working past a due refresh while the provider is unreachable.
+    pub refresh_grace: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    pub allowed_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub upstream: Url,
+    pub public: bool,
+    /// `None`: inherit `[access] allowed_groups`.
+    pub allowed_groups: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderPreset {
+    OAuth2Proxy,
+    Alb,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct HeadersConfig {
+    pub preset: HeaderPreset,
+    pub pass_access_token: bool,
+    pub pass_id_token: bool,
+    pub signing_key_file: Option<PathBuf>,
+    /// Extra headers from claims: header -> claim name.
+    pub claims: Vec<(HeaderName, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+    pub level: String,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+}
+
+/// Secret bytes that never print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl Secret {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One problem with the configuration: the key it concerns and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found, reported together.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "the configuration has {n} problem{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    fn one(key: &str, message: impl Into<String>) -> Self {
+        ConfigErrors(vec![ConfigError {
+            key: key.to_string(),
+            message: message.into(),
+        }])
+    }
+}
+
+/// Where configuration comes from besides the file: environment variables and files named
+/// by `*_file` keys. Passed in so tests never touch the process environment.
+pub trait ConfigSource {
+    /// `(name, value)` of every environment variable that may override a key.
+    fn env_vars(&self) -> Vec<(String, String)>;
+    fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>>;
+}
+
+/// The real process environment and file system.
+pub struct ProcessSource;
+
+impl ConfigSource for ProcessSource {
+    fn env_vars(&self) -> Vec<(String, String)> {
+        std::env::vars()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect()
+    }
+    fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+}
+
+const ENV_PREFIX: &str = "SSOGATE_";
+
+/// Environment overrides: `SSOGATE_SERVER__LISTEN=...` sets `server.listen`.
+struct EnvOverrides(Vec<(String, String)>);
+
+impl Provider for EnvOverrides {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable(s)").interpolater(|_: &Profile, k: &[&str]| {
+            let keys: Vec<String> = k.iter().map(|k| k.to_ascii_uppercase()).collect();
+            format!("{ENV_PREFIX}{}", keys.join("__"))
+        })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (name, value) in &self.0 {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if path.iter().any(|p| p.is_empty()) {
+                continue;
+            }
+            // `parse` is infallible for figment's Value: anything not TOML-like stays a string.
+            let value: Value = value.parse().unwrap_or_else(|_| Value::from(value.clone()));
+            insert_path(&mut dict, &path, value);
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+fn insert_path(dict: &mut Dict, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if entry.as_dict().is_none() {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file (which must exist), applies environment overrides, reads secret files
+    /// and validates everything.
+    pub fn load(path: &Path, source: &dyn ConfigSource) -> Result<Config, ConfigErrors> {
+        if !path.is_file() {
+            return Err(ConfigErrors::one(
+                "",
+                format!(
+                    "config file {} does not exist or is not a file: pass the path of an existing \
+                     TOML file with --config (see config/ssogate.example.toml)",
+                    path.display()
+                ),
+            ));
+        }
+        let figment = Figment::from(Toml::file_exact(path)).merge(EnvOverrides(source.env_vars()));
+        Self::from_figment(figment, source)
+    }
+
+    /// Validates a TOML document given as text (tests, `demo`).
+    pub fn from_toml_str(toml: &str, source: &dyn ConfigSource) -> Result<Config, ConfigErrors> {
+        let figment = Figment::from(Toml::string(toml)).merge(EnvOverrides(source.env_vars()));
+        Self::from_figment(figment, source)
+    }
+
+    fn from_figment(figment: Figment, source: &dyn ConfigSource) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = figment.extract().map_err(|e| {
+            ConfigErrors(
+                e.into_iter()
+                    .map(|e| ConfigError {
+                        key: String::new(),
+                        message: explain_figment_error(&e),
+                    })
+                    .collect(),
+            )
+        })?;
+        validate::validate(raw, source)
+    }
+
+    /// The effective configuration (defaults filled in, secrets masked) as TOML.
+    pub fn effective_toml(&self) -> String {
+        let raw = validate::effective(self, &self.raw);
+        toml::to_string_pretty(&raw).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+
+    /// Whether any route needs a signed-in user.
+    pub fn needs_sign_in(&self) -> bool {
+        self.routes.iter().any(|r| !r.public)
+    }
+}
+
+fn explain_figment_error(e: &figment::Error) -> String {
+    let mut text = e.to_string();
+    if let figment::error::Kind::UnknownField(_, _) = &e.kind {
+        text.push_str(" (remove it or check its spelling against config/ssogate.example.toml)");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,176 @@
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+/// Environment and files held in memory.
+#[derive(Default)]
+struct FakeSource {
+    env: Vec<(String, String)>,
+    files: HashMap<PathBuf, Vec<u8>>,
+}
+
+impl ConfigSource for FakeSource {
+    fn env_vars(&self) -> Vec<(String, String)> {
+        self.env.clone()
+    }
+    fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
+    }
+}
+
+const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+fn protected(extra: &str) -> String {
+    format!(
+        r#"
+[provider]
+user_pool_id = "eu-central-1_AbC123xyz"
+client_id = "abc"
+client_secret = "s3cret"
+[session]
+secret = "{SECRET}"
+[[routes]]
+upstream = "http://127.0.0.1:8080"
+{extra}
+"#
+    )
+}
+
+fn errors_of(toml: &str, source: &FakeSource) -> Vec<String> {
+    match Config::from_toml_str(toml, source) {
+        Ok(_) => panic!("config was accepted"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn public_only_config_needs_no_provider() {
+    let c = Config::from_toml_str(
+        "[[routes]]\nupstream = \"http://127.0.0.1:8080\"\npublic = true\n",
+        &FakeSource::default(),
+    )
+    .unwrap();
+    assert!(c.provider.is_none());
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:4180");
+    assert_eq!(c.server.auth_prefix, "/oauth2");
+    assert_eq!(c.server.callback_path, "/oauth2/callback");
+    assert_eq!(c.routes[0].path_prefix, "/");
+}
+
+#[test]
+fn cognito_issuer_is_derived_from_the_pool_id() {
+    let c = Config::from_toml_str(&protected(""), &FakeSource::default()).unwrap();
+    let p = c.provider.unwrap();
+    assert_eq!(
+        p.issuer,
+        "https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_AbC123xyz"
+    );
+    assert_eq!(
+        p.discovery_url.as_str(),
+        "https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_AbC123xyz/.well-known/openid-configuration"
+    );
+    assert_eq!(p.groups_claim, "cognito:groups");
+    assert_eq!(p.user_claim, "cognito:username");
+    assert_eq!(p.client_auth, ClientAuth::Basic);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_key() {
+    let toml = r#"
+[server]
+listen = "nowhere"
+header_read_timeout = "soon"
+[provider]
+user_pool_id = "not-a-pool"
+scopes = ["openid", "groups"]
+[session]
+secret = "c2hvcnQ="
+store = "disk"
+[[routes]]
+path_prefix = "app"
+"#;
+    let errs = errors_of(toml, &FakeSource::default()).join("\n");
+    for key in [
+        "server.listen",
+        "server.header_read_timeout",
+        "provider.user_pool_id",
+        "provider.scopes",
+        "provider.client_id",
+        "session.secret",
+        "session.store",
+        "routes[0].path_prefix",
+        "routes[0].upstream",
+    ] {
+        assert!(errs.contains(key), "missing {key} in:\n{errs}");
+    }
+    assert!(errs.contains("openssl rand -base64 32"), "{errs}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_by_name() {
+    let errs = errors_of(
+        "[server]\nlisten_addr = \"x\"\n[[routes]]\nupstream = \"http://a\"\npublic = true\n",
+        &FakeSource::default(),
+    )
+    .join("\n");
+    assert!(errs.contains("listen_addr"), "{errs}");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let source = FakeSource {
+        env: vec![
+            ("SSOGATE_SERVER__LISTEN".into(), "127.0.0.1:9999".into()),
+            ("SSOGATE_PROVIDER__CLIENT_ID".into(), "from-env".into()),
+        ],
+        ..Default::default()
+    };
+    let c = Config::from_toml_str(&protected(""), &source).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:9999");
+    assert_eq!(c.provider.unwrap().client_id, "from-env");
+}
+
+#[test]
+fn secrets_come_from_files_and_never_print() {
+    let mut source = FakeSource::default();
+    source
+        .files
+        .insert("/run/secrets/cookie".into(), format!("{SECRET}\n").into_bytes());
+    let toml = protected("").replace(
+        &format!("secret = \"{SECRET}\""),
+        "secret_file = \"/run/secrets/cookie\"",
+    );
+    let c = Config::from_toml_str(&toml, &source).unwrap();
+    assert_eq!(c.session.secret.as_ref().unwrap().0.len(), 32);
+    let printed = c.effective_toml();
+    assert!(!printed.contains("s3cret"), "{printed}");
+    assert!(printed.contains("client_secret = \"***\""), "{printed}");
+    assert!(format!("{:?}", c.session.secret).contains("***"));
+}
+
+#[test]
+fn a_missing_secret_file_names_the_key() {
+    let toml = protected("").replace(
+        &format!("secret = \"{SECRET}\""),
+        "secret_file = \"/nope\"",
+    );
+    let errs = errors_of(&toml, &FakeSource::default()).join("\n");
+    assert!(errs.contains("session.secret_file: cannot read /nope"), "{errs}");
+}
+
+#[test]
+fn a_public_route_with_groups_is_refused() {
+    let errs = errors_of(&protected("public = true\nallowed_groups = [\"a\"]"), &FakeSource::default());
+    assert!(errs.iter().any(|e| e.contains("routes[0].allowed_groups")), "{errs:?}");
+}
+
+#[test]
+fn region_must_match_the_pool() {
+    let toml = protected("").replace("[provider]", "[provider]\nregion = \"us-east-1\"");
+    let errs = errors_of(&toml, &FakeSource::default());
+    assert!(errs.iter().any(|e| e.contains("provider.region")), "{errs:?}");
+}

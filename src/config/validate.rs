@@ -1,0 +1,752 @@
+//! Raw config -> validated config, collecting every error.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use http::HeaderName;
+use ipnet::IpNet;
+use url::Url;
+
+use super::raw::*;
+use super::*;
+
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn add(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, value: &Option<String>, default: &str) -> Duration {
+        let text = value.as_deref().unwrap_or(default);
+        match humantime::parse_duration(text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.add(
+                    key,
+                    format!("{text:?} is not a duration ({e}): write it like \"30s\", \"5m\" or \"12h\""),
+                );
+                humantime::parse_duration(default).unwrap_or_default()
+            }
+        }
+    }
+
+    fn url(&mut self, key: &str, value: &Option<String>) -> Option<Url> {
+        let text = value.as_deref()?;
+        match Url::parse(text) {
+            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Some(u),
+            Ok(_) => {
+                self.add(key, format!("{text:?} must be an http:// or https:// URL with a host"));
+                None
+            }
+            Err(e) => {
+                self.add(key, format!("{text:?} is not a URL ({e})"));
+                None
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, key: &str, value: &str) -> Option<SocketAddr> {
+        match value.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.add(
+                    key,
+                    format!("{value:?} is not an address: write IP:PORT, like \"0.0.0.0:4180\" or \"[::1]:4180\""),
+                );
+                None
+            }
+        }
+    }
+
+    /// A secret given inline (`key`) or in a file (`key_file`); at most one of them.
+    fn secret(
+        &mut self,
+        source: &dyn ConfigSource,
+        key: &str,
+        inline: &Option<String>,
+        file: &Option<String>,
+    ) -> Option<Secret> {
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.add(key, format!("set either {key} or {key}_file, not both"));
+                None
+            }
+            (Some(v), None) => Some(Secret(v.trim().as_bytes().to_vec())),
+            (None, Some(path)) => match source.read_file(Path::new(path)) {
+                Ok(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    Some(Secret(text.trim().as_bytes().to_vec()))
+                }
+                Err(e) => {
+                    self.add(
+                        &format!("{key}_file"),
+                        format!("cannot read {path}: {e}; mount the secret there or set {key} instead"),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        }
+    }
+}
+
+/// A session key: base64 of at least 32 random bytes.
+fn cookie_key(errors: &mut Errors, key: &str, secret: Secret) -> Option<Secret> {
+    let text = secret.as_str().trim();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(text))
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text));
+    match decoded {
+        Ok(bytes) if bytes.len() >= 32 => Some(Secret(bytes)),
+        Ok(bytes) => {
+            errors.add(
+                key,
+                format!(
+                    "decodes to {} bytes; it needs at least 32 random bytes, base64: generate one with `openssl rand -base64 32`",
+                    bytes.len()
+                ),
+            );
+            None
+        }
+        Err(_) => {
+            errors.add(
+                key,
+                "is not base64: generate one with `openssl rand -base64 32`",
+            );
+            None
+        }
+    }
+}
+
+fn is_cognito_pool_id(id: &str) -> bool {
+    // ^[a-z]{2}-(gov-)?[a-z]+-\d_[a-zA-Z0-9]+$ without a regex engine.
+    let Some((region, rest)) = id.split_once('_') else {
+        return false;
+    };
+    !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()) && is_aws_region(region)
+}
+
+fn is_aws_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    let (cc, middle, digit) = match parts.as_slice() {
+        [cc, name, d] => (cc, vec![*name], d),
+        [cc, gov, name, d] if *gov == "gov" => (cc, vec![*name], d),
+        _ => return false,
+    };
+    cc.len() == 2
+        && cc.bytes().all(|b| b.is_ascii_lowercase())
+        && middle
+            .iter()
+            .all(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_lowercase()))
+        && digit.len() == 1
+        && digit.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn path_key(errors: &mut Errors, key: &str, value: &str) -> String {
+    if !value.starts_with('/') || value.contains(['?', '#', ' ']) {
+        errors.add(key, format!("{value:?} must be a path starting with '/' (no query, no spaces)"));
+    }
+    value.to_string()
+}
+
+pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Config, ConfigErrors> {
+    let mut e = Errors(Vec::new());
+
+    // [server]
+    let s = &raw.server;
+    let listen = e
+        .socket_addr("server.listen", s.listen.as_deref().unwrap_or("0.0.0.0:4180"))
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 4180)));
+    let public_url = e.url("server.public_url", &s.public_url);
+    if let Some(u) = &public_url {
+        if u.path() != "/" || u.query().is_some() {
+            e.add(
+                "server.public_url",
+                "must be an origin only (like \"https://app.example.com\"), without a path or query",
+            );
+        }
+    }
+    let mut auth_prefix = s.auth_prefix.clone().unwrap_or_else(|| "/oauth2".into());
+    while auth_prefix.len() > 1 && auth_prefix.ends_with('/') {
+        auth_prefix.pop();
+    }
+    let auth_prefix = path_key(&mut e, "server.auth_prefix", &auth_prefix);
+    if auth_prefix == "/" {
+        e.add("server.auth_prefix", "cannot be \"/\": the gateway's endpoints would hide every route; use e.g. \"/oauth2\"");
+    }
+    let callback_path = match &s.callback_path {
+        Some(p) => path_key(&mut e, "server.callback_path", p),
+        None => format!("{auth_prefix}/callback"),
+    };
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in s.trusted_proxies.iter().flatten().enumerate() {
+        let parsed = p
+            .parse::<IpNet>()
+            .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from));
+        match parsed {
+            Ok(net) => trusted_proxies.push(net),
+            Err(_) => e.add(
+                &format!("server.trusted_proxies[{i}]"),
+                format!("{p:?} is not an IP address or CIDR range like \"10.0.0.0/8\""),
+            ),
+        }
+    }
+    let allowed_redirect_hosts = s
+        .allowed_redirect_hosts
+        .iter()
+        .flatten()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    let header_read_timeout = e.duration("server.header_read_timeout", &s.header_read_timeout, "10s");
+    let drain_timeout = e.duration("server.drain_timeout", &s.drain_timeout, "30s");
+    let tls = s.tls.as_ref().and_then(|t| match (&t.cert_file, &t.key_file) {
+        (Some(c), Some(k)) => Some(TlsConfig {
+            cert_file: PathBuf::from(c),
+            key_file: PathBuf::from(k),
+        }),
+        _ => {
+            e.add("server.tls", "needs both cert_file and key_file (PEM files)");
+            None
+        }
+    });
+    let server = ServerConfig {
+        listen,
+        public_url,
+        auth_prefix,
+        trusted_proxies,
+        allowed_redirect_hosts,
+        sign_in_page: s.sign_in_page.unwrap_or(false),
+        callback_path,
+        header_read_timeout,
+        drain_timeout,
+        tls,
+    };
+
+    // [[routes]]
+    if raw.routes.is_empty() {
+        e.add(
+            "routes",
+            "no [[routes]]: add at least one, e.g. [[routes]] path_prefix = \"/\" upstream = \"http://127.0.0.1:8080\"",
+        );
+    }
+    let mut routes: Vec<RouteConfig> = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        let path_prefix = path_key(&mut e, &key("path_prefix"), r.path_prefix.as_deref().unwrap_or("/"));
+        let upstream = match &r.upstream {
+            None => {
+                e.add(&key("upstream"), "is missing: set the app's URL, like \"http://127.0.0.1:8080\"");
+                None
+            }
+            Some(_) => e.url(&key("upstream"), &r.upstream),
+        };
+        if let Some(u) = &upstream {
+            if u.query().is_some() || u.fragment().is_some() {
+                e.add(&key("upstream"), "must not have a query or fragment");
+            }
+        }
+        let host = r.host.as_ref().map(|h| h.trim().to_ascii_lowercase());
+        if routes
+            .iter()
+            .any(|o| o.host == host && o.path_prefix == path_prefix)
+        {
+            e.add(
+                &key("path_prefix"),
+                format!("another route already has host {host:?} and path_prefix {path_prefix:?}; merge them"),
+            );
+        }
+        let public = r.public.unwrap_or(false);
+        if public && r.allowed_groups.is_some() {
+            // Rejected because it reads as protection that is not there.
+            e.add(&key("allowed_groups"), "a public route admits everybody; remove allowed_groups or public");
+        }
+        if let Some(u) = upstream {
+            routes.push(RouteConfig {
+                host,
+                path_prefix,
+                upstream: u,
+                public,
+                allowed_groups: r.allowed_groups.clone(),
+            });
+        }
+    }
+    let needs_sign_in = raw.routes.iter().any(|r| !r.public.unwrap_or(false));
+
+    // [provider]
+    let provider = match (&raw.provider, needs_sign_in) {
+        (None, true) => {
+            e.add(
+                "provider",
+                "a route needs sign-in (it is not `public = true`) but there is no [provider] section: add one (see config/ssogate.example.toml)",
+            );
+            None
+        }
+        (None, false) => None,
+        (Some(p), _) => provider(&mut e, source, p),
+    };
+
+    // [session]
+    let ss = &raw.session;
+    let cookie_name = ss.cookie_name.clone().unwrap_or_else(|| "_ssogate".into());
+    if cookie_name.is_empty()
+        || !cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    {
+        e.add("session.cookie_name", format!("{cookie_name:?} may hold only letters, digits, '_', '-' and '.'"));
+    }
+    let secret = e
+        .secret(source, "session.secret", &ss.secret, &ss.secret_file)
+        .and_then(|s| cookie_key(&mut e, "session.secret", s));
+    if secret.is_none() && needs_sign_in && ss.secret.is_none() && ss.secret_file.is_none() {
+        e.add(
+            "session.secret",
+            "is missing: set session.secret_file (or secret, or SSOGATE_SESSION__SECRET) to base64 of 32 random bytes, e.g. `openssl rand -base64 32`",
+        );
+    }
+    let previous_secret = ss
+        .previous_secret
+        .as_ref()
+        .and_then(|p| cookie_key(&mut e, "session.previous_secret", Secret(p.as_bytes().to_vec())));
+    let store = match ss.store.as_deref().unwrap_or("cookie") {
+        "cookie" => StoreKind::Cookie,
+        "memory" => StoreKind::Memory,
+        "redis" => StoreKind::Redis,
+        other => {
+            e.add("session.store", format!("{other:?} is not a store: use \"cookie\", \"memory\" or \"redis\""));
+            StoreKind::Cookie
+        }
+    };
+    if store == StoreKind::Redis {
+        match &ss.redis_url {
+            None => e.add("session.redis_url", "is required with store = \"redis\", like \"redis://127.0.0.1:6379/0\""),
+            Some(u) if !(u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("redis+sentinel://")
+                || u.starts_with("redis+cluster://")
+                || u.starts_with("redis+unix://")
+                || u.starts_with("unix://")) =>
+            {
+                e.add("session.redis_url", format!("{u:?} must start with redis://, rediss://, redis+sentinel:// or redis+cluster://"))
+            }
+            _ => {}
+        }
+        if !cfg!(feature = "redis-store") {
+            e.add("session.store", "this build has no Redis support: build with --features redis-store");
+        }
+    }
+    let session = SessionConfig {
+        cookie_name,
+        secret,
+        previous_secret,
+        store,
+        redis_url: ss.redis_url.clone(),
+        redis_key_prefix: ss.redis_key_prefix.clone().unwrap_or_else(|| "ssogate:session:".into()),
+        cache_ttl: e.duration("session.cache_ttl", &ss.cache_ttl, "5s"),
+        memory_max_sessions: ss.memory_max_sessions.unwrap_or(100_000),
+        max_lifetime: e.duration("session.max_lifetime", &ss.max_lifetime, "12h"),
+        refresh_interval: e.duration("session.refresh_interval", &ss.refresh_interval, "5m"),
+        refresh_grace: e.duration("session.refresh_grace", &ss.refresh_grace, "5m"),
+    };
+
+    // [upstream]
+    let us = &raw.upstream;
+    let upstream = UpstreamConfig {
+        connect_timeout: e.duration("upstream.connect_timeout", &us.connect_timeout, "5s"),
+        response_timeout: e.duration("upstream.response_timeout", &us.response_timeout, "60s"),
+        pool_idle_timeout: e.duration("upstream.pool_idle_timeout", &us.pool_idle_timeout, "90s"),
+        ca_file: us.ca_file.as_ref().map(PathBuf::from),
+    };
+
+    // [headers]
+    let h = &raw.headers;
+    let preset = match h.preset.as_deref().unwrap_or("oauth2-proxy") {
+        "oauth2-proxy" => HeaderPreset::OAuth2Proxy,
+        "alb" => HeaderPreset::Alb,
+        "none" => HeaderPreset::None,
+        other => {
+            e.add("headers.preset", format!("{other:?} is not a preset: use \"oauth2-proxy\", \"alb\" or \"none\""));
+            HeaderPreset::OAuth2Proxy
+        }
+    };
+    let mut claims = Vec::new();
+    for (name, claim) in h.claims.iter().flatten() {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(hn) if !is_reserved_header(&hn) => claims.push((hn, claim.clone())),
+            Ok(_) => e.add(&format!("headers.claims.{name}"), "is a header the gateway manages itself; pick another name"),
+            Err(_) => e.add(&format!("headers.claims.{name}"), "is not a valid header name"),
+        }
+    }
+    let headers = HeadersConfig {
+        preset,
+        pass_access_token: h.pass_access_token.unwrap_or(false),
+        pass_id_token: h.pass_id_token.unwrap_or(false),
+        signing_key_file: h.signing_key_file.as_ref().map(PathBuf::from),
+        claims,
+    };
+
+    // [logging]
+    let l = &raw.logging;
+    let format = match l.format.as_deref().unwrap_or("json") {
+        "json" => LogFormat::Json,
+        "pretty" | "text" => LogFormat::Pretty,
+        other => {
+            e.add("logging.format", format!("{other:?} is not a format: use \"json\" or \"pretty\""));
+            LogFormat::Json
+        }
+    };
+    let level = l.level.clone().unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        e.add("logging.level", format!("{level:?} is not a level: use error, warn, info, debug or trace"));
+    }
+    let logging = LoggingConfig {
+        format,
+        level,
+        access_log: l.access_log.unwrap_or(true),
+    };
+
+    let metrics = raw.metrics.as_ref().and_then(|m| match &m.listen {
+        Some(a) => e.socket_addr("metrics.listen", a).map(|listen| MetricsConfig { listen }),
+        None => {
+            e.add("metrics.listen", "is missing: set it (like \"127.0.0.1:9180\") or remove [metrics]");
+            None
+        }
+    });
+
+    if !e.0.is_empty() {
+        return Err(ConfigErrors(e.0));
+    }
+    Ok(Config {
+        server,
+        provider,
+        session,
+        access: AccessConfig {
+            allowed_groups: raw.access.allowed_groups.clone().unwrap_or_default(),
+        },
+        routes,
+        upstream,
+        headers,
+        logging,
+        metrics,
+        raw: Arc::new(raw),
+    })
+}
+
+fn is_reserved_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "host" | "cookie" | "set-cookie" | "connection" | "upgrade" | "transfer-encoding" | "content-length"
+            | "te" | "trailer" | "keep-alive" | "proxy-connection" | "x-forwarded-for" | "x-forwarded-proto"
+            | "x-forwarded-host"
+    )
+}
+
+fn provider(
+    e: &mut Errors,
+    source: &dyn ConfigSource,
+    p: &RawProvider,
+) -> Option<ProviderConfig> {
+    let kind = match p.kind.as_deref().unwrap_or("cognito") {
+        "cognito" => ProviderKind::Cognito,
+        "oidc" => ProviderKind::Oidc,
+        other => {
+            e.add("provider.kind", format!("{other:?} is not a provider kind: use \"cognito\" or \"oidc\""));
+            return None;
+        }
+    };
+    let issuer_override = e.url("provider.issuer_url", &p.issuer_url);
+    let issuer = match kind {
+        ProviderKind::Cognito => {
+            let pool = match &p.user_pool_id {
+                Some(id) if is_cognito_pool_id(id) => Some(id.clone()),
+                Some(id) => {
+                    e.add(
+                        "provider.user_pool_id",
+                        format!("{id:?} is not a Cognito user pool id: it looks like \"eu-central-1_AbC123xyz\" (Cognito console, User pool overview)"),
+                    );
+                    None
+                }
+                None => {
+                    if issuer_override.is_none() {
+                        e.add(
+                            "provider.user_pool_id",
+                            "is missing: set it (like \"eu-central-1_AbC123xyz\") or set provider.issuer_url",
+                        );
+                    }
+                    None
+                }
+            };
+            let pool_region = pool.as_ref().and_then(|id| id.split_once('_')).map(|(r, _)| r.to_string());
+            let region = match (&p.region, &pool_region) {
+                (Some(r), Some(pr)) if r != pr => {
+                    e.add(
+                        "provider.region",
+                        format!("{r:?} does not match the user pool id's region {pr:?}; remove provider.region (the pool id says it)"),
+                    );
+                    None
+                }
+                (Some(r), _) if !is_aws_region(r) => {
+                    e.add("provider.region", format!("{r:?} is not an AWS region like \"eu-central-1\""));
+                    None
+                }
+                (Some(r), _) => Some(r.clone()),
+                (None, pr) => pr.clone(),
+            };
+            match (&issuer_override, region, pool) {
+                (Some(u), _, _) => Some(u.as_str().trim_end_matches('/').to_string()),
+                (None, Some(region), Some(pool)) => {
+                    Some(format!("https://cognito-idp.{region}.amazonaws.com/{pool}"))
+                }
+                _ => None,
+            }
+        }
+        ProviderKind::Oidc => match &issuer_override {
+            Some(u) => Some(u.as_str().trim_end_matches('/').to_string()),
+            None => {
+                if p.issuer_url.is_none() {
+                    e.add("provider.issuer_url", "is required with kind = \"oidc\": set the provider's issuer, like \"https://accounts.example.com\"");
+                }
+                None
+            }
+        },
+    };
+    let discovery_url = match (&p.discovery_url, &issuer) {
+        (Some(_), _) => e.url("provider.discovery_url", &p.discovery_url),
+        (None, Some(iss)) => Url::parse(&format!("{iss}/.well-known/openid-configuration")).ok(),
+        (None, None) => None,
+    };
+    let client_id = match &p.client_id {
+        Some(c) if !c.is_empty() => Some(c.clone()),
+        _ => {
+            e.add(
+                "provider.client_id",
+                "is missing: set it in [provider] or as SSOGATE_PROVIDER__CLIENT_ID (Cognito console, App clients)",
+            );
+            None
+        }
+    };
+    let client_secret = e.secret(source, "provider.client_secret", &p.client_secret, &p.client_secret_file);
+    let client_auth = match (p.client_auth.as_deref(), &client_secret) {
+        (Some("client_secret_basic"), Some(_)) | (None, Some(_)) => ClientAuth::Basic,
+        (Some("client_secret_post"), Some(_)) => ClientAuth::Post,
+        (Some("none"), _) | (None, None) => ClientAuth::None,
+        (Some("client_secret_basic" | "client_secret_post"), None) => {
+            e.add("provider.client_secret", "is missing for the chosen client_auth: set client_secret_file or client_secret");
+            ClientAuth::None
+        }
+        (Some(other), _) => {
+            e.add(
+                "provider.client_auth",
+                format!("{other:?} is not supported: use \"client_secret_basic\", \"client_secret_post\" or \"none\""),
+            );
+            ClientAuth::None
+        }
+    };
+    let scopes = p
+        .scopes
+        .clone()
+        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        e.add("provider.scopes", "must include \"openid\"");
+    }
+    if kind == ProviderKind::Cognito && scopes.iter().any(|s| s == "groups") {
+        // Cognito answers invalid_scope; groups arrive in cognito:groups anyway.
+        e.add(
+            "provider.scopes",
+            "Cognito has no \"groups\" scope (sign-in would fail with invalid_scope); remove it: groups arrive in cognito:groups",
+        );
+    }
+    let (groups_default, user_default) = match kind {
+        ProviderKind::Cognito => ("cognito:groups", "cognito:username"),
+        ProviderKind::Oidc => ("groups", "sub"),
+    };
+    let domain = e.url("provider.domain", &p.domain);
+    let sign_out_redirect_url = e.url("provider.sign_out_redirect_url", &p.sign_out_redirect_url);
+    Some(ProviderConfig {
+        kind,
+        issuer: issuer?,
+        discovery_url: discovery_url?,
+        jwks_url: e.url("provider.jwks_url", &p.jwks_url),
+        authorization_endpoint: e.url("provider.authorization_endpoint", &p.authorization_endpoint),
+        token_endpoint: e.url("provider.token_endpoint", &p.token_endpoint),
+        userinfo_endpoint: e.url("provider.userinfo_endpoint", &p.userinfo_endpoint),
+        revocation_endpoint: e.url("provider.revocation_endpoint", &p.revocation_endpoint),
+        end_session_endpoint: e.url("provider.end_session_endpoint", &p.end_session_endpoint),
+        domain,
+        sign_out_redirect_url,
+        client_id: client_id?,
+        client_secret,
+        client_auth,
+        scopes,
+        groups_claim: p.groups_claim.clone().unwrap_or_else(|| groups_default.into()),
+        user_claim: p.user_claim.clone().unwrap_or_else(|| user_default.into()),
+        identity_provider: p.identity_provider.clone(),
+        ca_file: p.ca_file.as_ref().map(PathBuf::from),
+        timeout: e.duration("provider.timeout", &p.timeout, "10s"),
+    })
+}
+
+const MASK: &str = "***";
+
+fn dur(d: Duration) -> Option<String> {
+    Some(humantime::format_duration(d).to_string())
+}
+
+/// The validated config turned back into the file's shape, with defaults and masked secrets.
+pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
+    let s = &c.server;
+    let server = RawServer {
+        listen: Some(s.listen.to_string()),
+        public_url: s.public_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string()),
+        auth_prefix: Some(s.auth_prefix.clone()),
+        trusted_proxies: Some(s.trusted_proxies.iter().map(|n| n.to_string()).collect()),
+        allowed_redirect_hosts: Some(s.allowed_redirect_hosts.clone()),
+        sign_in_page: Some(s.sign_in_page),
+        callback_path: Some(s.callback_path.clone()),
+        header_read_timeout: dur(s.header_read_timeout),
+        drain_timeout: dur(s.drain_timeout),
+        tls: s.tls.as_ref().map(|t| RawTls {
+            cert_file: Some(t.cert_file.display().to_string()),
+            key_file: Some(t.key_file.display().to_string()),
+        }),
+    };
+    let provider = c.provider.as_ref().map(|p| {
+        let rp = raw.provider.as_ref();
+        let u = |x: &Option<Url>| x.as_ref().map(|u| u.to_string());
+        RawProvider {
+            kind: Some(match p.kind {
+                ProviderKind::Cognito => "cognito".into(),
+                ProviderKind::Oidc => "oidc".into(),
+            }),
+            region: rp.and_then(|r| r.region.clone()),
+            user_pool_id: rp.and_then(|r| r.user_pool_id.clone()),
+            domain: u(&p.domain),
+            issuer_url: Some(p.issuer.clone()),
+            discovery_url: Some(p.discovery_url.to_string()),
+            jwks_url: u(&p.jwks_url),
+            authorization_endpoint: u(&p.authorization_endpoint),
+            token_endpoint: u(&p.token_endpoint),
+            userinfo_endpoint: u(&p.userinfo_endpoint),
+            revocation_endpoint: u(&p.revocation_endpoint),
+            end_session_endpoint: u(&p.end_session_endpoint),
+            sign_out_redirect_url: u(&p.sign_out_redirect_url),
+            client_id: Some(p.client_id.clone()),
+            client_secret: rp.and_then(|r| r.client_secret.as_ref()).map(|_| MASK.into()),
+            client_secret_file: rp.and_then(|r| r.client_secret_file.clone()),
+            client_auth: Some(
+                match p.client_auth {
+                    ClientAuth::Basic => "client_secret_basic",
+                    ClientAuth::Post => "client_secret_post",
+                    ClientAuth::None => "none",
+                }
+                .into(),
+            ),
+            scopes: Some(p.scopes.clone()),
+            groups_claim: Some(p.groups_claim.clone()),
+            user_claim: Some(p.user_claim.clone()),
+            identity_provider: p.identity_provider.clone(),
+            ca_file: p.ca_file.as_ref().map(|f| f.display().to_string()),
+            timeout: dur(p.timeout),
+        }
+    });
+    let ss = &c.session;
+    let session = RawSession {
+        cookie_name: Some(ss.cookie_name.clone()),
+        secret: raw.session.secret.as_ref().map(|_| MASK.into()),
+        secret_file: raw.session.secret_file.clone(),
+        previous_secret: raw.session.previous_secret.as_ref().map(|_| MASK.into()),
+        store: Some(
+            match ss.store {
+                StoreKind::Cookie => "cookie",
+                StoreKind::Memory => "memory",
+                StoreKind::Redis => "redis",
+            }
+            .into(),
+        ),
+        redis_url: ss.redis_url.as_ref().map(|u| mask_url_password(u)),
+        redis_key_prefix: Some(ss.redis_key_prefix.clone()),
+        cache_ttl: dur(ss.cache_ttl),
+        memory_max_sessions: Some(ss.memory_max_sessions),
+        max_lifetime: dur(ss.max_lifetime),
+        refresh_interval: dur(ss.refresh_interval),
+        refresh_grace: dur(ss.refresh_grace),
+    };
+    RawConfig {
+        server,
+        provider,
+        session,
+        access: RawAccess {
+            allowed_groups: Some(c.access.allowed_groups.clone()),
+        },
+        routes: c
+            .routes
+            .iter()
+            .map(|r| RawRoute {
+                path_prefix: Some(r.path_prefix.clone()),
+                host: r.host.clone(),
+                upstream: Some(r.upstream.to_string()),
+                allowed_groups: r.allowed_groups.clone(),
+                public: Some(r.public),
+            })
+            .collect(),
+        upstream: RawUpstream {
+            connect_timeout: dur(c.upstream.connect_timeout),
+            response_timeout: dur(c.upstream.response_timeout),
+            pool_idle_timeout: dur(c.upstream.pool_idle_timeout),
+            ca_file: c.upstream.ca_file.as_ref().map(|f| f.display().to_string()),
+        },
+        headers: RawHeaders {
+            preset: Some(
+                match c.headers.preset {
+                    HeaderPreset::OAuth2Proxy => "oauth2-proxy",
+                    HeaderPreset::Alb => "alb",
+                    HeaderPreset::None => "none",
+                }
+                .into(),
+            ),
+            pass_access_token: Some(c.headers.pass_access_token),
+            pass_id_token: Some(c.headers.pass_id_token),
+            signing_key_file: c.headers.signing_key_file.as_ref().map(|f| f.display().to_string()),
+            claims: Some(
+                c.headers
+                    .claims
+                    .iter()
+                    .map(|(h, cl)| (h.to_string(), cl.clone()))
+                    .collect(),
+            ),
+        },
+        logging: RawLogging {
+            format: Some(
+                match c.logging.format {
+                    LogFormat::Json => "json",
+                    LogFormat::Pretty => "pretty",
+                }
+                .into(),
+            ),
+            level: Some(c.logging.level.clone()),
+            access_log: Some(c.logging.access_log),
+        },
+        metrics: c.metrics.as_ref().map(|m| RawMetrics {
+            listen: Some(m.listen.to_string()),
+        }),
+    }
+}
+
+fn mask_url_password(u: &str) -> String {
+    match Url::parse(u) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some(MASK));
+            url.to_string()
+        }
+        _ => u.to_string(),
+    }
+}

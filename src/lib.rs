@@ -1,0 +1,4 @@
+//! ssogate: a single sign-on gateway for Amazon Cognito and OpenID Connect providers.
+#![forbid(unsafe_code)]
+
+pub mod config;
