@@ -109,8 +109,11 @@ stop_tree() {
         ((alive)) || break
         sleep 0.1
     done
-    for p in $pids; do
-        kill -0 "$p" 2>/dev/null && { log "killing leftover pid $p"; kill -KILL "$p" 2>/dev/null || true; }
+    for p in $(tac <<<"$pids"); do # leaves first, so parents can still reap them
+        if kill -0 "$p" 2>/dev/null; then
+            log "killing leftover pid $p"
+            kill -KILL "$p" 2>/dev/null || true
+        fi
     done
     wait "$pid" 2>/dev/null || true
 }

@@ -1,0 +1,146 @@
+//! Routing and access rules: which route a request belongs to (by host and the normalised
+//! path, never the raw string or the query), what that route admits, and which redirect
+//! targets are safe. Pure functions; never does I/O.
+
+mod path;
+mod redirect;
+
+pub use path::{normalize, NormalizedPath, PathError};
+pub use redirect::safe_redirect;
+
+use crate::config::{Config, RouteConfig};
+
+/// Who a route lets through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteRule {
+    /// No sign-in; identity headers are still stripped.
+    Public,
+    /// Any signed-in user.
+    SignedIn,
+    /// Signed-in users in at least one of these groups.
+    AnyOf(Vec<String>),
+}
+
+impl RouteRule {
+    pub fn needs_sign_in(&self) -> bool {
+        !matches!(self, RouteRule::Public)
+    }
+
+    /// Whether a signed-in user with these groups may pass.
+    pub fn admits<S: AsRef<str>>(&self, groups: &[S]) -> bool {
+        match self {
+            RouteRule::Public | RouteRule::SignedIn => true,
+            RouteRule::AnyOf(allowed) => groups
+                .iter()
+                .any(|g| allowed.iter().any(|a| a == g.as_ref())),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Index of the route in the config, also the index of its upstream.
+    pub id: usize,
+    pub host: Option<String>,
+    /// Normalised at start, so it compares with normalised request paths.
+    pub path_prefix: String,
+    pub rule: RouteRule,
+    /// For logs: the prefix as written.
+    pub name: String,
+}
+
+/// All routes, searched by host then longest path prefix.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    pub fn from_config(config: &Config) -> RouteTable {
+        let routes = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(id, r)| Route::from_config(id, r, &config.access.allowed_groups))
+            .collect();
+        RouteTable { routes }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The route for a request: among routes naming this host, the longest matching prefix;
+    /// when none of them matches, the same among routes without a host.
+    pub fn lookup(&self, host: Option<&str>, match_path: &str) -> Option<&Route> {
+        let host = host.map(strip_port);
+        let best = |want_host: bool| {
+            self.routes
+                .iter()
+                .filter(|r| match (&r.host, host) {
+                    (Some(rh), Some(h)) if want_host => rh.eq_ignore_ascii_case(h),
+                    (None, _) => !want_host,
+                    _ => false,
+                })
+                .filter(|r| prefix_matches(match_path, &r.path_prefix))
+                .max_by_key(|r| r.path_prefix.len())
+        };
+        best(true).or_else(|| best(false))
+    }
+}
+
+impl Route {
+    fn from_config(id: usize, r: &RouteConfig, default_groups: &[String]) -> Route {
+        let rule = if r.public {
+            RouteRule::Public
+        } else {
+            let groups = r.allowed_groups.as_deref().unwrap_or(default_groups);
+            if groups.is_empty() {
+                RouteRule::SignedIn
+            } else {
+                RouteRule::AnyOf(groups.to_vec())
+            }
+        };
+        let path_prefix = match normalize(&r.path_prefix) {
+            Ok(p) => p.match_path().to_string(),
+            Err(_) => r.path_prefix.clone(),
+        };
+        Route {
+            id,
+            host: r.host.as_deref().map(|h| strip_port(h).to_ascii_lowercase()),
+            path_prefix,
+            rule,
+            name: match &r.host {
+                Some(h) => format!("{h}{}", r.path_prefix),
+                None => r.path_prefix.clone(),
+            },
+        }
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// Segment-aware prefix match: `/app` matches `/app` and `/app/x`, not `/apple`.
+fn prefix_matches(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    if !path.starts_with(prefix) {
+        return false;
+    }
+    prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+use super::*;
+use crate::config::{Config, ProcessSource};
+
+fn table(toml: &str) -> RouteTable {
+    RouteTable::from_config(&Config::from_toml_str(toml, &ProcessSource).unwrap())
+}
+
+const ROUTES: &str = r#"
+[provider]
+user_pool_id = "eu-central-1_AbC123xyz"
+client_id = "c"
+[session]
+secret = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+[access]
+allowed_groups = ["staff"]
+[[routes]]
+path_prefix = "/"
+upstream = "http://127.0.0.1:1"
+[[routes]]
+path_prefix = "/admin"
+upstream = "http://127.0.0.1:2"
+allowed_groups = ["admins"]
+[[routes]]
+path_prefix = "/public/"
+upstream = "http://127.0.0.1:3"
+public = true
+[[routes]]
+host = "other.example.com"
+path_prefix = "/"
+upstream = "http://127.0.0.1:4"
+"#;
+
+fn route_for(t: &RouteTable, host: Option<&str>, raw: &str) -> usize {
+    let p = normalize(raw).unwrap();
+    t.lookup(host, p.match_path()).unwrap().id
+}
+
+#[test]
+fn longest_prefix_wins_and_is_segment_aware() {
+    let t = table(ROUTES);
+    assert_eq!(route_for(&t, None, "/admin"), 1);
+    assert_eq!(route_for(&t, None, "/admin/users"), 1);
+    assert_eq!(route_for(&t, None, "/adminx"), 0);
+    assert_eq!(route_for(&t, None, "/public/a.css"), 2);
+    assert_eq!(route_for(&t, None, "/public"), 0);
+}
+
+#[test]
+fn host_routes_come_first_and_ignore_port_and_case() {
+    let t = table(ROUTES);
+    assert_eq!(route_for(&t, Some("Other.Example.com:8443"), "/admin"), 3);
+    assert_eq!(route_for(&t, Some("app.example.com"), "/admin"), 1);
+}
+
+#[test]
+fn path_tricks_cannot_escape_a_protected_route() {
+    let t = table(ROUTES);
+    for trick in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/%2E%2E/admin/",
+        "/public/..%2fadmin",
+        "/public/..%5Cadmin",
+        "/public/..\\admin",
+        "/public/..;/admin",
+        "//admin",
+        "/./admin",
+        "/public/./../admin",
+        "/%61dmin",
+        "/admin;jsessionid=1",
+        "/public/x/../../admin/y",
+    ] {
+        assert_eq!(route_for(&t, None, trick), 1, "{trick} escaped the admin route");
+    }
+}
+
+#[test]
+fn forward_path_is_normalised_but_keeps_meaning() {
+    let p = normalize("/a/./b/../c//d%7e%2f?").unwrap();
+    assert_eq!(p.forward_path(), "/a/c/d~%2F?");
+    let p = normalize("/x/..;/y").unwrap();
+    assert_eq!(p.forward_path(), "/x/..;/y");
+    assert_eq!(p.match_path(), "/y");
+    assert!(matches!(normalize("/a%zz"), Err(PathError::BadEscape)));
+    assert!(matches!(normalize("a"), Err(PathError::NotAbsolute)));
+    let clean = normalize("/app/page.html").unwrap();
+    assert!(matches!(clean.forward, std::borrow::Cow::Borrowed(_)));
+    assert_eq!(normalize("/..").unwrap().forward_path(), "/");
+    assert_eq!(normalize("/a/.").unwrap().forward_path(), "/a/");
+}
+
+#[test]
+fn rules_admit_by_any_group() {
+    let t = table(ROUTES);
+    let r = &t.routes()[1];
+    assert!(r.rule.admits(&["admins"]));
+    assert!(!r.rule.admits(&["staff"]));
+    assert!(!r.rule.admits::<&str>(&[]));
+    assert_eq!(t.routes()[0].rule, RouteRule::AnyOf(vec!["staff".into()]));
+    assert_eq!(t.routes()[2].rule, RouteRule::Public);
+}
+
+#[test]
+fn redirects_accept_same_origin_paths_and_listed_hosts() {
+    let allowed = vec!["partner.example.org".to_string(), ".example.net".to_string()];
+    let ok = |rd: &str| safe_redirect(rd, Some("app.example.com:443"), &allowed).is_some();
+    assert!(ok("/"));
+    assert!(ok("/dashboard?tab=1#x"));
+    assert!(ok("/search?q=a%20b"));
+    assert!(ok("https://app.example.com/x"));
+    assert!(ok("HTTPS://app.example.com/x"));
+    assert!(ok("https://partner.example.org/"));
+    assert!(ok("https://a.example.net/"));
+    assert!(ok("https://example.net"));
+}
+
+#[test]
+fn redirect_tricks_are_refused() {
+    let allowed = vec!["partner.example.org".to_string()];
+    for trick in [
+        "//evil.com",
+        "/\\evil.com",
+        "\\/evil.com",
+        "https:evil.com",
+        "https:/evil.com",
+        "/%2F%2Fevil.com",
+        "/%2f/evil.com",
+        "/%5Cevil.com",
+        "/\tevil",
+        "/\t/evil.com",
+        "/\n/evil.com",
+        "/%09/evil.com",
+        "/%0d%0a/evil.com",
+        "/%00",
+        "https://evil.com",
+        "https://app.example.com@evil.com/",
+        "https://user:pw@app.example.com/",
+        "https://evil.com#@app.example.com",
+        "https://app.example.com.evil.com/",
+        "https://evilpartner.example.org/",
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "data:text/html,x",
+        "ftp://app.example.com/",
+        "https://аpp.example.com/",
+        "/\u{ff0f}evil.com",
+        "evil.com",
+        "",
+        "https://app.example.com:evil/",
+    ] {
+        assert!(
+            safe_redirect(trick, Some("app.example.com"), &allowed).is_none(),
+            "{trick:?} was accepted"
+        );
+    }
+}

@@ -1,0 +1,485 @@
+// A test identity provider that looks like an Amazon Cognito user pool, built on
+// oidc-provider (OpenID Certified). Test-only: in-memory state, fixed users, one password.
+//
+//   node tests/support/idp.mjs [--port N] [--pool ID] [--redirect-uri URL]... [--logout-uri URL]...
+//                              [--id-token-ttl S] [--access-token-ttl S]
+//
+// Prints exactly one JSON line to stdout when listening: {"port":N,"issuer":"http://127.0.0.1:N/<pool>"}.
+// Everything else (oidc-provider warnings, errors) goes to stderr. See README.md for the control API.
+
+import * as crypto from 'node:crypto';
+import * as http from 'node:http';
+import { parseArgs } from 'node:util';
+
+import Provider from 'oidc-provider';
+
+// ---------------------------------------------------------------- command line
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string', default: '0' },
+    pool: { type: 'string', default: 'eu-central-1_TestPool1' },
+    'redirect-uri': { type: 'string', multiple: true, default: [] },
+    'logout-uri': { type: 'string', multiple: true, default: [] },
+    'id-token-ttl': { type: 'string', default: '3600' },
+    'access-token-ttl': { type: 'string', default: '3600' },
+  },
+  strict: true,
+});
+
+const positiveInt = (name) => {
+  const n = Number(args[name]);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer`);
+  return n;
+};
+const PORT = Number(args.port);
+const POOL = args.pool;
+const MOUNT = `/${POOL}`;
+// oidc-provider refuses clients without redirect URIs; the placeholder only matters if none is given.
+const REDIRECT_URIS = args['redirect-uri'].length ? args['redirect-uri'] : ['http://127.0.0.1/callback'];
+const LOGOUT_URIS = args['logout-uri'];
+const ID_TOKEN_TTL = positiveInt('id-token-ttl');
+const ACCESS_TOKEN_TTL = positiveInt('access-token-ttl');
+
+const log = (...a) => console.error('[idp]', ...a); // stdout is reserved for the one JSON line
+
+// ---------------------------------------------------------------- users
+
+const PASSWORD = 'Passw0rd!';
+const initialUsers = () => new Map([
+  ['alice', { sub: '11111111-1111-4111-8111-111111111111', email: 'alice@example.com', email_verified: true, groups: ['admins', 'staff'], enabled: true }],
+  // Cognito sometimes sends email_verified as the string "true": keep bob that way on purpose.
+  ['bob', { sub: '22222222-2222-4222-8222-222222222222', email: 'bob@example.com', email_verified: 'true', groups: ['staff'], enabled: true }],
+  ['carol', { sub: '33333333-3333-4333-8333-333333333333', email: 'carol@example.com', email_verified: false, groups: [], enabled: true }],
+]);
+let users = initialUsers();
+
+const userBySub = (sub) => [...users].find(([, u]) => u.sub === sub);
+
+// oidc-provider's account lookup. Returning undefined for a disabled or deleted user is what
+// makes a refresh grant fail with invalid_grant ("referenced account not found"), as in Cognito.
+async function findAccount(_ctx, sub) {
+  const found = userBySub(sub);
+  if (!found || !found[1].enabled) return undefined;
+  const [username] = found;
+  return {
+    accountId: sub,
+    // Read the user record at token time, so refreshed ID tokens carry the CURRENT groups.
+    async claims(use) {
+      const u = users.get(username);
+      const claims = { sub, email: u.email, email_verified: u.email_verified };
+      if (use === 'id_token') {
+        claims.token_use = 'id';
+        claims['cognito:username'] = username;
+        // Cognito leaves the claim out entirely when the user is in no group.
+        if (u.groups.length) claims['cognito:groups'] = [...u.groups];
+      } else {
+        claims.username = username; // Cognito's userInfo answer has "username"
+      }
+      return claims;
+    },
+  };
+}
+
+// ---------------------------------------------------------------- stats
+
+const zeroStats = () => ({
+  token_requests: 0, authorization_code_grants: 0, refresh_grants: 0, refresh_failures: 0,
+  revocations: 0, logouts: 0, userinfo_requests: 0,
+});
+let stats = zeroStats();
+
+// ---------------------------------------------------------------- storage shared by all Provider instances
+
+// Key rotation rebuilds the Provider (its keystore is fixed at construction), so sessions,
+// grants, codes and refresh tokens live here, outside any one instance, and survive the swap.
+// A plain Map rather than oidc-provider's LRU memory adapter, which would evict under load.
+const store = new Map(); // "Model:id" -> { payload, expiresAt }
+const grantMembers = new Map(); // grantId -> Set of store keys
+const sessionUids = new Map(); // session uid -> session id
+
+class SharedAdapter {
+  constructor(model) { this.model = model; }
+
+  key(id) { return `${this.model}:${id}`; }
+
+  async upsert(id, payload, expiresIn) {
+    const key = this.key(id);
+    store.set(key, { payload: structuredClone(payload), expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : Infinity });
+    if (payload.grantId) {
+      if (!grantMembers.has(payload.grantId)) grantMembers.set(payload.grantId, new Set());
+      grantMembers.get(payload.grantId).add(key);
+    }
+    if (this.model === 'Session' && payload.uid) sessionUids.set(payload.uid, id);
+  }
+
+  async find(id) {
+    const key = this.key(id);
+    const entry = store.get(key);
+    if (!entry) return undefined;
+    if (entry.expiresAt <= Date.now()) {
+      store.delete(key);
+      return undefined;
+    }
+    return structuredClone(entry.payload);
+  }
+
+  async findByUid(uid) {
+    const id = sessionUids.get(uid);
+    return id === undefined ? undefined : this.find(id);
+  }
+
+  async findByUserCode() { return undefined; } // device flow is off
+
+  async consume(id) {
+    const entry = store.get(this.key(id));
+    if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) { store.delete(this.key(id)); }
+
+  async revokeByGrantId(grantId) {
+    for (const key of grantMembers.get(grantId) ?? []) store.delete(key);
+    grantMembers.delete(grantId);
+  }
+}
+
+// ---------------------------------------------------------------- signing keys
+
+// keys[0] signs; older keys stay published (unless dropped) so already-issued tokens verify.
+let keys = [];
+let signingKeyHidden = false;
+
+function newSigningKey() {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  // Cognito kids look like base64 of a hash ("abc...xyz="); imitate that, padding included.
+  const kid = crypto.createHash('sha256').update(jwk.n).update(crypto.randomBytes(8)).digest('base64');
+  return { ...jwk, kid, alg: 'RS256', use: 'sig' };
+}
+
+const publicJwk = ({ kty, e, n, kid, alg, use }) => ({ alg, e, kid, kty, n, use });
+
+function servedJwks() {
+  const published = signingKeyHidden ? keys.slice(1) : keys;
+  return { keys: published.map(publicJwk) };
+}
+
+// ---------------------------------------------------------------- oidc-provider
+
+const COOKIE_KEYS = [crypto.randomBytes(32).toString('base64url')]; // shared so cookies survive a swap
+
+const clients = ['basic', 'post'].map((kind) => ({
+  client_id: `${kind}-client`,
+  client_secret: `${kind}-secret`,
+  token_endpoint_auth_method: `client_secret_${kind}`,
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+  redirect_uris: REDIRECT_URIS,
+  post_logout_redirect_uris: LOGOUT_URIS,
+  require_auth_time: true, // puts auth_time into every ID token, as Cognito does
+}));
+
+let issuer; // known once the port is
+let current; // { provider, handle } currently serving requests
+
+function buildProvider() {
+  const provider = new Provider(issuer, {
+    adapter: SharedAdapter,
+    clients,
+    // Signing keys: the current one first. Older ones are marked verify-only so they can
+    // never be picked for signing whatever oidc-provider's key ordering does.
+    jwks: { keys: keys.map((k, i) => (i === 0 ? k : { ...k, key_ops: ['verify'] })) },
+    cookies: { keys: COOKIE_KEYS },
+    findAccount,
+    // Cognito-shaped claims. All ID-token claims are put in the ID token itself
+    // (conformIdTokenClaims: false), not only in userinfo.
+    conformIdTokenClaims: false,
+    claims: {
+      openid: ['sub', 'token_use', 'cognito:username', 'cognito:groups', 'username'],
+      email: ['email', 'email_verified'],
+      phone: ['phone_number', 'phone_number_verified'],
+      profile: ['name', 'given_name', 'family_name', 'preferred_username', 'updated_at'],
+    },
+    scopes: ['openid', 'email', 'phone', 'profile', 'aws.cognito.signin.user.admin'],
+    responseTypes: ['code'],
+    pkce: { required: () => true }, // oidc-provider 9 only knows S256
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post'], // what Cognito offers
+    enabledJWA: { idTokenSigningAlgValues: ['RS256'] },
+    // Cognito always issues a refresh token on the code grant (no offline_access needed),
+    // does not rotate it, and it outlives the hosted-UI session.
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken: false,
+    expiresWithSession: async () => false,
+    ttl: {
+      AccessToken: ACCESS_TOKEN_TTL,
+      IdToken: ID_TOKEN_TTL,
+      AuthorizationCode: 300, // Cognito: 5 minutes
+      RefreshToken: 30 * 24 * 3600, // Cognito's default
+      Grant: 30 * 24 * 3600,
+      Session: 3600, // Cognito's hosted-UI cookie lasts 1 hour
+      Interaction: 3600,
+    },
+    routes: {
+      authorization: '/oauth2/authorize',
+      token: '/oauth2/token',
+      userinfo: '/oauth2/userInfo',
+      revocation: '/oauth2/revoke',
+      jwks: '/.well-known/jwks.json', // answered below from `keys`, so keys can be hidden
+      end_session: '/oidc/logout', // the standard one; Cognito's /logout is handled below
+    },
+    interactions: { url: (_ctx, interaction) => `${MOUNT}/login/${interaction.uid}` },
+    features: {
+      devInteractions: { enabled: false }, // our own login page below
+      revocation: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
+      userinfo: { enabled: true },
+      dPoP: { enabled: false },
+      pushedAuthorizationRequests: { enabled: false },
+      resourceIndicators: { enabled: false }, // access tokens stay opaque, usable at userInfo
+    },
+    renderError: async (ctx, out) => {
+      ctx.type = 'text';
+      ctx.body = `${out.error}: ${out.error_description ?? ''}\n`;
+    },
+  });
+
+  provider.on('server_error', (_ctx, err) => log('server_error', err));
+
+  // Runs before oidc-provider's own routing; ctx.path is relative to /<pool>.
+  provider.use(async (ctx, next) => {
+    const login = ctx.path.match(/^\/login\/([\w-]+)$/);
+    if (login) return loginPage(ctx, provider, login[1]);
+    if (ctx.path === '/logout') return cognitoLogout(ctx, provider);
+    if (ctx.path === '/.well-known/jwks.json' && ctx.method === 'GET') {
+      ctx.body = servedJwks();
+      return undefined;
+    }
+    if (ctx.path === '/oauth2/userInfo') stats.userinfo_requests += 1;
+    if (ctx.path === '/oauth2/revoke' && ctx.method === 'POST') stats.revocations += 1;
+    const isToken = ctx.path === '/oauth2/token' && ctx.method === 'POST';
+    if (isToken) stats.token_requests += 1;
+
+    await next();
+
+    if (!isToken) return undefined;
+    const grantType = ctx.oidc?.body?.grant_type;
+    if (grantType === 'authorization_code') stats.authorization_code_grants += 1;
+    if (grantType === 'refresh_token') {
+      stats.refresh_grants += 1;
+      if (ctx.status >= 400) stats.refresh_failures += 1;
+      // oidc-provider echoes the unrotated refresh token back; Cognito sends none.
+      if (ctx.body && typeof ctx.body === 'object') delete ctx.body.refresh_token;
+    }
+    return undefined;
+  });
+
+  return { provider, handle: provider.callback() };
+}
+
+// ---------------------------------------------------------------- login page (interactions)
+
+const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function loginForm(ctx, action, { username = '', error } = {}) {
+  ctx.status = 200;
+  ctx.type = 'html';
+  ctx.body = `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Sign in</title></head>
+<body>
+<h1>Sign in to ${escapeHtml(POOL)}</h1>
+${error ? `<p class="error" id="error">${escapeHtml(error)}</p>` : ''}
+<form method="post" action="${escapeHtml(action)}">
+  <label>Username <input type="text" name="username" value="${escapeHtml(username)}" autofocus></label>
+  <label>Password <input type="password" name="password"></label>
+  <button type="submit" name="signIn">Sign in</button>
+</form>
+</body></html>
+`;
+}
+
+async function readForm(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+// Consent is never shown: the requested OIDC scopes are granted as they are.
+async function grantAll(provider, details, accountId) {
+  let grant = details.grantId ? await provider.Grant.find(details.grantId) : undefined;
+  if (!grant || grant.accountId !== accountId) {
+    grant = new provider.Grant({ accountId, clientId: details.params.client_id });
+  }
+  grant.addOIDCScope(details.params.scope);
+  return grant.save();
+}
+
+async function loginPage(ctx, provider, uid) {
+  ctx.set('Cache-Control', 'no-store');
+  let details;
+  try {
+    details = await provider.interactionDetails(ctx.req, ctx.res);
+  } catch (err) {
+    ctx.status = 400;
+    ctx.type = 'text';
+    ctx.body = `login session not found or expired (${err.message}); start again at the authorize endpoint\n`;
+    return;
+  }
+  if (details.uid !== uid) {
+    ctx.status = 400;
+    ctx.type = 'text';
+    ctx.body = 'login session does not match this page\n';
+    return;
+  }
+  const action = `${MOUNT}/login/${uid}`; // absolute path: works whatever the client's base URL handling
+  const finish = async (result) => {
+    const returnTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+    ctx.status = 303;
+    ctx.redirect(returnTo);
+  };
+
+  // Already signed in (hosted-UI session), only consent missing: grant it silently.
+  if (details.prompt.name === 'consent') {
+    const accountId = details.session.accountId;
+    return finish({ consent: { grantId: await grantAll(provider, details, accountId) } });
+  }
+
+  if (ctx.method === 'GET') return loginForm(ctx, action);
+  if (ctx.method !== 'POST') {
+    ctx.status = 405;
+    return undefined;
+  }
+
+  const form = await readForm(ctx.req);
+  const username = form.get('username') ?? '';
+  const user = users.get(username);
+  if (!user || form.get('password') !== PASSWORD) {
+    return loginForm(ctx, action, { username, error: 'Incorrect username or password.' });
+  }
+  if (!user.enabled) return loginForm(ctx, action, { username, error: 'User is disabled.' });
+
+  const grantId = await grantAll(provider, details, user.sub);
+  return finish({ login: { accountId: user.sub }, consent: { grantId } });
+}
+
+// ---------------------------------------------------------------- Cognito-style /logout
+
+async function cognitoLogout(ctx, provider) {
+  stats.logouts += 1;
+  ctx.set('Cache-Control', 'no-store');
+  const clientId = typeof ctx.query.client_id === 'string' ? ctx.query.client_id : '';
+  const logoutUri = typeof ctx.query.logout_uri === 'string' ? ctx.query.logout_uri : '';
+  const client = clientId ? await provider.Client.find(clientId) : undefined;
+  if (ctx.method !== 'GET' || !client || !LOGOUT_URIS.includes(logoutUri)) {
+    ctx.status = 400;
+    ctx.type = 'text';
+    ctx.body = !client ? 'invalid_request: unknown client_id\n' : 'invalid_request: logout_uri is not an allowed sign-out URL\n';
+    return;
+  }
+  // End the browser session so the next authorize shows the login form again.
+  // Refresh tokens are not revoked (they were issued with expiresWithSession = false).
+  const session = await provider.Session.get(ctx);
+  await session.destroy();
+  ctx.cookies.set(provider.cookieName('session'), null);
+  ctx.redirect(logoutUri); // 302
+}
+
+// ---------------------------------------------------------------- test control API
+
+function json(res, status, body) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
+  res.end(text);
+}
+
+async function control(req, res, url) {
+  const route = `${req.method} ${url.pathname}`;
+  if (route === 'GET /__test/stats') return json(res, 200, stats);
+  if (route === 'POST /__test/reset-stats') {
+    stats = zeroStats();
+    return json(res, 200, stats);
+  }
+  if (route === 'POST /__test/reset-users') {
+    users = initialUsers();
+    return json(res, 200, { ok: true });
+  }
+  if (route === 'POST /__test/rotate-keys') {
+    const dropOld = ['1', 'true'].includes(url.searchParams.get('drop_old'));
+    keys = [newSigningKey(), ...(dropOld ? [] : keys)];
+    current = buildProvider(); // new keystore; state lives in the shared adapter
+    return json(res, 200, { kid: keys[0].kid, kids: keys.map((k) => k.kid) });
+  }
+  if (route === 'POST /__test/hide-signing-key' || route === 'POST /__test/show-signing-key') {
+    signingKeyHidden = route.endsWith('hide-signing-key');
+    return json(res, 200, { hidden: signingKeyHidden, kid: keys[0].kid });
+  }
+  const userRoute = url.pathname.match(/^\/__test\/users\/([^/]+)\/(groups|disable|enable|delete)$/);
+  if (userRoute && req.method === 'POST') {
+    const [, name, action] = userRoute;
+    const user = users.get(decodeURIComponent(name));
+    if (!user) return json(res, 404, { error: `unknown user ${name}` });
+    if (action === 'groups') {
+      let groups;
+      try {
+        const chunks = [];
+        for await (const chunk of req) chunks.push(chunk);
+        groups = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        groups = null;
+      }
+      if (!Array.isArray(groups) || !groups.every((g) => typeof g === 'string')) {
+        return json(res, 400, { error: 'body must be a JSON array of group names' });
+      }
+      user.groups = groups;
+    } else if (action === 'delete') {
+      users.delete(decodeURIComponent(name));
+      return json(res, 200, { deleted: name });
+    } else {
+      user.enabled = action === 'enable';
+    }
+    return json(res, 200, { username: name, ...user });
+  }
+  return json(res, 404, { error: `no such control route: ${route}` });
+}
+
+// ---------------------------------------------------------------- HTTP server
+
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, 'http://127.0.0.1');
+  if (url.pathname.startsWith('/__test/')) {
+    control(req, res, url).catch((err) => {
+      log('control error', err);
+      if (!res.headersSent) json(res, 500, { error: String(err) });
+    });
+    return;
+  }
+  if (url.pathname === MOUNT || url.pathname.startsWith(`${MOUNT}/`)) {
+    // Mount the provider under /<pool> the way express/koa-mount do: oidc-provider derives
+    // the mount path from req.originalUrl minus req.url when it builds its own URLs.
+    req.originalUrl = req.url;
+    req.url = req.url.slice(MOUNT.length) || '/';
+    current.handle(req, res);
+    return;
+  }
+  res.writeHead(404, { 'Content-Type': 'text/plain' });
+  res.end('not found\n');
+});
+
+server.listen(PORT, '127.0.0.1', () => {
+  const { port } = server.address();
+  issuer = `http://127.0.0.1:${port}${MOUNT}`;
+  keys = [newSigningKey()];
+  current = buildProvider();
+  // The one and only stdout line; stdout to a pipe is synchronous on Linux, so it is flushed.
+  process.stdout.write(`${JSON.stringify({ port, issuer })}\n`);
+  log(`listening, issuer ${issuer}`);
+});
+
+function shutdown(signal) {
+  log(`${signal}: shutting down`);
+  server.close(() => process.exit(0));
+  server.closeAllConnections(); // keep-alive clients must not hold the exit
+  setTimeout(() => process.exit(0), 2000).unref();
+}
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
