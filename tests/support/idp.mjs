@@ -246,6 +246,16 @@ function buildProvider() {
 
   provider.on('server_error', (_ctx, err) => log('server_error', err));
 
+  // Cognito puts at_hash in ID tokens from the token endpoint too; oidc-provider only does so
+  // for implicit/hybrid responses. An opaque access token's value is its jti; IdToken hashes
+  // at_hash (left half of SHA-256, base64url) itself when signing.
+  const { issue } = provider.IdToken.prototype;
+  provider.IdToken.prototype.issue = function issueWithAtHash(options) {
+    const at = this.ctx?.oidc?.entities?.AccessToken;
+    if (options?.use === 'idtoken' && at?.jti && this.extra.at_hash === undefined) this.set('at_hash', at.jti);
+    return issue.call(this, options);
+  };
+
   // Runs before oidc-provider's own routing; ctx.path is relative to /<pool>.
   provider.use(async (ctx, next) => {
     const login = ctx.path.match(/^\/login\/([\w-]+)$/);

@@ -1,0 +1,229 @@
+//! The signed-in person, and the headers that carry them upstream.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{HeaderPreset, HeadersConfig};
+
+/// A verified person, as the provider described them at sign-in or last refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub sub: String,
+    /// The `user_claim` (Cognito: `cognito:username`), `sub` when absent.
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    /// From `groups_claim`; an absent claim means no groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Claims named in `[headers.claims]`, as strings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mapped: BTreeMap<String, String>,
+}
+
+/// Signs the `alb` preset's `x-amzn-oidc-data` assertion (ES256) and publishes its key.
+pub struct AssertionSigner {
+    key: EcdsaKeyPair,
+    kid: String,
+    rng: SystemRandom,
+    issuer: String,
+    client_id: String,
+}
+
+impl std::fmt::Debug for AssertionSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssertionSigner").field("kid", &self.kid).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    #[error("headers.signing_key_file: {0}: use a PKCS#8 P-256 key (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)")]
+    BadKey(String),
+}
+
+impl AssertionSigner {
+    /// From a PKCS#8 PEM or DER P-256 key, or a fresh key when `pkcs8` is `None`.
+    pub fn new(pkcs8: Option<&[u8]>, issuer: &str, client_id: &str) -> Result<Self, SignerError> {
+        let rng = SystemRandom::new();
+        let der = match pkcs8 {
+            Some(bytes) => pem_to_der(bytes).map_err(SignerError::BadKey)?,
+            None => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| SignerError::BadKey("cannot generate a key".into()))?
+                .as_ref()
+                .to_vec(),
+        };
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
+            .map_err(|e| SignerError::BadKey(e.to_string()))?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, key.public_key().as_ref());
+        let kid = B64.encode(&digest.as_ref()[..12]);
+        Ok(AssertionSigner {
+            key,
+            kid,
+            rng,
+            issuer: issuer.to_string(),
+            client_id: client_id.to_string(),
+        })
+    }
+
+    /// The JWKS document served at `{auth_prefix}/jwks.json`.
+    pub fn jwks_json(&self) -> String {
+        let point = self.key.public_key().as_ref(); // 0x04 || x || y
+        serde_json::json!({
+            "keys": [{
+                "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
+                "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
+            }]
+        })
+        .to_string()
+    }
+
+    fn sign(&self, principal: &Principal, exp: u64) -> Option<String> {
+        let header = serde_json::json!({
+            "typ": "JWT", "alg": "ES256", "kid": self.kid,
+            "iss": self.issuer, "client": self.client_id, "exp": exp,
+        });
+        let mut claims = serde_json::json!({
+            "sub": principal.sub, "username": principal.user, "exp": exp, "iss": self.issuer,
+        });
+        if let Some(email) = &principal.email {
+            claims["email"] = email.clone().into();
+        }
+        if let Some(v) = principal.email_verified {
+            claims["email_verified"] = v.into();
+        }
+        if !principal.groups.is_empty() {
+            claims["cognito:groups"] = principal.groups.clone().into();
+        }
+        let signing_input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let sig = self.key.sign(&self.rng, signing_input.as_bytes()).ok()?;
+        Some(format!("{signing_input}.{}", B64.encode(sig.as_ref())))
+    }
+}
+
+fn pem_to_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let text = String::from_utf8_lossy(bytes);
+    if !text.contains("-----BEGIN") {
+        return Ok(bytes.to_vec());
+    }
+    if text.contains("EC PRIVATE KEY") {
+        return Err("this is a SEC1 key; convert it with `openssl pkcs8 -topk8 -nocrypt`".into());
+    }
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("");
+    base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map_err(|e| format!("the PEM is not base64 ({e})"))
+}
+
+/// What the upstream is told about the person, built once per session.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityHeaders {
+    /// Headers for proxied requests.
+    pub upstream: Vec<(HeaderName, HeaderValue)>,
+    /// Headers for forward-auth answers (`X-Auth-Request-*`).
+    pub auth_request: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Tokens a header may carry.
+pub struct TokensForHeaders<'a> {
+    pub access_token: Option<&'a str>,
+    pub id_token: Option<&'a str>,
+    /// Unix seconds at which the assertion expires.
+    pub expires_at: u64,
+}
+
+impl IdentityHeaders {
+    pub fn build(
+        principal: &Principal,
+        tokens: TokensForHeaders<'_>,
+        config: &HeadersConfig,
+        signer: Option<&AssertionSigner>,
+    ) -> IdentityHeaders {
+        let mut out = IdentityHeaders::default();
+        let groups = principal.groups.join(",");
+        let preferred = principal
+            .preferred_username
+            .as_deref()
+            .unwrap_or(&principal.user);
+        let push = |list: &mut Vec<(HeaderName, HeaderValue)>, name: &'static str, value: &str| {
+            // A claim with control characters is left out rather than forwarded broken.
+            if let Ok(v) = HeaderValue::from_str(value) {
+                list.push((HeaderName::from_static(name), v));
+            }
+        };
+        match config.preset {
+            HeaderPreset::OAuth2Proxy => {
+                push(&mut out.upstream, "x-forwarded-user", &principal.user);
+                if let Some(email) = &principal.email {
+                    push(&mut out.upstream, "x-forwarded-email", email);
+                }
+                push(&mut out.upstream, "x-forwarded-groups", &groups);
+                push(&mut out.upstream, "x-forwarded-preferred-username", preferred);
+                if config.pass_access_token {
+                    if let Some(t) = tokens.access_token {
+                        push(&mut out.upstream, "x-forwarded-access-token", t);
+                    }
+                }
+            }
+            HeaderPreset::Alb => {
+                push(&mut out.upstream, "x-amzn-oidc-identity", &principal.sub);
+                if let Some(t) = tokens.access_token {
+                    push(&mut out.upstream, "x-amzn-oidc-accesstoken", t);
+                }
+                if let Some(jwt) = signer.and_then(|s| s.sign(principal, tokens.expires_at)) {
+                    push(&mut out.upstream, "x-amzn-oidc-data", &jwt);
+                }
+            }
+            HeaderPreset::None => {}
+        }
+        if config.pass_id_token {
+            if let Some(t) = tokens.id_token {
+                if let Ok(v) = HeaderValue::from_str(&format!("Bearer {t}")) {
+                    out.upstream.push((AUTHORIZATION, v));
+                }
+            }
+        }
+        for (header, claim) in &config.claims {
+            if let Some(v) = principal.mapped.get(claim).and_then(|v| HeaderValue::from_str(v).ok()) {
+                out.upstream.push((header.clone(), v.clone()));
+                out.auth_request.push((header.clone(), v));
+            }
+        }
+        push(&mut out.auth_request, "x-auth-request-user", &principal.user);
+        if let Some(email) = &principal.email {
+            push(&mut out.auth_request, "x-auth-request-email", email);
+        }
+        push(&mut out.auth_request, "x-auth-request-groups", &groups);
+        push(&mut out.auth_request, "x-auth-request-preferred-username", preferred);
+        if config.pass_access_token {
+            if let Some(t) = tokens.access_token {
+                push(&mut out.auth_request, "x-auth-request-access-token", t);
+            }
+        }
+        out
+    }
+
+    pub fn apply(list: &[(HeaderName, HeaderValue)], headers: &mut HeaderMap) {
+        for (name, value) in list {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}

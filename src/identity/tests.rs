@@ -1,0 +1,128 @@
+use http::header::{HeaderMap, HeaderValue, COOKIE};
+
+use super::*;
+use crate::config::{Config, ProcessSource};
+
+fn filter() -> InboundFilter {
+    let config = Config::from_toml_str(
+        "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n[headers.claims]\n\"X-Department\" = \"custom:department\"\n",
+        &ProcessSource,
+    )
+    .unwrap();
+    InboundFilter::from_config(&config)
+}
+
+#[test]
+fn spoofed_identity_headers_go_in_every_spelling() {
+    let mut h = HeaderMap::new();
+    for name in [
+        "x-forwarded-user",
+        "X-FORWARDED-EMAIL",
+        "x_forwarded_groups",
+        "X_Forwarded-Preferred_Username",
+        "x-amzn-oidc-data",
+        "x_amzn_oidc_identity",
+        "x-auth-request-user",
+        "x-department",
+        "X_DEPARTMENT",
+    ] {
+        h.append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_static("mallory"),
+        );
+    }
+    h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+    h.insert("accept", HeaderValue::from_static("*/*"));
+    filter().strip_identity_headers(&mut h);
+    let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+    left.sort();
+    assert_eq!(left, vec!["accept", "x-forwarded-for"]);
+}
+
+#[test]
+fn gateway_cookies_never_reach_the_upstream() {
+    let mut h = HeaderMap::new();
+    h.append(COOKIE, HeaderValue::from_static("a=1; _ssogate=xyz; _ssogate_1=more"));
+    h.append(COOKIE, HeaderValue::from_static("_ssogate_state_abc=s; b=2; _ssogatex=keep"));
+    filter().strip_gateway_cookies(&mut h);
+    assert_eq!(h.get(COOKIE).unwrap(), "a=1; b=2; _ssogatex=keep");
+    let mut only_ours = HeaderMap::new();
+    only_ours.insert(COOKIE, HeaderValue::from_static("_ssogate=xyz"));
+    filter().strip_gateway_cookies(&mut only_ours);
+    assert!(only_ours.get(COOKIE).is_none());
+}
+
+fn alice() -> Principal {
+    Principal {
+        sub: "11111111-1111-4111-8111-111111111111".into(),
+        user: "alice".into(),
+        email: Some("alice@example.com".into()),
+        email_verified: Some(true),
+        preferred_username: None,
+        groups: vec!["admins".into(), "staff".into()],
+        mapped: [("custom:department".to_string(), "R&D".to_string())].into(),
+    }
+}
+
+fn headers_config(toml: &str) -> crate::config::HeadersConfig {
+    Config::from_toml_str(
+        &format!("[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n{toml}"),
+        &ProcessSource,
+    )
+    .unwrap()
+    .headers
+}
+
+#[test]
+fn oauth2_proxy_preset_names_the_person() {
+    let config = headers_config("[headers]\npass_id_token = true\n[headers.claims]\n\"X-Department\" = \"custom:department\"\n");
+    let tokens = TokensForHeaders {
+        access_token: Some("at"),
+        id_token: Some("idt"),
+        expires_at: 0,
+    };
+    let h = IdentityHeaders::build(&alice(), tokens, &config, None);
+    let mut map = HeaderMap::new();
+    IdentityHeaders::apply(&h.upstream, &mut map);
+    assert_eq!(map["x-forwarded-user"], "alice");
+    assert_eq!(map["x-forwarded-email"], "alice@example.com");
+    assert_eq!(map["x-forwarded-groups"], "admins,staff");
+    assert_eq!(map["x-forwarded-preferred-username"], "alice");
+    assert_eq!(map["authorization"], "Bearer idt");
+    assert_eq!(map["x-department"], "R&D");
+    assert!(map.get("x-forwarded-access-token").is_none());
+    let mut fa = HeaderMap::new();
+    IdentityHeaders::apply(&h.auth_request, &mut fa);
+    assert_eq!(fa["x-auth-request-groups"], "admins,staff");
+}
+
+#[test]
+fn alb_preset_signs_a_verifiable_assertion() {
+    let config = headers_config("[headers]\npreset = \"alb\"\n");
+    let signer = AssertionSigner::new(None, "https://issuer", "client").unwrap();
+    let tokens = TokensForHeaders {
+        access_token: Some("at"),
+        id_token: None,
+        expires_at: 4_000_000_000,
+    };
+    let h = IdentityHeaders::build(&alice(), tokens, &config, Some(&signer));
+    let mut map = HeaderMap::new();
+    IdentityHeaders::apply(&h.upstream, &mut map);
+    assert_eq!(map["x-amzn-oidc-identity"], alice().sub.as_str());
+    assert_eq!(map["x-amzn-oidc-accesstoken"], "at");
+    let jwt = map["x-amzn-oidc-data"].to_str().unwrap();
+    let (input, sig) = jwt.rsplit_once('.').unwrap();
+    let jwks: serde_json::Value = serde_json::from_str(&signer.jwks_json()).unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let k = &jwks["keys"][0];
+    let mut point = vec![4u8];
+    point.extend(b64.decode(k["x"].as_str().unwrap()).unwrap());
+    point.extend(b64.decode(k["y"].as_str().unwrap()).unwrap());
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
+        .verify(input.as_bytes(), &b64.decode(sig).unwrap())
+        .expect("assertion verifies with the published key");
+    let payload: serde_json::Value =
+        serde_json::from_slice(&b64.decode(input.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(payload["email"], "alice@example.com");
+}
