@@ -2,5 +2,10 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod policy;
+pub mod demo;
 pub mod identity;
+pub mod policy;
+pub mod proxy;
+pub mod server;
+pub mod telemetry;
+pub mod tls;

@@ -1,1 +1,94 @@
-fn main() {}
+//! The `ssogate` command: `serve`, `check-config`, `demo`.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ssogate::config::{Config, ProcessSource};
+
+#[derive(Parser)]
+#[command(
+    name = "ssogate",
+    version,
+    about = "Single sign-on gateway for Amazon Cognito and OpenID Connect"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The TOML config file.
+        #[arg(long, short, env = "SSOGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Load and validate the config, print it with secrets masked (exit 2 when invalid).
+    CheckConfig {
+        #[arg(long, short, env = "SSOGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// The whole sign-in flow on this machine: gateway, a Cognito-like test provider and an
+    /// echo app, all on loopback.
+    Demo(ssogate::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    // One crypto provider for the whole process, before anything touches TLS.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match Config::load(&config, &ProcessSource) {
+            Ok(c) => {
+                println!("# {}: valid\n{}", config.display(), c.effective_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{}: {e}", config.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config } => {
+            let loaded = match Config::load(&config, &ProcessSource) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let _guard = ssogate::telemetry::init(&loaded.logging);
+            run(async move {
+                ssogate::server::run(loaded)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+        }
+        Command::Demo(args) => {
+            run(async move { ssogate::demo::run(args).await.map_err(anyhow::Error::from) })
+        }
+    }
+}
+
+fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "ssogate stopped");
+            eprintln!("ssogate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

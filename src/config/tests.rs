@@ -137,9 +137,10 @@ fn environment_overrides_the_file() {
 #[test]
 fn secrets_come_from_files_and_never_print() {
     let mut source = FakeSource::default();
-    source
-        .files
-        .insert("/run/secrets/cookie".into(), format!("{SECRET}\n").into_bytes());
+    source.files.insert(
+        "/run/secrets/cookie".into(),
+        format!("{SECRET}\n").into_bytes(),
+    );
     let toml = protected("").replace(
         &format!("secret = \"{SECRET}\""),
         "secret_file = \"/run/secrets/cookie\"",
@@ -154,23 +155,32 @@ fn secrets_come_from_files_and_never_print() {
 
 #[test]
 fn a_missing_secret_file_names_the_key() {
-    let toml = protected("").replace(
-        &format!("secret = \"{SECRET}\""),
-        "secret_file = \"/nope\"",
-    );
+    let toml = protected("").replace(&format!("secret = \"{SECRET}\""), "secret_file = \"/nope\"");
     let errs = errors_of(&toml, &FakeSource::default()).join("\n");
-    assert!(errs.contains("session.secret_file: cannot read /nope"), "{errs}");
+    assert!(
+        errs.contains("session.secret_file: cannot read /nope"),
+        "{errs}"
+    );
 }
 
 #[test]
 fn a_public_route_with_groups_is_refused() {
-    let errs = errors_of(&protected("public = true\nallowed_groups = [\"a\"]"), &FakeSource::default());
-    assert!(errs.iter().any(|e| e.contains("routes[0].allowed_groups")), "{errs:?}");
+    let errs = errors_of(
+        &protected("public = true\nallowed_groups = [\"a\"]"),
+        &FakeSource::default(),
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("routes[0].allowed_groups")),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn region_must_match_the_pool() {
     let toml = protected("").replace("[provider]", "[provider]\nregion = \"us-east-1\"");
     let errs = errors_of(&toml, &FakeSource::default());
-    assert!(errs.iter().any(|e| e.contains("provider.region")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("provider.region")),
+        "{errs:?}"
+    );
 }

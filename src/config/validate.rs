@@ -40,9 +40,14 @@ impl Errors {
     fn url(&mut self, key: &str, value: &Option<String>) -> Option<Url> {
         let text = value.as_deref()?;
         match Url::parse(text) {
-            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Some(u),
+            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
+                Some(u)
+            }
             Ok(_) => {
-                self.add(key, format!("{text:?} must be an http:// or https:// URL with a host"));
+                self.add(
+                    key,
+                    format!("{text:?} must be an http:// or https:// URL with a host"),
+                );
                 None
             }
             Err(e) => {
@@ -79,19 +84,21 @@ impl Errors {
                 None
             }
             (Some(v), None) => Some(Secret(v.trim().as_bytes().to_vec())),
-            (None, Some(path)) => match source.read_file(Path::new(path)) {
-                Ok(bytes) => {
-                    let text = String::from_utf8_lossy(&bytes);
-                    Some(Secret(text.trim().as_bytes().to_vec()))
-                }
-                Err(e) => {
-                    self.add(
+            (None, Some(path)) => {
+                match source.read_file(Path::new(path)) {
+                    Ok(bytes) => {
+                        let text = String::from_utf8_lossy(&bytes);
+                        Some(Secret(text.trim().as_bytes().to_vec()))
+                    }
+                    Err(e) => {
+                        self.add(
                         &format!("{key}_file"),
                         format!("cannot read {path}: {e}; mount the secret there or set {key} instead"),
                     );
-                    None
+                        None
+                    }
                 }
-            },
+            }
             (None, None) => None,
         }
     }
@@ -153,7 +160,10 @@ fn is_aws_region(region: &str) -> bool {
 
 fn path_key(errors: &mut Errors, key: &str, value: &str) -> String {
     if !value.starts_with('/') || value.contains(['?', '#', ' ']) {
-        errors.add(key, format!("{value:?} must be a path starting with '/' (no query, no spaces)"));
+        errors.add(
+            key,
+            format!("{value:?} must be a path starting with '/' (no query, no spaces)"),
+        );
     }
     value.to_string()
 }
@@ -164,7 +174,10 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
     // [server]
     let s = &raw.server;
     let listen = e
-        .socket_addr("server.listen", s.listen.as_deref().unwrap_or("0.0.0.0:4180"))
+        .socket_addr(
+            "server.listen",
+            s.listen.as_deref().unwrap_or("0.0.0.0:4180"),
+        )
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 4180)));
     let public_url = e.url("server.public_url", &s.public_url);
     if let Some(u) = &public_url {
@@ -181,7 +194,10 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
     }
     let auth_prefix = path_key(&mut e, "server.auth_prefix", &auth_prefix);
     if auth_prefix == "/" {
-        e.add("server.auth_prefix", "cannot be \"/\": the gateway's endpoints would hide every route; use e.g. \"/oauth2\"");
+        e.add(
+            "server.auth_prefix",
+            "cannot be \"/\": the gateway's endpoints would hide every route; use e.g. \"/oauth2\"",
+        );
     }
     let callback_path = match &s.callback_path {
         Some(p) => path_key(&mut e, "server.callback_path", p),
@@ -206,18 +222,25 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         .flatten()
         .map(|h| h.trim().to_ascii_lowercase())
         .collect();
-    let header_read_timeout = e.duration("server.header_read_timeout", &s.header_read_timeout, "10s");
+    let header_read_timeout =
+        e.duration("server.header_read_timeout", &s.header_read_timeout, "10s");
     let drain_timeout = e.duration("server.drain_timeout", &s.drain_timeout, "30s");
-    let tls = s.tls.as_ref().and_then(|t| match (&t.cert_file, &t.key_file) {
-        (Some(c), Some(k)) => Some(TlsConfig {
-            cert_file: PathBuf::from(c),
-            key_file: PathBuf::from(k),
-        }),
-        _ => {
-            e.add("server.tls", "needs both cert_file and key_file (PEM files)");
-            None
-        }
-    });
+    let tls = s
+        .tls
+        .as_ref()
+        .and_then(|t| match (&t.cert_file, &t.key_file) {
+            (Some(c), Some(k)) => Some(TlsConfig {
+                cert_file: PathBuf::from(c),
+                key_file: PathBuf::from(k),
+            }),
+            _ => {
+                e.add(
+                    "server.tls",
+                    "needs both cert_file and key_file (PEM files)",
+                );
+                None
+            }
+        });
     let server = ServerConfig {
         listen,
         public_url,
@@ -241,10 +264,17 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
     let mut routes: Vec<RouteConfig> = Vec::new();
     for (i, r) in raw.routes.iter().enumerate() {
         let key = |k: &str| format!("routes[{i}].{k}");
-        let path_prefix = path_key(&mut e, &key("path_prefix"), r.path_prefix.as_deref().unwrap_or("/"));
+        let path_prefix = path_key(
+            &mut e,
+            &key("path_prefix"),
+            r.path_prefix.as_deref().unwrap_or("/"),
+        );
         let upstream = match &r.upstream {
             None => {
-                e.add(&key("upstream"), "is missing: set the app's URL, like \"http://127.0.0.1:8080\"");
+                e.add(
+                    &key("upstream"),
+                    "is missing: set the app's URL, like \"http://127.0.0.1:8080\"",
+                );
                 None
             }
             Some(_) => e.url(&key("upstream"), &r.upstream),
@@ -267,7 +297,10 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         let public = r.public.unwrap_or(false);
         if public && r.allowed_groups.is_some() {
             // Rejected because it reads as protection that is not there.
-            e.add(&key("allowed_groups"), "a public route admits everybody; remove allowed_groups or public");
+            e.add(
+                &key("allowed_groups"),
+                "a public route admits everybody; remove allowed_groups or public",
+            );
         }
         if let Some(u) = upstream {
             routes.push(RouteConfig {
@@ -302,7 +335,10 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
     {
-        e.add("session.cookie_name", format!("{cookie_name:?} may hold only letters, digits, '_', '-' and '.'"));
+        e.add(
+            "session.cookie_name",
+            format!("{cookie_name:?} may hold only letters, digits, '_', '-' and '.'"),
+        );
     }
     let secret = e
         .secret(source, "session.secret", &ss.secret, &ss.secret_file)
@@ -313,16 +349,22 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             "is missing: set session.secret_file (or secret, or SSOGATE_SESSION__SECRET) to base64 of 32 random bytes, e.g. `openssl rand -base64 32`",
         );
     }
-    let previous_secret = ss
-        .previous_secret
-        .as_ref()
-        .and_then(|p| cookie_key(&mut e, "session.previous_secret", Secret(p.as_bytes().to_vec())));
+    let previous_secret = ss.previous_secret.as_ref().and_then(|p| {
+        cookie_key(
+            &mut e,
+            "session.previous_secret",
+            Secret(p.as_bytes().to_vec()),
+        )
+    });
     let store = match ss.store.as_deref().unwrap_or("cookie") {
         "cookie" => StoreKind::Cookie,
         "memory" => StoreKind::Memory,
         "redis" => StoreKind::Redis,
         other => {
-            e.add("session.store", format!("{other:?} is not a store: use \"cookie\", \"memory\" or \"redis\""));
+            e.add(
+                "session.store",
+                format!("{other:?} is not a store: use \"cookie\", \"memory\" or \"redis\""),
+            );
             StoreKind::Cookie
         }
     };
@@ -341,7 +383,10 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             _ => {}
         }
         if !cfg!(feature = "redis-store") {
-            e.add("session.store", "this build has no Redis support: build with --features redis-store");
+            e.add(
+                "session.store",
+                "this build has no Redis support: build with --features redis-store",
+            );
         }
     }
     let session = SessionConfig {
@@ -350,7 +395,10 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         previous_secret,
         store,
         redis_url: ss.redis_url.clone(),
-        redis_key_prefix: ss.redis_key_prefix.clone().unwrap_or_else(|| "ssogate:session:".into()),
+        redis_key_prefix: ss
+            .redis_key_prefix
+            .clone()
+            .unwrap_or_else(|| "ssogate:session:".into()),
         cache_ttl: e.duration("session.cache_ttl", &ss.cache_ttl, "5s"),
         memory_max_sessions: ss.memory_max_sessions.unwrap_or(100_000),
         max_lifetime: e.duration("session.max_lifetime", &ss.max_lifetime, "12h"),
@@ -374,7 +422,10 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         "alb" => HeaderPreset::Alb,
         "none" => HeaderPreset::None,
         other => {
-            e.add("headers.preset", format!("{other:?} is not a preset: use \"oauth2-proxy\", \"alb\" or \"none\""));
+            e.add(
+                "headers.preset",
+                format!("{other:?} is not a preset: use \"oauth2-proxy\", \"alb\" or \"none\""),
+            );
             HeaderPreset::OAuth2Proxy
         }
     };
@@ -382,8 +433,14 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
     for (name, claim) in h.claims.iter().flatten() {
         match HeaderName::from_bytes(name.as_bytes()) {
             Ok(hn) if !is_reserved_header(&hn) => claims.push((hn, claim.clone())),
-            Ok(_) => e.add(&format!("headers.claims.{name}"), "is a header the gateway manages itself; pick another name"),
-            Err(_) => e.add(&format!("headers.claims.{name}"), "is not a valid header name"),
+            Ok(_) => e.add(
+                &format!("headers.claims.{name}"),
+                "is a header the gateway manages itself; pick another name",
+            ),
+            Err(_) => e.add(
+                &format!("headers.claims.{name}"),
+                "is not a valid header name",
+            ),
         }
     }
     let headers = HeadersConfig {
@@ -400,13 +457,19 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         "json" => LogFormat::Json,
         "pretty" | "text" => LogFormat::Pretty,
         other => {
-            e.add("logging.format", format!("{other:?} is not a format: use \"json\" or \"pretty\""));
+            e.add(
+                "logging.format",
+                format!("{other:?} is not a format: use \"json\" or \"pretty\""),
+            );
             LogFormat::Json
         }
     };
     let level = l.level.clone().unwrap_or_else(|| "info".into());
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-        e.add("logging.level", format!("{level:?} is not a level: use error, warn, info, debug or trace"));
+        e.add(
+            "logging.level",
+            format!("{level:?} is not a level: use error, warn, info, debug or trace"),
+        );
     }
     let logging = LoggingConfig {
         format,
@@ -415,9 +478,14 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
     };
 
     let metrics = raw.metrics.as_ref().and_then(|m| match &m.listen {
-        Some(a) => e.socket_addr("metrics.listen", a).map(|listen| MetricsConfig { listen }),
+        Some(a) => e
+            .socket_addr("metrics.listen", a)
+            .map(|listen| MetricsConfig { listen }),
         None => {
-            e.add("metrics.listen", "is missing: set it (like \"127.0.0.1:9180\") or remove [metrics]");
+            e.add(
+                "metrics.listen",
+                "is missing: set it (like \"127.0.0.1:9180\") or remove [metrics]",
+            );
             None
         }
     });
@@ -444,22 +512,32 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
 fn is_reserved_header(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "host" | "cookie" | "set-cookie" | "connection" | "upgrade" | "transfer-encoding" | "content-length"
-            | "te" | "trailer" | "keep-alive" | "proxy-connection" | "x-forwarded-for" | "x-forwarded-proto"
+        "host"
+            | "cookie"
+            | "set-cookie"
+            | "connection"
+            | "upgrade"
+            | "transfer-encoding"
+            | "content-length"
+            | "te"
+            | "trailer"
+            | "keep-alive"
+            | "proxy-connection"
+            | "x-forwarded-for"
+            | "x-forwarded-proto"
             | "x-forwarded-host"
     )
 }
 
-fn provider(
-    e: &mut Errors,
-    source: &dyn ConfigSource,
-    p: &RawProvider,
-) -> Option<ProviderConfig> {
+fn provider(e: &mut Errors, source: &dyn ConfigSource, p: &RawProvider) -> Option<ProviderConfig> {
     let kind = match p.kind.as_deref().unwrap_or("cognito") {
         "cognito" => ProviderKind::Cognito,
         "oidc" => ProviderKind::Oidc,
         other => {
-            e.add("provider.kind", format!("{other:?} is not a provider kind: use \"cognito\" or \"oidc\""));
+            e.add(
+                "provider.kind",
+                format!("{other:?} is not a provider kind: use \"cognito\" or \"oidc\""),
+            );
             return None;
         }
     };
@@ -485,7 +563,10 @@ fn provider(
                     None
                 }
             };
-            let pool_region = pool.as_ref().and_then(|id| id.split_once('_')).map(|(r, _)| r.to_string());
+            let pool_region = pool
+                .as_ref()
+                .and_then(|id| id.split_once('_'))
+                .map(|(r, _)| r.to_string());
             let region = match (&p.region, &pool_region) {
                 (Some(r), Some(pr)) if r != pr => {
                     e.add(
@@ -495,7 +576,10 @@ fn provider(
                     None
                 }
                 (Some(r), _) if !is_aws_region(r) => {
-                    e.add("provider.region", format!("{r:?} is not an AWS region like \"eu-central-1\""));
+                    e.add(
+                        "provider.region",
+                        format!("{r:?} is not an AWS region like \"eu-central-1\""),
+                    );
                     None
                 }
                 (Some(r), _) => Some(r.clone()),
@@ -534,13 +618,21 @@ fn provider(
             None
         }
     };
-    let client_secret = e.secret(source, "provider.client_secret", &p.client_secret, &p.client_secret_file);
+    let client_secret = e.secret(
+        source,
+        "provider.client_secret",
+        &p.client_secret,
+        &p.client_secret_file,
+    );
     let client_auth = match (p.client_auth.as_deref(), &client_secret) {
         (Some("client_secret_basic"), Some(_)) | (None, Some(_)) => ClientAuth::Basic,
         (Some("client_secret_post"), Some(_)) => ClientAuth::Post,
         (Some("none"), _) | (None, None) => ClientAuth::None,
         (Some("client_secret_basic" | "client_secret_post"), None) => {
-            e.add("provider.client_secret", "is missing for the chosen client_auth: set client_secret_file or client_secret");
+            e.add(
+                "provider.client_secret",
+                "is missing for the chosen client_auth: set client_secret_file or client_secret",
+            );
             ClientAuth::None
         }
         (Some(other), _) => {
@@ -587,7 +679,10 @@ fn provider(
         client_secret,
         client_auth,
         scopes,
-        groups_claim: p.groups_claim.clone().unwrap_or_else(|| groups_default.into()),
+        groups_claim: p
+            .groups_claim
+            .clone()
+            .unwrap_or_else(|| groups_default.into()),
         user_claim: p.user_claim.clone().unwrap_or_else(|| user_default.into()),
         identity_provider: p.identity_provider.clone(),
         ca_file: p.ca_file.as_ref().map(PathBuf::from),
@@ -606,7 +701,10 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
     let s = &c.server;
     let server = RawServer {
         listen: Some(s.listen.to_string()),
-        public_url: s.public_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string()),
+        public_url: s
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_string()),
         auth_prefix: Some(s.auth_prefix.clone()),
         trusted_proxies: Some(s.trusted_proxies.iter().map(|n| n.to_string()).collect()),
         allowed_redirect_hosts: Some(s.allowed_redirect_hosts.clone()),
@@ -640,7 +738,9 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
             end_session_endpoint: u(&p.end_session_endpoint),
             sign_out_redirect_url: u(&p.sign_out_redirect_url),
             client_id: Some(p.client_id.clone()),
-            client_secret: rp.and_then(|r| r.client_secret.as_ref()).map(|_| MASK.into()),
+            client_secret: rp
+                .and_then(|r| r.client_secret.as_ref())
+                .map(|_| MASK.into()),
             client_secret_file: rp.and_then(|r| r.client_secret_file.clone()),
             client_auth: Some(
                 match p.client_auth {
@@ -715,7 +815,11 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
             ),
             pass_access_token: Some(c.headers.pass_access_token),
             pass_id_token: Some(c.headers.pass_id_token),
-            signing_key_file: c.headers.signing_key_file.as_ref().map(|f| f.display().to_string()),
+            signing_key_file: c
+                .headers
+                .signing_key_file
+                .as_ref()
+                .map(|f| f.display().to_string()),
             claims: Some(
                 c.headers
                     .claims

@@ -42,7 +42,9 @@ pub struct AssertionSigner {
 
 impl std::fmt::Debug for AssertionSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AssertionSigner").field("kid", &self.kid).finish()
+        f.debug_struct("AssertionSigner")
+            .field("kid", &self.kid)
+            .finish()
     }
 }
 
@@ -176,7 +178,11 @@ impl IdentityHeaders {
                     push(&mut out.upstream, "x-forwarded-email", email);
                 }
                 push(&mut out.upstream, "x-forwarded-groups", &groups);
-                push(&mut out.upstream, "x-forwarded-preferred-username", preferred);
+                push(
+                    &mut out.upstream,
+                    "x-forwarded-preferred-username",
+                    preferred,
+                );
                 if config.pass_access_token {
                     if let Some(t) = tokens.access_token {
                         push(&mut out.upstream, "x-forwarded-access-token", t);
@@ -202,17 +208,29 @@ impl IdentityHeaders {
             }
         }
         for (header, claim) in &config.claims {
-            if let Some(v) = principal.mapped.get(claim).and_then(|v| HeaderValue::from_str(v).ok()) {
+            if let Some(v) = principal
+                .mapped
+                .get(claim)
+                .and_then(|v| HeaderValue::from_str(v).ok())
+            {
                 out.upstream.push((header.clone(), v.clone()));
                 out.auth_request.push((header.clone(), v));
             }
         }
-        push(&mut out.auth_request, "x-auth-request-user", &principal.user);
+        push(
+            &mut out.auth_request,
+            "x-auth-request-user",
+            &principal.user,
+        );
         if let Some(email) = &principal.email {
             push(&mut out.auth_request, "x-auth-request-email", email);
         }
         push(&mut out.auth_request, "x-auth-request-groups", &groups);
-        push(&mut out.auth_request, "x-auth-request-preferred-username", preferred);
+        push(
+            &mut out.auth_request,
+            "x-auth-request-preferred-username",
+            preferred,
+        );
         if config.pass_access_token {
             if let Some(t) = tokens.access_token {
                 push(&mut out.auth_request, "x-auth-request-access-token", t);

@@ -38,7 +38,10 @@ pub struct InboundFilter {
 
 impl InboundFilter {
     pub fn from_config(config: &Config) -> InboundFilter {
-        let mut strip: Vec<Vec<u8>> = PRESET_HEADERS.iter().map(|h| h.as_bytes().to_vec()).collect();
+        let mut strip: Vec<Vec<u8>> = PRESET_HEADERS
+            .iter()
+            .map(|h| h.as_bytes().to_vec())
+            .collect();
         for (name, _) in &config.headers.claims {
             let n = canonical(name.as_str().as_bytes());
             if !strip.contains(&n) {
@@ -125,7 +128,13 @@ pub fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
 
 fn canonical(name: &[u8]) -> Vec<u8> {
     name.iter()
-        .map(|&b| if b == b'_' { b'-' } else { b.to_ascii_lowercase() })
+        .map(|&b| {
+            if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        })
         .collect()
 }
 
@@ -133,7 +142,11 @@ fn canonical(name: &[u8]) -> Vec<u8> {
 fn same_name(canonical: &[u8], name: &[u8]) -> bool {
     canonical.len() == name.len()
         && canonical.iter().zip(name).all(|(&c, &n)| {
-            let n = if n == b'_' { b'-' } else { n.to_ascii_lowercase() };
+            let n = if n == b'_' {
+                b'-'
+            } else {
+                n.to_ascii_lowercase()
+            };
             c == n
         })
 }

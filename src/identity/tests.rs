@@ -42,8 +42,14 @@ fn spoofed_identity_headers_go_in_every_spelling() {
 #[test]
 fn gateway_cookies_never_reach_the_upstream() {
     let mut h = HeaderMap::new();
-    h.append(COOKIE, HeaderValue::from_static("a=1; _ssogate=xyz; _ssogate_1=more"));
-    h.append(COOKIE, HeaderValue::from_static("_ssogate_state_abc=s; b=2; _ssogatex=keep"));
+    h.append(
+        COOKIE,
+        HeaderValue::from_static("a=1; _ssogate=xyz; _ssogate_1=more"),
+    );
+    h.append(
+        COOKIE,
+        HeaderValue::from_static("_ssogate_state_abc=s; b=2; _ssogatex=keep"),
+    );
     filter().strip_gateway_cookies(&mut h);
     assert_eq!(h.get(COOKIE).unwrap(), "a=1; b=2; _ssogatex=keep");
     let mut only_ours = HeaderMap::new();

@@ -107,7 +107,10 @@ impl Route {
         };
         Route {
             id,
-            host: r.host.as_deref().map(|h| strip_port(h).to_ascii_lowercase()),
+            host: r
+                .host
+                .as_deref()
+                .map(|h| strip_port(h).to_ascii_lowercase()),
             path_prefix,
             rule,
             name: match &r.host {

@@ -32,6 +32,14 @@ impl NormalizedPath<'_> {
         &self.forward
     }
 
+    /// The forward path when normalising changed it.
+    pub fn into_changed(self) -> Option<String> {
+        match self.forward {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(s) => Some(s),
+        }
+    }
+
     pub fn match_path(&self) -> &str {
         self.matching.as_deref().unwrap_or(&self.forward)
     }
@@ -97,7 +105,10 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let (h, l) = match (b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c))) {
+            let (h, l) = match (
+                b.get(i + 1).and_then(|&c| hex(c)),
+                b.get(i + 2).and_then(|&c| hex(c)),
+            ) {
                 (Some(h), Some(l)) => (h, l),
                 _ => return Err(PathError::BadEscape),
             };
@@ -158,6 +169,8 @@ fn match_view(forward: &str) -> String {
             let name = last.split(';').next().unwrap_or("");
             name == ".." || name == "."
         });
-    let segments = slashed.split('/').map(|seg| seg.split(';').next().unwrap_or(""));
+    let segments = slashed
+        .split('/')
+        .map(|seg| seg.split(';').next().unwrap_or(""));
     resolve_segments(segments, trailing)
 }

@@ -8,7 +8,11 @@
 //! (look-alike slashes and hosts).
 
 /// Returns the target to redirect to, or `None` when it is not safe.
-pub fn safe_redirect<'a>(rd: &'a str, own_host: Option<&str>, allowed_hosts: &[String]) -> Option<&'a str> {
+pub fn safe_redirect<'a>(
+    rd: &'a str,
+    own_host: Option<&str>,
+    allowed_hosts: &[String],
+) -> Option<&'a str> {
     if rd.is_empty() || !rd.is_ascii() {
         return None;
     }

@@ -70,7 +70,11 @@ fn path_tricks_cannot_escape_a_protected_route() {
         "/admin;jsessionid=1",
         "/public/x/../../admin/y",
     ] {
-        assert_eq!(route_for(&t, None, trick), 1, "{trick} escaped the admin route");
+        assert_eq!(
+            route_for(&t, None, trick),
+            1,
+            "{trick} escaped the admin route"
+        );
     }
 }
 
@@ -102,7 +106,10 @@ fn rules_admit_by_any_group() {
 
 #[test]
 fn redirects_accept_same_origin_paths_and_listed_hosts() {
-    let allowed = vec!["partner.example.org".to_string(), ".example.net".to_string()];
+    let allowed = vec![
+        "partner.example.org".to_string(),
+        ".example.net".to_string(),
+    ];
     let ok = |rd: &str| safe_redirect(rd, Some("app.example.com:443"), &allowed).is_some();
     assert!(ok("/"));
     assert!(ok("/dashboard?tab=1#x"));

@@ -211,6 +211,13 @@ function buildProvider() {
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
     rotateRefreshToken: false,
     expiresWithSession: async () => false,
+    // One grant per sign-in, as each Cognito sign-in starts its own refresh-token family:
+    // revoking (or replaying a code of) one login must not kill another login's tokens.
+    // oidc-provider would otherwise reuse the browser session's grant for the client.
+    loadExistingGrant: async (ctx) => {
+      const grantId = ctx.oidc.result?.consent?.grantId;
+      return grantId ? ctx.oidc.provider.Grant.find(grantId) : undefined;
+    },
     ttl: {
       AccessToken: ACCESS_TOKEN_TTL,
       IdToken: ID_TOKEN_TTL,
@@ -314,12 +321,9 @@ async function readForm(req) {
   return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
 }
 
-// Consent is never shown: the requested OIDC scopes are granted as they are.
+// Consent is never shown: a fresh grant (see loadExistingGrant) with the requested scopes.
 async function grantAll(provider, details, accountId) {
-  let grant = details.grantId ? await provider.Grant.find(details.grantId) : undefined;
-  if (!grant || grant.accountId !== accountId) {
-    grant = new provider.Grant({ accountId, clientId: details.params.client_id });
-  }
+  const grant = new provider.Grant({ accountId, clientId: details.params.client_id });
   grant.addOIDCScope(details.params.scope);
   return grant.save();
 }
@@ -348,7 +352,8 @@ async function loginPage(ctx, provider, uid) {
     ctx.redirect(returnTo);
   };
 
-  // Already signed in (hosted-UI session), only consent missing: grant it silently.
+  // Already signed in (hosted-UI session), only consent missing: grant it silently, so a
+  // signed-in browser goes straight back to the client (one extra redirect through here).
   if (details.prompt.name === 'consent') {
     const accountId = details.session.accountId;
     return finish({ consent: { grantId: await grantAll(provider, details, accountId) } });
@@ -493,3 +498,8 @@ function shutdown(signal) {
 }
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 process.on('SIGINT', () => shutdown('SIGINT'));
+
+// If the test process that started us dies without killing us (abort, SIGKILL), we get
+// re-parented: exit then instead of lingering on the machine.
+const parent = process.ppid;
+setInterval(() => { if (process.ppid !== parent) shutdown('parent gone'); }, 1000).unref();

@@ -4,7 +4,7 @@
 # checks ID-token claims and signatures, refresh, groups, disable, revoke, key rotation,
 # Cognito logout, the wrong-password page and the stats counters.
 # Exits non-zero on the first failure.   Usage: bash tests/support/selftest.sh
-set -euo pipefail
+set -Eeuo pipefail
 cd "$(dirname "$0")"
 [ -d node_modules/oidc-provider ] || npm ci --no-audit --no-fund >&2
 
@@ -18,6 +18,7 @@ node idp.mjs --pool "$POOL" --redirect-uri "$REDIRECT" --logout-uri "$LOGOUT" >"
 IDP_PID=$!
 cleanup() { kill "$IDP_PID" 2>/dev/null || true; wait "$IDP_PID" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
+trap 'fail "command failed at line $LINENO: $BASH_COMMAND"' ERR
 
 fail() { echo "FAIL: $*" >&2; echo "--- idp stderr:" >&2; tail -n 20 "$WORK/stderr" >&2; exit 1; }
 ok() { PASSES=$((PASSES + 1)); echo "ok - $*"; }
@@ -131,7 +132,9 @@ token() {
   local client=$1; shift
   local auth=(-u "$client:${client%-client}-secret")
   [ "$client" = post-client ] && auth=(-d "client_id=$client" -d "client_secret=post-secret")
-  curl -s -w '\n%{http_code}' "${auth[@]}" "$@" "$ISSUER/oauth2/token" | { read -r body; read -r status; echo "$status $body"; }
+  local out
+  out=$(curl -s -w '\n%{http_code}' "${auth[@]}" "$@" "$ISSUER/oauth2/token")
+  echo "${out##*$'\n'} ${out%$'\n'*}"
 }
 exchange() { token "$1" -d grant_type=authorization_code -d "code=$2" --data-urlencode "redirect_uri=$REDIRECT" -d "code_verifier=$VERIFIER"; }
 refresh() { token "$1" -d grant_type=refresh_token --data-urlencode "refresh_token=$2"; }
@@ -177,6 +180,12 @@ TOK=${R#200 }
 check "$TOK" "j.token_type === 'Bearer' && j.expires_in === 3600 && typeof j.refresh_token === 'string' && typeof j.access_token === 'string'" "carol (basic-client): token response with refresh_token"
 check_id_token "$TOK" basic-client carol "$NONCE"
 check "$(jwt_payload "$(field "$TOK" id_token)")" "!('cognito:groups' in j) && j.email_verified === false" "carol: no cognito:groups claim, email_verified false"
+# (on carol's code: replaying a code makes oidc-provider revoke what the code issued)
+R=$(token post-client -d grant_type=authorization_code -d "code=$CODE" --data-urlencode "redirect_uri=$REDIRECT")
+[[ $R == "400 "* ]] || fail "code of another client: $R"
+ok "a code only works for its own client"
+R=$(exchange basic-client "$CODE")
+[[ $R == "400 "* ]] && check "${R#400 }" "j.error === 'invalid_grant'" "a code is single-use" || fail "code reuse: $R"
 
 # ---------------------------------------------------------------- alice, basic-client
 JAR_A="$WORK/jar-a"
@@ -190,11 +199,6 @@ ID_A=$(jwt_payload "$(field "$TOK_A" id_token)")
 check "$ID_A" "JSON.stringify(j['cognito:groups']) === '[\"admins\",\"staff\"]' && j.email_verified === true && j.sub === '11111111-1111-4111-8111-111111111111'" "alice: groups, email_verified true, sub"
 AUTH_TIME_A=$(field "$ID_A" auth_time)
 RT_A=$(field "$TOK_A" refresh_token)
-R=$(exchange basic-client "$CODE")
-[[ $R == "400 "* ]] && check "${R#400 }" "j.error === 'invalid_grant'" "a code is single-use" || fail "code reuse: $R"
-R=$(token post-client -d grant_type=authorization_code -d "code=$CODE" --data-urlencode "redirect_uri=$REDIRECT")
-[[ $R == "400 "* ]] || fail "code of another client: $R"
-ok "a code only works for its own client"
 
 # wrong client secret
 R=$(curl -s -w '\n%{http_code}' -u basic-client:nope -d grant_type=refresh_token -d "refresh_token=$RT_A" "$ISSUER/oauth2/token" | tail -n1)
@@ -219,6 +223,17 @@ ok "signed-in browser: authorize redirects straight back"
 R=$(token basic-client -d grant_type=authorization_code -d "code=$CODE" --data-urlencode "redirect_uri=$REDIRECT" -d "code_verifier=${VERIFIER}x")
 [[ $R == "400 "*invalid_grant* ]] || fail "wrong code_verifier: $R"
 ok "wrong code_verifier -> invalid_grant"
+# each sign-in has its own grant: revoking a second login's refresh token leaves the first one alive
+new_request basic-client
+R=$(follow "$JAR_A" "$AUTH_URL")
+R=$(exchange basic-client "$(code_from "${R#REDIRECT }" "$STATE")")
+RT_A2=$(field "${R#200 }" refresh_token)
+[ "$RT_A2" != "$RT_A" ] || fail "second login should get its own refresh token"
+R=$(curl -s -o /dev/null -w '%{http_code}' -u basic-client:basic-secret --data-urlencode "token=$RT_A2" "$ISSUER/oauth2/revoke")
+[ "$R" = 200 ] || fail "revoke (basic auth): $R"
+R=$(refresh basic-client "$RT_A2")
+[[ $R == "400 "*invalid_grant* ]] || fail "refresh after revoke (basic-client): $R"
+ok "revoke (basic-client) kills that login's refresh token"
 
 # ---------------------------------------------------------------- bob, post-client
 JAR_B="$WORK/jar-b"
@@ -229,6 +244,12 @@ TOK_B=${R#200 }
 check_id_token "$TOK_B" post-client bob "$NONCE"
 check "$(jwt_payload "$(field "$TOK_B" id_token)")" "j.email_verified === 'true' && JSON.stringify(j['cognito:groups']) === '[\"staff\"]'" "bob: email_verified is the STRING \"true\", groups [staff]"
 RT_B=$(field "$TOK_B" refresh_token)
+# bob's browser session, other client: no form; the consent step is granted silently
+new_request basic-client
+R=$(follow "$JAR_B" "$AUTH_URL")
+[[ $R == "REDIRECT "* ]] || fail "SSO to a second client should be silent: $R"
+R=$(exchange basic-client "$(code_from "${R#REDIRECT }" "$STATE")")
+check "$(jwt_payload "$(field "${R#200 }" id_token)")" "j.aud === 'basic-client' && j['cognito:username'] === 'bob' && j.nonce === '$NONCE'" "signed-in browser, second client: silent consent, tokens for bob"
 
 # ---------------------------------------------------------------- refresh
 R=$(refresh basic-client "$RT_A")
@@ -333,16 +354,20 @@ R=$(refresh basic-client "$RT_A")
 ok "reset-users restores the users"
 
 # ---------------------------------------------------------------- stats
-# Expected since the reset at the top: count the calls made above.
-#   token POSTs: carol 1; alice 1 + reuse 1 + other client 1 + wrong secret 1 + wrong verifier 1;
-#   bob 1; refreshes: 1 + other-client 1 + 2 groups + disabled 1 + enabled 1 + bob revoked 1
-#   + rotation 1 + hidden 1 + drop_old 1 + logout 1 + deleted 1 + reset 1 = 14
-#   code grants: 7 (incl. the wrong-secret call? no: that one is a refresh) -> carol, alice x3, verifier, bob = 6
+# Expected since the reset at the top, counting the calls made above:
+#   code grants (8): carol, carol at post-client, carol replay, alice, wrong verifier, alice 2nd,
+#     bob, bob SSO
+#   refresh grants (15): wrong secret*, alice 2nd revoked*, alice, other client*, groups x2, disabled*, enabled,
+#     bob revoked*, rotation, hidden, drop_old, after logout, deleted*, after reset  (* = failure)
 STATS=$(curl -sf "$ROOT/__test/stats")
-check "$STATS" "j.authorization_code_grants === 6 && j.refresh_grants === 15 && j.token_requests === 21" "stats: token/code/refresh counts"
-check "$STATS" "j.refresh_failures === 6 && j.revocations === 1 && j.userinfo_requests === 2 && j.logouts === 3" "stats: failures, revocations, userinfo, logouts"
+check "$STATS" "j.authorization_code_grants === 8 && j.refresh_grants === 15 && j.token_requests === 23" "stats: token/code/refresh counts"
+check "$STATS" "j.refresh_failures === 6 && j.revocations === 2 && j.userinfo_requests === 2 && j.logouts === 3" "stats: failures, revocations, userinfo, logouts"
 curl -sf -X POST "$ROOT/__test/reset-stats" >/dev/null
 check "$(curl -sf "$ROOT/__test/stats")" "Object.values(j).every((v) => v === 0) && Object.keys(j).length === 7" "reset-stats zeroes all seven counters"
+
+# ---------------------------------------------------------------- no internal errors logged
+if grep -q 'server_error\|control error' "$WORK/stderr"; then fail "idp logged internal errors"; fi
+ok "no internal errors in the idp log"
 
 # ---------------------------------------------------------------- clean exit on SIGTERM
 kill -TERM "$IDP_PID"

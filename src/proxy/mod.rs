@@ -1,0 +1,425 @@
+//! Forwarding to upstreams with hyper: streamed bodies both ways, hop-by-hop headers
+//! removed, X-Forwarded-* set, WebSocket (any HTTP/1.1 upgrade) tunnelled, HTTP/1.1 towards
+//! the upstream over a keep-alive pool, timeouts. Never decides who may pass.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use url::Url;
+
+use crate::config::UpstreamConfig;
+
+/// Body of every response the gateway sends: an upstream's stream, or a page of our own.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// A page or JSON document of the gateway's own.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Either::Right(Full::new(bytes.into()))
+}
+
+/// One upstream, taken apart once at start so each request only assembles parts.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The URL as configured, for logs and error pages.
+    pub name: Arc<str>,
+    scheme: Scheme,
+    authority: Authority,
+    /// Prepended to the request path; empty for `http://host:port` or `.../`.
+    base_path: String,
+}
+
+impl Upstream {
+    pub fn from_url(url: &Url) -> Result<Upstream, String> {
+        let scheme = if url.scheme() == "https" {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
+        let host = url.host_str().ok_or("no host")?;
+        let authority = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        Ok(Upstream {
+            name: Arc::from(url.as_str().trim_end_matches('/')),
+            scheme,
+            authority: authority.parse().map_err(|e| format!("{e}"))?,
+            base_path: url.path().trim_end_matches('/').to_string(),
+        })
+    }
+
+    fn uri(&self, path: &str, query: Option<&str>, original: Option<&PathAndQuery>) -> Option<Uri> {
+        let pq = match original {
+            // The path did not change: reuse the request's bytes.
+            Some(pq) if self.base_path.is_empty() => pq.clone(),
+            _ => {
+                let mut s = String::with_capacity(
+                    self.base_path.len() + path.len() + 1 + query.map_or(0, str::len),
+                );
+                s.push_str(&self.base_path);
+                s.push_str(path);
+                if let Some(q) = query {
+                    s.push('?');
+                    s.push_str(q);
+                }
+                PathAndQuery::try_from(s).ok()?
+            }
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(pq);
+        Uri::from_parts(parts).ok()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("upstream {upstream} is unavailable: {reason}")]
+    Unavailable { upstream: Arc<str>, reason: String },
+    #[error("upstream {upstream} did not answer within {after:?}")]
+    Timeout { upstream: Arc<str>, after: Duration },
+    #[error("cannot build the upstream address for {upstream}")]
+    BadUri { upstream: Arc<str> },
+}
+
+/// What the gateway knows about the client connection, for X-Forwarded-*.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    /// The client IP as a header value, made once per connection.
+    pub ip_header: HeaderValue,
+    /// The peer is in `server.trusted_proxies`: its X-Forwarded-* are kept.
+    pub trusted: bool,
+    /// `https` when the connection itself is TLS.
+    pub tls: bool,
+}
+
+impl ClientInfo {
+    pub fn new(ip: IpAddr, trusted: bool, tls: bool) -> ClientInfo {
+        let ip_header =
+            HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+        ClientInfo {
+            ip,
+            ip_header,
+            trusted,
+            tls,
+        }
+    }
+
+    /// The scheme the client used: ours, or a trusted proxy's X-Forwarded-Proto.
+    pub fn scheme(&self, headers: &HeaderMap) -> &'static str {
+        if self.trusted {
+            if let Some(p) = headers
+                .get(&X_FORWARDED_PROTO)
+                .and_then(|v| v.to_str().ok())
+            {
+                match p.split(',').next().unwrap_or("").trim() {
+                    "https" => return "https",
+                    "http" => return "http",
+                    _ => {}
+                }
+            }
+        }
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The host the client asked for: Host (or :authority), or a trusted proxy's X-Forwarded-Host.
+    pub fn host<'a>(&self, headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
+        if self.trusted {
+            if let Some(h) = headers.get(&X_FORWARDED_HOST).and_then(|v| v.to_str().ok()) {
+                return h.split(',').next().map(str::trim);
+            }
+        }
+        headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| uri.authority().map(|a| a.as_str()))
+    }
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The pooled client and its limits.
+#[derive(Clone)]
+pub struct Proxy {
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    response_timeout: Duration,
+}
+
+impl Proxy {
+    pub fn new(config: &UpstreamConfig) -> Result<Proxy, crate::tls::TlsError> {
+        let connector = crate::tls::https_connector(
+            config.connect_timeout,
+            config.ca_file.as_deref(),
+            "upstream.ca_file",
+        )?;
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(256)
+            .set_host(false)
+            .build(connector);
+        Ok(Proxy {
+            client,
+            response_timeout: config.response_timeout,
+        })
+    }
+
+    /// Sends the request upstream and returns its response (streaming), or why not.
+    /// `new_path` is the normalised path when it differs from the request's; the query is
+    /// passed as the client sent it.
+    pub async fn forward(
+        &self,
+        upstream: &Upstream,
+        mut req: Request<Incoming>,
+        new_path: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<Response<Body>, ProxyError> {
+        let uri = upstream
+            .uri(
+                new_path.unwrap_or(req.uri().path()),
+                req.uri().query(),
+                if new_path.is_none() {
+                    req.uri().path_and_query()
+                } else {
+                    None
+                },
+            )
+            .ok_or_else(|| ProxyError::BadUri {
+                upstream: upstream.name.clone(),
+            })?;
+        let upgrade = is_upgrade(req.version(), req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        let original_authority = req.uri().authority().cloned();
+        let scheme = client.scheme(req.headers());
+        let headers = req.headers_mut();
+        remove_hop_by_hop(headers, upgrade);
+        set_forwarded(headers, client, scheme, original_authority.as_ref());
+        *req.uri_mut() = uri;
+        *req.version_mut() = Version::HTTP_11;
+
+        let sent = tokio::time::timeout(self.response_timeout, self.client.request(req)).await;
+        let mut resp = match sent {
+            Err(_) => {
+                return Err(ProxyError::Timeout {
+                    upstream: upstream.name.clone(),
+                    after: self.response_timeout,
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(ProxyError::Unavailable {
+                    upstream: upstream.name.clone(),
+                    reason: describe_client_error(&e),
+                })
+            }
+            Ok(Ok(resp)) => resp,
+        };
+
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                let name = upstream.name.clone();
+                tokio::spawn(async move {
+                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                        Ok((c, u)) => {
+                            let mut c = TokioIo::new(c);
+                            let mut u = TokioIo::new(u);
+                            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                        }
+                        Err(e) => tracing::warn!(upstream = %name, error = %e, "upgrade failed"),
+                    }
+                });
+            }
+        }
+        remove_hop_by_hop(resp.headers_mut(), switching);
+        Ok(resp.map(Either::Left))
+    }
+}
+
+fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
+    use std::error::Error;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Removes the hop-by-hop headers and any header `Connection` names.
+/// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` stay for the tunnel.
+fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let names_others = |v: &HeaderValue| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',').map(str::trim).any(|t| {
+                !(t.is_empty()
+                    || t.eq_ignore_ascii_case("keep-alive")
+                    || t.eq_ignore_ascii_case("close")
+                    || t.eq_ignore_ascii_case("upgrade"))
+            })
+        })
+    };
+    // Allocate only when Connection names other headers.
+    if headers.get_all(header::CONNECTION).iter().any(names_others) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(header::TE);
+    headers.remove(header::TRAILER);
+    headers.remove(header::TRANSFER_ENCODING);
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// X-Forwarded-For/-Proto/-Host: appended to a trusted proxy's values, replaced otherwise.
+/// `Host` is passed on as the client sent it (from `:authority` for HTTP/2).
+fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: &ClientInfo,
+    scheme: &str,
+    authority: Option<&Authority>,
+) {
+    if !headers.contains_key(header::HOST) {
+        if let Some(a) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            headers.insert(header::HOST, a);
+        }
+    }
+    let prior_for = if client.trusted {
+        headers
+            .get(&X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| format!("{v}, {}", client.ip))
+    } else {
+        None
+    };
+    match prior_for.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        Some(v) => headers.insert(X_FORWARDED_FOR.clone(), v),
+        None => headers.insert(X_FORWARDED_FOR.clone(), client.ip_header.clone()),
+    };
+    let proto = if scheme == "https" {
+        HeaderValue::from_static("https")
+    } else {
+        HeaderValue::from_static("http")
+    };
+    headers.insert(X_FORWARDED_PROTO.clone(), proto);
+    if !(client.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match headers.get(header::HOST).cloned() {
+            Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_uri_is_assembled_from_parts() {
+        let u = Upstream::from_url(&Url::parse("http://127.0.0.1:8080/base/").unwrap()).unwrap();
+        assert_eq!(
+            u.uri("/x", Some("a=1"), None).unwrap().to_string(),
+            "http://127.0.0.1:8080/base/x?a=1"
+        );
+        let u = Upstream::from_url(&Url::parse("https://app.internal").unwrap()).unwrap();
+        let pq: PathAndQuery = "/p?q".parse().unwrap();
+        assert_eq!(
+            u.uri("/p", Some("q"), Some(&pq)).unwrap().to_string(),
+            "https://app.internal/p?q"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["x-keep"]);
+    }
+
+    #[test]
+    fn forwarded_headers_trust_only_trusted_peers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("app.example.com"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-host", HeaderValue::from_static("evil.com"));
+        let untrusted = ClientInfo::new("192.0.2.1".parse().unwrap(), false, false);
+        set_forwarded(&mut h, &untrusted, "http", None);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1");
+        assert_eq!(h["x-forwarded-host"], "app.example.com");
+        assert_eq!(h["x-forwarded-proto"], "http");
+
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("internal"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        h.insert(
+            "x-forwarded-host",
+            HeaderValue::from_static("app.example.com"),
+        );
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let trusted = ClientInfo::new("10.0.0.2".parse().unwrap(), true, false);
+        let scheme = trusted.scheme(&h).to_string();
+        set_forwarded(&mut h, &trusted, &scheme, None);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.2");
+        assert_eq!(h["x-forwarded-host"], "app.example.com");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+}

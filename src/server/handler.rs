@@ -1,0 +1,144 @@
+//! One request through the stages, in order: classify, sanitise, authenticate (+ refresh),
+//! authorise, identify, forward, log. A stage that answers returns early.
+
+use std::time::Instant;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::pages::{is_api_client, GatewayError};
+use super::Gateway;
+use crate::identity::IdentityHeaders;
+use crate::policy::{normalize, Route};
+use crate::proxy::{Body, ClientInfo};
+
+/// What the access log line says about a request, filled in as it travels.
+#[derive(Default)]
+struct Outcome<'g> {
+    route: Option<&'g Route>,
+    user: Option<String>,
+    upstream_error: Option<String>,
+}
+
+pub async fn handle(gw: &Gateway, client: &ClientInfo, req: Request<Incoming>) -> Response<Body> {
+    let start = Instant::now();
+    let log = gw.config.logging.access_log && tracing::enabled!(tracing::Level::INFO);
+    // Only the log needs these copies.
+    let logged = log.then(|| (req.method().clone(), req.uri().path().to_string()));
+    let json = is_api_client(req.headers());
+    let mut outcome = Outcome::default();
+
+    let resp = match stages(gw, client, req, &mut outcome).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            if let GatewayError::Upstream(err) = &e {
+                gw.metrics
+                    .upstream_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                outcome.upstream_error = Some(err.to_string());
+            }
+            let sign_out = format!("{}/sign_out", gw.config.server.auth_prefix);
+            e.into_response(json, Some(&sign_out))
+        }
+    };
+    let status = resp.status().as_u16();
+    gw.metrics.count_status(status);
+    if let Some((method, raw_path)) = logged {
+        let path = normalize(&raw_path)
+            .map(|p| p.forward_path().to_string())
+            .unwrap_or(raw_path);
+        let route = outcome.route.map(|r| r.name.as_str()).unwrap_or("-");
+        let upstream = outcome
+            .route
+            .map(|r| &*gw.upstreams[r.id].name)
+            .unwrap_or("-");
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        match &outcome.upstream_error {
+            Some(error) => tracing::warn!(
+                target: "access", %method, path, route, status, upstream, duration_ms = ms,
+                client = %client.ip, user = outcome.user.as_deref().unwrap_or("-"), error = error.as_str(),
+                "upstream failed"
+            ),
+            None => tracing::info!(
+                target: "access", %method, path, route, status, upstream, duration_ms = ms,
+                client = %client.ip, user = outcome.user.as_deref().unwrap_or("-"),
+                "request"
+            ),
+        }
+    }
+    resp
+}
+
+async fn stages<'g>(
+    gw: &'g Gateway,
+    client: &ClientInfo,
+    mut req: Request<Incoming>,
+    outcome: &mut Outcome<'g>,
+) -> Result<Response<Body>, GatewayError> {
+    // classify: the gateway's own endpoints first.
+    if let Some(resp) = super::endpoints::handle(gw, client, &mut req).await {
+        return resp;
+    }
+    let (route, new_path) = {
+        let path = normalize(req.uri().path()).map_err(|_| GatewayError::BadPath)?;
+        let host = client.host(req.headers(), req.uri());
+        let route = gw
+            .routes
+            .lookup(host, path.match_path())
+            .ok_or(GatewayError::NoRoute)?;
+        (route, path.into_changed())
+    };
+    outcome.route = Some(route);
+
+    // sanitise: spoofable identity headers and our cookies never pass, on any route.
+    gw.filter.strip_identity_headers(req.headers_mut());
+
+    // authenticate, refresh, authorise, identify.
+    if route.rule.needs_sign_in() {
+        let auth = gw
+            .auth
+            .as_ref()
+            .ok_or_else(|| GatewayError::SignInUnavailable {
+                reason: "no provider configured".into(),
+            })?;
+        let session = match auth.authenticate(&req, client).await {
+            Ok(s) => s,
+            Err(answer) => return answer.into_response(&req, client),
+        };
+        outcome.user = log_user(gw, &session.principal.user);
+        if !route.rule.admits(&session.principal.groups) {
+            return Err(GatewayError::Forbidden {
+                user: session.principal.user.clone(),
+            });
+        }
+        gw.filter.strip_gateway_cookies(req.headers_mut());
+        IdentityHeaders::apply(&session.headers.upstream, req.headers_mut());
+        let mut resp = forward(gw, route, req, new_path.as_deref(), client).await?;
+        if let Some(cookies) = &session.set_cookies {
+            for c in cookies {
+                resp.headers_mut()
+                    .append(http::header::SET_COOKIE, c.clone());
+            }
+        }
+        return Ok(resp);
+    }
+    gw.filter.strip_gateway_cookies(req.headers_mut());
+    forward(gw, route, req, new_path.as_deref(), client).await
+}
+
+fn log_user(gw: &Gateway, user: &str) -> Option<String> {
+    (gw.config.logging.access_log).then(|| user.to_string())
+}
+
+async fn forward(
+    gw: &Gateway,
+    route: &Route,
+    req: Request<Incoming>,
+    new_path: Option<&str>,
+    client: &ClientInfo,
+) -> Result<Response<Body>, GatewayError> {
+    Ok(gw
+        .proxy
+        .forward(&gw.upstreams[route.id], req, new_path, client)
+        .await?)
+}

@@ -1,0 +1,229 @@
+//! The one place where an error becomes an HTTP response, and the gateway's small pages.
+//! Browsers get a short HTML page, API clients JSON.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::proxy::{full, Body, ProxyError};
+
+/// Everything a request can fail with, before or while forwarding.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("the request path is malformed")]
+    BadPath,
+    #[error("no route for this host and path")]
+    NoRoute,
+    #[error(transparent)]
+    Upstream(#[from] ProxyError),
+    #[error("sign-in required")]
+    SignInRequired,
+    #[error("{user} is not in a group this route admits")]
+    Forbidden { user: String },
+    #[error("sign-in is temporarily unavailable: {reason}")]
+    SignInUnavailable { reason: String },
+    #[error("sessions are temporarily unavailable: {reason}")]
+    SessionsUnavailable { reason: String },
+    #[error("sign-in failed: {reason}")]
+    SignInFailed { reason: String },
+    #[error("the identity provider refused the sign-in: {error}")]
+    ProviderRefused {
+        error: String,
+        description: Option<String>,
+    },
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadPath | GatewayError::SignInFailed { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::NoRoute | GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::Upstream(ProxyError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::SignInRequired => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden { .. } | GatewayError::ProviderRefused { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            GatewayError::SignInUnavailable { .. } | GatewayError::SessionsUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// (machine code, title, what the person can do) for pages and JSON.
+    fn words(&self) -> (&'static str, &'static str, String) {
+        match self {
+            GatewayError::BadPath => ("bad_request", "Bad request", "The address is malformed.".into()),
+            GatewayError::NoRoute => ("not_found", "Not found", "Nothing is served at this address.".into()),
+            GatewayError::NotFound => ("not_found", "Not found", "Nothing is served at this address.".into()),
+            GatewayError::Upstream(ProxyError::Timeout { .. }) => (
+                "upstream_timeout",
+                "The application did not answer in time",
+                "Try again in a moment.".into(),
+            ),
+            GatewayError::Upstream(_) => (
+                "upstream_unavailable",
+                "The application is unavailable",
+                "The gateway could not reach the application. Try again in a moment.".into(),
+            ),
+            GatewayError::SignInRequired => (
+                "unauthorized",
+                "Sign-in required",
+                "Send a valid session cookie or bearer token.".into(),
+            ),
+            GatewayError::Forbidden { .. } => (
+                "forbidden",
+                "Access denied",
+                "You are signed in, but your account is not in a group allowed here. Ask an administrator for access.".into(),
+            ),
+            GatewayError::SignInUnavailable { .. } => (
+                "sign_in_unavailable",
+                "Sign-in is temporarily unavailable",
+                "The identity provider cannot be reached right now. Try again in a minute.".into(),
+            ),
+            GatewayError::SessionsUnavailable { .. } => (
+                "sessions_unavailable",
+                "Sessions are temporarily unavailable",
+                "The session store cannot be reached right now. Try again in a minute.".into(),
+            ),
+            GatewayError::SignInFailed { reason } => (
+                "sign_in_failed",
+                "Sign-in failed",
+                format!("{reason}. Start again from the application's address."),
+            ),
+            GatewayError::ProviderRefused { error, description } => (
+                "provider_refused",
+                "Sign-in was refused",
+                match description {
+                    Some(d) => format!("The identity provider said: {error}: {d}."),
+                    None => format!("The identity provider said: {error}."),
+                },
+            ),
+            GatewayError::MethodNotAllowed => ("method_not_allowed", "Method not allowed", String::new()),
+        }
+    }
+
+    pub fn into_response(self, json: bool, sign_out_href: Option<&str>) -> Response<Body> {
+        let status = self.status();
+        let (code, title, detail) = self.words();
+        let mut resp = if json {
+            let body = serde_json::json!({ "error": code, "message": title, "detail": detail });
+            json_response(status, &body)
+        } else {
+            let extra = match (&self, sign_out_href) {
+                (GatewayError::Forbidden { user }, Some(href)) => format!(
+                    "<p>Signed in as <b>{}</b>. <a href=\"{}\">Sign out</a> to use another account.</p>",
+                    escape(user),
+                    escape(href)
+                ),
+                _ => String::new(),
+            };
+            html_response(status, title, &format!("<p>{}</p>{extra}", escape(&detail)))
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ssogate\""),
+            );
+        }
+        resp
+    }
+}
+
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(full(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    no_store(resp.headers_mut());
+    resp
+}
+
+/// A small self-contained page; `body_html` must already be escaped.
+pub fn html_response(status: StatusCode, title: &str, body_html: &str) -> Response<Body> {
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{t}</title><style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}\
+         h1{{font-size:1.4rem}}.button{{display:inline-block;background:#2563eb;color:#fff;padding:.6rem 1.2rem;border-radius:.4rem;text-decoration:none;border:0;font-size:1rem;cursor:pointer}}</style></head>\
+         <body><h1>{t}</h1>{body_html}</body></html>",
+        t = escape(title)
+    );
+    let mut resp = Response::new(full(page));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    no_store(h);
+    resp
+}
+
+pub fn no_store(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether the client is a program rather than a person navigating: it then gets JSON and
+/// 401, never a page or a redirect to sign-in.
+pub fn is_api_client(headers: &HeaderMap) -> bool {
+    let has = |name: &str, pred: &dyn Fn(&str) -> bool| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(pred)
+    };
+    if has("authorization", &|v| {
+        v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ")
+    }) {
+        return true;
+    }
+    if headers.contains_key("x-requested-with") {
+        return true;
+    }
+    if has("sec-fetch-mode", &|v| v != "navigate") {
+        return true;
+    }
+    has("accept", &|v| {
+        v.contains("application/json") && !v.contains("text/html")
+    })
+}
+
+/// A 302 with no caching.
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut resp = Response::new(full(""));
+    *resp.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    no_store(resp.headers_mut());
+    resp
+}

@@ -1,0 +1,124 @@
+//! Logs (tracing-subscriber, json or pretty, through a non-blocking writer) and Prometheus
+//! metrics (plain atomic counters: no lock on the request path).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LoggingConfig};
+
+/// Sets up logging for the process. Keep the guard alive: dropping it flushes the writer.
+pub fn init(config: &LoggingConfig) -> WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .finish(std::io::stderr());
+    // RUST_LOG wins for debugging; otherwise the configured level.
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(false);
+    let result = match config.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.compact().try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("logging was already set up: {e}");
+    }
+    guard
+}
+
+/// Counters exported at `/metrics` on the metrics listener.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub requests_2xx: AtomicU64,
+    pub requests_3xx: AtomicU64,
+    pub requests_4xx: AtomicU64,
+    pub requests_5xx: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub sign_ins: AtomicU64,
+    pub sign_in_failures: AtomicU64,
+    pub refreshes: AtomicU64,
+    pub refresh_failures: AtomicU64,
+    pub session_cache_hits: AtomicU64,
+    pub session_cache_misses: AtomicU64,
+}
+
+impl Metrics {
+    pub fn count_status(&self, status: u16) {
+        let c = match status {
+            200..=299 => &self.requests_2xx,
+            300..=399 => &self.requests_3xx,
+            400..=499 => &self.requests_4xx,
+            _ => &self.requests_5xx,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        out.push_str("# HELP ssogate_requests_total Requests answered, by status class.\n# TYPE ssogate_requests_total counter\n");
+        for (class, c) in [
+            ("2xx", &self.requests_2xx),
+            ("3xx", &self.requests_3xx),
+            ("4xx", &self.requests_4xx),
+            ("5xx", &self.requests_5xx),
+        ] {
+            let _ = writeln!(
+                out,
+                "ssogate_requests_total{{class=\"{class}\"}} {}",
+                get(c)
+            );
+        }
+        for (name, help, c) in [
+            (
+                "ssogate_upstream_errors_total",
+                "Upstream connection failures and timeouts.",
+                &self.upstream_errors,
+            ),
+            (
+                "ssogate_sign_ins_total",
+                "Completed sign-ins.",
+                &self.sign_ins,
+            ),
+            (
+                "ssogate_sign_in_failures_total",
+                "Rejected callbacks.",
+                &self.sign_in_failures,
+            ),
+            (
+                "ssogate_refreshes_total",
+                "Token refreshes.",
+                &self.refreshes,
+            ),
+            (
+                "ssogate_refresh_failures_total",
+                "Failed token refreshes.",
+                &self.refresh_failures,
+            ),
+            (
+                "ssogate_session_cache_hits_total",
+                "Sessions answered from the decoded-session cache.",
+                &self.session_cache_hits,
+            ),
+            (
+                "ssogate_session_cache_misses_total",
+                "Sessions decoded or fetched.",
+                &self.session_cache_misses,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                get(c)
+            );
+        }
+        out
+    }
+}
