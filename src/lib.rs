@@ -9,3 +9,4 @@ pub mod proxy;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod oidc;

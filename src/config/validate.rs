@@ -663,11 +663,19 @@ fn provider(e: &mut Errors, source: &dyn ConfigSource, p: &RawProvider) -> Optio
     };
     let domain = e.url("provider.domain", &p.domain);
     let sign_out_redirect_url = e.url("provider.sign_out_redirect_url", &p.sign_out_redirect_url);
+    let jwks_url = e.url("provider.jwks_url", &p.jwks_url);
+    if p.authorization_endpoint.is_some() && p.token_endpoint.is_some() && jwks_url.is_none() {
+        // Without discovery nothing else says where the signing keys are.
+        e.add(
+            "provider.jwks_url",
+            "is required when authorization_endpoint and token_endpoint are both set (no discovery is done then)",
+        );
+    }
     Some(ProviderConfig {
         kind,
         issuer: issuer?,
         discovery_url: discovery_url?,
-        jwks_url: e.url("provider.jwks_url", &p.jwks_url),
+        jwks_url,
         authorization_endpoint: e.url("provider.authorization_endpoint", &p.authorization_endpoint),
         token_endpoint: e.url("provider.token_endpoint", &p.token_endpoint),
         userinfo_endpoint: e.url("provider.userinfo_endpoint", &p.userinfo_endpoint),

@@ -1,0 +1,179 @@
+//! HTTP calls to the provider: GET JSON, POST forms with client authentication, each with
+//! a timeout and a size limit.
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use url::Url;
+
+/// Provider answers larger than this are refused.
+const MAX_BODY: usize = 1 << 20;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the identity provider at {url} cannot be reached: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the identity provider at {url} did not answer within {after:?}")]
+    Timeout { url: String, after: Duration },
+    #[error("the identity provider answered {status} at {url}: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Refused {
+        url: String,
+        status: u16,
+        /// The OAuth `error` code, like `invalid_grant`.
+        error: String,
+        description: Option<String>,
+    },
+    #[error("the identity provider's {what} is not usable: {reason}")]
+    Invalid { what: &'static str, reason: String },
+    #[error("the identity provider's metadata is not loaded yet")]
+    NotReady,
+    #[error("the JWKS was fetched moments ago; not fetching again yet")]
+    RateLimited,
+}
+
+impl ProviderError {
+    /// The provider said no (as opposed to: could not be asked).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, ProviderError::Refused { .. })
+    }
+
+    pub fn oauth_error(&self) -> Option<&str> {
+        match self {
+            ProviderError::Refused { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+pub enum Auth<'a> {
+    Basic(&'a str, &'a str),
+    Post(&'a str, &'a str),
+    Public(&'a str),
+}
+
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    pub fn new(timeout: Duration, ca_file: Option<&Path>) -> Result<HttpClient, crate::tls::TlsError> {
+        let connector = crate::tls::https_connector(timeout, ca_file, "provider.ca_file")?;
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(HttpClient { client, timeout })
+    }
+
+    pub async fn get(&self, url: &Url) -> Result<Bytes, ProviderError> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(url.as_str())
+            .header(ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| unreachable(url, e))?;
+        self.send(url, req).await
+    }
+
+    pub async fn post_form(&self, url: &Url, params: &[(&str, &str)], auth: Auth<'_>) -> Result<Bytes, ProviderError> {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.extend_pairs(params);
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(url.as_str())
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+        match auth {
+            Auth::Basic(id, secret) => {
+                // RFC 6749 2.3.1: both parts form-encoded before base64.
+                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let creds = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret)));
+                builder = builder.header(AUTHORIZATION, format!("Basic {creds}"));
+                form.append_pair("client_id", id);
+            }
+            Auth::Post(id, secret) => {
+                form.append_pair("client_id", id);
+                form.append_pair("client_secret", secret);
+            }
+            Auth::Public(id) => {
+                form.append_pair("client_id", id);
+            }
+        }
+        let req = builder
+            .body(Full::new(Bytes::from(form.finish())))
+            .map_err(|e| unreachable(url, e))?;
+        self.send(url, req).await
+    }
+
+    async fn send(&self, url: &Url, req: Request<Full<Bytes>>) -> Result<Bytes, ProviderError> {
+        let call = async {
+            let resp = self.client.request(req).await.map_err(|e| unreachable(url, error_chain(&e)))?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| unreachable(url, e))?
+                .to_bytes();
+            Ok::<_, ProviderError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| ProviderError::Timeout {
+                url: strip_query(url),
+                after: self.timeout,
+            })??;
+        if status.is_success() {
+            return Ok(body);
+        }
+        #[derive(serde::Deserialize)]
+        struct OAuthError {
+            error: Option<String>,
+            error_description: Option<String>,
+        }
+        let parsed: Option<OAuthError> = serde_json::from_slice(&body).ok();
+        Err(ProviderError::Refused {
+            url: strip_query(url),
+            status: status.as_u16(),
+            error: parsed
+                .as_ref()
+                .and_then(|p| p.error.clone())
+                .unwrap_or_else(|| format!("HTTP {}", status.as_u16())),
+            description: parsed.and_then(|p| p.error_description),
+        })
+    }
+}
+
+fn unreachable(url: &Url, e: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Unreachable {
+        url: strip_query(url),
+        reason: e.to_string(),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Logs never carry query strings (they may hold codes or tokens).
+fn strip_query(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.to_string()
+}

@@ -1,0 +1,414 @@
+//! The identity provider: discovery, our own JWKS cache (refetch on an unknown kid, rate
+//! limited, single-flight, old keys kept until a new set is in), token verification with
+//! Cognito's rules, the authorize URL, code exchange, refresh, revocation and the sign-out URL.
+//! Never serves HTTP and never touches cookies.
+
+mod client;
+pub mod jwt;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use url::Url;
+
+use crate::config::{ClientAuth, HeadersConfig, ProviderConfig, ProviderKind};
+use crate::identity::Principal;
+use client::HttpClient;
+pub use client::ProviderError;
+use jwt::{Audience, Expectations, KeySet, TokenError};
+
+/// An unknown kid triggers at most one JWKS fetch this often.
+const MIN_REFETCH: Duration = Duration::from_secs(5);
+/// Keys are re-read this often even when nothing asks.
+pub const JWKS_REFRESH: Duration = Duration::from_secs(3600);
+
+/// Endpoints, from discovery and/or the config.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    pub authorization_endpoint: Url,
+    pub token_endpoint: Url,
+    pub userinfo_endpoint: Option<Url>,
+    pub revocation_endpoint: Option<Url>,
+    pub end_session_endpoint: Option<Url>,
+    pub jwks_uri: Url,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    authorization_endpoint: Option<Url>,
+    token_endpoint: Option<Url>,
+    userinfo_endpoint: Option<Url>,
+    revocation_endpoint: Option<Url>,
+    end_session_endpoint: Option<Url>,
+    jwks_uri: Option<Url>,
+}
+
+/// The token endpoint's answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: Option<String>,
+    pub id_token: Option<String>,
+    pub refresh_token: Option<String>,
+    pub expires_in: Option<u64>,
+}
+
+/// A verified ID token turned into a person.
+#[derive(Debug, Clone)]
+pub struct VerifiedIdToken {
+    pub principal: Principal,
+    pub exp: u64,
+    pub auth_time: Option<u64>,
+}
+
+pub struct Provider {
+    config: ProviderConfig,
+    http: HttpClient,
+    metadata: ArcSwapOption<Metadata>,
+    keys: ArcSwapOption<KeySet>,
+    /// Serialises JWKS fetches; holds when the last one happened.
+    fetch_lock: Mutex<Option<Instant>>,
+    /// Why the provider is not ready yet, for `/ready` and error logs.
+    last_error: ArcSwapOption<String>,
+}
+
+impl Provider {
+    pub fn new(config: ProviderConfig) -> Result<Provider, crate::tls::TlsError> {
+        let http = HttpClient::new(config.timeout, config.ca_file.as_deref())?;
+        Ok(Provider {
+            config,
+            http,
+            metadata: ArcSwapOption::empty(),
+            keys: ArcSwapOption::empty(),
+            fetch_lock: Mutex::new(None),
+            last_error: ArcSwapOption::empty(),
+        })
+    }
+
+    pub fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    pub fn metadata(&self) -> Option<Arc<Metadata>> {
+        self.metadata.load_full()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.metadata.load().is_some() && self.keys.load().is_some()
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.load_full().map(|e| (*e).clone())
+    }
+
+    fn note_error(&self, e: &ProviderError) {
+        self.last_error.store(Some(Arc::new(e.to_string())));
+    }
+
+    /// Discovery (unless every endpoint is configured) and the first JWKS fetch.
+    pub async fn load(&self) -> Result<(), ProviderError> {
+        let result = self.load_inner().await;
+        match &result {
+            Ok(()) => self.last_error.store(None),
+            Err(e) => self.note_error(e),
+        }
+        result
+    }
+
+    async fn load_inner(&self) -> Result<(), ProviderError> {
+        if self.metadata.load().is_none() {
+            let c = &self.config;
+            let meta = if c.needs_discovery() {
+                let body = self.http.get(&c.discovery_url).await?;
+                let d: Discovery = serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid {
+                    what: "discovery document",
+                    reason: e.to_string(),
+                })?;
+                if d.issuer.trim_end_matches('/') != c.issuer {
+                    return Err(ProviderError::Invalid {
+                        what: "discovery document",
+                        reason: format!(
+                            "its issuer {:?} is not the configured issuer {:?}; set provider.issuer_url to the provider's exact issuer",
+                            d.issuer, c.issuer
+                        ),
+                    });
+                }
+                let need = |configured: &Option<Url>, found: Option<Url>, what: &'static str| {
+                    configured.clone().or(found).ok_or(ProviderError::Invalid {
+                        what: "discovery document",
+                        reason: format!("it has no {what}; set provider.{what}"),
+                    })
+                };
+                Metadata {
+                    authorization_endpoint: need(&c.authorization_endpoint, d.authorization_endpoint, "authorization_endpoint")?,
+                    token_endpoint: need(&c.token_endpoint, d.token_endpoint, "token_endpoint")?,
+                    jwks_uri: need(&c.jwks_url, d.jwks_uri, "jwks_uri")?,
+                    userinfo_endpoint: c.userinfo_endpoint.clone().or(d.userinfo_endpoint),
+                    revocation_endpoint: c.revocation_endpoint.clone().or(d.revocation_endpoint),
+                    end_session_endpoint: c.end_session_endpoint.clone().or(d.end_session_endpoint),
+                }
+            } else {
+                // Validation guarantees these three when discovery is skipped.
+                Metadata {
+                    authorization_endpoint: c.authorization_endpoint.clone().ok_or(ProviderError::NotReady)?,
+                    token_endpoint: c.token_endpoint.clone().ok_or(ProviderError::NotReady)?,
+                    jwks_uri: c.jwks_url.clone().ok_or(ProviderError::NotReady)?,
+                    userinfo_endpoint: c.userinfo_endpoint.clone(),
+                    revocation_endpoint: c.revocation_endpoint.clone(),
+                    end_session_endpoint: c.end_session_endpoint.clone(),
+                }
+            };
+            self.metadata.store(Some(Arc::new(meta)));
+        }
+        if self.keys.load().is_none() {
+            self.refresh_keys(None).await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches the JWKS. With `for_kid`, only when that kid is still unknown and the last
+    /// fetch is older than `MIN_REFETCH`; concurrent callers wait for one fetch.
+    pub async fn refresh_keys(&self, for_kid: Option<&str>) -> Result<(), ProviderError> {
+        let mut last = self.fetch_lock.lock().await;
+        if let Some(kid) = for_kid {
+            if self.keys.load().as_ref().is_some_and(|k| k.has(kid)) {
+                return Ok(());
+            }
+            if last.is_some_and(|t| t.elapsed() < MIN_REFETCH) {
+                return Err(ProviderError::RateLimited);
+            }
+        }
+        let meta = self.metadata().ok_or(ProviderError::NotReady)?;
+        *last = Some(Instant::now());
+        let body = self.http.get(&meta.jwks_uri).await?;
+        let set = KeySet::from_json(&body).map_err(|reason| ProviderError::Invalid { what: "JWKS", reason })?;
+        tracing::info!(keys = set.len(), jwks = %meta.jwks_uri, "loaded the provider's signing keys");
+        self.keys.store(Some(Arc::new(set)));
+        Ok(())
+    }
+
+    /// Verifies a JWT's signature (fetching keys once on an unknown kid) and returns its claims.
+    pub async fn verify_signature(&self, token: &str) -> Result<Map<String, Value>, VerifyError> {
+        let unverified = jwt::parse(token)?;
+        let keys = self.keys.load_full().ok_or(VerifyError::Provider(ProviderError::NotReady))?;
+        match unverified.verify(&keys) {
+            Err(TokenError::UnknownKey(kid)) => {
+                match self.refresh_keys(Some(&kid)).await {
+                    Ok(()) | Err(ProviderError::RateLimited) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot refetch the JWKS for an unknown kid");
+                    }
+                }
+                let keys = self.keys.load_full().ok_or(VerifyError::Provider(ProviderError::NotReady))?;
+                Ok(unverified.verify(&keys)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Verifies an ID token from the token endpoint (at sign-in or refresh).
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        nonce: Option<&str>,
+        headers: &HeadersConfig,
+    ) -> Result<VerifiedIdToken, VerifyError> {
+        let claims = self.verify_signature(token).await?;
+        let want = Expectations {
+            issuer: &self.config.issuer,
+            client_id: &self.config.client_id,
+            token_use: (self.config.kind == ProviderKind::Cognito).then_some("id"),
+            audience: Audience::Aud,
+            nonce,
+            now: unix_now(),
+        };
+        jwt::check_claims(&claims, &want)?;
+        Ok(VerifiedIdToken {
+            principal: self.principal(&claims, headers),
+            exp: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
+            auth_time: claims.get("auth_time").and_then(Value::as_u64),
+        })
+    }
+
+    /// The person described by verified claims.
+    pub fn principal(&self, claims: &Map<String, Value>, headers: &HeadersConfig) -> Principal {
+        let s = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
+        let sub = s("sub").unwrap_or_default();
+        let groups = match claims.get(&self.config.groups_claim) {
+            Some(Value::Array(list)) => list.iter().filter_map(|g| g.as_str().map(str::to_string)).collect(),
+            Some(Value::String(one)) if !one.is_empty() => vec![one.clone()],
+            _ => Vec::new(),
+        };
+        let email_verified = match claims.get("email_verified") {
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::String(v)) => Some(v.eq_ignore_ascii_case("true")),
+            _ => None,
+        };
+        let mapped = headers
+            .claims
+            .iter()
+            .filter_map(|(_, claim)| claim_string(claims.get(claim)?).map(|v| (claim.clone(), v)))
+            .collect();
+        Principal {
+            user: s(&self.config.user_claim).unwrap_or_else(|| sub.clone()),
+            sub,
+            email: s("email"),
+            email_verified,
+            preferred_username: s("preferred_username"),
+            groups,
+            mapped,
+        }
+    }
+
+    /// The authorization request URL: code flow, state, nonce and PKCE S256.
+    pub fn authorize_url(&self, redirect_uri: &str, state: &str, nonce: &str, code_verifier: &str) -> Result<Url, ProviderError> {
+        let meta = self.metadata().ok_or(ProviderError::NotReady)?;
+        let mut url = meta.authorization_endpoint.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &self.config.client_id)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("scope", &self.config.scopes.join(" "))
+                .append_pair("state", state)
+                .append_pair("nonce", nonce)
+                .append_pair("code_challenge", &pkce_challenge(code_verifier))
+                .append_pair("code_challenge_method", "S256");
+            if let Some(idp) = &self.config.identity_provider {
+                q.append_pair("identity_provider", idp);
+            }
+        }
+        Ok(url)
+    }
+
+    /// Exchanges an authorization code (with its PKCE verifier) for tokens.
+    pub async fn exchange_code(&self, code: &str, code_verifier: &str, redirect_uri: &str) -> Result<TokenResponse, ProviderError> {
+        self.token_request(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", code_verifier),
+        ])
+        .await
+    }
+
+    /// A refresh grant. Cognito answers without a new refresh token unless rotation is on.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, ProviderError> {
+        self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
+            .await
+    }
+
+    async fn token_request(&self, params: &[(&str, &str)]) -> Result<TokenResponse, ProviderError> {
+        let meta = self.metadata().ok_or(ProviderError::NotReady)?;
+        let body = self.http.post_form(&meta.token_endpoint, params, self.client_auth()).await?;
+        serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid {
+            what: "token response",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Revokes a refresh token (and what was issued from it) when the provider can.
+    pub async fn revoke(&self, refresh_token: &str) -> Result<bool, ProviderError> {
+        let meta = self.metadata().ok_or(ProviderError::NotReady)?;
+        let Some(endpoint) = &meta.revocation_endpoint else {
+            return Ok(false);
+        };
+        self.http
+            .post_form(endpoint, &[("token", refresh_token), ("token_type_hint", "refresh_token")], self.client_auth())
+            .await?;
+        Ok(true)
+    }
+
+    fn client_auth(&self) -> client::Auth<'_> {
+        let secret = self.config.client_secret.as_ref().map(|s| s.as_str());
+        match (self.config.client_auth, secret) {
+            (ClientAuth::Basic, Some(secret)) => client::Auth::Basic(&self.config.client_id, secret),
+            (ClientAuth::Post, Some(secret)) => client::Auth::Post(&self.config.client_id, secret),
+            _ => client::Auth::Public(&self.config.client_id),
+        }
+    }
+
+    /// Where to send the browser to end the provider's session, coming back to `return_to`.
+    /// Cognito: `{domain}/logout?client_id&logout_uri` (its own, not OIDC's); OIDC:
+    /// `end_session_endpoint` with `id_token_hint` and `post_logout_redirect_uri`.
+    pub fn logout_url(&self, return_to: &str, id_token: Option<&str>) -> Option<Url> {
+        if self.config.kind == ProviderKind::Cognito {
+            if let Some(domain) = &self.config.domain {
+                let mut url = domain.join("logout").ok()?;
+                if domain.path() != "/" {
+                    url = Url::parse(&format!("{}/logout", domain.as_str().trim_end_matches('/'))).ok()?;
+                }
+                url.query_pairs_mut()
+                    .append_pair("client_id", &self.config.client_id)
+                    .append_pair("logout_uri", return_to);
+                return Some(url);
+            }
+        }
+        let meta = self.metadata()?;
+        let mut url = meta.end_session_endpoint.clone()?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("client_id", &self.config.client_id)
+                .append_pair("post_logout_redirect_uri", return_to);
+            if let Some(t) = id_token {
+                q.append_pair("id_token_hint", t);
+            }
+        }
+        Some(url)
+    }
+}
+
+fn claim_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(list) => Some(
+            list.iter()
+                .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// Why a token was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+pub fn pkce_challenge(verifier: &str) -> String {
+    B64.encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()))
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `n` random bytes, base64url.
+pub fn random_token(n: usize) -> String {
+    use ring::rand::SecureRandom;
+    let mut buf = vec![0u8; n];
+    // The system RNG failing is not recoverable and does not happen on Linux.
+    ring::rand::SystemRandom::new()
+        .fill(&mut buf)
+        .expect("the system random number generator failed");
+    B64.encode(buf)
+}
+
+#[cfg(test)]
+mod tests;
