@@ -47,13 +47,13 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub async fn new(config: &SessionConfig) -> Result<Sessions, StoreError> {
+    pub fn new(config: &SessionConfig) -> Result<Sessions, StoreError> {
         let secret = config.secret.as_ref().ok_or(StoreError::NoSecret)?;
         let codec = Codec::new(&secret.0, config.previous_secret.as_ref().map(|s| s.0.as_slice()));
         let store = match config.store {
             StoreKind::Cookie => Store::Cookie,
             StoreKind::Memory => Store::memory(config),
-            StoreKind::Redis => Store::redis(config).await?,
+            StoreKind::Redis => Store::redis(config)?,
         };
         Ok(Sessions {
             codec,

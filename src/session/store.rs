@@ -23,7 +23,7 @@ pub enum Store {
     Cookie,
     Memory(moka::future::Cache<String, Arc<str>>),
     #[cfg(feature = "redis-store")]
-    Redis(redis_store::RedisStore),
+    Redis(Box<redis_store::RedisStore>),
 }
 
 impl Store {
@@ -37,12 +37,12 @@ impl Store {
     }
 
     #[cfg(feature = "redis-store")]
-    pub async fn redis(config: &SessionConfig) -> Result<Store, StoreError> {
-        Ok(Store::Redis(redis_store::RedisStore::new(config)?))
+    pub fn redis(config: &SessionConfig) -> Result<Store, StoreError> {
+        Ok(Store::Redis(Box::new(redis_store::RedisStore::new(config)?)))
     }
 
     #[cfg(not(feature = "redis-store"))]
-    pub async fn redis(_config: &SessionConfig) -> Result<Store, StoreError> {
+    pub fn redis(_config: &SessionConfig) -> Result<Store, StoreError> {
         Err(StoreError::Config("this build has no Redis support".into()))
     }
 

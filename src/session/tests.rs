@@ -98,7 +98,7 @@ fn sessions_config(store: &str) -> crate::config::SessionConfig {
 
 #[tokio::test]
 async fn cookie_store_round_trips_and_expires() {
-    let sessions = Sessions::new(&sessions_config("cookie")).await.unwrap();
+    let sessions = Sessions::new(&sessions_config("cookie")).unwrap();
     let mut s = session(100);
     let value = sessions.save(&mut s).await.unwrap();
     assert_eq!(sessions.load(&value, 50).await.unwrap(), Some(s.clone()));
@@ -108,7 +108,7 @@ async fn cookie_store_round_trips_and_expires() {
 
 #[tokio::test]
 async fn memory_store_keeps_only_an_id_in_the_cookie_and_revokes() {
-    let sessions = Sessions::new(&sessions_config("memory")).await.unwrap();
+    let sessions = Sessions::new(&sessions_config("memory")).unwrap();
     let mut s = session(u64::MAX / 2);
     let value = sessions.save(&mut s).await.unwrap();
     assert!(value.len() < 120, "cookie is small: {}", value.len());
