@@ -606,3 +606,62 @@ fn malformed_requests_get_400_and_the_gateway_keeps_serving() {
         "nothing malformed reached the upstream"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_slower_than_the_response_timeout_still_succeeds() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(&public_config(
+        &upstream.url,
+        "[upstream]\nresponse_timeout = \"1s\"\n",
+    ));
+
+    // 10 chunks, 250 ms apart: the client is still sending for 2.5 s, far past the 1 s the
+    // upstream gets to answer once it has the whole request.
+    let chunks = futures_util::stream::iter(0..10).then(|_| async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        Ok::<_, std::io::Error>(Bytes::from_static(&[b'u'; 1000]))
+    });
+    let resp = client()
+        .post(gw.url("/upload/slowly"))
+        .header("accept", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let seen: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["body_len"], 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_stalls_for_the_response_timeout_gives_504() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(&public_config(
+        &upstream.url,
+        "[upstream]\nresponse_timeout = \"1s\"\n",
+    ));
+
+    // One chunk, then nothing for 5 s.
+    let chunks = futures_util::stream::iter(0..2).then(|i| async move {
+        if i == 1 {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        Ok::<_, std::io::Error>(Bytes::from_static(&[b'u'; 1000]))
+    });
+    let started = Instant::now();
+    let resp = client()
+        .post(gw.url("/upload/stalled"))
+        .header("accept", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(resp.status(), 504);
+    assert!(
+        waited < Duration::from_millis(3000),
+        "answered after {waited:?}: a stalled upload must not hold the upstream until it resumes"
+    );
+}
