@@ -273,28 +273,46 @@ impl Auth {
         now: u64,
     ) -> Result<Arc<LiveSession>, AuthAnswer> {
         let attrs = self.cookie_attrs_for(headers);
-        let result = self
-            .refreshed
-            .try_get_with(
-                cookie_value.to_string(),
-                self.refresh_once(live, headers, attrs, now),
-            )
-            .await;
-        match result {
-            Ok(live) => Ok(live),
-            Err(answer) => match &*answer {
-                RefreshFailure::SignedOut => {
-                    self.decoded.invalidate(cookie_value);
-                    Err(AuthAnswer::SignIn {
-                        clear: self.clear_session_cookies(headers, None),
-                    })
+        let grace = self.config.session.refresh_grace.as_secs();
+        for _ in 0..2 {
+            let result = self
+                .refreshed
+                .try_get_with(
+                    cookie_value.to_string(),
+                    self.refresh_once(live.clone(), headers, attrs.clone(), now),
+                )
+                .await;
+            match result {
+                // A session kept alive through a provider outage is only good until its grace ends;
+                // then ask the provider again (it may be back) before giving up.
+                Ok(kept)
+                    if kept.session.refresh_due <= now
+                        && now >= kept.session.refresh_due + grace =>
+                {
+                    self.refreshed.invalidate(cookie_value).await;
+                    continue;
                 }
-                RefreshFailure::Store(e) => Err(GatewayError::SessionsUnavailable {
-                    reason: e.to_string(),
+                Ok(live) => return Ok(live),
+                Err(answer) => {
+                    return match &*answer {
+                        RefreshFailure::SignedOut => {
+                            self.decoded.invalidate(cookie_value);
+                            Err(AuthAnswer::SignIn {
+                                clear: self.clear_session_cookies(headers, None),
+                            })
+                        }
+                        RefreshFailure::Store(e) => Err(GatewayError::SessionsUnavailable {
+                            reason: e.to_string(),
+                        }
+                        .into()),
+                    }
                 }
-                .into()),
-            },
+            }
         }
+        self.decoded.invalidate(cookie_value);
+        Err(AuthAnswer::SignIn {
+            clear: self.clear_session_cookies(headers, None),
+        })
     }
 
     async fn refresh_once(
