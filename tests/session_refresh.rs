@@ -104,9 +104,16 @@ async fn fifty_parallel_requests_on_a_stale_session_cause_one_refresh() {
             .into_iter()
             .map(|r| r.unwrap())
             .collect();
-        assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{store}: {statuses:?}");
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::OK),
+            "{store}: {statuses:?}"
+        );
         let after = s.idp.stats().await["token_requests"].as_u64().unwrap();
-        assert_eq!(after - before, 1, "{store}: exactly one call to the token endpoint");
+        assert_eq!(
+            after - before,
+            1,
+            "{store}: exactly one call to the token endpoint"
+        );
     }
 }
 
@@ -116,7 +123,9 @@ async fn a_user_removed_from_the_group_gets_403_after_the_refresh() {
     let b = browser();
     let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
     assert_eq!(resp.status(), StatusCode::OK);
-    s.idp.control("users/bob/groups", Some(serde_json::json!([]))).await;
+    s.idp
+        .control("users/bob/groups", Some(serde_json::json!([])))
+        .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let resp = b.get(s.gw.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{}", s.gw.logs());
@@ -140,7 +149,10 @@ async fn a_disabled_user_is_signed_out_at_the_refresh() {
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
     let nav = b.get(s.gw.url("/page")).send().await.unwrap();
     assert_eq!(nav.status(), StatusCode::FOUND);
-    assert!(nav.headers()["location"].to_str().unwrap().starts_with("/oauth2/start"));
+    assert!(nav.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/oauth2/start"));
     s.idp.control("reset-users", None).await;
 }
 
@@ -167,12 +179,21 @@ async fn an_unreachable_provider_is_survived_within_the_grace_then_fails_closed(
     s.idp.stop();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let during = b.get(s.gw.url("/during")).send().await.unwrap();
-    assert_eq!(during.status(), StatusCode::OK, "within the grace the session works");
+    assert_eq!(
+        during.status(),
+        StatusCode::OK,
+        "within the grace the session works"
+    );
     assert!(
-        s.gw.logs().contains("the session keeps working within the grace period"),
+        s.gw.logs()
+            .contains("the session keeps working within the grace period"),
         "a warning is logged"
     );
     tokio::time::sleep(Duration::from_secs(4)).await;
     let after = b.get(s.gw.url("/after")).send().await.unwrap();
-    assert_eq!(after.status(), StatusCode::FOUND, "past the grace it fails closed");
+    assert_eq!(
+        after.status(),
+        StatusCode::FOUND,
+        "past the grace it fails closed"
+    );
 }

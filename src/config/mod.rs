@@ -298,7 +298,8 @@ impl Provider for EnvOverrides {
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         let mut dict = Dict::new();
         for (name, value) in &self.0 {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            // Only SECTION__KEY names are settings; SSOGATE_CONFIG (the --config flag) is not.
+            let Some(rest) = name.strip_prefix(ENV_PREFIX).filter(|r| r.contains("__")) else {
                 continue;
             };
             let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();

@@ -126,6 +126,7 @@ fn environment_overrides_the_file() {
         env: vec![
             ("SSOGATE_SERVER__LISTEN".into(), "127.0.0.1:9999".into()),
             ("SSOGATE_PROVIDER__CLIENT_ID".into(), "from-env".into()),
+            ("SSOGATE_CONFIG".into(), "/etc/ssogate.toml".into()),
         ],
         ..Default::default()
     };

@@ -1,0 +1,268 @@
+//! Server-side sessions: `memory` (one instance, instant revocation) and `redis` (replicas
+//! share sessions through a real redis-server; sign-out on one is refused by the others;
+//! Redis going away gives a clear 503 and the gateway recovers when it returns).
+
+mod common;
+#[path = "common/idp.rs"]
+mod idp;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, Gateway, Upstream};
+use idp::{browser, follow, sign_in, Idp};
+use reqwest::StatusCode;
+
+const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// A real redis-server on a free loopback port, without persistence, stopped by its PID.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config(port: u16, idp: &Idp, upstream: &str, session: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+
+{provider}
+
+[session]
+secret = "{SECRET}"
+{session}
+
+[[routes]]
+path_prefix = "/"
+upstream = "{upstream}"
+
+[logging]
+format = "json"
+level = "info"
+"#,
+        provider = idp.provider_toml("basic-client"),
+    )
+}
+
+/// The value of the `_ssogate` cookie a browser holds, caught by an echo server (cookies are
+/// not bound to ports).
+async fn session_cookie(b: &reqwest::Client) -> String {
+    let catcher = Upstream::echo();
+    let _ = b
+        .get(format!("{}/catch", catcher.url))
+        .send()
+        .await
+        .unwrap();
+    let cookies = catcher
+        .last_request()
+        .unwrap()
+        .header("cookie")
+        .unwrap_or_default()
+        .to_string();
+    cookies
+        .split("; ")
+        .find_map(|c| c.strip_prefix("_ssogate="))
+        .unwrap_or_else(|| panic!("no _ssogate cookie in {cookies}"))
+        .to_string()
+}
+
+async fn with_cookie(gw: &Gateway, value: &str, path: &str) -> StatusCode {
+    common::client()
+        .get(gw.url(path))
+        .header("cookie", format!("_ssogate={value}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn memory_sessions_are_small_and_end_at_sign_out_even_for_a_copied_cookie() {
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let gw = Gateway::start(&config(port, &idp, &upstream.url, "store = \"memory\""));
+    gw.wait_ready(Duration::from_secs(15));
+    let b = browser();
+    let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let copied = session_cookie(&b).await;
+    assert!(
+        copied.len() < 120,
+        "the cookie holds only a sealed id: {} bytes",
+        copied.len()
+    );
+    assert_eq!(with_cookie(&gw, &copied, "/x").await, StatusCode::OK);
+
+    let (_, _) = follow(&b, &gw.url("/oauth2/sign_out"), None).await;
+    assert_eq!(
+        with_cookie(&gw, &copied, "/x").await,
+        StatusCode::UNAUTHORIZED,
+        "revoked at once"
+    );
+
+    // Every sign-in mints a new id: no fixation.
+    let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_ne!(session_cookie(&b).await, copied);
+}
+
+#[tokio::test]
+async fn redis_replicas_share_sessions_and_sign_out() {
+    let redis = Redis::start();
+    let upstream = Upstream::echo();
+    let (pa, pb) = (free_port(), free_port());
+    let idp = Idp::start(&[pa, pb]);
+    let session = format!(
+        "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"",
+        redis.url()
+    );
+    let a = Gateway::start(&config(pa, &idp, &upstream.url, &session));
+    let b = Gateway::start(&config(pb, &idp, &upstream.url, &session));
+    a.wait_ready(Duration::from_secs(15));
+    b.wait_ready(Duration::from_secs(15));
+
+    let browser_a = browser();
+    let (resp, _) = sign_in(&browser_a, &a.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", a.logs());
+    let cookie = session_cookie(&browser_a).await;
+
+    // Signed in on A, used on B.
+    assert_eq!(
+        with_cookie(&b, &cookie, "/on-b").await,
+        StatusCode::OK,
+        "{}",
+        b.logs()
+    );
+    assert_eq!(
+        upstream.last_request().unwrap().header("x-forwarded-user"),
+        Some("bob")
+    );
+    assert_eq!(with_cookie(&a, &cookie, "/on-a").await, StatusCode::OK);
+
+    // Signed out on B: A refuses it within its cache time.
+    let resp = common::client()
+        .get(b.url("/oauth2/sign_out"))
+        .header("cookie", format!("_ssogate={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(
+        with_cookie(&b, &cookie, "/on-b").await,
+        StatusCode::UNAUTHORIZED
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        with_cookie(&a, &cookie, "/on-a").await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn redis_going_away_gives_503_and_the_gateway_recovers() {
+    let mut redis = Redis::start();
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let session = format!(
+        "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"",
+        redis.url()
+    );
+    let gw = Gateway::start(&config(port, &idp, &upstream.url, &session));
+    gw.wait_ready(Duration::from_secs(15));
+    let b = browser();
+    let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = session_cookie(&b).await;
+
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(1200)).await; // past the local cache
+    let down = common::client()
+        .get(gw.url("/x"))
+        .header("cookie", format!("_ssogate={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(down
+        .text()
+        .await
+        .unwrap()
+        .contains("Sessions are temporarily unavailable"));
+
+    // Redis comes back (empty: it kept nothing): the gateway answers again by itself.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = with_cookie(&gw, &cookie, "/x").await;
+        if status == StatusCode::UNAUTHORIZED {
+            break; // the store answers again; the session died with the old Redis
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} after Redis came back:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fresh = browser();
+    let (resp, _) = sign_in(&fresh, &gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK, "sign-in works again");
+    assert!(!gw.logs().contains("panicked"));
+}
