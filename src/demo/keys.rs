@@ -44,7 +44,11 @@ impl RsaSigner {
     /// A compact RS256 JWT of these claims.
     pub fn sign(&self, claims: &serde_json::Value) -> Result<String, String> {
         let header = serde_json::json!({"kid": self.kid, "alg": "RS256"});
-        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
         let mut sig = vec![0u8; self.pair.public().modulus_len()];
         self.pair
             .sign(&RSA_PKCS1_SHA256, &self.rng, input.as_bytes(), &mut sig)
