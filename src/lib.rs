@@ -10,3 +10,4 @@ pub mod server;
 pub mod telemetry;
 pub mod tls;
 pub mod oidc;
+pub mod session;

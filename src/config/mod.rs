@@ -305,8 +305,17 @@ impl Provider for EnvOverrides {
             if path.iter().any(|p| p.is_empty()) {
                 continue;
             }
-            // `parse` is infallible for figment's Value: anything not TOML-like stays a string.
-            let value: Value = value.parse().unwrap_or_else(|_| Value::from(value.clone()));
+            // Only lists, tables and quoted text are parsed. Other scalars stay text, and
+            // `extract_lossy` turns them into booleans or numbers where the schema wants
+            // those: parsed eagerly, an all-digit client id or secret became a number, was
+            // rejected, and the error message printed it.
+            let looks_structured = value.trim_start().starts_with(['[', '{', '"']);
+            let value: Value = if looks_structured {
+                // `parse` is infallible for figment's Value: anything not TOML-like stays a string.
+                value.parse().unwrap_or_else(|_| Value::from(value.clone()))
+            } else {
+                Value::from(value.clone())
+            };
             insert_path(&mut dict, &path, value);
         }
         Ok(Profile::Default.collect(dict))
@@ -358,7 +367,7 @@ impl Config {
     }
 
     fn from_figment(figment: Figment, source: &dyn ConfigSource) -> Result<Config, ConfigErrors> {
-        let raw: RawConfig = figment.extract().map_err(|e| {
+        let raw: RawConfig = figment.extract_lossy().map_err(|e| {
             ConfigErrors(
                 e.into_iter()
                     .map(|e| ConfigError {

@@ -86,31 +86,35 @@ impl HttpClient {
     }
 
     pub async fn post_form(&self, url: &Url, params: &[(&str, &str)], auth: Auth<'_>) -> Result<Bytes, ProviderError> {
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.extend_pairs(params);
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(url.as_str())
             .header(ACCEPT, "application/json")
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
-        match auth {
-            Auth::Basic(id, secret) => {
-                // RFC 6749 2.3.1: both parts form-encoded before base64.
-                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                let creds = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret)));
-                builder = builder.header(AUTHORIZATION, format!("Basic {creds}"));
-                form.append_pair("client_id", id);
+        // The serializer is not Send: finish the form before anything awaits.
+        let form = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.extend_pairs(params);
+            match auth {
+                Auth::Basic(id, secret) => {
+                    // RFC 6749 2.3.1: both parts form-encoded before base64.
+                    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                    let creds = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret)));
+                    builder = builder.header(AUTHORIZATION, format!("Basic {creds}"));
+                    form.append_pair("client_id", id);
+                }
+                Auth::Post(id, secret) => {
+                    form.append_pair("client_id", id);
+                    form.append_pair("client_secret", secret);
+                }
+                Auth::Public(id) => {
+                    form.append_pair("client_id", id);
+                }
             }
-            Auth::Post(id, secret) => {
-                form.append_pair("client_id", id);
-                form.append_pair("client_secret", secret);
-            }
-            Auth::Public(id) => {
-                form.append_pair("client_id", id);
-            }
-        }
+            form.finish()
+        };
         let req = builder
-            .body(Full::new(Bytes::from(form.finish())))
+            .body(Full::new(Bytes::from(form)))
             .map_err(|e| unreachable(url, e))?;
         self.send(url, req).await
     }

@@ -3,19 +3,23 @@
 //! the upstream over a keep-alive pool, timeouts. Never decides who may pass.
 
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
+use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::watch;
 use url::Url;
 
 use crate::config::UpstreamConfig;
@@ -162,7 +166,7 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// The pooled client and its limits.
 #[derive(Clone)]
 pub struct Proxy {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, UploadBody>,
     response_timeout: Duration,
 }
 
@@ -219,9 +223,14 @@ impl Proxy {
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
 
-        let sent = tokio::time::timeout(self.response_timeout, self.client.request(req)).await;
+        let (req, upload) = UploadBody::wrap(req);
+        let sent = tokio::select! {
+            biased;
+            resp = self.client.request(req) => Ok(resp),
+            () = answer_deadline(upload, self.response_timeout) => Err(()),
+        };
         let mut resp = match sent {
-            Err(_) => {
+            Err(()) => {
                 return Err(ProxyError::Timeout {
                     upstream: upstream.name.clone(),
                     after: self.response_timeout,
@@ -256,6 +265,84 @@ impl Proxy {
         remove_hop_by_hop(resp.headers_mut(), switching);
         Ok(resp.map(Either::Left))
     }
+}
+
+/// The request body on its way upstream, reporting progress: the response timeout is the
+/// time the upstream gets to answer once it has the whole request, so an upload that takes
+/// longer than that (a large file on a slow link) is not cut off while it is moving.
+struct UploadBody {
+    inner: Incoming,
+    /// `false` on each chunk sent, `true` once the body is complete; `None` when done.
+    progress: Option<watch::Sender<bool>>,
+}
+
+impl UploadBody {
+    /// The request with its body wrapped, and the progress to watch (none for an empty body).
+    fn wrap(req: Request<Incoming>) -> (Request<UploadBody>, Option<watch::Receiver<bool>>) {
+        let (parts, inner) = req.into_parts();
+        let (progress, watcher) = if inner.is_end_stream() {
+            (None, None)
+        } else {
+            let (tx, rx) = watch::channel(false);
+            (Some(tx), Some(rx))
+        };
+        (
+            Request::from_parts(parts, UploadBody { inner, progress }),
+            watcher,
+        )
+    }
+}
+
+impl http_body::Body for UploadBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(frame) = &polled {
+            // hyper stops polling once `is_end_stream` says so; it may not ask for `None`.
+            let done = !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream();
+            if done {
+                if let Some(tx) = this.progress.take() {
+                    tx.send_replace(true);
+                }
+            } else if let Some(tx) = &this.progress {
+                tx.send_replace(false);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Completes when the upstream has had `limit` to answer since the request body was sent in
+/// full, or when the upload has not moved for `limit` (a stalled client).
+async fn answer_deadline(upload: Option<watch::Receiver<bool>>, limit: Duration) {
+    if let Some(mut upload) = upload {
+        loop {
+            if *upload.borrow_and_update() {
+                break;
+            }
+            match tokio::time::timeout(limit, upload.changed()).await {
+                Ok(Ok(())) => {}
+                // The body was dropped: hyper has finished with it.
+                Ok(Err(_)) => break,
+                Err(_) => return,
+            }
+        }
+    }
+    tokio::time::sleep(limit).await;
 }
 
 fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {

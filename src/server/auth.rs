@@ -1,65 +1,886 @@
-//! Sign-in on the request path: sessions from cookies, the sign-in flow endpoints.
+//! Sign-in on the request path: the session behind a cookie (decoded-session cache first,
+//! so a signed-in request does no crypto and no provider call), bearer tokens, refresh when
+//! due (single-flight), and the sign-in endpoints: start, callback, sign-in page, sign-out,
+//! userinfo, forward-auth and the assertion JWKS.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::header::HeaderValue;
-use http::{Request, Response};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
 
-use super::pages::GatewayError;
-use crate::config::Config;
-use crate::identity::{IdentityHeaders, Principal};
-use crate::proxy::{Body, ClientInfo};
+use super::pages::{escape, html_response, is_api_client, json_response, redirect, GatewayError};
+use crate::config::{Config, HeaderPreset, ProviderKind, StoreKind};
+use crate::identity::{AssertionSigner, IdentityHeaders, TokensForHeaders};
+use crate::oidc::{self, jwt, Provider, ProviderError, VerifyError};
+use crate::policy::{safe_redirect, RouteRule};
+use crate::proxy::{full, Body, ClientInfo};
+use crate::session::codec::{self, CookieAttrs};
+use crate::session::{Session, Sessions, StoreError};
 use crate::telemetry::Metrics;
+
+/// Pending sign-ins (state cookies) one browser may have at once.
+const MAX_PENDING_SIGN_INS: usize = 5;
+/// How long a sign-in attempt may take at the provider.
+const STATE_TTL_SECS: u64 = 600;
+/// How long a refreshed session answers for its old cookie, and how often a provider that
+/// is down is asked again for one session.
+const REFRESH_MEMO: Duration = Duration::from_secs(30);
+/// How long a replica waits for another one's refresh of the same session (Redis).
+const REFRESH_LOCK_MS: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthSetupError {
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Signer(#[from] crate::identity::SignerError),
+    #[error("headers.signing_key_file: cannot read {path}: {reason}")]
+    SigningKey { path: String, reason: String },
 }
 
-pub struct Auth {}
-
+/// A session ready for the request path: decoded, with its upstream headers built.
 pub struct LiveSession {
-    pub principal: Principal,
+    pub session: Session,
     pub headers: IdentityHeaders,
+    /// Cookies to send back when this request changed the session (a refresh).
     pub set_cookies: Option<Vec<HeaderValue>>,
 }
 
-pub struct AuthAnswer(GatewayError);
+/// Why a request could not be authenticated.
+pub enum AuthAnswer {
+    /// No usable session: browsers go to sign-in, programs get 401. Cookies to delete ride along.
+    SignIn { clear: Vec<HeaderValue> },
+    Error(GatewayError),
+}
 
-impl AuthAnswer {
-    pub fn into_response(
-        self,
-        _req: &Request<Incoming>,
-        _client: &ClientInfo,
-    ) -> Result<Response<Body>, GatewayError> {
-        Err(self.0)
+impl From<GatewayError> for AuthAnswer {
+    fn from(e: GatewayError) -> Self {
+        AuthAnswer::Error(e)
     }
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingSignIn {
+    nonce: String,
+    verifier: String,
+    rd: String,
+    exp: u64,
+}
+
+pub struct Auth {
+    config: Arc<Config>,
+    provider: Arc<Provider>,
+    sessions: Sessions,
+    signer: Option<AssertionSigner>,
+    metrics: Arc<Metrics>,
+    /// Decoded sessions by cookie value.
+    decoded: moka::sync::Cache<String, Arc<LiveSession>>,
+    /// Refreshes in flight or just done, by the cookie value that asked: one refresh per
+    /// session at a time, and the refreshed session for requests still sending the old cookie.
+    refreshed: moka::future::Cache<String, Arc<LiveSession>>,
+    /// Verified bearer tokens.
+    bearers: moka::sync::Cache<String, Arc<LiveSession>>,
+    state_prefix: String,
+    state_path: String,
+    keep_access_token: bool,
+    keep_id_token: bool,
+    ready: AtomicBool,
 }
 
 impl Auth {
-    pub fn new(_config: Arc<Config>, _metrics: Arc<Metrics>) -> Result<Auth, AuthSetupError> {
-        Ok(Auth {})
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Auth, AuthSetupError> {
+        // Validation guarantees a provider when Auth is built.
+        let provider_config = config.provider.clone().ok_or_else(|| StoreError::Config("no provider".into()))?;
+        let provider = Arc::new(Provider::new(provider_config.clone())?);
+        let sessions = Sessions::new(&config.session)?;
+        let signer = if config.headers.preset == HeaderPreset::Alb {
+            let key = match &config.headers.signing_key_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| AuthSetupError::SigningKey {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?),
+                None => None,
+            };
+            Some(AssertionSigner::new(key.as_deref(), &provider_config.issuer, &provider_config.client_id)?)
+        } else {
+            None
+        };
+        let decoded_ttl = match config.session.store {
+            // A sealed cookie never changes meaning; only time ends it (checked on every hit).
+            StoreKind::Cookie => Duration::from_secs(600),
+            _ => config.session.cache_ttl,
+        };
+        let server = &config.server;
+        let state_path = if server.callback_path.starts_with(&format!("{}/", server.auth_prefix)) {
+            server.auth_prefix.clone()
+        } else {
+            "/".to_string()
+        };
+        Ok(Auth {
+            keep_access_token: config.headers.pass_access_token || config.headers.preset == HeaderPreset::Alb,
+            keep_id_token: config.headers.pass_id_token || provider_config.kind == ProviderKind::Oidc,
+            state_prefix: format!("{}_state_", config.session.cookie_name),
+            state_path,
+            decoded: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(decoded_ttl)
+                .build(),
+            refreshed: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(REFRESH_MEMO)
+                .build(),
+            bearers: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
+            config,
+            provider,
+            sessions,
+            signer,
+            metrics,
+            ready: AtomicBool::new(false),
+        })
     }
-    pub fn start_background(self: Arc<Self>, _ready: Arc<AtomicBool>) {}
+
+    /// Loads the provider (retrying with backoff while it is down) and keeps its keys fresh.
+    pub fn start_background(self: Arc<Self>, ready: Arc<AtomicBool>) {
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                match self.provider.load().await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "identity provider not loaded yet; sign-in answers 503 until it is");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+            tracing::info!(issuer = %self.provider.config().issuer, "identity provider loaded; ready");
+            self.ready.store(true, Ordering::Relaxed);
+            ready.store(true, Ordering::Relaxed);
+            loop {
+                tokio::time::sleep(oidc::JWKS_REFRESH).await;
+                if let Err(e) = self.provider.refresh_keys(None).await {
+                    tracing::warn!(error = %e, "periodic JWKS refresh failed; keeping the keys we have");
+                }
+            }
+        });
+    }
+
     pub fn not_ready_reason(&self) -> String {
-        String::new()
+        self.provider
+            .last_error()
+            .unwrap_or_else(|| "loading the identity provider's metadata and keys".into())
     }
-    pub async fn authenticate(
+
+    // ---- the request path ----
+
+    /// The session (or bearer token) behind a request, refreshed when due.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<LiveSession>, AuthAnswer> {
+        let now = oidc::unix_now();
+        let name = &self.sessions.cookie_name;
+        let Some(value) = codec::read_cookie(headers, name) else {
+            return match bearer_token(headers) {
+                Some(token) => self.authenticate_bearer(token, now).await,
+                None => Err(AuthAnswer::SignIn { clear: Vec::new() }),
+            };
+        };
+        let live = match self.decoded.get(value.as_ref()) {
+            Some(live) if live.session.expires > now => {
+                self.metrics.session_cache_hits.fetch_add(1, Ordering::Relaxed);
+                live
+            }
+            _ => {
+                self.metrics.session_cache_misses.fetch_add(1, Ordering::Relaxed);
+                match self.sessions.load(&value, now).await {
+                    Ok(Some(session)) => {
+                        let live = Arc::new(self.live(session, None));
+                        self.decoded.insert(value.to_string(), live.clone());
+                        live
+                    }
+                    Ok(None) => {
+                        return Err(AuthAnswer::SignIn {
+                            clear: self.clear_session_cookies(headers, None),
+                        })
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session store unavailable");
+                        return Err(GatewayError::SessionsUnavailable { reason: e.to_string() }.into());
+                    }
+                }
+            }
+        };
+        if live.session.refresh_due > now {
+            return Ok(live);
+        }
+        self.refresh(&value, live, headers, now).await
+    }
+
+    fn live(&self, session: Session, set_cookies: Option<Vec<HeaderValue>>) -> LiveSession {
+        let headers = IdentityHeaders::build(
+            &session.principal,
+            TokensForHeaders {
+                access_token: session.access_token.as_deref(),
+                id_token: session.id_token.as_deref(),
+                expires_at: session.tokens_expire.max(oidc::unix_now() + 60),
+            },
+            &self.config.headers,
+            self.signer.as_ref(),
+        );
+        LiveSession {
+            session,
+            headers,
+            set_cookies,
+        }
+    }
+
+    /// One refresh per session at a time; everyone asking meanwhile gets its result.
+    async fn refresh(
         &self,
-        _req: &Request<Incoming>,
-        _client: &ClientInfo,
+        cookie_value: &str,
+        live: Arc<LiveSession>,
+        headers: &HeaderMap,
+        now: u64,
     ) -> Result<Arc<LiveSession>, AuthAnswer> {
-        Err(AuthAnswer(GatewayError::SignInRequired))
+        let attrs = self.cookie_attrs_for(headers);
+        let result = self
+            .refreshed
+            .try_get_with(cookie_value.to_string(), self.refresh_once(live, headers, attrs, now))
+            .await;
+        match result {
+            Ok(live) => Ok(live),
+            Err(answer) => match &*answer {
+                RefreshFailure::SignedOut => {
+                    self.decoded.invalidate(cookie_value);
+                    Err(AuthAnswer::SignIn {
+                        clear: self.clear_session_cookies(headers, None),
+                    })
+                }
+                RefreshFailure::Store(e) => Err(GatewayError::SessionsUnavailable { reason: e.to_string() }.into()),
+            },
+        }
     }
+
+    async fn refresh_once(
+        &self,
+        live: Arc<LiveSession>,
+        headers: &HeaderMap,
+        attrs: CookieAttrs,
+        now: u64,
+    ) -> Result<Arc<LiveSession>, RefreshFailure> {
+        let old = &live.session;
+        let Some(refresh_token) = old.refresh_token.clone() else {
+            // Nothing to refresh with: the session lives to its max lifetime.
+            let mut s = old.clone();
+            s.refresh_due = s.expires;
+            return Ok(Arc::new(self.live(s, None)));
+        };
+        let lock_key = old.id.clone();
+        if let Some(id) = &lock_key {
+            match self.sessions.try_lock(id, REFRESH_LOCK_MS).await {
+                Ok(true) => {}
+                Ok(false) => return self.await_other_replica(old, now).await,
+                Err(e) => return Err(RefreshFailure::Store(e)),
+            }
+        }
+        let outcome = self.provider.refresh(&refresh_token).await;
+        let result = match outcome {
+            Ok(tokens) => self.refreshed_session(old, tokens, headers, &attrs, now).await,
+            Err(e) if e.is_refusal() => {
+                // invalid_grant: the user was disabled or deleted, or the token revoked.
+                self.metrics.refresh_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(user = %old.principal.user, error = %e, "refresh refused: session ended");
+                let _ = self.sessions.delete(old).await;
+                Err(RefreshFailure::SignedOut)
+            }
+            Err(e) => {
+                self.metrics.refresh_failures.fetch_add(1, Ordering::Relaxed);
+                let grace_ends = old.refresh_due + self.config.session.refresh_grace.as_secs();
+                if now < grace_ends {
+                    tracing::warn!(user = %old.principal.user, error = %e, grace_left_s = grace_ends - now,
+                        "cannot refresh: the provider is unreachable; the session keeps working within the grace period");
+                    Ok(live.clone())
+                } else {
+                    tracing::warn!(user = %old.principal.user, error = %e, "cannot refresh and the grace period is over: signing out");
+                    Err(RefreshFailure::SignedOut)
+                }
+            }
+        };
+        if let Some(id) = &lock_key {
+            self.sessions.unlock(id).await;
+        }
+        result
+    }
+
+    /// Another replica holds the refresh lock: wait for its result in the store.
+    async fn await_other_replica(&self, old: &Session, now: u64) -> Result<Arc<LiveSession>, RefreshFailure> {
+        let Some(id) = &old.id else {
+            return Err(RefreshFailure::SignedOut);
+        };
+        let sealed = self.sessions.codec().seal(&self.sessions.cookie_name, id);
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match self.sessions.load(&sealed, now).await {
+                Ok(Some(s)) if s.refresh_due > now => return Ok(Arc::new(self.live(s, None))),
+                Ok(Some(_)) => continue,
+                Ok(None) => return Err(RefreshFailure::SignedOut),
+                Err(e) => return Err(RefreshFailure::Store(e)),
+            }
+        }
+        // The other replica is slow: carry on with what we have for now.
+        Ok(Arc::new(self.live(old.clone(), None)))
+    }
+
+    async fn refreshed_session(
+        &self,
+        old: &Session,
+        tokens: oidc::TokenResponse,
+        headers: &HeaderMap,
+        attrs: &CookieAttrs,
+        now: u64,
+    ) -> Result<Arc<LiveSession>, RefreshFailure> {
+        self.metrics.refreshes.fetch_add(1, Ordering::Relaxed);
+        let mut s = old.clone();
+        match tokens.id_token.as_deref() {
+            Some(id_token) => match self.provider.verify_id_token(id_token, None, &self.config.headers).await {
+                Ok(v) => {
+                    s.principal = v.principal;
+                    s.tokens_expire = v.exp;
+                }
+                Err(e) => {
+                    tracing::warn!(user = %old.principal.user, error = %e, "refreshed ID token rejected: session ended");
+                    let _ = self.sessions.delete(old).await;
+                    return Err(RefreshFailure::SignedOut);
+                }
+            },
+            None => s.tokens_expire = now + tokens.expires_in.unwrap_or(3600),
+        }
+        if let Some(rt) = tokens.refresh_token {
+            s.refresh_token = Some(rt);
+        }
+        if self.keep_access_token {
+            s.access_token = tokens.access_token.or(s.access_token);
+        }
+        if self.keep_id_token {
+            s.id_token = tokens.id_token.or(s.id_token);
+        }
+        s.refresh_due = self.refresh_due(now, s.tokens_expire, s.expires);
+        tracing::info!(user = %s.principal.user, groups = ?s.principal.groups, "session refreshed");
+        let value = self.sessions.save(&mut s).await.map_err(RefreshFailure::Store)?;
+        let set = self.sessions.is_stateless().then(|| {
+            codec::set_chunked(headers, &self.sessions.cookie_name, &value, attrs, s.expires.saturating_sub(now))
+        });
+        let live = Arc::new(self.live(s, set));
+        self.decoded.insert(
+            value,
+            Arc::new(LiveSession {
+                session: live.session.clone(),
+                headers: live.headers.clone(),
+                set_cookies: None,
+            }),
+        );
+        Ok(live)
+    }
+
+    fn refresh_due(&self, now: u64, tokens_expire: u64, expires: u64) -> u64 {
+        let by_interval = now + self.config.session.refresh_interval.as_secs();
+        // Refresh a little before the tokens lapse, never more often than every 10 s.
+        let by_tokens = tokens_expire.saturating_sub(30).max(now + 10);
+        by_interval.min(by_tokens).min(expires)
+    }
+
+    async fn authenticate_bearer(&self, token: &str, now: u64) -> Result<Arc<LiveSession>, AuthAnswer> {
+        let unauthorized = || AuthAnswer::Error(GatewayError::SignInRequired);
+        if let Some(live) = self.bearers.get(token) {
+            return if live.session.expires > now { Ok(live) } else { Err(unauthorized()) };
+        }
+        let claims = match self.provider.verify_signature(token).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(error = %e, "bearer token rejected");
+                return Err(unauthorized());
+            }
+        };
+        let p = self.provider.config();
+        let cognito = p.kind == ProviderKind::Cognito;
+        let token_use = claims.get("token_use").and_then(|v| v.as_str());
+        let (audience, want_use) = match (cognito, token_use) {
+            (true, Some("access")) => (jwt::Audience::ClientIdClaim, Some("access")),
+            (true, _) => (jwt::Audience::Aud, Some("id")),
+            (false, _) => (jwt::Audience::Aud, None),
+        };
+        let want = jwt::Expectations {
+            issuer: &p.issuer,
+            client_id: &p.client_id,
+            token_use: want_use,
+            audience,
+            nonce: None,
+            now,
+        };
+        if let Err(e) = jwt::check_claims(&claims, &want) {
+            tracing::info!(error = %e, "bearer token rejected");
+            return Err(unauthorized());
+        }
+        let mut principal = self.provider.principal(&claims, &self.config.headers);
+        if principal.user == principal.sub {
+            // Cognito access tokens name the user in `username`.
+            if let Some(u) = claims.get("username").and_then(|v| v.as_str()) {
+                principal.user = u.to_string();
+            }
+        }
+        let exp = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(now);
+        let session = Session {
+            id: None,
+            principal,
+            created: now,
+            expires: exp,
+            refresh_due: u64::MAX,
+            tokens_expire: exp,
+            refresh_token: None,
+            access_token: Some(token.to_string()),
+            id_token: None,
+        };
+        let live = Arc::new(self.live(session, None));
+        self.bearers.insert(token.to_string(), live.clone());
+        Ok(live)
+    }
+
+    // ---- cookies and addresses ----
+
+    /// `https://host` as the browser sees us: `public_url`, or Host (+ trusted X-Forwarded-*).
+    fn origin(&self, headers: &HeaderMap, uri: &http::Uri, client: &ClientInfo) -> String {
+        if let Some(u) = &self.config.server.public_url {
+            return u.as_str().trim_end_matches('/').to_string();
+        }
+        let host = client.host(headers, uri).unwrap_or("localhost");
+        format!("{}://{}", client.scheme(headers), host)
+    }
+
+    fn cookie_attrs(&self, origin: &str) -> CookieAttrs {
+        CookieAttrs {
+            secure: !is_plain_http_loopback(origin),
+            path: "/".into(),
+        }
+    }
+
+    /// Cookie attributes when only headers are at hand (refresh on the request path).
+    fn cookie_attrs_for(&self, headers: &HeaderMap) -> CookieAttrs {
+        let origin = match &self.config.server.public_url {
+            Some(u) => u.as_str().to_string(),
+            None => {
+                let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+                format!("http://{host}")
+            }
+        };
+        self.cookie_attrs(&origin)
+    }
+
+    fn clear_session_cookies(&self, headers: &HeaderMap, attrs: Option<&CookieAttrs>) -> Vec<HeaderValue> {
+        let default = self.cookie_attrs_for(headers);
+        codec::delete_chunks_from(headers, &self.sessions.cookie_name, 0, attrs.unwrap_or(&default))
+    }
+
+    // ---- endpoints ----
+
     pub async fn endpoint(
         &self,
-        _endpoint: &str,
-        _req: &mut Request<Incoming>,
-        _client: &ClientInfo,
+        endpoint: &str,
+        req: &mut Request<Incoming>,
+        client: &ClientInfo,
     ) -> Result<Response<Body>, GatewayError> {
-        Err(GatewayError::NotFound)
+        match endpoint {
+            "/start" => self.start(req, client),
+            "/callback" => self.callback(req, client).await,
+            "/sign_in" => Ok(self.sign_in_page(req)),
+            "/sign_out" => self.sign_out(req, client).await,
+            "/signed_out" => Ok(self.signed_out(req, client)),
+            "/userinfo" => self.userinfo(req).await,
+            "/auth" => self.forward_auth(req).await,
+            "/jwks.json" => Ok(self.assertion_jwks()),
+            _ => Err(GatewayError::NotFound),
+        }
+    }
+
+    /// What a request without a usable session gets: a redirect to sign-in for a person
+    /// navigating, 401 JSON for a program.
+    pub fn sign_in_answer(&self, req: &Request<Incoming>, clear: Vec<HeaderValue>) -> Response<Body> {
+        let mut resp = if is_api_client(req.headers()) {
+            GatewayError::SignInRequired.into_response(true, None)
+        } else {
+            let rd = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+            let rd = if req.method() == Method::GET || req.method() == Method::HEAD { rd } else { "/" };
+            let page = if self.config.server.sign_in_page { "sign_in" } else { "start" };
+            redirect(&format!(
+                "{}/{page}?rd={}",
+                self.config.server.auth_prefix,
+                url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+            ))
+        };
+        for c in clear {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        resp
+    }
+
+    /// A safe `rd` from the query, or `/`.
+    fn redirect_target(&self, req: &Request<Incoming>, client: &ClientInfo) -> String {
+        let rd = query_param(req.uri(), "rd").unwrap_or_default();
+        let own_host = client.host(req.headers(), req.uri());
+        safe_redirect(&rd, own_host, &self.config.server.allowed_redirect_hosts)
+            .unwrap_or("/")
+            .to_string()
+    }
+
+    fn start(&self, req: &Request<Incoming>, client: &ClientInfo) -> Result<Response<Body>, GatewayError> {
+        if !self.provider.is_ready() {
+            return Err(GatewayError::SignInUnavailable {
+                reason: self.not_ready_reason(),
+            });
+        }
+        let now = oidc::unix_now();
+        let origin = self.origin(req.headers(), req.uri(), client);
+        let attrs = CookieAttrs {
+            path: self.state_path.clone(),
+            ..self.cookie_attrs(&origin)
+        };
+        // The state begins with the time so the oldest pending attempts sort first.
+        let state = format!("{:012x}{}", now, oidc::random_token(16));
+        let pending = PendingSignIn {
+            nonce: oidc::random_token(16),
+            verifier: oidc::random_token(32),
+            rd: self.redirect_target(req, client),
+            exp: now + STATE_TTL_SECS,
+        };
+        let redirect_uri = format!("{origin}{}", self.config.server.callback_path);
+        let url = self
+            .provider
+            .authorize_url(&redirect_uri, &state, &pending.nonce, &pending.verifier)
+            .map_err(|e| GatewayError::SignInUnavailable { reason: e.to_string() })?;
+        let cookie_name = format!("{}{state}", self.state_prefix);
+        let sealed = self
+            .sessions
+            .codec()
+            .seal(&cookie_name, &serde_json::to_string(&pending).unwrap_or_default());
+        let mut resp = redirect(url.as_str());
+        let h = resp.headers_mut();
+        // Cap the attempts one browser keeps: drop the oldest beyond the limit.
+        let mut existing: Vec<&str> = codec::cookie_names_with_prefix(req.headers(), &self.state_prefix)
+            .map(|(n, _)| n)
+            .collect();
+        existing.sort_unstable();
+        let excess = (existing.len() + 1).saturating_sub(MAX_PENDING_SIGN_INS);
+        for old in existing.iter().take(excess) {
+            h.append(header::SET_COOKIE, codec::set_cookie(old, "", &attrs, Some(0)));
+        }
+        h.append(header::SET_COOKIE, codec::set_cookie(&cookie_name, &sealed, &attrs, Some(STATE_TTL_SECS)));
+        Ok(resp)
+    }
+
+    async fn callback(&self, req: &Request<Incoming>, client: &ClientInfo) -> Result<Response<Body>, GatewayError> {
+        let fail = |reason: &str| {
+            self.metrics.sign_in_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(reason, "sign-in callback rejected");
+            GatewayError::SignInFailed { reason: reason.to_string() }
+        };
+        let uri = req.uri();
+        let origin = self.origin(req.headers(), uri, client);
+        let state = query_param(uri, "state").unwrap_or_default();
+        let state_ok = (20..=80).contains(&state.len())
+            && state.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let cookie_name = format!("{}{state}", self.state_prefix);
+        let state_attrs = CookieAttrs {
+            path: self.state_path.clone(),
+            ..self.cookie_attrs(&origin)
+        };
+        let forget_state = codec::set_cookie(&cookie_name, "", &state_attrs, Some(0));
+
+        if let Some(error) = query_param(uri, "error") {
+            self.metrics.sign_in_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(error = %error, "the identity provider refused the sign-in");
+            let mut resp = GatewayError::ProviderRefused {
+                error,
+                description: query_param(uri, "error_description"),
+            }
+            .into_response(false, None);
+            if state_ok {
+                resp.headers_mut().append(header::SET_COOKIE, forget_state);
+            }
+            return Ok(resp);
+        }
+        if !state_ok {
+            return Err(fail("the sign-in response carries no valid state"));
+        }
+        let sealed = codec::cookie_names_with_prefix(req.headers(), &cookie_name)
+            .find(|(n, _)| *n == cookie_name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| fail("this sign-in attempt was not started here or has expired"))?;
+        let pending: PendingSignIn = self
+            .sessions
+            .codec()
+            .open(&cookie_name, sealed)
+            .and_then(|plain| serde_json::from_str(&plain).ok())
+            .ok_or_else(|| fail("this sign-in attempt's record is not valid"))?;
+        let now = oidc::unix_now();
+        if pending.exp <= now {
+            return Err(fail("this sign-in attempt has expired"));
+        }
+        let code = query_param(uri, "code").ok_or_else(|| fail("the sign-in response carries no code"))?;
+        let redirect_uri = format!("{origin}{}", self.config.server.callback_path);
+        let tokens = match self.provider.exchange_code(&code, &pending.verifier, &redirect_uri).await {
+            Ok(t) => t,
+            Err(e @ ProviderError::Refused { .. }) => {
+                tracing::warn!(error = %e, "code exchange refused");
+                return Err(fail(&format!(
+                    "the identity provider did not accept the sign-in code ({})",
+                    e.oauth_error().unwrap_or("refused")
+                )));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "code exchange failed");
+                return Err(GatewayError::SignInUnavailable { reason: e.to_string() });
+            }
+        };
+        let id_token = tokens
+            .id_token
+            .as_deref()
+            .ok_or_else(|| fail("the identity provider sent no ID token (is the openid scope allowed?)"))?;
+        let verified = match self.provider.verify_id_token(id_token, Some(&pending.nonce), &self.config.headers).await {
+            Ok(v) => v,
+            Err(VerifyError::Provider(e)) => return Err(GatewayError::SignInUnavailable { reason: e.to_string() }),
+            Err(VerifyError::Token(e)) => return Err(fail(&format!("the ID token was not accepted: {e}"))),
+        };
+        let max_lifetime = self.config.session.max_lifetime.as_secs();
+        let mut session = Session {
+            id: None,
+            principal: verified.principal,
+            created: now,
+            expires: now + max_lifetime,
+            refresh_due: 0,
+            tokens_expire: verified.exp,
+            refresh_token: tokens.refresh_token,
+            access_token: if self.keep_access_token { tokens.access_token } else { None },
+            id_token: if self.keep_id_token { Some(id_token.to_string()) } else { None },
+        };
+        session.refresh_due = self.refresh_due(now, session.tokens_expire, session.expires);
+        let value = self.sessions.save(&mut session).await.map_err(|e| GatewayError::SessionsUnavailable {
+            reason: e.to_string(),
+        })?;
+        self.metrics.sign_ins.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(user = %session.principal.user, groups = ?session.principal.groups, "signed in");
+        let mut resp = redirect(&pending.rd);
+        let h = resp.headers_mut();
+        let attrs = self.cookie_attrs(&origin);
+        for c in codec::set_chunked(req.headers(), &self.sessions.cookie_name, &value, &attrs, max_lifetime) {
+            h.append(header::SET_COOKIE, c);
+        }
+        h.append(header::SET_COOKIE, forget_state);
+        Ok(resp)
+    }
+
+    fn sign_in_page(&self, req: &Request<Incoming>) -> Response<Body> {
+        let rd = query_param(req.uri(), "rd").unwrap_or_else(|| "/".into());
+        let href = format!(
+            "{}/start?rd={}",
+            self.config.server.auth_prefix,
+            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+        );
+        html_response(
+            StatusCode::OK,
+            "Sign in",
+            &format!(
+                "<p>This application needs you to sign in.</p><p><a class=\"button\" href=\"{}\">Sign in</a></p>",
+                escape(&href)
+            ),
+        )
+    }
+
+    async fn sign_out(&self, req: &Request<Incoming>, client: &ClientInfo) -> Result<Response<Body>, GatewayError> {
+        let origin = self.origin(req.headers(), req.uri(), client);
+        let attrs = self.cookie_attrs(&origin);
+        let rd = self.redirect_target(req, client);
+        let now = oidc::unix_now();
+        let mut id_token = None;
+        if let Some(value) = codec::read_cookie(req.headers(), &self.sessions.cookie_name) {
+            self.decoded.invalidate(value.as_ref());
+            if let Ok(Some(session)) = self.sessions.load(&value, now).await {
+                if let Err(e) = self.sessions.delete(&session).await {
+                    tracing::warn!(error = %e, "could not delete the server-side session");
+                }
+                if let Some(rt) = &session.refresh_token {
+                    match self.provider.revoke(rt).await {
+                        Ok(true) => tracing::debug!("refresh token revoked"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not revoke the refresh token"),
+                    }
+                }
+                tracing::info!(user = %session.principal.user, "signed out");
+                id_token = session.id_token;
+            }
+        }
+        let signed_out = format!("{origin}{}/signed_out", self.config.server.auth_prefix);
+        let return_to = self
+            .provider
+            .config()
+            .sign_out_redirect_url
+            .as_ref()
+            .map(|u| u.to_string())
+            .unwrap_or(signed_out.clone());
+        let target = self
+            .provider
+            .logout_url(&return_to, id_token.as_deref())
+            .map(|u| u.to_string())
+            .unwrap_or(signed_out);
+        let mut resp = redirect(&target);
+        let h = resp.headers_mut();
+        for c in self.clear_session_cookies(req.headers(), Some(&attrs)) {
+            h.append(header::SET_COOKIE, c);
+        }
+        let rd_cookie = format!("{}_signout", self.sessions.cookie_name);
+        let sealed = self.sessions.codec().seal(&rd_cookie, &rd);
+        h.append(header::SET_COOKIE, codec::set_cookie(&rd_cookie, &sealed, &attrs, Some(STATE_TTL_SECS)));
+        Ok(resp)
+    }
+
+    fn signed_out(&self, req: &Request<Incoming>, client: &ClientInfo) -> Response<Body> {
+        let origin = self.origin(req.headers(), req.uri(), client);
+        let attrs = self.cookie_attrs(&origin);
+        let rd_cookie = format!("{}_signout", self.sessions.cookie_name);
+        let rd = codec::cookie_names_with_prefix(req.headers(), &rd_cookie)
+            .find(|(n, _)| *n == rd_cookie)
+            .and_then(|(_, v)| self.sessions.codec().open(&rd_cookie, v))
+            .filter(|rd| {
+                safe_redirect(rd, client.host(req.headers(), req.uri()), &self.config.server.allowed_redirect_hosts).is_some()
+            });
+        let mut resp = match rd {
+            Some(rd) if rd != "/" => redirect(&rd),
+            _ => html_response(
+                StatusCode::OK,
+                "You are signed out",
+                &format!(
+                    "<p>You have been signed out.</p><p><a class=\"button\" href=\"{}\">Sign in again</a></p>",
+                    escape(&format!("{}/start?rd=%2F", self.config.server.auth_prefix))
+                ),
+            ),
+        };
+        resp.headers_mut()
+            .append(header::SET_COOKIE, codec::set_cookie(&rd_cookie, "", &attrs, Some(0)));
+        resp
+    }
+
+    async fn userinfo(&self, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+        let live = match self.authenticate(req.headers()).await {
+            Ok(l) => l,
+            Err(AuthAnswer::SignIn { .. }) => return Err(GatewayError::SignInRequired),
+            Err(AuthAnswer::Error(e)) => return Err(e),
+        };
+        let p = &live.session.principal;
+        let mut resp = json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "user": p.user, "sub": p.sub, "email": p.email, "email_verified": p.email_verified,
+                "preferred_username": p.preferred_username.as_deref().unwrap_or(&p.user),
+                "groups": p.groups,
+            }),
+        );
+        append_cookies(&mut resp, &live);
+        Ok(resp)
+    }
+
+    /// Forward-auth for nginx `auth_request`, Traefik `forwardAuth` and friends:
+    /// 202 + `X-Auth-Request-*`, 401, or 403. `?allowed_groups=a,b` narrows the groups.
+    async fn forward_auth(&self, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+        let live = match self.authenticate(req.headers()).await {
+            Ok(l) => l,
+            Err(AuthAnswer::SignIn { .. }) => return Err(GatewayError::SignInRequired),
+            Err(AuthAnswer::Error(e)) => return Err(e),
+        };
+        let rule = match query_param(req.uri(), "allowed_groups") {
+            Some(list) => RouteRule::AnyOf(list.split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect()),
+            None if self.config.access.allowed_groups.is_empty() => RouteRule::SignedIn,
+            None => RouteRule::AnyOf(self.config.access.allowed_groups.clone()),
+        };
+        if !rule.admits(&live.session.principal.groups) {
+            return Err(GatewayError::Forbidden {
+                user: live.session.principal.user.clone(),
+            });
+        }
+        let mut resp = Response::new(full(""));
+        *resp.status_mut() = StatusCode::ACCEPTED;
+        IdentityHeaders::apply(&live.headers.auth_request, resp.headers_mut());
+        append_cookies(&mut resp, &live);
+        Ok(resp)
+    }
+
+    fn assertion_jwks(&self) -> Response<Body> {
+        let body = self
+            .signer
+            .as_ref()
+            .map(|s| s.jwks_json())
+            .unwrap_or_else(|| "{\"keys\":[]}".into());
+        let mut resp = Response::new(full(body));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp
     }
 }
+
+enum RefreshFailure {
+    SignedOut,
+    Store(StoreError),
+}
+
+fn append_cookies(resp: &mut Response<Body>, live: &LiveSession) {
+    if let Some(cookies) = &live.set_cookies {
+        for c in cookies {
+            resp.headers_mut().append(header::SET_COOKIE, c.clone());
+        }
+    }
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
+        Some(v[7..].trim())
+    } else {
+        None
+    }
+}
+
+fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Cookies may go without `Secure` only to plain http on loopback (local development).
+fn is_plain_http_loopback(origin: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = if host.starts_with('[') {
+        host.split(']').next().map(|h| &h[1..]).unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl AuthAnswer {
+    pub fn into_response(self, auth: &Auth, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+        match self {
+            AuthAnswer::SignIn { clear } => Ok(auth.sign_in_answer(req, clear)),
+            AuthAnswer::Error(e) => Err(e),
+        }
+    }
+}
+

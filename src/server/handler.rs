@@ -101,20 +101,21 @@ async fn stages<'g>(
             .ok_or_else(|| GatewayError::SignInUnavailable {
                 reason: "no provider configured".into(),
             })?;
-        let session = match auth.authenticate(&req, client).await {
+        let live = match auth.authenticate(req.headers()).await {
             Ok(s) => s,
-            Err(answer) => return answer.into_response(&req, client),
+            Err(answer) => return answer.into_response(auth, &req),
         };
-        outcome.user = log_user(gw, &session.principal.user);
-        if !route.rule.admits(&session.principal.groups) {
+        let principal = &live.session.principal;
+        outcome.user = log_user(gw, &principal.user);
+        if !route.rule.admits(&principal.groups) {
             return Err(GatewayError::Forbidden {
-                user: session.principal.user.clone(),
+                user: principal.user.clone(),
             });
         }
         gw.filter.strip_gateway_cookies(req.headers_mut());
-        IdentityHeaders::apply(&session.headers.upstream, req.headers_mut());
+        IdentityHeaders::apply(&live.headers.upstream, req.headers_mut());
         let mut resp = forward(gw, route, req, new_path.as_deref(), client).await?;
-        if let Some(cookies) = &session.set_cookies {
+        if let Some(cookies) = &live.set_cookies {
             for c in cookies {
                 resp.headers_mut()
                     .append(http::header::SET_COOKIE, c.clone());

@@ -1,0 +1,145 @@
+//! Sealing cookie values with AES-256-GCM (the cookie crate's private jar: the cookie name is
+//! bound as associated data), with a previous key accepted while rotating, and splitting
+//! values too large for one cookie into `name`, `name_1`, `name_2`, ...
+
+use std::borrow::Cow;
+
+use cookie::{Cookie, CookieJar, Key};
+use http::header::{HeaderMap, HeaderValue, COOKIE};
+
+use crate::identity::cookie_pairs;
+
+/// Browsers keep at least 4096 bytes per cookie including name and attributes.
+pub const CHUNK_SIZE: usize = 3800;
+/// More chunks than this is not a session we wrote.
+const MAX_CHUNKS: usize = 8;
+
+pub struct Codec {
+    /// Current key first, then the previous one.
+    keys: Vec<Key>,
+}
+
+impl Codec {
+    pub fn new(secret: &[u8], previous: Option<&[u8]>) -> Codec {
+        let mut keys = vec![Key::derive_from(secret)];
+        if let Some(p) = previous {
+            keys.push(Key::derive_from(p));
+        }
+        Codec { keys }
+    }
+
+    /// Encrypts `plaintext` for a cookie called `name`.
+    pub fn seal(&self, name: &str, plaintext: &str) -> String {
+        let mut jar = CookieJar::new();
+        jar.private_mut(&self.keys[0])
+            .add(Cookie::new(name.to_string(), plaintext.to_string()));
+        jar.get(name).map(|c| c.value().to_string()).unwrap_or_default()
+    }
+
+    /// Decrypts a value sealed for `name` with the current or the previous key.
+    pub fn open(&self, name: &str, sealed: &str) -> Option<String> {
+        let jar = CookieJar::new();
+        self.keys.iter().find_map(|k| {
+            jar.private(k)
+                .decrypt(Cookie::new(name.to_string(), sealed.to_string()))
+                .map(|c| c.value().to_string())
+        })
+    }
+}
+
+/// The value of cookie `name` in the request, chunks joined. Borrows in the usual
+/// one-chunk case.
+pub fn read_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str>> {
+    let first = find_cookie(headers, name)?;
+    // A chunked value starts with "<count>:"; sealed values (base64) hold no ':'.
+    let Some((count, part0)) = first.split_once(':') else {
+        return Some(Cow::Borrowed(first));
+    };
+    let count: usize = count.parse().ok().filter(|n| (2..=MAX_CHUNKS).contains(n))?;
+    let mut joined = String::with_capacity(count * CHUNK_SIZE);
+    joined.push_str(part0);
+    for i in 1..count {
+        joined.push_str(find_cookie(headers, &format!("{name}_{i}"))?);
+    }
+    Some(Cow::Owned(joined))
+}
+
+fn find_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie_pairs)
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+/// Names of the request's cookies that start with `prefix`.
+pub fn cookie_names_with_prefix<'h>(headers: &'h HeaderMap, prefix: &'h str) -> impl Iterator<Item = (&'h str, &'h str)> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie_pairs)
+        .filter(move |(n, _)| n.starts_with(prefix))
+}
+
+/// How our cookies are set.
+#[derive(Debug, Clone)]
+pub struct CookieAttrs {
+    pub secure: bool,
+    pub path: String,
+}
+
+/// A `Set-Cookie` header; `max_age` 0 deletes, `None` makes a browser-session cookie.
+pub fn set_cookie(name: &str, value: &str, attrs: &CookieAttrs, max_age: Option<u64>) -> HeaderValue {
+    let mut s = format!("{name}={value}; Path={}; HttpOnly; SameSite=Lax", attrs.path);
+    if attrs.secure {
+        s.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        s.push_str(&format!("; Max-Age={age}"));
+        if age == 0 {
+            s.push_str("; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+        }
+    }
+    // Names and sealed values are cookie-safe by construction (base64, digits, ':').
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+}
+
+/// `Set-Cookie` headers that store `value` under `name`, chunked when large, and delete
+/// chunks left over from a larger earlier value.
+pub fn set_chunked(headers: &HeaderMap, name: &str, value: &str, attrs: &CookieAttrs, max_age: u64) -> Vec<HeaderValue> {
+    let mut out = Vec::new();
+    let count = if value.len() <= CHUNK_SIZE { 1 } else { value.len().div_ceil(CHUNK_SIZE) };
+    if count == 1 {
+        out.push(set_cookie(name, value, attrs, Some(max_age)));
+    } else {
+        for (i, chunk) in value.as_bytes().chunks(CHUNK_SIZE).enumerate() {
+            // base64 is ASCII, so byte chunks are valid str.
+            let chunk = std::str::from_utf8(chunk).unwrap_or("");
+            if i == 0 {
+                out.push(set_cookie(name, &format!("{count}:{chunk}"), attrs, Some(max_age)));
+            } else {
+                out.push(set_cookie(&format!("{name}_{i}"), chunk, attrs, Some(max_age)));
+            }
+        }
+    }
+    out.extend(delete_chunks_from(headers, name, count, attrs));
+    out
+}
+
+/// Deletes every chunk of `name` the request carries, from index `from` on (0 = all).
+pub fn delete_chunks_from(headers: &HeaderMap, name: &str, from: usize, attrs: &CookieAttrs) -> Vec<HeaderValue> {
+    let mut out = Vec::new();
+    if from == 0 && find_cookie(headers, name).is_some() {
+        out.push(set_cookie(name, "", attrs, Some(0)));
+    }
+    for i in from.max(1)..=MAX_CHUNKS {
+        let chunk = format!("{name}_{i}");
+        if find_cookie(headers, &chunk).is_some() {
+            out.push(set_cookie(&chunk, "", attrs, Some(0)));
+        }
+    }
+    out
+}

@@ -1,0 +1,132 @@
+//! Sessions: the record, its cookie codec (AES-256-GCM, chunked above ~3.8 KB) and the
+//! stores: `cookie` (the sealed record is the cookie), `memory` and `redis` (the cookie is a
+//! sealed random id). Never decides who may pass.
+
+pub mod codec;
+mod store;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{SessionConfig, StoreKind};
+use crate::identity::Principal;
+pub use codec::{CookieAttrs, Codec};
+pub use store::StoreError;
+use store::Store;
+
+/// One signed-in person's session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Server-side stores: the random id the cookie carries. Not part of the record.
+    #[serde(skip)]
+    pub id: Option<String>,
+    pub principal: Principal,
+    /// Unix seconds of sign-in (`auth_time` when the provider gives it).
+    pub created: u64,
+    /// Sign in again after this (created + max_lifetime).
+    pub expires: u64,
+    /// Re-check with the provider (refresh grant) at or after this.
+    pub refresh_due: u64,
+    /// When the ID/access tokens expire.
+    pub tokens_expire: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Kept only when a header needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// Sessions in and out of cookies and stores.
+pub struct Sessions {
+    codec: Codec,
+    store: Store,
+    pub cookie_name: String,
+    /// Seconds a session cookie lives in the browser (max_lifetime).
+    pub max_age: u64,
+}
+
+impl Sessions {
+    pub fn new(config: &SessionConfig) -> Result<Sessions, StoreError> {
+        let secret = config.secret.as_ref().ok_or(StoreError::NoSecret)?;
+        let codec = Codec::new(&secret.0, config.previous_secret.as_ref().map(|s| s.0.as_slice()));
+        let store = match config.store {
+            StoreKind::Cookie => Store::Cookie,
+            StoreKind::Memory => Store::memory(config),
+            StoreKind::Redis => Store::redis(config)?,
+        };
+        Ok(Sessions {
+            codec,
+            store,
+            cookie_name: config.cookie_name.clone(),
+            max_age: config.max_lifetime.as_secs(),
+        })
+    }
+
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    /// Whether the cookie carries the whole session (no server-side state).
+    pub fn is_stateless(&self) -> bool {
+        matches!(self.store, Store::Cookie)
+    }
+
+    /// The session a cookie value stands for; `None` when it is not ours, is gone, or has expired.
+    pub async fn load(&self, cookie_value: &str, now: u64) -> Result<Option<Session>, StoreError> {
+        let Some(plain) = self.codec.open(&self.cookie_name, cookie_value) else {
+            return Ok(None);
+        };
+        let session = match &self.store {
+            Store::Cookie => serde_json::from_str::<Session>(&plain).ok(),
+            server_side => match server_side.get(&plain).await? {
+                Some(json) => serde_json::from_str::<Session>(&json).ok().map(|mut s| {
+                    s.id = Some(plain);
+                    s
+                }),
+                None => None,
+            },
+        };
+        Ok(session.filter(|s| s.expires > now))
+    }
+
+    /// Stores the session; returns the cookie value to set. A session without an id gets a
+    /// fresh random one (a new id at every sign-in: no fixation).
+    pub async fn save(&self, session: &mut Session) -> Result<String, StoreError> {
+        let json = serde_json::to_string(&session).map_err(|e| StoreError::Encode(e.to_string()))?;
+        match &self.store {
+            Store::Cookie => Ok(self.codec.seal(&self.cookie_name, &json)),
+            server_side => {
+                let id = session.id.get_or_insert_with(|| crate::oidc::random_token(32)).clone();
+                let ttl = session.expires.saturating_sub(crate::oidc::unix_now()).max(1);
+                server_side.put(&id, &json, ttl).await?;
+                Ok(self.codec.seal(&self.cookie_name, &id))
+            }
+        }
+    }
+
+    /// Ends a session everywhere it is stored.
+    pub async fn delete(&self, session: &Session) -> Result<(), StoreError> {
+        match (&self.store, &session.id) {
+            (Store::Cookie, _) | (_, None) => Ok(()),
+            (server_side, Some(id)) => server_side.delete(id).await,
+        }
+    }
+
+    /// A short-lived lock on a session id across replicas (Redis); always granted elsewhere.
+    pub async fn try_lock(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        self.store.try_lock(key, ttl_ms).await
+    }
+
+    pub async fn unlock(&self, key: &str) {
+        self.store.unlock(key).await
+    }
+
+    /// Whether the store answers (for `/ready`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests;

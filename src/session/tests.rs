@@ -1,0 +1,122 @@
+use http::header::{HeaderMap, HeaderValue, COOKIE};
+
+use super::codec::*;
+use super::*;
+use crate::config::{Config, ProcessSource};
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+const OTHER: &[u8] = b"fedcba9876543210fedcba9876543210";
+
+fn session(expires: u64) -> Session {
+    Session {
+        id: None,
+        principal: Principal {
+            sub: "u-1".into(),
+            user: "alice".into(),
+            email: Some("alice@example.com".into()),
+            email_verified: Some(true),
+            preferred_username: None,
+            groups: vec!["staff".into()],
+            mapped: Default::default(),
+        },
+        created: 1,
+        expires,
+        refresh_due: 2,
+        tokens_expire: 3,
+        refresh_token: Some("r".repeat(1800)),
+        access_token: None,
+        id_token: None,
+    }
+}
+
+#[test]
+fn sealed_values_open_only_with_our_keys_and_name() {
+    let codec = Codec::new(SECRET, None);
+    let sealed = codec.seal("_ssogate", "hello");
+    assert_eq!(codec.open("_ssogate", &sealed).as_deref(), Some("hello"));
+    assert_eq!(codec.open("_other", &sealed), None, "the name is bound");
+    assert_eq!(Codec::new(OTHER, None).open("_ssogate", &sealed), None);
+    // Rotation: the new key first, the old one still opens.
+    let rotated = Codec::new(OTHER, Some(SECRET));
+    assert_eq!(rotated.open("_ssogate", &sealed).as_deref(), Some("hello"));
+    // Tampering anywhere fails.
+    let mut bytes = sealed.clone().into_bytes();
+    bytes[20] = if bytes[20] == b'A' { b'B' } else { b'A' };
+    assert_eq!(codec.open("_ssogate", std::str::from_utf8(&bytes).unwrap()), None);
+    assert_eq!(codec.open("_ssogate", &sealed[..sealed.len() - 4]), None);
+}
+
+fn request_with(set: &[HeaderValue]) -> HeaderMap {
+    let pairs: Vec<String> = set
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .collect();
+    let mut h = HeaderMap::new();
+    h.insert(COOKIE, HeaderValue::from_str(&pairs.join("; ")).unwrap());
+    h
+}
+
+#[test]
+fn large_values_are_chunked_and_stale_chunks_deleted() {
+    let attrs = CookieAttrs {
+        secure: true,
+        path: "/".into(),
+    };
+    let big = "A".repeat(CHUNK_SIZE * 2 + 10);
+    let set = set_chunked(&HeaderMap::new(), "_s", &big, &attrs, 60);
+    assert_eq!(set.len(), 3);
+    assert!(set.iter().all(|c| {
+        let c = c.to_str().unwrap();
+        c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.contains("Secure") && c.len() < 4000
+    }));
+    let req = request_with(&set);
+    assert_eq!(read_cookie(&req, "_s").unwrap(), big);
+
+    // A smaller value later deletes _s_1 and _s_2.
+    let again = set_chunked(&req, "_s", "small", &attrs, 60);
+    let text: Vec<&str> = again.iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(text[0].starts_with("_s=small;"));
+    assert!(text.iter().any(|c| c.starts_with("_s_1=;") && c.contains("Max-Age=0")));
+    assert!(text.iter().any(|c| c.starts_with("_s_2=;") && c.contains("Max-Age=0")));
+
+    // A missing chunk means no session rather than a wrong one.
+    let mut partial = HeaderMap::new();
+    partial.insert(COOKIE, HeaderValue::from_static("_s=3:abc; _s_1=def"));
+    assert!(read_cookie(&partial, "_s").is_none());
+}
+
+fn sessions_config(store: &str) -> crate::config::SessionConfig {
+    Config::from_toml_str(
+        &format!(
+            "[session]\nstore = \"{store}\"\nsecret = \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"\n[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n"
+        ),
+        &ProcessSource,
+    )
+    .unwrap()
+    .session
+}
+
+#[tokio::test]
+async fn cookie_store_round_trips_and_expires() {
+    let sessions = Sessions::new(&sessions_config("cookie")).unwrap();
+    let mut s = session(100);
+    let value = sessions.save(&mut s).await.unwrap();
+    assert_eq!(sessions.load(&value, 50).await.unwrap(), Some(s.clone()));
+    assert_eq!(sessions.load(&value, 100).await.unwrap(), None, "expired");
+    assert_eq!(sessions.load("garbage", 50).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn memory_store_keeps_only_an_id_in_the_cookie_and_revokes() {
+    let sessions = Sessions::new(&sessions_config("memory")).unwrap();
+    let mut s = session(u64::MAX / 2);
+    let value = sessions.save(&mut s).await.unwrap();
+    assert!(value.len() < 120, "cookie is small: {}", value.len());
+    let loaded = sessions.load(&value, 1).await.unwrap().unwrap();
+    assert_eq!(loaded.principal, s.principal);
+    // A new sign-in mints a new id.
+    let mut again = session(u64::MAX / 2);
+    assert_ne!(sessions.save(&mut again).await.unwrap(), value);
+    sessions.delete(&loaded).await.unwrap();
+    assert_eq!(sessions.load(&value, 1).await.unwrap(), None);
+}

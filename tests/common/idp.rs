@@ -1,0 +1,200 @@
+//! The Cognito-shaped test identity provider (npm `oidc-provider`, tests/support/idp.mjs)
+//! as a child process, and a browser-like walk through its login form with a plain HTTP
+//! client. Include it with `#[path = "common/idp.rs"] mod idp;` beside `mod common;`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Client, Response, StatusCode};
+
+pub const POOL: &str = "eu-central-1_TestPool1";
+pub const PASSWORD: &str = "Passw0rd!";
+
+/// `node tests/support/idp.mjs`, stopped by its PID when dropped.
+pub struct Idp {
+    pub port: u16,
+    pub issuer: String,
+    child: Child,
+}
+
+impl Idp {
+    /// Starts the provider on a free port (or `port`), registering the gateways' callback and
+    /// signed-out addresses (`http://127.0.0.1:{gw}/oauth2/callback`, `.../signed_out`).
+    pub fn start(gateway_ports: &[u16]) -> Idp {
+        Self::start_on(0, gateway_ports)
+    }
+
+    pub fn start_on(port: u16, gateway_ports: &[u16]) -> Idp {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut cmd = Command::new("node");
+        cmd.arg(format!("{root}/tests/support/idp.mjs"))
+            .args(["--port", &port.to_string(), "--pool", POOL])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for gw in gateway_ports {
+            cmd.args(["--redirect-uri", &format!("http://127.0.0.1:{gw}/oauth2/callback")]);
+            cmd.args(["--logout-uri", &format!("http://127.0.0.1:{gw}/oauth2/signed_out")]);
+        }
+        let mut child = cmd
+            .spawn()
+            .expect("start node tests/support/idp.mjs (run `npm ci --prefix tests/support` first)");
+        let stdout = child.stdout.take().expect("idp stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the idp's first line");
+        let info: serde_json::Value = serde_json::from_str(line.trim())
+            .unwrap_or_else(|e| panic!("the idp printed {line:?} instead of its port: {e}"));
+        Idp {
+            port: info["port"].as_u64().expect("port") as u16,
+            issuer: info["issuer"].as_str().expect("issuer").to_string(),
+            child,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The `[provider]` section for a gateway signing in here.
+    pub fn provider_toml(&self, client: &str) -> String {
+        let secret = match client {
+            "post-client" => "post-secret",
+            _ => "basic-secret",
+        };
+        let auth = match client {
+            "post-client" => "client_secret_post",
+            _ => "client_secret_basic",
+        };
+        format!(
+            "[provider]\nkind = \"cognito\"\nuser_pool_id = \"{POOL}\"\nissuer_url = \"{iss}\"\ndomain = \"{iss}\"\n\
+             client_id = \"{client}\"\nclient_secret = \"{secret}\"\nclient_auth = \"{auth}\"\n",
+            iss = self.issuer
+        )
+    }
+
+    /// POST to the control API (`/__test/...`).
+    pub async fn control(&self, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+        let c = Client::new();
+        let mut req = c.post(format!("{}/__test/{path}", self.base()));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("idp control call");
+        assert!(resp.status().is_success(), "idp control {path}: {}", resp.status());
+        resp.json().await.unwrap_or(serde_json::Value::Null)
+    }
+
+    pub async fn stats(&self) -> serde_json::Value {
+        Client::new()
+            .get(format!("{}/__test/stats", self.base()))
+            .send()
+            .await
+            .expect("idp stats")
+            .json()
+            .await
+            .expect("stats json")
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A browser stand-in: a cookie jar, redirects followed by hand so each hop can be checked.
+pub fn browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+fn resolve(base: &reqwest::Url, location: &str) -> String {
+    base.join(location).expect("a valid Location").to_string()
+}
+
+/// GETs `url` and follows redirects until an answer that is not a redirect, or until the
+/// next hop would go to a URL starting with `stop_at`. Returns the last response and the
+/// URLs visited.
+pub async fn follow(client: &Client, url: &str, stop_at: Option<&str>) -> (Response, Vec<String>) {
+    let mut url = url.to_string();
+    let mut trail = vec![url.clone()];
+    for _ in 0..20 {
+        let resp = client.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        if !resp.status().is_redirection() {
+            return (resp, trail);
+        }
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_else(|| panic!("redirect without Location from {url}"));
+        let next = resolve(resp.url(), location);
+        if stop_at.is_some_and(|s| next.starts_with(s)) {
+            trail.push(next);
+            return (resp, trail);
+        }
+        url = next;
+        trail.push(url.clone());
+    }
+    panic!("too many redirects: {trail:#?}");
+}
+
+/// Fills the provider's login form on `page` (a 200 login page) and submits it; returns the
+/// provider's answer (usually a redirect toward the gateway's callback).
+pub async fn submit_login(client: &Client, page: Response, user: &str, password: &str) -> Response {
+    let page_url = page.url().clone();
+    let html = page.text().await.expect("login page");
+    let action = html
+        .split("<form")
+        .nth(1)
+        .and_then(|f| f.split("action=\"").nth(1))
+        .and_then(|a| a.split('"').next())
+        .unwrap_or_else(|| panic!("no login form on {page_url}:\n{html}"))
+        .replace("&amp;", "&");
+    client
+        .post(resolve(&page_url, &action))
+        .form(&[("username", user), ("password", password)])
+        .send()
+        .await
+        .expect("submit the login form")
+}
+
+/// Opens `start_url` at the gateway, signs in at the provider as `user`, and follows the
+/// redirects back through the callback. Returns the final answer (from the upstream, or a
+/// gateway page) and every URL on the way.
+pub async fn sign_in(client: &Client, start_url: &str, user: &str) -> (Response, Vec<String>) {
+    let (login, mut trail) = follow(client, start_url, None).await;
+    assert_eq!(login.status(), StatusCode::OK, "expected the login page, trail: {trail:#?}");
+    let answer = submit_login(client, login, user, PASSWORD).await;
+    assert!(answer.status().is_redirection(), "login failed: {}", answer.status());
+    let next = resolve(
+        answer.url(),
+        answer.headers()["location"].to_str().expect("location"),
+    );
+    let (last, rest) = follow(client, &next, None).await;
+    trail.extend(rest);
+    (last, trail)
+}
+
+/// Like `sign_in`, but stops at the gateway's callback and returns its URL unvisited.
+pub async fn sign_in_until_callback(client: &Client, start_url: &str, user: &str, callback_prefix: &str) -> String {
+    let (login, trail) = follow(client, start_url, None).await;
+    assert_eq!(login.status(), StatusCode::OK, "expected the login page, trail: {trail:#?}");
+    let answer = submit_login(client, login, user, PASSWORD).await;
+    let next = resolve(answer.url(), answer.headers()["location"].to_str().expect("location"));
+    let (_, trail) = follow(client, &next, Some(callback_prefix)).await;
+    trail.last().cloned().expect("callback URL")
+}
