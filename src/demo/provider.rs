@@ -853,7 +853,7 @@ td, th {{ text-align: left; padding: .25rem .4rem; border-bottom: 1px solid #eee
             let revoked = grants
                 .refresh_tokens
                 .get(&grant.refresh_token)
-                .map_or(true, |r| r.revoked);
+                .is_none_or(|r| r.revoked);
             if grant.exp <= unix_now() || revoked {
                 return Err(invalid("Access token has expired or was revoked"));
             }
