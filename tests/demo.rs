@@ -452,3 +452,44 @@ async fn sigterm_stops_the_demo() {
         demo.logs()
     );
 }
+
+#[tokio::test]
+async fn a_real_app_behind_the_demo_with_an_overlay_keeps_its_session_across_refreshes() {
+    let app = common::Upstream::echo();
+    let dir = tempfile::tempdir().unwrap();
+    let overlay = dir.path().join("overlay.toml");
+    // Refresh on every request a second apart: each refresh answer carries no new refresh
+    // token (Cognito without rotation), so the gateway must keep using the first one.
+    std::fs::write(&overlay, "[session]\nrefresh_interval = \"1s\"\n").unwrap();
+    let demo = Demo::start(&[
+        "--upstream",
+        &app.url,
+        "--config",
+        overlay.to_str().unwrap(),
+    ])
+    .await;
+    assert!(!demo.banner.contains("Echo app"), "{}", demo.banner);
+    let browser = idp::browser();
+    let home = sign_in(&demo, &browser, "/", "bob").await;
+    assert_eq!(home.status(), StatusCode::OK);
+    let seen = app.last_request().expect("the app was asked");
+    assert_eq!(seen.header("x-forwarded-user"), Some("bob"));
+    assert_eq!(seen.header("x-forwarded-groups"), Some("staff"));
+
+    for round in 1..=2 {
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let (again, hop) = get(&browser, &demo.url("/")).await;
+        assert_eq!(
+            again.status(),
+            StatusCode::OK,
+            "round {round}: {hop:?}; log:\n{}",
+            demo.logs()
+        );
+        assert_eq!(
+            app.last_request().unwrap().header("x-forwarded-user"),
+            Some("bob")
+        );
+    }
+    let refreshed = demo.logs().matches("session refreshed").count();
+    assert!(refreshed >= 2, "two refreshes; log:\n{}", demo.logs());
+}

@@ -94,6 +94,8 @@ pub enum DemoError {
     Key(String),
     #[error(transparent)]
     Gateway(#[from] ServerError),
+    #[error("the gateway stopped unexpectedly: {0}")]
+    GatewayTask(String),
 }
 
 /// The three listeners, bound before anything else so `0` ports are known.
@@ -151,16 +153,58 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         )));
     }
 
-    println!("{}", banner(&config, &setup, &args));
     tracing::info!(issuer = %setup.issuer, "demo identity provider is up");
-
-    let served = crate::server::serve(listeners.gateway, config, shutdown_signal()).await;
+    let banner = banner(&config, &setup, &args);
+    let ready_url = format!("{}{}/ready", setup.public_url, config.server.auth_prefix);
+    let mut gateway = tokio::spawn(crate::server::serve(
+        listeners.gateway,
+        config,
+        shutdown_signal(),
+    ));
+    // The banner invites a click: print it once the gateway can sign people in (it fetches
+    // the provider's metadata and keys first), or when that takes unexpectedly long.
+    let early_end = tokio::select! {
+        ended = &mut gateway => Some(ended),
+        ready = wait_until_ready(&ready_url, Duration::from_secs(10)) => {
+            if !ready {
+                tracing::warn!(url = %ready_url, "the gateway is not ready yet; sign-in may answer 503 for a moment");
+            }
+            None
+        }
+    };
+    if early_end.is_none() {
+        println!("{banner}");
+    }
+    let served = match early_end {
+        Some(ended) => ended,
+        None => gateway.await,
+    };
     // The gateway has drained (refreshes and sign-outs may need the provider until then).
     let _ = stop_tx.send(true);
     for h in helpers {
         let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
     }
-    Ok(served?)
+    Ok(served.map_err(|e| DemoError::GatewayTask(e.to_string()))??)
+}
+
+/// Polls the gateway's readiness endpoint until it answers 200 or `limit` passes.
+async fn wait_until_ready(url: &str, limit: Duration) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let poll = async {
+        loop {
+            let answer =
+                tokio::time::timeout(Duration::from_secs(2), client.get(uri.clone())).await;
+            if matches!(answer, Ok(Ok(resp)) if resp.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    tokio::time::timeout(limit, poll).await.is_ok()
 }
 
 async fn bind(args: &DemoArgs) -> Result<Listeners, DemoError> {
