@@ -4,10 +4,10 @@
 pub mod config;
 pub mod demo;
 pub mod identity;
+pub mod oidc;
 pub mod policy;
 pub mod proxy;
 pub mod server;
+pub mod session;
 pub mod telemetry;
 pub mod tls;
-pub mod oidc;
-pub mod session;

@@ -393,7 +393,8 @@ impl Config {
 }
 
 fn explain_figment_error(e: &figment::Error) -> String {
-    let mut text = e.to_string();
+    // Figment names keys with its profile ("default.server.listn"); users never see profiles.
+    let mut text = e.to_string().replace("\"default.", "\"");
     if let figment::error::Kind::UnknownField(_, _) = &e.kind {
         text.push_str(" (remove it or check its spelling against config/ssogate.example.toml)");
     }

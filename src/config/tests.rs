@@ -184,3 +184,18 @@ fn region_must_match_the_pool() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let mut source = FakeSource::default();
+    source
+        .files
+        .insert("/run/secrets/client-secret".into(), b"s3cret".to_vec());
+    source.files.insert(
+        "/run/secrets/cookie-secret".into(),
+        SECRET.as_bytes().to_vec(),
+    );
+    let text = include_str!("../../config/ssogate.example.toml");
+    let c = Config::from_toml_str(text, &source).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.provider.unwrap().client_id, "your-app-client-id");
+}

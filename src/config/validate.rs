@@ -625,13 +625,16 @@ fn provider(e: &mut Errors, source: &dyn ConfigSource, p: &RawProvider) -> Optio
         (Some("client_secret_basic"), Some(_)) | (None, Some(_)) => ClientAuth::Basic,
         (Some("client_secret_post"), Some(_)) => ClientAuth::Post,
         (Some("none"), _) | (None, None) => ClientAuth::None,
-        (Some("client_secret_basic" | "client_secret_post"), None) => {
+        (Some("client_secret_basic" | "client_secret_post"), None)
+            if p.client_secret_file.is_none() =>
+        {
             e.add(
                 "provider.client_secret",
                 "is missing for the chosen client_auth: set client_secret_file or client_secret",
             );
             ClientAuth::None
         }
+        (Some("client_secret_basic" | "client_secret_post"), None) => ClientAuth::None,
         (Some(other), _) => {
             e.add(
                 "provider.client_auth",

@@ -66,7 +66,10 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    pub fn new(timeout: Duration, ca_file: Option<&Path>) -> Result<HttpClient, crate::tls::TlsError> {
+    pub fn new(
+        timeout: Duration,
+        ca_file: Option<&Path>,
+    ) -> Result<HttpClient, crate::tls::TlsError> {
         let connector = crate::tls::https_connector(timeout, ca_file, "provider.ca_file")?;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
@@ -85,7 +88,12 @@ impl HttpClient {
         self.send(url, req).await
     }
 
-    pub async fn post_form(&self, url: &Url, params: &[(&str, &str)], auth: Auth<'_>) -> Result<Bytes, ProviderError> {
+    pub async fn post_form(
+        &self,
+        url: &Url,
+        params: &[(&str, &str)],
+        auth: Auth<'_>,
+    ) -> Result<Bytes, ProviderError> {
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(url.as_str())
@@ -98,8 +106,14 @@ impl HttpClient {
             match auth {
                 Auth::Basic(id, secret) => {
                     // RFC 6749 2.3.1: both parts form-encoded before base64.
-                    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                    let creds = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret)));
+                    let enc = |s: &str| {
+                        url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                    };
+                    let creds = base64::engine::general_purpose::STANDARD.encode(format!(
+                        "{}:{}",
+                        enc(id),
+                        enc(secret)
+                    ));
                     builder = builder.header(AUTHORIZATION, format!("Basic {creds}"));
                     form.append_pair("client_id", id);
                 }
@@ -121,7 +135,11 @@ impl HttpClient {
 
     async fn send(&self, url: &Url, req: Request<Full<Bytes>>) -> Result<Bytes, ProviderError> {
         let call = async {
-            let resp = self.client.request(req).await.map_err(|e| unreachable(url, error_chain(&e)))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| unreachable(url, error_chain(&e)))?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), MAX_BODY)
                 .collect()

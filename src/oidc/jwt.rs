@@ -34,7 +34,10 @@ pub enum TokenError {
     #[error("the token is not valid yet")]
     NotYetValid,
     #[error("the token's token_use is {found:?}, expected {expected:?}")]
-    TokenUse { expected: &'static str, found: String },
+    TokenUse {
+        expected: &'static str,
+        found: String,
+    },
     #[error("the token's nonce does not match the sign-in attempt")]
     Nonce,
     #[error("the token has no sub")]
@@ -44,8 +47,14 @@ pub enum TokenError {
 /// One verification key.
 #[derive(Clone)]
 enum VerifyKey {
-    Rsa { n: Vec<u8>, e: Vec<u8>, alg: Option<String> },
-    Ec256 { point: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+        alg: Option<String>,
+    },
+    Ec256 {
+        point: Vec<u8>,
+    },
 }
 
 /// Keys by kid. Swapped whole when a new set arrives.
@@ -76,7 +85,8 @@ struct Jwk {
 impl KeySet {
     /// Parses a JWKS document; keys that are not for signatures or not understood are skipped.
     pub fn from_json(body: &[u8]) -> Result<KeySet, String> {
-        let jwks: Jwks = serde_json::from_slice(body).map_err(|e| format!("the JWKS is not valid JSON: {e}"))?;
+        let jwks: Jwks =
+            serde_json::from_slice(body).map_err(|e| format!("the JWKS is not valid JSON: {e}"))?;
         let mut keys = HashMap::new();
         for k in jwks.keys {
             if k.use_.as_deref().is_some_and(|u| u != "sig") {
@@ -84,11 +94,21 @@ impl KeySet {
             }
             let kid = k.kid.clone().unwrap_or_default();
             let key = match (k.kty.as_str(), k.crv.as_deref()) {
-                ("RSA", _) => match (k.n.as_deref().map(|n| B64.decode(n)), k.e.as_deref().map(|e| B64.decode(e))) {
-                    (Some(Ok(n)), Some(Ok(e))) => VerifyKey::Rsa { n, e, alg: k.alg.clone() },
+                ("RSA", _) => match (
+                    k.n.as_deref().map(|n| B64.decode(n)),
+                    k.e.as_deref().map(|e| B64.decode(e)),
+                ) {
+                    (Some(Ok(n)), Some(Ok(e))) => VerifyKey::Rsa {
+                        n,
+                        e,
+                        alg: k.alg.clone(),
+                    },
                     _ => continue,
                 },
-                ("EC", Some("P-256")) => match (k.x.as_deref().map(|x| B64.decode(x)), k.y.as_deref().map(|y| B64.decode(y))) {
+                ("EC", Some("P-256")) => match (
+                    k.x.as_deref().map(|x| B64.decode(x)),
+                    k.y.as_deref().map(|y| B64.decode(y)),
+                ) {
                     (Some(Ok(x)), Some(Ok(y))) if x.len() == 32 && y.len() == 32 => {
                         let mut point = Vec::with_capacity(65);
                         point.push(4);
@@ -159,7 +179,10 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, TokenError> {
 impl Unverified<'_> {
     /// Checks the signature with the key named by kid; returns the claims.
     pub fn verify(&self, keys: &KeySet) -> Result<Map<String, Value>, TokenError> {
-        let key = keys.keys.get(&self.kid).ok_or_else(|| TokenError::UnknownKey(self.kid.clone()))?;
+        let key = keys
+            .keys
+            .get(&self.kid)
+            .ok_or_else(|| TokenError::UnknownKey(self.kid.clone()))?;
         let ok = match key {
             VerifyKey::Rsa { n, e, alg } => {
                 if alg.as_deref().is_some_and(|a| a != self.alg) {
@@ -212,7 +235,10 @@ pub enum Audience {
 }
 
 /// Checks the registered claims; the signature must already be verified.
-pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Result<(), TokenError> {
+pub fn check_claims(
+    claims: &Map<String, Value>,
+    want: &Expectations<'_>,
+) -> Result<(), TokenError> {
     let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
     if iss != want.issuer {
         return Err(TokenError::Issuer {
@@ -225,11 +251,16 @@ pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Res
         Some(exp) if exp + LEEWAY_SECS > want.now => {}
         _ => return Err(TokenError::Expired),
     }
-    if num("nbf").is_some_and(|nbf| nbf > want.now + LEEWAY_SECS) || num("iat").is_some_and(|iat| iat > want.now + LEEWAY_SECS) {
+    if num("nbf").is_some_and(|nbf| nbf > want.now + LEEWAY_SECS)
+        || num("iat").is_some_and(|iat| iat > want.now + LEEWAY_SECS)
+    {
         return Err(TokenError::NotYetValid);
     }
     if let Some(expected) = want.token_use {
-        let found = claims.get("token_use").and_then(Value::as_str).unwrap_or("");
+        let found = claims
+            .get("token_use")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if found != expected {
             return Err(TokenError::TokenUse {
                 expected,
@@ -242,11 +273,14 @@ pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Res
             Some(Value::String(a)) => a == want.client_id,
             Some(Value::Array(list)) => {
                 list.iter().any(|a| a.as_str() == Some(want.client_id))
-                    && (list.len() == 1 || claims.get("azp").and_then(Value::as_str) == Some(want.client_id))
+                    && (list.len() == 1
+                        || claims.get("azp").and_then(Value::as_str) == Some(want.client_id))
             }
             _ => false,
         },
-        Audience::ClientIdClaim => claims.get("client_id").and_then(Value::as_str) == Some(want.client_id),
+        Audience::ClientIdClaim => {
+            claims.get("client_id").and_then(Value::as_str) == Some(want.client_id)
+        }
     };
     if !audience_ok {
         return Err(TokenError::Audience);
@@ -257,7 +291,11 @@ pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Res
             return Err(TokenError::Nonce);
         }
     }
-    if claims.get("sub").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         return Err(TokenError::NoSubject);
     }
     Ok(())

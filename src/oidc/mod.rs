@@ -73,7 +73,7 @@ pub struct Provider {
     http: HttpClient,
     metadata: ArcSwapOption<Metadata>,
     keys: ArcSwapOption<KeySet>,
-    /// Serialises JWKS fetches; holds when the last one happened.
+    /// Serialises JWKS fetches; holds when a fetch last failed to find a wanted kid.
     fetch_lock: Mutex<Option<Instant>>,
     /// Why the provider is not ready yet, for `/ready` and error logs.
     last_error: ArcSwapOption<String>,
@@ -127,10 +127,11 @@ impl Provider {
             let c = &self.config;
             let meta = if c.needs_discovery() {
                 let body = self.http.get(&c.discovery_url).await?;
-                let d: Discovery = serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid {
-                    what: "discovery document",
-                    reason: e.to_string(),
-                })?;
+                let d: Discovery =
+                    serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid {
+                        what: "discovery document",
+                        reason: e.to_string(),
+                    })?;
                 if d.issuer.trim_end_matches('/') != c.issuer {
                     return Err(ProviderError::Invalid {
                         what: "discovery document",
@@ -147,7 +148,11 @@ impl Provider {
                     })
                 };
                 Metadata {
-                    authorization_endpoint: need(&c.authorization_endpoint, d.authorization_endpoint, "authorization_endpoint")?,
+                    authorization_endpoint: need(
+                        &c.authorization_endpoint,
+                        d.authorization_endpoint,
+                        "authorization_endpoint",
+                    )?,
                     token_endpoint: need(&c.token_endpoint, d.token_endpoint, "token_endpoint")?,
                     jwks_uri: need(&c.jwks_url, d.jwks_uri, "jwks_uri")?,
                     userinfo_endpoint: c.userinfo_endpoint.clone().or(d.userinfo_endpoint),
@@ -157,7 +162,10 @@ impl Provider {
             } else {
                 // Validation guarantees these three when discovery is skipped.
                 Metadata {
-                    authorization_endpoint: c.authorization_endpoint.clone().ok_or(ProviderError::NotReady)?,
+                    authorization_endpoint: c
+                        .authorization_endpoint
+                        .clone()
+                        .ok_or(ProviderError::NotReady)?,
                     token_endpoint: c.token_endpoint.clone().ok_or(ProviderError::NotReady)?,
                     jwks_uri: c.jwks_url.clone().ok_or(ProviderError::NotReady)?,
                     userinfo_endpoint: c.userinfo_endpoint.clone(),
@@ -173,22 +181,38 @@ impl Provider {
         Ok(())
     }
 
-    /// Fetches the JWKS. With `for_kid`, only when that kid is still unknown and the last
-    /// fetch is older than `MIN_REFETCH`; concurrent callers wait for one fetch.
+    /// Fetches the JWKS. With `for_kid`, only when that kid is still unknown and no fetch
+    /// for an unknown kid came back empty-handed within `MIN_REFETCH` (as aws-jwt-verify
+    /// does); concurrent callers wait for one fetch and then find the key.
     pub async fn refresh_keys(&self, for_kid: Option<&str>) -> Result<(), ProviderError> {
-        let mut last = self.fetch_lock.lock().await;
+        let mut last_miss = self.fetch_lock.lock().await;
         if let Some(kid) = for_kid {
             if self.keys.load().as_ref().is_some_and(|k| k.has(kid)) {
                 return Ok(());
             }
-            if last.is_some_and(|t| t.elapsed() < MIN_REFETCH) {
+            if last_miss.is_some_and(|t| t.elapsed() < MIN_REFETCH) {
                 return Err(ProviderError::RateLimited);
             }
         }
         let meta = self.metadata().ok_or(ProviderError::NotReady)?;
-        *last = Some(Instant::now());
-        let body = self.http.get(&meta.jwks_uri).await?;
-        let set = KeySet::from_json(&body).map_err(|reason| ProviderError::Invalid { what: "JWKS", reason })?;
+        let fetched = async {
+            let body = self.http.get(&meta.jwks_uri).await?;
+            KeySet::from_json(&body).map_err(|reason| ProviderError::Invalid {
+                what: "JWKS",
+                reason,
+            })
+        }
+        .await;
+        let set = match fetched {
+            Ok(set) => set,
+            Err(e) => {
+                *last_miss = Some(Instant::now());
+                return Err(e);
+            }
+        };
+        if for_kid.is_some_and(|kid| !set.has(kid)) {
+            *last_miss = Some(Instant::now());
+        }
         tracing::info!(keys = set.len(), jwks = %meta.jwks_uri, "loaded the provider's signing keys");
         self.keys.store(Some(Arc::new(set)));
         Ok(())
@@ -197,7 +221,10 @@ impl Provider {
     /// Verifies a JWT's signature (fetching keys once on an unknown kid) and returns its claims.
     pub async fn verify_signature(&self, token: &str) -> Result<Map<String, Value>, VerifyError> {
         let unverified = jwt::parse(token)?;
-        let keys = self.keys.load_full().ok_or(VerifyError::Provider(ProviderError::NotReady))?;
+        let keys = self
+            .keys
+            .load_full()
+            .ok_or(VerifyError::Provider(ProviderError::NotReady))?;
         match unverified.verify(&keys) {
             Err(TokenError::UnknownKey(kid)) => {
                 match self.refresh_keys(Some(&kid)).await {
@@ -206,7 +233,10 @@ impl Provider {
                         tracing::warn!(error = %e, "cannot refetch the JWKS for an unknown kid");
                     }
                 }
-                let keys = self.keys.load_full().ok_or(VerifyError::Provider(ProviderError::NotReady))?;
+                let keys = self
+                    .keys
+                    .load_full()
+                    .ok_or(VerifyError::Provider(ProviderError::NotReady))?;
                 Ok(unverified.verify(&keys)?)
             }
             other => Ok(other?),
@@ -242,7 +272,10 @@ impl Provider {
         let s = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
         let sub = s("sub").unwrap_or_default();
         let groups = match claims.get(&self.config.groups_claim) {
-            Some(Value::Array(list)) => list.iter().filter_map(|g| g.as_str().map(str::to_string)).collect(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(|g| g.as_str().map(str::to_string))
+                .collect(),
             Some(Value::String(one)) if !one.is_empty() => vec![one.clone()],
             _ => Vec::new(),
         };
@@ -268,7 +301,13 @@ impl Provider {
     }
 
     /// The authorization request URL: code flow, state, nonce and PKCE S256.
-    pub fn authorize_url(&self, redirect_uri: &str, state: &str, nonce: &str, code_verifier: &str) -> Result<Url, ProviderError> {
+    pub fn authorize_url(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        nonce: &str,
+        code_verifier: &str,
+    ) -> Result<Url, ProviderError> {
         let meta = self.metadata().ok_or(ProviderError::NotReady)?;
         let mut url = meta.authorization_endpoint.clone();
         {
@@ -289,7 +328,12 @@ impl Provider {
     }
 
     /// Exchanges an authorization code (with its PKCE verifier) for tokens.
-    pub async fn exchange_code(&self, code: &str, code_verifier: &str, redirect_uri: &str) -> Result<TokenResponse, ProviderError> {
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        code_verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<TokenResponse, ProviderError> {
         self.token_request(&[
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -301,13 +345,19 @@ impl Provider {
 
     /// A refresh grant. Cognito answers without a new refresh token unless rotation is on.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, ProviderError> {
-        self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
-            .await
+        self.token_request(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .await
     }
 
     async fn token_request(&self, params: &[(&str, &str)]) -> Result<TokenResponse, ProviderError> {
         let meta = self.metadata().ok_or(ProviderError::NotReady)?;
-        let body = self.http.post_form(&meta.token_endpoint, params, self.client_auth()).await?;
+        let body = self
+            .http
+            .post_form(&meta.token_endpoint, params, self.client_auth())
+            .await?;
         serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid {
             what: "token response",
             reason: e.to_string(),
@@ -321,7 +371,14 @@ impl Provider {
             return Ok(false);
         };
         self.http
-            .post_form(endpoint, &[("token", refresh_token), ("token_type_hint", "refresh_token")], self.client_auth())
+            .post_form(
+                endpoint,
+                &[
+                    ("token", refresh_token),
+                    ("token_type_hint", "refresh_token"),
+                ],
+                self.client_auth(),
+            )
             .await?;
         Ok(true)
     }
@@ -329,7 +386,9 @@ impl Provider {
     fn client_auth(&self) -> client::Auth<'_> {
         let secret = self.config.client_secret.as_ref().map(|s| s.as_str());
         match (self.config.client_auth, secret) {
-            (ClientAuth::Basic, Some(secret)) => client::Auth::Basic(&self.config.client_id, secret),
+            (ClientAuth::Basic, Some(secret)) => {
+                client::Auth::Basic(&self.config.client_id, secret)
+            }
             (ClientAuth::Post, Some(secret)) => client::Auth::Post(&self.config.client_id, secret),
             _ => client::Auth::Public(&self.config.client_id),
         }
@@ -343,7 +402,8 @@ impl Provider {
             if let Some(domain) = &self.config.domain {
                 let mut url = domain.join("logout").ok()?;
                 if domain.path() != "/" {
-                    url = Url::parse(&format!("{}/logout", domain.as_str().trim_end_matches('/'))).ok()?;
+                    url = Url::parse(&format!("{}/logout", domain.as_str().trim_end_matches('/')))
+                        .ok()?;
                 }
                 url.query_pairs_mut()
                     .append_pair("client_id", &self.config.client_id)
@@ -370,7 +430,11 @@ fn claim_string(v: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Array(list) => Some(
             list.iter()
-                .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| x.to_string())
+                })
                 .collect::<Vec<_>>()
                 .join(","),
         ),
@@ -389,7 +453,10 @@ pub enum VerifyError {
 }
 
 pub fn pkce_challenge(verifier: &str) -> String {
-    B64.encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()))
+    B64.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ))
 }
 
 pub fn unix_now() -> u64 {

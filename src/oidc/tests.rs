@@ -38,14 +38,27 @@ fn a_good_id_token_passes_and_each_rule_bites() {
         c[k] = v;
         check(c, &expect(now))
     };
-    assert!(matches!(with("iss", json!("https://evil")), Err(TokenError::Issuer { .. })));
+    assert!(matches!(
+        with("iss", json!("https://evil")),
+        Err(TokenError::Issuer { .. })
+    ));
     assert_eq!(with("aud", json!("other")), Err(TokenError::Audience));
-    assert_eq!(with("aud", json!(["client", "other"])), Err(TokenError::Audience));
+    assert_eq!(
+        with("aud", json!(["client", "other"])),
+        Err(TokenError::Audience)
+    );
     assert_eq!(with("exp", json!(now - 61)), Err(TokenError::Expired));
-    assert_eq!(with("exp", json!(now - 30)), Ok(()), "small clock skew is tolerated");
+    assert_eq!(
+        with("exp", json!(now - 30)),
+        Ok(()),
+        "small clock skew is tolerated"
+    );
     assert_eq!(with("iat", json!(now + 600)), Err(TokenError::NotYetValid));
     assert_eq!(with("nonce", json!("n-2")), Err(TokenError::Nonce));
-    assert!(matches!(with("token_use", json!("access")), Err(TokenError::TokenUse { .. })));
+    assert!(matches!(
+        with("token_use", json!("access")),
+        Err(TokenError::TokenUse { .. })
+    ));
     assert_eq!(with("sub", json!("")), Err(TokenError::NoSubject));
 }
 
@@ -73,22 +86,30 @@ fn signatures_verify_only_with_the_right_key_and_algorithm() {
 
     let forged = other.sign(&id_claims(1)).unwrap();
     // Same kid lookup fails: other key has another kid.
-    assert!(matches!(parse(&forged).unwrap().verify(&keys), Err(TokenError::UnknownKey(_))));
+    assert!(matches!(
+        parse(&forged).unwrap().verify(&keys),
+        Err(TokenError::UnknownKey(_))
+    ));
 
     // A payload swapped under a valid signature.
     let (h, rest) = token.split_once('.').unwrap();
     let (_, s) = rest.split_once('.').unwrap();
-    let evil_payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
-        serde_json::to_vec(&json!({"sub": "admin"})).unwrap(),
-    );
+    let evil_payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&json!({"sub": "admin"})).unwrap());
     let tampered = format!("{h}.{evil_payload}.{s}");
-    assert_eq!(parse(&tampered).unwrap().verify(&keys).err(), Some(TokenError::BadSignature));
+    assert_eq!(
+        parse(&tampered).unwrap().verify(&keys).err(),
+        Some(TokenError::BadSignature)
+    );
 
     // alg=none and HS256 are refused whatever the key.
     let none_header = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(format!("{{\"alg\":\"none\",\"kid\":\"{}\"}}", signer.kid()));
     let none = format!("{none_header}.{evil_payload}.");
-    assert!(matches!(parse(&none).unwrap().verify(&keys), Err(TokenError::Algorithm(_))));
+    assert!(matches!(
+        parse(&none).unwrap().verify(&keys),
+        Err(TokenError::Algorithm(_))
+    ));
     assert_eq!(parse("a.b").err(), Some(TokenError::Malformed));
 }
 
@@ -109,7 +130,10 @@ fn principal_reads_cognito_claims() {
     assert_eq!(principal.mapped["custom:dept"], "R&D");
     let mut none = id_claims(0);
     none.as_object_mut().unwrap().remove("cognito:groups");
-    assert!(p.principal(none.as_object().unwrap(), &config.headers).groups.is_empty());
+    assert!(p
+        .principal(none.as_object().unwrap(), &config.headers)
+        .groups
+        .is_empty());
 }
 
 #[test]

@@ -55,7 +55,9 @@ pub struct LiveSession {
 /// Why a request could not be authenticated.
 pub enum AuthAnswer {
     /// No usable session: browsers go to sign-in, programs get 401. Cookies to delete ride along.
-    SignIn { clear: Vec<HeaderValue> },
+    SignIn {
+        clear: Vec<HeaderValue>,
+    },
     Error(GatewayError),
 }
 
@@ -96,18 +98,27 @@ pub struct Auth {
 impl Auth {
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Auth, AuthSetupError> {
         // Validation guarantees a provider when Auth is built.
-        let provider_config = config.provider.clone().ok_or_else(|| StoreError::Config("no provider".into()))?;
+        let provider_config = config
+            .provider
+            .clone()
+            .ok_or_else(|| StoreError::Config("no provider".into()))?;
         let provider = Arc::new(Provider::new(provider_config.clone())?);
         let sessions = Sessions::new(&config.session)?;
         let signer = if config.headers.preset == HeaderPreset::Alb {
             let key = match &config.headers.signing_key_file {
-                Some(path) => Some(std::fs::read(path).map_err(|e| AuthSetupError::SigningKey {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?),
+                Some(path) => {
+                    Some(std::fs::read(path).map_err(|e| AuthSetupError::SigningKey {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?)
+                }
                 None => None,
             };
-            Some(AssertionSigner::new(key.as_deref(), &provider_config.issuer, &provider_config.client_id)?)
+            Some(AssertionSigner::new(
+                key.as_deref(),
+                &provider_config.issuer,
+                &provider_config.client_id,
+            )?)
         } else {
             None
         };
@@ -117,14 +128,19 @@ impl Auth {
             _ => config.session.cache_ttl,
         };
         let server = &config.server;
-        let state_path = if server.callback_path.starts_with(&format!("{}/", server.auth_prefix)) {
+        let state_path = if server
+            .callback_path
+            .starts_with(&format!("{}/", server.auth_prefix))
+        {
             server.auth_prefix.clone()
         } else {
             "/".to_string()
         };
         Ok(Auth {
-            keep_access_token: config.headers.pass_access_token || config.headers.preset == HeaderPreset::Alb,
-            keep_id_token: config.headers.pass_id_token || provider_config.kind == ProviderKind::Oidc,
+            keep_access_token: config.headers.pass_access_token
+                || config.headers.preset == HeaderPreset::Alb,
+            keep_id_token: config.headers.pass_id_token
+                || provider_config.kind == ProviderKind::Oidc,
             state_prefix: format!("{}_state_", config.session.cookie_name),
             state_path,
             decoded: moka::sync::Cache::builder()
@@ -194,11 +210,15 @@ impl Auth {
         };
         let live = match self.decoded.get(value.as_ref()) {
             Some(live) if live.session.expires > now => {
-                self.metrics.session_cache_hits.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .session_cache_hits
+                    .fetch_add(1, Ordering::Relaxed);
                 live
             }
             _ => {
-                self.metrics.session_cache_misses.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .session_cache_misses
+                    .fetch_add(1, Ordering::Relaxed);
                 match self.sessions.load(&value, now).await {
                     Ok(Some(session)) => {
                         let live = Arc::new(self.live(session, None));
@@ -212,7 +232,10 @@ impl Auth {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "session store unavailable");
-                        return Err(GatewayError::SessionsUnavailable { reason: e.to_string() }.into());
+                        return Err(GatewayError::SessionsUnavailable {
+                            reason: e.to_string(),
+                        }
+                        .into());
                     }
                 }
             }
@@ -250,22 +273,46 @@ impl Auth {
         now: u64,
     ) -> Result<Arc<LiveSession>, AuthAnswer> {
         let attrs = self.cookie_attrs_for(headers);
-        let result = self
-            .refreshed
-            .try_get_with(cookie_value.to_string(), self.refresh_once(live, headers, attrs, now))
-            .await;
-        match result {
-            Ok(live) => Ok(live),
-            Err(answer) => match &*answer {
-                RefreshFailure::SignedOut => {
-                    self.decoded.invalidate(cookie_value);
-                    Err(AuthAnswer::SignIn {
-                        clear: self.clear_session_cookies(headers, None),
-                    })
+        let grace = self.config.session.refresh_grace.as_secs();
+        for _ in 0..2 {
+            let result = self
+                .refreshed
+                .try_get_with(
+                    cookie_value.to_string(),
+                    self.refresh_once(live.clone(), headers, attrs.clone(), now),
+                )
+                .await;
+            match result {
+                // A session kept alive through a provider outage is only good until its grace ends;
+                // then ask the provider again (it may be back) before giving up.
+                Ok(kept)
+                    if kept.session.refresh_due <= now
+                        && now >= kept.session.refresh_due + grace =>
+                {
+                    self.refreshed.invalidate(cookie_value).await;
+                    continue;
                 }
-                RefreshFailure::Store(e) => Err(GatewayError::SessionsUnavailable { reason: e.to_string() }.into()),
-            },
+                Ok(live) => return Ok(live),
+                Err(answer) => {
+                    return match &*answer {
+                        RefreshFailure::SignedOut => {
+                            self.decoded.invalidate(cookie_value);
+                            Err(AuthAnswer::SignIn {
+                                clear: self.clear_session_cookies(headers, None),
+                            })
+                        }
+                        RefreshFailure::Store(e) => Err(GatewayError::SessionsUnavailable {
+                            reason: e.to_string(),
+                        }
+                        .into()),
+                    }
+                }
+            }
         }
+        self.decoded.invalidate(cookie_value);
+        Err(AuthAnswer::SignIn {
+            clear: self.clear_session_cookies(headers, None),
+        })
     }
 
     async fn refresh_once(
@@ -292,16 +339,23 @@ impl Auth {
         }
         let outcome = self.provider.refresh(&refresh_token).await;
         let result = match outcome {
-            Ok(tokens) => self.refreshed_session(old, tokens, headers, &attrs, now).await,
+            Ok(tokens) => {
+                self.refreshed_session(old, tokens, headers, &attrs, now)
+                    .await
+            }
             Err(e) if e.is_refusal() => {
                 // invalid_grant: the user was disabled or deleted, or the token revoked.
-                self.metrics.refresh_failures.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .refresh_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(user = %old.principal.user, error = %e, "refresh refused: session ended");
                 let _ = self.sessions.delete(old).await;
                 Err(RefreshFailure::SignedOut)
             }
             Err(e) => {
-                self.metrics.refresh_failures.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .refresh_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 let grace_ends = old.refresh_due + self.config.session.refresh_grace.as_secs();
                 if now < grace_ends {
                     tracing::warn!(user = %old.principal.user, error = %e, grace_left_s = grace_ends - now,
@@ -320,7 +374,11 @@ impl Auth {
     }
 
     /// Another replica holds the refresh lock: wait for its result in the store.
-    async fn await_other_replica(&self, old: &Session, now: u64) -> Result<Arc<LiveSession>, RefreshFailure> {
+    async fn await_other_replica(
+        &self,
+        old: &Session,
+        now: u64,
+    ) -> Result<Arc<LiveSession>, RefreshFailure> {
         let Some(id) = &old.id else {
             return Err(RefreshFailure::SignedOut);
         };
@@ -349,7 +407,11 @@ impl Auth {
         self.metrics.refreshes.fetch_add(1, Ordering::Relaxed);
         let mut s = old.clone();
         match tokens.id_token.as_deref() {
-            Some(id_token) => match self.provider.verify_id_token(id_token, None, &self.config.headers).await {
+            Some(id_token) => match self
+                .provider
+                .verify_id_token(id_token, None, &self.config.headers)
+                .await
+            {
                 Ok(v) => {
                     s.principal = v.principal;
                     s.tokens_expire = v.exp;
@@ -373,9 +435,19 @@ impl Auth {
         }
         s.refresh_due = self.refresh_due(now, s.tokens_expire, s.expires);
         tracing::info!(user = %s.principal.user, groups = ?s.principal.groups, "session refreshed");
-        let value = self.sessions.save(&mut s).await.map_err(RefreshFailure::Store)?;
+        let value = self
+            .sessions
+            .save(&mut s)
+            .await
+            .map_err(RefreshFailure::Store)?;
         let set = self.sessions.is_stateless().then(|| {
-            codec::set_chunked(headers, &self.sessions.cookie_name, &value, attrs, s.expires.saturating_sub(now))
+            codec::set_chunked(
+                headers,
+                &self.sessions.cookie_name,
+                &value,
+                attrs,
+                s.expires.saturating_sub(now),
+            )
         });
         let live = Arc::new(self.live(s, set));
         self.decoded.insert(
@@ -396,10 +468,18 @@ impl Auth {
         by_interval.min(by_tokens).min(expires)
     }
 
-    async fn authenticate_bearer(&self, token: &str, now: u64) -> Result<Arc<LiveSession>, AuthAnswer> {
+    async fn authenticate_bearer(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<Arc<LiveSession>, AuthAnswer> {
         let unauthorized = || AuthAnswer::Error(GatewayError::SignInRequired);
         if let Some(live) = self.bearers.get(token) {
-            return if live.session.expires > now { Ok(live) } else { Err(unauthorized()) };
+            return if live.session.expires > now {
+                Ok(live)
+            } else {
+                Err(unauthorized())
+            };
         }
         let claims = match self.provider.verify_signature(token).await {
             Ok(c) => c,
@@ -475,16 +555,28 @@ impl Auth {
         let origin = match &self.config.server.public_url {
             Some(u) => u.as_str().to_string(),
             None => {
-                let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("");
                 format!("http://{host}")
             }
         };
         self.cookie_attrs(&origin)
     }
 
-    fn clear_session_cookies(&self, headers: &HeaderMap, attrs: Option<&CookieAttrs>) -> Vec<HeaderValue> {
+    fn clear_session_cookies(
+        &self,
+        headers: &HeaderMap,
+        attrs: Option<&CookieAttrs>,
+    ) -> Vec<HeaderValue> {
         let default = self.cookie_attrs_for(headers);
-        codec::delete_chunks_from(headers, &self.sessions.cookie_name, 0, attrs.unwrap_or(&default))
+        codec::delete_chunks_from(
+            headers,
+            &self.sessions.cookie_name,
+            0,
+            attrs.unwrap_or(&default),
+        )
     }
 
     // ---- endpoints ----
@@ -510,13 +602,29 @@ impl Auth {
 
     /// What a request without a usable session gets: a redirect to sign-in for a person
     /// navigating, 401 JSON for a program.
-    pub fn sign_in_answer(&self, req: &Request<Incoming>, clear: Vec<HeaderValue>) -> Response<Body> {
+    pub fn sign_in_answer(
+        &self,
+        req: &Request<Incoming>,
+        clear: Vec<HeaderValue>,
+    ) -> Response<Body> {
         let mut resp = if is_api_client(req.headers()) {
             GatewayError::SignInRequired.into_response(true, None)
         } else {
-            let rd = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
-            let rd = if req.method() == Method::GET || req.method() == Method::HEAD { rd } else { "/" };
-            let page = if self.config.server.sign_in_page { "sign_in" } else { "start" };
+            let rd = req
+                .uri()
+                .path_and_query()
+                .map(|pq| pq.as_str())
+                .unwrap_or("/");
+            let rd = if req.method() == Method::GET || req.method() == Method::HEAD {
+                rd
+            } else {
+                "/"
+            };
+            let page = if self.config.server.sign_in_page {
+                "sign_in"
+            } else {
+                "start"
+            };
             redirect(&format!(
                 "{}/{page}?rd={}",
                 self.config.server.auth_prefix,
@@ -538,7 +646,11 @@ impl Auth {
             .to_string()
     }
 
-    fn start(&self, req: &Request<Incoming>, client: &ClientInfo) -> Result<Response<Body>, GatewayError> {
+    fn start(
+        &self,
+        req: &Request<Incoming>,
+        client: &ClientInfo,
+    ) -> Result<Response<Body>, GatewayError> {
         if !self.provider.is_ready() {
             return Err(GatewayError::SignInUnavailable {
                 reason: self.not_ready_reason(),
@@ -562,38 +674,57 @@ impl Auth {
         let url = self
             .provider
             .authorize_url(&redirect_uri, &state, &pending.nonce, &pending.verifier)
-            .map_err(|e| GatewayError::SignInUnavailable { reason: e.to_string() })?;
+            .map_err(|e| GatewayError::SignInUnavailable {
+                reason: e.to_string(),
+            })?;
         let cookie_name = format!("{}{state}", self.state_prefix);
-        let sealed = self
-            .sessions
-            .codec()
-            .seal(&cookie_name, &serde_json::to_string(&pending).unwrap_or_default());
+        let sealed = self.sessions.codec().seal(
+            &cookie_name,
+            &serde_json::to_string(&pending).unwrap_or_default(),
+        );
         let mut resp = redirect(url.as_str());
         let h = resp.headers_mut();
         // Cap the attempts one browser keeps: drop the oldest beyond the limit.
-        let mut existing: Vec<&str> = codec::cookie_names_with_prefix(req.headers(), &self.state_prefix)
-            .map(|(n, _)| n)
-            .collect();
+        let mut existing: Vec<&str> =
+            codec::cookie_names_with_prefix(req.headers(), &self.state_prefix)
+                .map(|(n, _)| n)
+                .collect();
         existing.sort_unstable();
         let excess = (existing.len() + 1).saturating_sub(MAX_PENDING_SIGN_INS);
         for old in existing.iter().take(excess) {
-            h.append(header::SET_COOKIE, codec::set_cookie(old, "", &attrs, Some(0)));
+            h.append(
+                header::SET_COOKIE,
+                codec::set_cookie(old, "", &attrs, Some(0)),
+            );
         }
-        h.append(header::SET_COOKIE, codec::set_cookie(&cookie_name, &sealed, &attrs, Some(STATE_TTL_SECS)));
+        h.append(
+            header::SET_COOKIE,
+            codec::set_cookie(&cookie_name, &sealed, &attrs, Some(STATE_TTL_SECS)),
+        );
         Ok(resp)
     }
 
-    async fn callback(&self, req: &Request<Incoming>, client: &ClientInfo) -> Result<Response<Body>, GatewayError> {
+    async fn callback(
+        &self,
+        req: &Request<Incoming>,
+        client: &ClientInfo,
+    ) -> Result<Response<Body>, GatewayError> {
         let fail = |reason: &str| {
-            self.metrics.sign_in_failures.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .sign_in_failures
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(reason, "sign-in callback rejected");
-            GatewayError::SignInFailed { reason: reason.to_string() }
+            GatewayError::SignInFailed {
+                reason: reason.to_string(),
+            }
         };
         let uri = req.uri();
         let origin = self.origin(req.headers(), uri, client);
         let state = query_param(uri, "state").unwrap_or_default();
         let state_ok = (20..=80).contains(&state.len())
-            && state.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && state
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         let cookie_name = format!("{}{state}", self.state_prefix);
         let state_attrs = CookieAttrs {
             path: self.state_path.clone(),
@@ -602,7 +733,9 @@ impl Auth {
         let forget_state = codec::set_cookie(&cookie_name, "", &state_attrs, Some(0));
 
         if let Some(error) = query_param(uri, "error") {
-            self.metrics.sign_in_failures.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .sign_in_failures
+                .fetch_add(1, Ordering::Relaxed);
             tracing::info!(error = %error, "the identity provider refused the sign-in");
             let mut resp = GatewayError::ProviderRefused {
                 error,
@@ -631,9 +764,14 @@ impl Auth {
         if pending.exp <= now {
             return Err(fail("this sign-in attempt has expired"));
         }
-        let code = query_param(uri, "code").ok_or_else(|| fail("the sign-in response carries no code"))?;
+        let code =
+            query_param(uri, "code").ok_or_else(|| fail("the sign-in response carries no code"))?;
         let redirect_uri = format!("{origin}{}", self.config.server.callback_path);
-        let tokens = match self.provider.exchange_code(&code, &pending.verifier, &redirect_uri).await {
+        let tokens = match self
+            .provider
+            .exchange_code(&code, &pending.verifier, &redirect_uri)
+            .await
+        {
             Ok(t) => t,
             Err(e @ ProviderError::Refused { .. }) => {
                 tracing::warn!(error = %e, "code exchange refused");
@@ -644,17 +782,28 @@ impl Auth {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "code exchange failed");
-                return Err(GatewayError::SignInUnavailable { reason: e.to_string() });
+                return Err(GatewayError::SignInUnavailable {
+                    reason: e.to_string(),
+                });
             }
         };
-        let id_token = tokens
-            .id_token
-            .as_deref()
-            .ok_or_else(|| fail("the identity provider sent no ID token (is the openid scope allowed?)"))?;
-        let verified = match self.provider.verify_id_token(id_token, Some(&pending.nonce), &self.config.headers).await {
+        let id_token = tokens.id_token.as_deref().ok_or_else(|| {
+            fail("the identity provider sent no ID token (is the openid scope allowed?)")
+        })?;
+        let verified = match self
+            .provider
+            .verify_id_token(id_token, Some(&pending.nonce), &self.config.headers)
+            .await
+        {
             Ok(v) => v,
-            Err(VerifyError::Provider(e)) => return Err(GatewayError::SignInUnavailable { reason: e.to_string() }),
-            Err(VerifyError::Token(e)) => return Err(fail(&format!("the ID token was not accepted: {e}"))),
+            Err(VerifyError::Provider(e)) => {
+                return Err(GatewayError::SignInUnavailable {
+                    reason: e.to_string(),
+                })
+            }
+            Err(VerifyError::Token(e)) => {
+                return Err(fail(&format!("the ID token was not accepted: {e}")))
+            }
         };
         let max_lifetime = self.config.session.max_lifetime.as_secs();
         let mut session = Session {
@@ -665,19 +814,35 @@ impl Auth {
             refresh_due: 0,
             tokens_expire: verified.exp,
             refresh_token: tokens.refresh_token,
-            access_token: if self.keep_access_token { tokens.access_token } else { None },
-            id_token: if self.keep_id_token { Some(id_token.to_string()) } else { None },
+            access_token: if self.keep_access_token {
+                tokens.access_token
+            } else {
+                None
+            },
+            id_token: if self.keep_id_token {
+                Some(id_token.to_string())
+            } else {
+                None
+            },
         };
         session.refresh_due = self.refresh_due(now, session.tokens_expire, session.expires);
-        let value = self.sessions.save(&mut session).await.map_err(|e| GatewayError::SessionsUnavailable {
-            reason: e.to_string(),
+        let value = self.sessions.save(&mut session).await.map_err(|e| {
+            GatewayError::SessionsUnavailable {
+                reason: e.to_string(),
+            }
         })?;
         self.metrics.sign_ins.fetch_add(1, Ordering::Relaxed);
         tracing::info!(user = %session.principal.user, groups = ?session.principal.groups, "signed in");
         let mut resp = redirect(&pending.rd);
         let h = resp.headers_mut();
         let attrs = self.cookie_attrs(&origin);
-        for c in codec::set_chunked(req.headers(), &self.sessions.cookie_name, &value, &attrs, max_lifetime) {
+        for c in codec::set_chunked(
+            req.headers(),
+            &self.sessions.cookie_name,
+            &value,
+            &attrs,
+            max_lifetime,
+        ) {
             h.append(header::SET_COOKIE, c);
         }
         h.append(header::SET_COOKIE, forget_state);
@@ -701,7 +866,11 @@ impl Auth {
         )
     }
 
-    async fn sign_out(&self, req: &Request<Incoming>, client: &ClientInfo) -> Result<Response<Body>, GatewayError> {
+    async fn sign_out(
+        &self,
+        req: &Request<Incoming>,
+        client: &ClientInfo,
+    ) -> Result<Response<Body>, GatewayError> {
         let origin = self.origin(req.headers(), req.uri(), client);
         let attrs = self.cookie_attrs(&origin);
         let rd = self.redirect_target(req, client);
@@ -744,7 +913,10 @@ impl Auth {
         }
         let rd_cookie = format!("{}_signout", self.sessions.cookie_name);
         let sealed = self.sessions.codec().seal(&rd_cookie, &rd);
-        h.append(header::SET_COOKIE, codec::set_cookie(&rd_cookie, &sealed, &attrs, Some(STATE_TTL_SECS)));
+        h.append(
+            header::SET_COOKIE,
+            codec::set_cookie(&rd_cookie, &sealed, &attrs, Some(STATE_TTL_SECS)),
+        );
         Ok(resp)
     }
 
@@ -756,7 +928,12 @@ impl Auth {
             .find(|(n, _)| *n == rd_cookie)
             .and_then(|(_, v)| self.sessions.codec().open(&rd_cookie, v))
             .filter(|rd| {
-                safe_redirect(rd, client.host(req.headers(), req.uri()), &self.config.server.allowed_redirect_hosts).is_some()
+                safe_redirect(
+                    rd,
+                    client.host(req.headers(), req.uri()),
+                    &self.config.server.allowed_redirect_hosts,
+                )
+                .is_some()
             });
         let mut resp = match rd {
             Some(rd) if rd != "/" => redirect(&rd),
@@ -769,8 +946,10 @@ impl Auth {
                 ),
             ),
         };
-        resp.headers_mut()
-            .append(header::SET_COOKIE, codec::set_cookie(&rd_cookie, "", &attrs, Some(0)));
+        resp.headers_mut().append(
+            header::SET_COOKIE,
+            codec::set_cookie(&rd_cookie, "", &attrs, Some(0)),
+        );
         resp
     }
 
@@ -802,7 +981,12 @@ impl Auth {
             Err(AuthAnswer::Error(e)) => return Err(e),
         };
         let rule = match query_param(req.uri(), "allowed_groups") {
-            Some(list) => RouteRule::AnyOf(list.split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect()),
+            Some(list) => RouteRule::AnyOf(
+                list.split(',')
+                    .map(|g| g.trim().to_string())
+                    .filter(|g| !g.is_empty())
+                    .collect(),
+            ),
             None if self.config.access.allowed_groups.is_empty() => RouteRule::SignedIn,
             None => RouteRule::AnyOf(self.config.access.allowed_groups.clone()),
         };
@@ -825,8 +1009,10 @@ impl Auth {
             .map(|s| s.jwks_json())
             .unwrap_or_else(|| "{\"keys\":[]}".into());
         let mut resp = Response::new(full(body));
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         resp
     }
 }
@@ -872,15 +1058,20 @@ fn is_plain_http_loopback(origin: &str) -> bool {
     };
     host == "localhost"
         || host.ends_with(".localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl AuthAnswer {
-    pub fn into_response(self, auth: &Auth, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    pub fn into_response(
+        self,
+        auth: &Auth,
+        req: &Request<Incoming>,
+    ) -> Result<Response<Body>, GatewayError> {
         match self {
             AuthAnswer::SignIn { clear } => Ok(auth.sign_in_answer(req, clear)),
             AuthAnswer::Error(e) => Err(e),
         }
     }
 }
-

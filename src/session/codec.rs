@@ -33,7 +33,9 @@ impl Codec {
         let mut jar = CookieJar::new();
         jar.private_mut(&self.keys[0])
             .add(Cookie::new(name.to_string(), plaintext.to_string()));
-        jar.get(name).map(|c| c.value().to_string()).unwrap_or_default()
+        jar.get(name)
+            .map(|c| c.value().to_string())
+            .unwrap_or_default()
     }
 
     /// Decrypts a value sealed for `name` with the current or the previous key.
@@ -55,7 +57,10 @@ pub fn read_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str
     let Some((count, part0)) = first.split_once(':') else {
         return Some(Cow::Borrowed(first));
     };
-    let count: usize = count.parse().ok().filter(|n| (2..=MAX_CHUNKS).contains(n))?;
+    let count: usize = count
+        .parse()
+        .ok()
+        .filter(|n| (2..=MAX_CHUNKS).contains(n))?;
     let mut joined = String::with_capacity(count * CHUNK_SIZE);
     joined.push_str(part0);
     for i in 1..count {
@@ -75,7 +80,10 @@ fn find_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// Names of the request's cookies that start with `prefix`.
-pub fn cookie_names_with_prefix<'h>(headers: &'h HeaderMap, prefix: &'h str) -> impl Iterator<Item = (&'h str, &'h str)> {
+pub fn cookie_names_with_prefix<'h>(
+    headers: &'h HeaderMap,
+    prefix: &'h str,
+) -> impl Iterator<Item = (&'h str, &'h str)> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -92,8 +100,16 @@ pub struct CookieAttrs {
 }
 
 /// A `Set-Cookie` header; `max_age` 0 deletes, `None` makes a browser-session cookie.
-pub fn set_cookie(name: &str, value: &str, attrs: &CookieAttrs, max_age: Option<u64>) -> HeaderValue {
-    let mut s = format!("{name}={value}; Path={}; HttpOnly; SameSite=Lax", attrs.path);
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    attrs: &CookieAttrs,
+    max_age: Option<u64>,
+) -> HeaderValue {
+    let mut s = format!(
+        "{name}={value}; Path={}; HttpOnly; SameSite=Lax",
+        attrs.path
+    );
     if attrs.secure {
         s.push_str("; Secure");
     }
@@ -109,9 +125,19 @@ pub fn set_cookie(name: &str, value: &str, attrs: &CookieAttrs, max_age: Option<
 
 /// `Set-Cookie` headers that store `value` under `name`, chunked when large, and delete
 /// chunks left over from a larger earlier value.
-pub fn set_chunked(headers: &HeaderMap, name: &str, value: &str, attrs: &CookieAttrs, max_age: u64) -> Vec<HeaderValue> {
+pub fn set_chunked(
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    attrs: &CookieAttrs,
+    max_age: u64,
+) -> Vec<HeaderValue> {
     let mut out = Vec::new();
-    let count = if value.len() <= CHUNK_SIZE { 1 } else { value.len().div_ceil(CHUNK_SIZE) };
+    let count = if value.len() <= CHUNK_SIZE {
+        1
+    } else {
+        value.len().div_ceil(CHUNK_SIZE)
+    };
     if count == 1 {
         out.push(set_cookie(name, value, attrs, Some(max_age)));
     } else {
@@ -119,9 +145,19 @@ pub fn set_chunked(headers: &HeaderMap, name: &str, value: &str, attrs: &CookieA
             // base64 is ASCII, so byte chunks are valid str.
             let chunk = std::str::from_utf8(chunk).unwrap_or("");
             if i == 0 {
-                out.push(set_cookie(name, &format!("{count}:{chunk}"), attrs, Some(max_age)));
+                out.push(set_cookie(
+                    name,
+                    &format!("{count}:{chunk}"),
+                    attrs,
+                    Some(max_age),
+                ));
             } else {
-                out.push(set_cookie(&format!("{name}_{i}"), chunk, attrs, Some(max_age)));
+                out.push(set_cookie(
+                    &format!("{name}_{i}"),
+                    chunk,
+                    attrs,
+                    Some(max_age),
+                ));
             }
         }
     }
@@ -130,7 +166,12 @@ pub fn set_chunked(headers: &HeaderMap, name: &str, value: &str, attrs: &CookieA
 }
 
 /// Deletes every chunk of `name` the request carries, from index `from` on (0 = all).
-pub fn delete_chunks_from(headers: &HeaderMap, name: &str, from: usize, attrs: &CookieAttrs) -> Vec<HeaderValue> {
+pub fn delete_chunks_from(
+    headers: &HeaderMap,
+    name: &str,
+    from: usize,
+    attrs: &CookieAttrs,
+) -> Vec<HeaderValue> {
     let mut out = Vec::new();
     if from == 0 && find_cookie(headers, name).is_some() {
         out.push(set_cookie(name, "", attrs, Some(0)));

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{SessionConfig, StoreKind};
 use crate::identity::Principal;
-pub use codec::{CookieAttrs, Codec};
-pub use store::StoreError;
+pub use codec::{Codec, CookieAttrs};
 use store::Store;
+pub use store::StoreError;
 
 /// One signed-in person's session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +49,10 @@ pub struct Sessions {
 impl Sessions {
     pub fn new(config: &SessionConfig) -> Result<Sessions, StoreError> {
         let secret = config.secret.as_ref().ok_or(StoreError::NoSecret)?;
-        let codec = Codec::new(&secret.0, config.previous_secret.as_ref().map(|s| s.0.as_slice()));
+        let codec = Codec::new(
+            &secret.0,
+            config.previous_secret.as_ref().map(|s| s.0.as_slice()),
+        );
         let store = match config.store {
             StoreKind::Cookie => Store::Cookie,
             StoreKind::Memory => Store::memory(config),
@@ -93,12 +96,19 @@ impl Sessions {
     /// Stores the session; returns the cookie value to set. A session without an id gets a
     /// fresh random one (a new id at every sign-in: no fixation).
     pub async fn save(&self, session: &mut Session) -> Result<String, StoreError> {
-        let json = serde_json::to_string(&session).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let json =
+            serde_json::to_string(&session).map_err(|e| StoreError::Encode(e.to_string()))?;
         match &self.store {
             Store::Cookie => Ok(self.codec.seal(&self.cookie_name, &json)),
             server_side => {
-                let id = session.id.get_or_insert_with(|| crate::oidc::random_token(32)).clone();
-                let ttl = session.expires.saturating_sub(crate::oidc::unix_now()).max(1);
+                let id = session
+                    .id
+                    .get_or_insert_with(|| crate::oidc::random_token(32))
+                    .clone();
+                let ttl = session
+                    .expires
+                    .saturating_sub(crate::oidc::unix_now())
+                    .max(1);
                 server_side.put(&id, &json, ttl).await?;
                 Ok(self.codec.seal(&self.cookie_name, &id))
             }

@@ -38,7 +38,9 @@ impl Store {
 
     #[cfg(feature = "redis-store")]
     pub fn redis(config: &SessionConfig) -> Result<Store, StoreError> {
-        Ok(Store::Redis(Box::new(redis_store::RedisStore::new(config)?)))
+        Ok(Store::Redis(Box::new(redis_store::RedisStore::new(
+            config,
+        )?)))
     }
 
     #[cfg(not(feature = "redis-store"))]
@@ -177,7 +179,9 @@ mod redis_store {
 
         pub async fn put(&self, id: &str, json: &str, ttl_secs: u64) -> Result<(), StoreError> {
             let mut c = self.conn().await?;
-            c.set_ex::<_, _, ()>(self.key(id), json, ttl_secs).await.map_err(unavailable)
+            c.set_ex::<_, _, ()>(self.key(id), json, ttl_secs)
+                .await
+                .map_err(unavailable)
         }
 
         pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
@@ -207,7 +211,10 @@ mod redis_store {
 
         pub async fn ping(&self) -> Result<(), StoreError> {
             let mut c = self.conn().await?;
-            redis::cmd("PING").query_async::<String>(&mut c).await.map_err(unavailable)?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .map_err(unavailable)?;
             Ok(())
         }
     }

@@ -42,7 +42,10 @@ fn sealed_values_open_only_with_our_keys_and_name() {
     // Tampering anywhere fails.
     let mut bytes = sealed.clone().into_bytes();
     bytes[20] = if bytes[20] == b'A' { b'B' } else { b'A' };
-    assert_eq!(codec.open("_ssogate", std::str::from_utf8(&bytes).unwrap()), None);
+    assert_eq!(
+        codec.open("_ssogate", std::str::from_utf8(&bytes).unwrap()),
+        None
+    );
     assert_eq!(codec.open("_ssogate", &sealed[..sealed.len() - 4]), None);
 }
 
@@ -67,7 +70,10 @@ fn large_values_are_chunked_and_stale_chunks_deleted() {
     assert_eq!(set.len(), 3);
     assert!(set.iter().all(|c| {
         let c = c.to_str().unwrap();
-        c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.contains("Secure") && c.len() < 4000
+        c.contains("HttpOnly")
+            && c.contains("SameSite=Lax")
+            && c.contains("Secure")
+            && c.len() < 4000
     }));
     let req = request_with(&set);
     assert_eq!(read_cookie(&req, "_s").unwrap(), big);
@@ -76,8 +82,12 @@ fn large_values_are_chunked_and_stale_chunks_deleted() {
     let again = set_chunked(&req, "_s", "small", &attrs, 60);
     let text: Vec<&str> = again.iter().map(|v| v.to_str().unwrap()).collect();
     assert!(text[0].starts_with("_s=small;"));
-    assert!(text.iter().any(|c| c.starts_with("_s_1=;") && c.contains("Max-Age=0")));
-    assert!(text.iter().any(|c| c.starts_with("_s_2=;") && c.contains("Max-Age=0")));
+    assert!(text
+        .iter()
+        .any(|c| c.starts_with("_s_1=;") && c.contains("Max-Age=0")));
+    assert!(text
+        .iter()
+        .any(|c| c.starts_with("_s_2=;") && c.contains("Max-Age=0")));
 
     // A missing chunk means no session rather than a wrong one.
     let mut partial = HeaderMap::new();

@@ -34,8 +34,14 @@ impl Idp {
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         for gw in gateway_ports {
-            cmd.args(["--redirect-uri", &format!("http://127.0.0.1:{gw}/oauth2/callback")]);
-            cmd.args(["--logout-uri", &format!("http://127.0.0.1:{gw}/oauth2/signed_out")]);
+            cmd.args([
+                "--redirect-uri",
+                &format!("http://127.0.0.1:{gw}/oauth2/callback"),
+            ]);
+            cmd.args([
+                "--logout-uri",
+                &format!("http://127.0.0.1:{gw}/oauth2/signed_out"),
+            ]);
         }
         let mut child = cmd
             .spawn()
@@ -83,7 +89,11 @@ impl Idp {
             req = req.json(&b);
         }
         let resp = req.send().await.expect("idp control call");
-        assert!(resp.status().is_success(), "idp control {path}: {}", resp.status());
+        assert!(
+            resp.status().is_success(),
+            "idp control {path}: {}",
+            resp.status()
+        );
         resp.json().await.unwrap_or(serde_json::Value::Null)
     }
 
@@ -132,7 +142,11 @@ pub async fn follow(client: &Client, url: &str, stop_at: Option<&str>) -> (Respo
     let mut url = url.to_string();
     let mut trail = vec![url.clone()];
     for _ in 0..20 {
-        let resp = client.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let resp = client
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
         if !resp.status().is_redirection() {
             return (resp, trail);
         }
@@ -177,9 +191,17 @@ pub async fn submit_login(client: &Client, page: Response, user: &str, password:
 /// gateway page) and every URL on the way.
 pub async fn sign_in(client: &Client, start_url: &str, user: &str) -> (Response, Vec<String>) {
     let (login, mut trail) = follow(client, start_url, None).await;
-    assert_eq!(login.status(), StatusCode::OK, "expected the login page, trail: {trail:#?}");
+    assert_eq!(
+        login.status(),
+        StatusCode::OK,
+        "expected the login page, trail: {trail:#?}"
+    );
     let answer = submit_login(client, login, user, PASSWORD).await;
-    assert!(answer.status().is_redirection(), "login failed: {}", answer.status());
+    assert!(
+        answer.status().is_redirection(),
+        "login failed: {}",
+        answer.status()
+    );
     let next = resolve(
         answer.url(),
         answer.headers()["location"].to_str().expect("location"),
@@ -190,11 +212,23 @@ pub async fn sign_in(client: &Client, start_url: &str, user: &str) -> (Response,
 }
 
 /// Like `sign_in`, but stops at the gateway's callback and returns its URL unvisited.
-pub async fn sign_in_until_callback(client: &Client, start_url: &str, user: &str, callback_prefix: &str) -> String {
+pub async fn sign_in_until_callback(
+    client: &Client,
+    start_url: &str,
+    user: &str,
+    callback_prefix: &str,
+) -> String {
     let (login, trail) = follow(client, start_url, None).await;
-    assert_eq!(login.status(), StatusCode::OK, "expected the login page, trail: {trail:#?}");
+    assert_eq!(
+        login.status(),
+        StatusCode::OK,
+        "expected the login page, trail: {trail:#?}"
+    );
     let answer = submit_login(client, login, user, PASSWORD).await;
-    let next = resolve(answer.url(), answer.headers()["location"].to_str().expect("location"));
+    let next = resolve(
+        answer.url(),
+        answer.headers()["location"].to_str().expect("location"),
+    );
     let (_, trail) = follow(client, &next, Some(callback_prefix)).await;
     trail.last().cloned().expect("callback URL")
 }

@@ -1,0 +1,178 @@
+//! Sessions that last: refresh with the refresh token when due, exactly one refresh per
+//! session at a time, group changes and disabled users noticed at the refresh, and a
+//! provider outage survived within the grace period.
+
+mod common;
+#[path = "common/idp.rs"]
+mod idp;
+
+use std::time::Duration;
+
+use common::{free_port, Gateway, Upstream};
+use idp::{browser, sign_in, Idp};
+use reqwest::StatusCode;
+
+const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+fn config(port: u16, idp: &Idp, upstream: &str, session: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+
+{provider}
+timeout = "2s"
+
+[session]
+secret = "{SECRET}"
+{session}
+
+[access]
+allowed_groups = ["staff"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "{upstream}"
+
+[logging]
+format = "json"
+level = "info"
+"#,
+        provider = idp.provider_toml("basic-client"),
+    )
+}
+
+struct Stand {
+    gw: Gateway,
+    idp: Idp,
+    _upstream: Upstream,
+}
+
+fn stand(session: &str) -> Stand {
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let gw = Gateway::start(&config(port, &idp, &upstream.url, session));
+    gw.wait_ready(Duration::from_secs(15));
+    Stand {
+        gw,
+        idp,
+        _upstream: upstream,
+    }
+}
+
+async fn refresh_grants(idp: &Idp) -> u64 {
+    idp.stats().await["refresh_grants"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_due_session_is_refreshed_transparently() {
+    let s = stand("refresh_interval = \"1s\"");
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(refresh_grants(&s.idp).await, 0);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let resp = b.get(s.gw.url("/later")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", s.gw.logs());
+    assert_eq!(refresh_grants(&s.idp).await, 1);
+    // The browser got the refreshed cookie; the next request needs no refresh.
+    let set_cookie = resp.headers().get_all("set-cookie").iter().count();
+    assert!(set_cookie >= 1, "the refreshed session is sent back");
+    let again = b.get(s.gw.url("/again")).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(refresh_grants(&s.idp).await, 1);
+}
+
+#[tokio::test]
+async fn fifty_parallel_requests_on_a_stale_session_cause_one_refresh() {
+    for store in ["cookie", "memory"] {
+        let s = stand(&format!("refresh_interval = \"1s\"\nstore = \"{store}\""));
+        let b = browser();
+        let (resp, _) = sign_in(&b, &s.gw.url("/"), "alice").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let before = s.idp.stats().await["token_requests"].as_u64().unwrap();
+        let requests = (0..50).map(|i| {
+            let b = b.clone();
+            let url = s.gw.url(&format!("/storm/{i}"));
+            tokio::spawn(async move { b.get(url).send().await.unwrap().status() })
+        });
+        let statuses: Vec<StatusCode> = futures_util::future::join_all(requests)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{store}: {statuses:?}");
+        let after = s.idp.stats().await["token_requests"].as_u64().unwrap();
+        assert_eq!(after - before, 1, "{store}: exactly one call to the token endpoint");
+    }
+}
+
+#[tokio::test]
+async fn a_user_removed_from_the_group_gets_403_after_the_refresh() {
+    let s = stand("refresh_interval = \"1s\"");
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    s.idp.control("users/bob/groups", Some(serde_json::json!([]))).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let resp = b.get(s.gw.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{}", s.gw.logs());
+    s.idp.control("reset-users", None).await;
+}
+
+#[tokio::test]
+async fn a_disabled_user_is_signed_out_at_the_refresh() {
+    let s = stand("refresh_interval = \"1s\"");
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    s.idp.control("users/alice/disable", None).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let api = b
+        .get(s.gw.url("/api"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    let nav = b.get(s.gw.url("/page")).send().await.unwrap();
+    assert_eq!(nav.status(), StatusCode::FOUND);
+    assert!(nav.headers()["location"].to_str().unwrap().starts_with("/oauth2/start"));
+    s.idp.control("reset-users", None).await;
+}
+
+#[tokio::test]
+async fn a_deleted_user_is_signed_out_at_the_refresh() {
+    let s = stand("refresh_interval = \"1s\"\nstore = \"memory\"");
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Deleting the user makes every refresh fail with invalid_grant, as Cognito does.
+    s.idp.control("users/alice/delete", None).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let nav = b.get(s.gw.url("/page")).send().await.unwrap();
+    assert_eq!(nav.status(), StatusCode::FOUND);
+    s.idp.control("reset-users", None).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_survived_within_the_grace_then_fails_closed() {
+    let mut s = stand("refresh_interval = \"1s\"\nrefresh_grace = \"4s\"");
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    s.idp.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = b.get(s.gw.url("/during")).send().await.unwrap();
+    assert_eq!(during.status(), StatusCode::OK, "within the grace the session works");
+    assert!(
+        s.gw.logs().contains("the session keeps working within the grace period"),
+        "a warning is logged"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = b.get(s.gw.url("/after")).send().await.unwrap();
+    assert_eq!(after.status(), StatusCode::FOUND, "past the grace it fails closed");
+}

@@ -1,0 +1,686 @@
+//! Signing in through the Cognito-shaped provider (npm oidc-provider) with the real binary:
+//! who gets in, what the upstream is told, and how every broken or hostile sign-in ends.
+
+mod common;
+#[path = "common/idp.rs"]
+mod idp;
+
+use std::time::Duration;
+
+use common::{free_port, Gateway, Upstream};
+use idp::{browser, follow, sign_in, sign_in_until_callback, Idp};
+use reqwest::StatusCode;
+
+const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// A gateway in front of `upstream` signing in at `idp`: `/` for staff, `/admin` for admins,
+/// `/public/` for everybody.
+fn config(
+    port: u16,
+    idp: &Idp,
+    client: &str,
+    upstream: &str,
+    server_extra: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+{server_extra}
+
+{provider}
+
+[session]
+secret = "{SECRET}"
+{session_extra}
+
+[access]
+allowed_groups = ["staff"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "{upstream}"
+
+[[routes]]
+path_prefix = "/admin"
+upstream = "{upstream}"
+allowed_groups = ["admins"]
+
+[[routes]]
+path_prefix = "/public/"
+upstream = "{upstream}"
+public = true
+
+[logging]
+format = "json"
+level = "info"
+
+{extra}
+"#,
+        provider = idp.provider_toml(client),
+        session_extra = "",
+    )
+}
+
+struct Stand {
+    gw: Gateway,
+    idp: Idp,
+    upstream: Upstream,
+}
+
+fn stand_with(client: &str, server_extra: &str, extra: &str) -> Stand {
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let gw = Gateway::start(&config(
+        port,
+        &idp,
+        client,
+        &upstream.url,
+        server_extra,
+        extra,
+    ));
+    gw.wait_ready(Duration::from_secs(15));
+    Stand { gw, idp, upstream }
+}
+
+fn stand() -> Stand {
+    stand_with("basic-client", "", "")
+}
+
+#[tokio::test]
+async fn an_allowed_user_reaches_the_app_with_identity_headers_and_no_gateway_cookie() {
+    let s = stand();
+    let b = browser();
+    let (resp, trail) = sign_in(&b, &s.gw.url("/hello?x=1"), "alice").await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "trail: {trail:#?}\n{}",
+        s.gw.logs()
+    );
+    assert_eq!(
+        trail.last().unwrap(),
+        &s.gw.url("/hello?x=1"),
+        "back where the user started"
+    );
+    assert!(
+        trail.iter().any(|u| u.contains("/oauth2/authorize?")),
+        "went through the provider"
+    );
+
+    let seen = s.upstream.last_request().unwrap();
+    assert_eq!(seen.path, "/hello?x=1");
+    assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
+    assert_eq!(seen.header("x-forwarded-email"), Some("alice@example.com"));
+    assert_eq!(seen.header("x-forwarded-groups"), Some("admins,staff"));
+    assert_eq!(seen.header("x-forwarded-preferred-username"), Some("alice"));
+    let cookies = seen.header("cookie").unwrap_or("");
+    assert!(
+        !cookies.contains("_ssogate"),
+        "gateway cookies reached the upstream: {cookies}"
+    );
+
+    // A second request rides on the session: no provider round trip.
+    let again = b.get(s.gw.url("/again")).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+
+    // Spoofed identity headers are replaced, in any spelling.
+    let spoof = b
+        .get(s.gw.url("/spoof"))
+        .header("X-Forwarded-User", "mallory")
+        .header("x_forwarded_groups", "admins")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoof.status(), StatusCode::OK);
+    let seen = s.upstream.last_request().unwrap();
+    assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
+    assert_eq!(seen.header("x-forwarded-groups"), Some("admins,staff"));
+    assert!(seen
+        .headers
+        .keys()
+        .all(|k| k.as_str() != "x_forwarded_groups"));
+
+    let me: serde_json::Value = b
+        .get(s.gw.url("/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"], "alice");
+    assert_eq!(me["groups"], serde_json::json!(["admins", "staff"]));
+}
+
+#[tokio::test]
+async fn groups_decide_who_passes_where() {
+    let s = stand();
+    let bob = browser();
+    let (resp, _) = sign_in(&bob, &s.gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let admin = bob.get(s.gw.url("/admin/users")).send().await.unwrap();
+    assert_eq!(admin.status(), StatusCode::FORBIDDEN, "bob is not an admin");
+    let page = admin.text().await.unwrap();
+    assert!(
+        page.contains("Access denied") && page.contains("bob"),
+        "{page}"
+    );
+    let api = bob
+        .get(s.gw.url("/admin/users"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        api.json::<serde_json::Value>().await.unwrap()["error"],
+        "forbidden"
+    );
+
+    // carol has no groups at all: signed in, but not staff.
+    let carol = browser();
+    let (resp, trail) = sign_in(&carol, &s.gw.url("/"), "carol").await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{trail:#?}");
+    let me: serde_json::Value = carol
+        .get(s.gw.url("/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["groups"], serde_json::json!([]));
+    // No loop back to sign-in for a signed-in user without access.
+    let again = carol.get(s.gw.url("/")).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::FORBIDDEN);
+
+    // Public routes need no sign-in but still lose spoofed identity headers.
+    let anon = browser();
+    let public = anon
+        .get(s.gw.url("/public/x"))
+        .header("X-Forwarded-User", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), StatusCode::OK);
+    assert_eq!(
+        s.upstream
+            .last_request()
+            .unwrap()
+            .header("x-forwarded-user"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn programs_get_401_json_and_browsers_a_redirect() {
+    let s = stand();
+    let c = browser();
+    let api = c
+        .get(s.gw.url("/data"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    assert!(api.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    assert_eq!(
+        api.json::<serde_json::Value>().await.unwrap()["error"],
+        "unauthorized"
+    );
+    let xhr = c
+        .get(s.gw.url("/data"))
+        .header("x-requested-with", "XMLHttpRequest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xhr.status(), StatusCode::UNAUTHORIZED);
+
+    let nav = c.get(s.gw.url("/data?q=1")).send().await.unwrap();
+    assert_eq!(nav.status(), StatusCode::FOUND);
+    assert_eq!(
+        nav.headers()["location"],
+        "/oauth2/start?rd=%2Fdata%3Fq%3D1"
+    );
+    assert!(s.upstream.requests().is_empty(), "nothing reached the app");
+}
+
+#[tokio::test]
+async fn client_secret_post_clients_sign_in_too() {
+    let s = stand_with("post-client", "", "");
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", s.gw.logs());
+    assert_eq!(
+        s.upstream
+            .last_request()
+            .unwrap()
+            .header("x-forwarded-user"),
+        Some("bob")
+    );
+}
+
+#[tokio::test]
+async fn tampered_truncated_and_foreign_cookies_are_refused() {
+    let s = stand();
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = grab_session_cookie(&s, &b).await;
+
+    let plain = common::client();
+    let with = |value: String| {
+        let plain = plain.clone();
+        let url = s.gw.url("/secret");
+        async move {
+            plain
+                .get(url)
+                .header("cookie", format!("_ssogate={value}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        with(cookie.clone()).await,
+        StatusCode::OK,
+        "the real cookie works"
+    );
+    let mut tampered = cookie.clone().into_bytes();
+    let i = tampered.len() / 2;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    assert_eq!(
+        with(String::from_utf8(tampered).unwrap()).await,
+        StatusCode::FOUND
+    );
+    assert_eq!(
+        with(cookie[..cookie.len() - 10].to_string()).await,
+        StatusCode::FOUND
+    );
+    assert_eq!(with("garbage".into()).await, StatusCode::FOUND);
+    assert_eq!(with(String::new()).await, StatusCode::FOUND);
+
+    // A cookie sealed by another gateway (another secret) means nothing here.
+    let other_port = free_port();
+    let other_secret = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let other_idp = Idp::start(&[other_port]);
+    let other_cfg = config(
+        other_port,
+        &other_idp,
+        "basic-client",
+        &s.upstream.url,
+        "",
+        "",
+    )
+    .replace(SECRET, other_secret);
+    let other = Gateway::start(&other_cfg);
+    other.wait_ready(Duration::from_secs(15));
+    let b2 = browser();
+    let (resp, _) = sign_in(&b2, &other.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let foreign = grab_session_cookie_from(&other, &b2).await;
+    assert_eq!(with(foreign).await, StatusCode::FOUND);
+    assert!(s.gw.logs().find("panic").is_none());
+}
+
+/// The `_ssogate` cookie a browser holds for `gw`, read through a local echo of its request.
+async fn grab_session_cookie(s: &Stand, b: &reqwest::Client) -> String {
+    grab_session_cookie_from(&s.gw, b).await
+}
+
+/// Cookies are not bound to a port: the browser sends the gateway's to any server on
+/// 127.0.0.1, so an echo server catches them.
+async fn grab_session_cookie_from(_gw: &Gateway, b: &reqwest::Client) -> String {
+    let catcher = Upstream::echo();
+    let _ = b
+        .get(format!("{}/catch", catcher.url))
+        .send()
+        .await
+        .unwrap();
+    let seen = catcher.last_request().unwrap();
+    let cookies = seen.header("cookie").unwrap_or_default().to_string();
+    cookies
+        .split("; ")
+        .find_map(|c| c.strip_prefix("_ssogate="))
+        .unwrap_or_else(|| panic!("no _ssogate cookie in {cookies}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn sessions_end_at_max_lifetime() {
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let cfg = config(port, &idp, "basic-client", &upstream.url, "", "").replace(
+        &format!("secret = \"{SECRET}\""),
+        &format!("secret = \"{SECRET}\"\nmax_lifetime = \"3s\""),
+    );
+    let gw = Gateway::start(&cfg);
+    gw.wait_ready(Duration::from_secs(15));
+    let b = browser();
+    let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let later = b.get(gw.url("/")).send().await.unwrap();
+    assert_eq!(
+        later.status(),
+        StatusCode::FOUND,
+        "an expired session sends the user to sign in"
+    );
+}
+
+#[tokio::test]
+async fn the_callback_refuses_states_it_did_not_issue_and_replays() {
+    let s = stand();
+    let b = browser();
+    let unknown = b
+        .get(s.gw.url("/oauth2/callback?code=abc&state=00006b025517ENhnpBCI5PZJMAPtfRsOww"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert!(unknown.text().await.unwrap().contains("not started here"));
+    let no_state = b
+        .get(s.gw.url("/oauth2/callback?code=abc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_state.status(), StatusCode::BAD_REQUEST);
+
+    let callback =
+        sign_in_until_callback(&b, &s.gw.url("/"), "alice", &s.gw.url("/oauth2/callback")).await;
+    let first = b.get(&callback).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::FOUND, "{}", s.gw.logs());
+    // The same callback again: the attempt is used up.
+    let replay = b.get(&callback).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+
+    // Another browser replaying the code with a fresh attempt of its own: the state is not its.
+    let thief = browser();
+    let _ = thief
+        .get(s.gw.url("/oauth2/start?rd=/"))
+        .send()
+        .await
+        .unwrap();
+    let stolen = thief.get(&callback).send().await.unwrap();
+    assert_eq!(stolen.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        s.upstream.requests().is_empty()
+            || s.upstream
+                .requests()
+                .iter()
+                .all(|r| r.header("x-forwarded-user") == Some("alice"))
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_code_is_refused_by_the_provider() {
+    let s = stand();
+    let b = browser();
+    let callback =
+        sign_in_until_callback(&b, &s.gw.url("/"), "alice", &s.gw.url("/oauth2/callback")).await;
+    // Keep the attempt's state cookie (Path=/oauth2) so only the code decides.
+    let catcher = Upstream::echo();
+    let _ = b
+        .get(format!("{}/oauth2/catch", catcher.url))
+        .send()
+        .await
+        .unwrap();
+    let cookies = catcher
+        .last_request()
+        .unwrap()
+        .header("cookie")
+        .unwrap_or_default()
+        .to_string();
+    let state_cookie = cookies
+        .split("; ")
+        .find(|c| c.starts_with("_ssogate_state_"))
+        .expect("a state cookie")
+        .to_string();
+    let first = b.get(&callback).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::FOUND);
+    let replay = common::client()
+        .get(&callback)
+        .header("cookie", state_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert!(replay.text().await.unwrap().contains("invalid_grant"));
+}
+
+#[tokio::test]
+async fn a_token_with_another_nonce_is_refused() {
+    let s = stand();
+    let b = browser();
+    let start = b.get(s.gw.url("/oauth2/start?rd=/")).send().await.unwrap();
+    let authorize = start.headers()["location"].to_str().unwrap().to_string();
+    let nonce = authorize
+        .split("nonce=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let forged = authorize.replace(&format!("nonce={nonce}"), "nonce=attacker-chosen");
+    let (login, _) = follow(&b, &forged, None).await;
+    let answer = idp::submit_login(&b, login, "alice", idp::PASSWORD).await;
+    let next = answer
+        .url()
+        .join(answer.headers()["location"].to_str().unwrap())
+        .unwrap()
+        .to_string();
+    let (last, trail) = follow(&b, &next, None).await;
+    assert_eq!(last.status(), StatusCode::BAD_REQUEST, "{trail:#?}");
+    assert!(last.text().await.unwrap().contains("nonce"));
+}
+
+#[tokio::test]
+async fn keys_the_gateway_does_not_know_are_refused_and_rotation_is_followed() {
+    let s = stand();
+    // Rotation: the provider signs with a new key; the gateway fetches it on the unknown kid.
+    s.idp.control("rotate-keys", None).await;
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "alice").await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "after rotation: {}",
+        s.gw.logs()
+    );
+
+    // A token signed by a key that is not published: refused.
+    s.idp.control("rotate-keys", None).await;
+    s.idp.control("hide-signing-key", None).await;
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("no key with kid"), "{page}");
+}
+
+#[tokio::test]
+async fn a_provider_down_at_start_means_503_until_it_comes() {
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp_port = free_port();
+    // Write the config for a provider that is not there yet.
+    let placeholder = Idp::start_on(idp_port, &[port]);
+    let cfg = config(port, &placeholder, "basic-client", &upstream.url, "", "");
+    drop(placeholder);
+    let gw = Gateway::start(&cfg);
+    let c = browser();
+    let ready = c.get(gw.url("/oauth2/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (page, _) = follow(&c, &gw.url("/app"), None).await;
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("temporarily unavailable"));
+
+    let _idp = Idp::start_on(idp_port, &[port]);
+    gw.wait_ready(Duration::from_secs(40));
+    let (resp, _) = sign_in(&c, &gw.url("/app"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_provider_down_during_sign_in_gets_a_page_and_sessions_keep_working() {
+    let mut s = stand();
+    let signed_in = browser();
+    let (resp, _) = sign_in(&signed_in, &s.gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let b = browser();
+    let callback =
+        sign_in_until_callback(&b, &s.gw.url("/"), "bob", &s.gw.url("/oauth2/callback")).await;
+    s.idp.stop();
+    let answer = b.get(&callback).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer
+        .text()
+        .await
+        .unwrap()
+        .contains("temporarily unavailable"));
+
+    let still = signed_in.get(s.gw.url("/still-here")).send().await.unwrap();
+    assert_eq!(
+        still.status(),
+        StatusCode::OK,
+        "an existing session needs no provider"
+    );
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_session_at_the_gateway_and_the_provider() {
+    let s = stand();
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let before = s.idp.stats().await;
+
+    let (done, trail) = follow(&b, &s.gw.url("/oauth2/sign_out?rd=/public/bye"), None).await;
+    assert!(
+        trail
+            .iter()
+            .any(|u| u.contains("/logout?client_id=basic-client&logout_uri=")),
+        "{trail:#?}"
+    );
+    assert!(
+        trail.iter().any(|u| u.ends_with("/oauth2/signed_out")),
+        "{trail:#?}"
+    );
+    assert_eq!(done.url().path(), "/public/bye");
+    let after = s.idp.stats().await;
+    assert_eq!(
+        after["logouts"].as_u64().unwrap(),
+        before["logouts"].as_u64().unwrap() + 1
+    );
+    assert_eq!(
+        after["revocations"].as_u64().unwrap(),
+        before["revocations"].as_u64().unwrap() + 1
+    );
+
+    let again = b.get(s.gw.url("/")).send().await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::FOUND,
+        "signed out: sign in again"
+    );
+    // And the provider asks for the password again (its session ended too).
+    let (login, _) = follow(&b, &s.gw.url("/"), None).await;
+    assert!(login.text().await.unwrap().contains("name=\"password\""));
+}
+
+#[tokio::test]
+async fn unsafe_redirect_targets_fall_back_to_the_root() {
+    let s = stand();
+    for rd in [
+        "//evil.com",
+        "/\\evil.com",
+        "https://evil.com/",
+        "https:evil.com",
+        "/%2F%2Fevil.com",
+    ] {
+        let b = browser();
+        let start = format!("/oauth2/start?rd={}", url_encode(rd));
+        let (resp, trail) = sign_in(&b, &s.gw.url(&start), "alice").await;
+        assert_eq!(resp.status(), StatusCode::OK, "{rd}: {trail:#?}");
+        assert_eq!(trail.last().unwrap(), &s.gw.url("/"), "{rd} was followed");
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn forward_auth_answers_202_with_headers_or_401() {
+    let s = stand();
+    let anon = common::client();
+    let denied = anon.get(s.gw.url("/oauth2/auth")).send().await.unwrap();
+    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ok = b.get(s.gw.url("/oauth2/auth")).send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::ACCEPTED);
+    assert_eq!(ok.headers()["x-auth-request-user"], "bob");
+    assert_eq!(ok.headers()["x-auth-request-groups"], "staff");
+    let admins_only = b
+        .get(s.gw.url("/oauth2/auth?allowed_groups=admins"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admins_only.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_alb_preset_signs_an_assertion_the_app_can_verify() {
+    let s = stand_with("basic-client", "", "[headers]\npreset = \"alb\"\n");
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", s.gw.logs());
+    let seen = s.upstream.last_request().unwrap();
+    assert_eq!(
+        seen.header("x-amzn-oidc-identity"),
+        Some("11111111-1111-4111-8111-111111111111")
+    );
+    assert!(seen.header("x-amzn-oidc-accesstoken").is_some());
+    let data = seen.header("x-amzn-oidc-data").unwrap().to_string();
+    let jwks: serde_json::Value = b
+        .get(s.gw.url("/oauth2/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (input, sig) = data.rsplit_once('.').unwrap();
+    let key = &jwks["keys"][0];
+    let mut point = vec![4u8];
+    point.extend(b64.decode(key["x"].as_str().unwrap()).unwrap());
+    point.extend(b64.decode(key["y"].as_str().unwrap()).unwrap());
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
+        .verify(input.as_bytes(), &b64.decode(sig).unwrap())
+        .expect("x-amzn-oidc-data verifies with /oauth2/jwks.json");
+}
