@@ -30,6 +30,7 @@
 #     BENCH_SECONDS=10       length of each measured wrk run
 #     SSOGATE_BIN=path       use this binary instead of `cargo build --release`
 #     BENCH_SKIP_SSOGATE=1   skip the build and the ssogate row(s)
+#     BENCH_SKIP_SIGNED_IN=1 skip the signed-in rows (ssogate demo's provider, cookie/memory/redis stores)
 #     BENCH_THREADS=2 BENCH_CONNECTIONS=32 BENCH_WARMUP=2   wrk knobs
 #     BENCH_KEEP_TMP=1       keep the temp dir (configs, logs) for inspection
 #   Output: Markdown table on stdout, also written to bench/out/results-<date>.md
@@ -292,6 +293,43 @@ EOF
     wait_http ssogate "http://127.0.0.1:$port/oauth2/ping" "$SSO_PID" 20 "$dir/ssogate.log"
 }
 
+# ssogate demo (its built-in Cognito-shaped provider) in front of the upstream, with the
+# production gateway code; the overlay picks the session store. Signs in as alice and
+# sets SESSION_COOKIE. start_ssogate_signed_in NAME PORT UPSTREAM_PORT STORE [REDIS_URL]
+start_ssogate_signed_in() {
+    local name=$1 port=$2 up=$3 store=$4 redis=${5:-} dir="$WORK/$1"
+    mkdir -p "$dir"
+    {
+        echo "[logging]"
+        echo "level = \"warn\""
+        echo "format = \"json\""
+        echo "[session]"
+        echo "store = \"$store\""
+        [[ -n $redis ]] && echo "redis_url = \"$redis\""
+    } >"$dir/overlay.toml"
+    "$SSOGATE_BIN" demo --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$up" \
+        --config "$dir/overlay.toml" >"$dir/demo.log" 2>&1 &
+    SIGNED_PID=$!
+    STARTED_PIDS+=("$SIGNED_PID")
+    wait_http "$name" "http://127.0.0.1:$port/oauth2/ready" "$SIGNED_PID" 30 "$dir/demo.log"
+    SESSION_COOKIE=$(python3 "$REPO/bench/sign_in.py" "http://127.0.0.1:$port/" alice 'Passw0rd!') ||
+        die "$name: could not sign in (see $dir/demo.log)"
+    log "$name: signed in as alice (${#SESSION_COOKIE} cookie bytes)"
+}
+
+start_redis() { # PORT ; sets REDIS_PID
+    local port=$1
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
+    REDIS_PID=$!
+    STARTED_PIDS+=("$REDIS_PID")
+    local i
+    for i in $(seq 1 100); do
+        (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "redis-server did not start (see $WORK/redis.log)"
+}
+
 # ---------------------------------------------------------------------------
 # measurement helpers
 # ---------------------------------------------------------------------------
@@ -447,9 +485,9 @@ main() {
     chmod 755 "$WORK" # nginx workers run as www-data when started as root
     : >"$WORK/wrk.log"
 
-    local ports PORT_UP PORT_NGX PORT_SSO
-    ports=$(free_ports 3)
-    read -r PORT_UP PORT_NGX PORT_SSO <<<"$ports"
+    local ports PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS
+    ports=$(free_ports 7)
+    read -r PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS <<<"$ports"
     log "ports: upstream=$PORT_UP nginx-proxy=$PORT_NGX ssogate=$PORT_SSO; temp dir $WORK"
 
     start_upstream "$PORT_UP"
@@ -461,9 +499,26 @@ main() {
     bench_row "nginx proxy" "http://127.0.0.1:$PORT_NGX/" "$NGX_PID"
     if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then
         bench_row "ssogate public" "http://127.0.0.1:$PORT_SSO/" "$SSO_PID"
-        # Later rows, e.g.:
-        # bench_row "ssogate session (memory)" "http://127.0.0.1:$PORT_SSO/app/" "$SSO_PID" \
-        #     -H "Cookie: $SESSION_COOKIE"
+        if [[ ${BENCH_SKIP_SIGNED_IN:-0} != 1 ]]; then
+            start_ssogate_signed_in "signed-in-cookie" "$PORT_COOKIE" "$PORT_UP" cookie
+            bench_row "ssogate signed-in, cookie store" "http://127.0.0.1:$PORT_COOKIE/" "$SIGNED_PID" \
+                -H "Cookie: $SESSION_COOKIE"
+            stop_tree "$SIGNED_PID"
+            start_ssogate_signed_in "signed-in-memory" "$PORT_MEM" "$PORT_UP" memory
+            bench_row "ssogate signed-in, memory store" "http://127.0.0.1:$PORT_MEM/" "$SIGNED_PID" \
+                -H "Cookie: $SESSION_COOKIE"
+            stop_tree "$SIGNED_PID"
+            if command -v redis-server >/dev/null 2>&1; then
+                start_redis "$PORT_REDIS"
+                start_ssogate_signed_in "signed-in-redis" "$PORT_REDIS_GW" "$PORT_UP" redis \
+                    "redis://127.0.0.1:$PORT_REDIS/0"
+                bench_row "ssogate signed-in, redis store" "http://127.0.0.1:$PORT_REDIS_GW/" "$SIGNED_PID" \
+                    -H "Cookie: $SESSION_COOKIE"
+                stop_tree "$SIGNED_PID"
+            else
+                log "redis-server not installed: no redis row (apt-get install redis-server)"
+            fi
+        fi
     fi
 
     # ---- report -------------------------------------------------------------

@@ -266,3 +266,52 @@ async fn redis_going_away_gives_503_and_the_gateway_recovers() {
     assert_eq!(resp.status(), StatusCode::OK, "sign-in works again");
     assert!(!gw.logs().contains("panicked"));
 }
+
+#[tokio::test]
+async fn replicas_refresh_a_stale_session_once_between_them() {
+    let redis = Redis::start();
+    let upstream = Upstream::echo();
+    let (pa, pb) = (free_port(), free_port());
+    let idp = Idp::start(&[pa, pb]);
+    let session = format!(
+        "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"\nrefresh_interval = \"1s\"",
+        redis.url()
+    );
+    let a = Gateway::start(&config(pa, &idp, &upstream.url, &session));
+    let b = Gateway::start(&config(pb, &idp, &upstream.url, &session));
+    a.wait_ready(Duration::from_secs(15));
+    b.wait_ready(Duration::from_secs(15));
+    let browser_a = browser();
+    let (resp, _) = sign_in(&browser_a, &a.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = session_cookie(&browser_a).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let before = idp.stats().await["refresh_grants"].as_u64().unwrap();
+    let requests = (0..40).map(|i| {
+        let gw = if i % 2 == 0 { a.url("/r") } else { b.url("/r") };
+        let cookie = cookie.clone();
+        tokio::spawn(async move {
+            common::client()
+                .get(gw)
+                .header("cookie", format!("_ssogate={cookie}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}\nA:\n{}\nB:\n{}",
+        a.logs(),
+        b.logs()
+    );
+    let after = idp.stats().await["refresh_grants"].as_u64().unwrap();
+    assert_eq!(after - before, 1, "one refresh across both replicas");
+}

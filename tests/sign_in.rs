@@ -684,3 +684,105 @@ async fn the_alb_preset_signs_an_assertion_the_app_can_verify() {
         .verify(input.as_bytes(), &b64.decode(sig).unwrap())
         .expect("x-amzn-oidc-data verifies with /oauth2/jwks.json");
 }
+
+#[tokio::test]
+async fn the_sign_in_page_offers_a_button_instead_of_redirecting() {
+    let s = stand_with("basic-client", "sign_in_page = true", "");
+    let b = browser();
+    let first = b.get(s.gw.url("/report?id=7")).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::FOUND);
+    assert_eq!(
+        first.headers()["location"],
+        "/oauth2/sign_in?rd=%2Freport%3Fid%3D7"
+    );
+    let page = b
+        .get(s.gw.url("/oauth2/sign_in?rd=%2Freport%3Fid%3D7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(">Sign in</a>"), "{html}");
+    assert!(
+        html.contains("/oauth2/start?rd=%2Freport%3Fid%3D7"),
+        "{html}"
+    );
+    let (resp, trail) = sign_in(&b, &s.gw.url("/oauth2/start?rd=%2Freport%3Fid%3D7"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(trail.last().unwrap(), &s.gw.url("/report?id=7"));
+}
+
+#[tokio::test]
+async fn a_provider_error_is_shown_as_a_clear_page() {
+    let s = stand();
+    let b = browser();
+    let start = b.get(s.gw.url("/oauth2/start?rd=/")).send().await.unwrap();
+    let authorize = start.headers()["location"].to_str().unwrap().to_string();
+    let state = authorize
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let denied = b
+        .get(s.gw.url(&format!(
+            "/oauth2/callback?error=access_denied&error_description=User+cancelled&state={state}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let page = denied.text().await.unwrap();
+    assert!(
+        page.contains("Sign-in was refused")
+            && page.contains("access_denied")
+            && page.contains("User cancelled"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn pending_sign_ins_in_many_tabs_work_and_are_capped() {
+    let s = stand();
+    let b = browser();
+    // Seven tabs start signing in; the first one finishes last.
+    let mut authorize_urls = Vec::new();
+    for _ in 0..7 {
+        let start = b
+            .get(s.gw.url("/oauth2/start?rd=/tab"))
+            .send()
+            .await
+            .unwrap();
+        authorize_urls.push(start.headers()["location"].to_str().unwrap().to_string());
+        tokio::time::sleep(Duration::from_millis(1100)).await; // states sort by second
+    }
+    let catcher = Upstream::echo();
+    let _ = b
+        .get(format!("{}/oauth2/catch", catcher.url))
+        .send()
+        .await
+        .unwrap();
+    let cookies = catcher
+        .last_request()
+        .unwrap()
+        .header("cookie")
+        .unwrap_or_default()
+        .to_string();
+    let pending = cookies
+        .split("; ")
+        .filter(|c| c.starts_with("_ssogate_state_"))
+        .count();
+    assert_eq!(pending, 5, "at most five pending sign-ins: {cookies}");
+    // The newest tab completes.
+    let (login, _) = follow(&b, authorize_urls.last().unwrap(), None).await;
+    let answer = idp::submit_login(&b, login, "alice", idp::PASSWORD).await;
+    let next = answer
+        .url()
+        .join(answer.headers()["location"].to_str().unwrap())
+        .unwrap()
+        .to_string();
+    let (last, trail) = follow(&b, &next, None).await;
+    assert_eq!(last.status(), StatusCode::OK, "{trail:#?}");
+    assert_eq!(trail.last().unwrap(), &s.gw.url("/tab"));
+}

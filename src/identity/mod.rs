@@ -81,6 +81,16 @@ impl InboundFilter {
         if !headers.get_all(COOKIE).iter().any(ours) {
             return;
         }
+        // Only our cookies (the usual signed-in request): drop the header, build nothing.
+        let only_ours = headers.get_all(COOKIE).iter().all(|h| {
+            h.to_str()
+                .map(|v| cookie_pairs(v).all(|(name, _)| self.is_gateway_cookie(name)))
+                .unwrap_or(false)
+        });
+        if only_ours {
+            headers.remove(COOKIE);
+            return;
+        }
         let mut kept = String::new();
         for value in headers.get_all(COOKIE).iter() {
             let Ok(v) = value.to_str() else { continue };

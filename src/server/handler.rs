@@ -15,6 +15,8 @@ use crate::proxy::{Body, ClientInfo};
 /// What the access log line says about a request, filled in as it travels.
 #[derive(Default)]
 struct Outcome<'g> {
+    /// Whether the access line will be written (so its fields are worth collecting).
+    log: bool,
     route: Option<&'g Route>,
     user: Option<String>,
     upstream_error: Option<String>,
@@ -26,7 +28,10 @@ pub async fn handle(gw: &Gateway, client: &ClientInfo, req: Request<Incoming>) -
     // Only the log needs these copies.
     let logged = log.then(|| (req.method().clone(), req.uri().path().to_string()));
     let json = is_api_client(req.headers());
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome {
+        log,
+        ..Outcome::default()
+    };
 
     let resp = match stages(gw, client, req, &mut outcome).await {
         Ok(resp) => resp,
@@ -106,7 +111,9 @@ async fn stages<'g>(
             Err(answer) => return answer.into_response(auth, &req),
         };
         let principal = &live.session.principal;
-        outcome.user = log_user(gw, &principal.user);
+        if outcome.log {
+            outcome.user = Some(principal.user.clone());
+        }
         if !route.rule.admits(&principal.groups) {
             return Err(GatewayError::Forbidden {
                 user: principal.user.clone(),
@@ -125,10 +132,6 @@ async fn stages<'g>(
     }
     gw.filter.strip_gateway_cookies(req.headers_mut());
     forward(gw, route, req, new_path.as_deref(), client).await
-}
-
-fn log_user(gw: &Gateway, user: &str) -> Option<String> {
-    (gw.config.logging.access_log).then(|| user.to_string())
 }
 
 async fn forward(

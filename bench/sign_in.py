@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Signs in through a gateway the way a browser would and prints the session cookie.
+
+    python3 bench/sign_in.py http://127.0.0.1:4180/ alice 'Passw0rd!'
+
+Follows the redirects from the protected URL to the provider's login form (any form with
+`username` and `password` fields; hidden fields are sent back as they are), submits it,
+follows the redirects back through the gateway's callback, and prints `name=value` pairs
+of the gateway's session cookies (`_ssogate` and its chunks) joined with `; `, ready for
+`-H "Cookie: ..."`. Standard library only; loopback only.
+"""
+import html.parser
+import http.cookiejar
+import sys
+import urllib.parse
+import urllib.request
+
+
+class Form(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.action = None
+        self.fields = {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form" and self.action is None:
+            self.action = a.get("action", "")
+        elif tag == "input" and a.get("name"):
+            self.fields[a["name"]] = a.get("value") or ""
+
+
+def main():
+    url, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(jar)
+    )
+    page = opener.open(url, timeout=10)
+    form = Form()
+    form.feed(page.read().decode("utf-8", "replace"))
+    if form.action is None or "password" not in form.fields:
+        sys.exit(f"no login form at {page.geturl()}")
+    form.fields["username"] = user
+    form.fields["password"] = password
+    target = urllib.parse.urljoin(page.geturl(), form.action)
+    data = urllib.parse.urlencode(form.fields).encode()
+    final = opener.open(target, data=data, timeout=10)
+    if final.status != 200:
+        sys.exit(f"sign-in ended with HTTP {final.status} at {final.geturl()}")
+    cookies = [
+        f"{c.name}={c.value}"
+        for c in jar
+        if c.name == "_ssogate" or (c.name.startswith("_ssogate_") and c.name[9:].isdigit())
+    ]
+    if not cookies:
+        sys.exit("signed in, but no _ssogate cookie was set")
+    print("; ".join(cookies))
+
+
+if __name__ == "__main__":
+    main()
