@@ -30,7 +30,8 @@
 #     BENCH_SECONDS=10       length of each measured wrk run
 #     SSOGATE_BIN=path       use this binary instead of `cargo build --release`
 #     BENCH_SKIP_SSOGATE=1   skip the build and the ssogate row(s)
-#     BENCH_SKIP_SIGNED_IN=1 skip the signed-in rows (ssogate demo's provider, cookie/memory/redis stores)
+#     BENCH_SKIP_SIGNED_IN=1 skip the signed-in rows (test provider tests/support/idp.mjs; ssogate with
+#                            cookie/memory/redis stores; Apache + mod_auth_openidc when installed)
 #     BENCH_THREADS=2 BENCH_CONNECTIONS=32 BENCH_WARMUP=2   wrk knobs
 #     BENCH_KEEP_TMP=1       keep the temp dir (configs, logs) for inspection
 #   Output: Markdown table on stdout, also written to bench/out/results-<date>.md
@@ -293,28 +294,113 @@ EOF
     wait_http ssogate "http://127.0.0.1:$port/oauth2/ping" "$SSO_PID" 20 "$dir/ssogate.log"
 }
 
-# ssogate demo (its built-in Cognito-shaped provider) in front of the upstream, with the
-# production gateway code; the overlay picks the session store. Signs in as alice and
-# sets SESSION_COOKIE. start_ssogate_signed_in NAME PORT UPSTREAM_PORT STORE [REDIS_URL]
+# The Cognito-shaped test provider (npm oidc-provider, tests/support/idp.mjs), registered
+# for the given redirect URIs. start_idp REDIRECT_URI... ; sets IDP_PID, IDP_ISSUER
+start_idp() {
+    command -v node >/dev/null 2>&1 || die "node is needed for the signed-in rows (BENCH_SKIP_SIGNED_IN=1 skips them)"
+    [[ -d $REPO/tests/support/node_modules ]] ||
+        npm ci --prefix "$REPO/tests/support" --no-audit --no-fund --loglevel=error >&2
+    local args=() uri
+    for uri in "$@"; do args+=(--redirect-uri "$uri"); done
+    node "$REPO/tests/support/idp.mjs" --port 0 "${args[@]}" >"$WORK/idp.out" 2>"$WORK/idp.log" &
+    IDP_PID=$!
+    STARTED_PIDS+=("$IDP_PID")
+    local i
+    for i in $(seq 1 100); do
+        [[ -s $WORK/idp.out ]] && break
+        sleep 0.1
+    done
+    IDP_ISSUER=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["issuer"])' "$WORK/idp.out") ||
+        die "the test provider did not start (see $WORK/idp.log)"
+    log "test provider: $IDP_ISSUER (pid $IDP_PID)"
+}
+
+# `ssogate serve` with a protected route (any signed-in user) in front of the upstream,
+# signing in at the test provider; signs in as alice and sets SESSION_COOKIE.
+# start_ssogate_signed_in NAME PORT UPSTREAM_PORT STORE [REDIS_URL]
 start_ssogate_signed_in() {
     local name=$1 port=$2 up=$3 store=$4 redis=${5:-} dir="$WORK/$1"
     mkdir -p "$dir"
     {
+        echo "[server]"
+        echo "listen = \"127.0.0.1:$port\""
+        echo "public_url = \"http://127.0.0.1:$port\""
+        echo "[provider]"
+        echo "kind = \"cognito\""
+        echo "user_pool_id = \"eu-central-1_TestPool1\""
+        echo "issuer_url = \"$IDP_ISSUER\""
+        echo "domain = \"$IDP_ISSUER\""
+        echo "client_id = \"basic-client\""
+        echo "client_secret = \"basic-secret\""
+        echo "[session]"
+        echo "secret = \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\""
+        echo "store = \"$store\""
+        [[ -n $redis ]] && echo "redis_url = \"$redis\""
+        echo "[[routes]]"
+        echo "path_prefix = \"/\""
+        echo "upstream = \"http://127.0.0.1:$up\""
         echo "[logging]"
         echo "level = \"warn\""
         echo "format = \"json\""
-        echo "[session]"
-        echo "store = \"$store\""
-        [[ -n $redis ]] && echo "redis_url = \"$redis\""
-    } >"$dir/overlay.toml"
-    "$SSOGATE_BIN" demo --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$up" \
-        --config "$dir/overlay.toml" >"$dir/demo.log" 2>&1 &
+    } >"$dir/ssogate.toml"
+    "$SSOGATE_BIN" serve --config "$dir/ssogate.toml" >"$dir/ssogate.log" 2>&1 &
     SIGNED_PID=$!
     STARTED_PIDS+=("$SIGNED_PID")
-    wait_http "$name" "http://127.0.0.1:$port/oauth2/ready" "$SIGNED_PID" 30 "$dir/demo.log"
+    wait_http "$name" "http://127.0.0.1:$port/oauth2/ready" "$SIGNED_PID" 30 "$dir/ssogate.log"
     SESSION_COOKIE=$(python3 "$REPO/bench/sign_in.py" "http://127.0.0.1:$port/" alice 'Passw0rd!') ||
-        die "$name: could not sign in (see $dir/demo.log)"
+        die "$name: could not sign in (see $dir/ssogate.log)"
     log "$name: signed in as alice (${#SESSION_COOKIE} cookie bytes)"
+}
+
+# Apache with Debian's mod_auth_openidc in front of the same upstream, against the same
+# provider (its default server-side session cache). start_apache_oidc PORT UPSTREAM_PORT
+start_apache_oidc() {
+    local port=$1 up=$2 dir="$WORK/apache" m=/usr/lib/apache2/modules
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    {
+        echo "ServerRoot \"$dir\""
+        echo "ServerName 127.0.0.1"
+        echo "Listen 127.0.0.1:$port"
+        echo "PidFile \"$dir/httpd.pid\""
+        echo "ErrorLog \"$dir/error.log\""
+        echo "LogLevel warn"
+        local mod
+        for mod in mpm_event authn_core authz_core authz_user proxy proxy_http; do
+            echo "LoadModule ${mod}_module $m/mod_${mod}.so"
+        done
+        echo "LoadModule auth_openidc_module $m/mod_auth_openidc.so"
+        echo "User www-data"
+        echo "Group www-data"
+        echo "KeepAlive On"
+        echo "MaxKeepAliveRequests 0"
+        echo "OIDCProviderMetadataURL $IDP_ISSUER/.well-known/openid-configuration"
+        echo "OIDCClientID basic-client"
+        echo "OIDCClientSecret basic-secret"
+        echo "OIDCRedirectURI http://127.0.0.1:$port/redirect_uri"
+        echo "OIDCCryptoPassphrase bench-passphrase-0123456789"
+        echo "OIDCPKCEMethod S256"
+        echo "OIDCScope \"openid email profile\""
+        echo "<Location />"
+        echo "    AuthType openid-connect"
+        echo "    Require valid-user"
+        echo "</Location>"
+        echo "ProxyPass /redirect_uri !"
+        echo "ProxyPass / http://127.0.0.1:$up/ keepalive=On"
+    } >"$dir/httpd.conf"
+    /usr/sbin/apache2 -f "$dir/httpd.conf" -DFOREGROUND >"$dir/stdout.log" 2>&1 &
+    APACHE_PID=$!
+    STARTED_PIDS+=("$APACHE_PID")
+    local i code=""
+    for i in $(seq 1 100); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port/" || true)
+        [[ $code == 302 ]] && break
+        sleep 0.1
+    done
+    [[ $code == 302 ]] || { tail -n 20 "$dir/error.log" "$dir/stdout.log" >&2; die "apache did not start"; }
+    APACHE_COOKIE=$(python3 "$REPO/bench/sign_in.py" "http://127.0.0.1:$port/" alice 'Passw0rd!' mod_auth_openidc_session) ||
+        { tail -n 20 "$dir/error.log" >&2; die "apache: could not sign in"; }
+    log "apache mod_auth_openidc: signed in as alice"
 }
 
 start_redis() { # PORT ; sets REDIS_PID
@@ -485,9 +571,9 @@ main() {
     chmod 755 "$WORK" # nginx workers run as www-data when started as root
     : >"$WORK/wrk.log"
 
-    local ports PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS
-    ports=$(free_ports 7)
-    read -r PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS <<<"$ports"
+    local ports PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS PORT_APACHE
+    ports=$(free_ports 8)
+    read -r PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS PORT_APACHE <<<"$ports"
     log "ports: upstream=$PORT_UP nginx-proxy=$PORT_NGX ssogate=$PORT_SSO; temp dir $WORK"
 
     start_upstream "$PORT_UP"
@@ -500,6 +586,8 @@ main() {
     if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then
         bench_row "ssogate public" "http://127.0.0.1:$PORT_SSO/" "$SSO_PID"
         if [[ ${BENCH_SKIP_SIGNED_IN:-0} != 1 ]]; then
+            start_idp "http://127.0.0.1:$PORT_COOKIE/oauth2/callback" "http://127.0.0.1:$PORT_MEM/oauth2/callback" \
+                "http://127.0.0.1:$PORT_REDIS_GW/oauth2/callback" "http://127.0.0.1:$PORT_APACHE/redirect_uri"
             start_ssogate_signed_in "signed-in-cookie" "$PORT_COOKIE" "$PORT_UP" cookie
             bench_row "ssogate signed-in, cookie store" "http://127.0.0.1:$PORT_COOKIE/" "$SIGNED_PID" \
                 -H "Cookie: $SESSION_COOKIE"
@@ -517,6 +605,14 @@ main() {
                 stop_tree "$SIGNED_PID"
             else
                 log "redis-server not installed: no redis row (apt-get install redis-server)"
+            fi
+            if [[ -x /usr/sbin/apache2 && -f /usr/lib/apache2/modules/mod_auth_openidc.so ]]; then
+                start_apache_oidc "$PORT_APACHE" "$PORT_UP"
+                bench_row "apache mod_auth_openidc signed-in" "http://127.0.0.1:$PORT_APACHE/" "$APACHE_PID" \
+                    -H "Cookie: $APACHE_COOKIE"
+                stop_tree "$APACHE_PID"
+            else
+                log "no apache2 + libapache2-mod-auth-openidc: no mod_auth_openidc row (apt-get install apache2 libapache2-mod-auth-openidc)"
             fi
         fi
     fi

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Signs in through a gateway the way a browser would and prints the session cookie.
 
-    python3 bench/sign_in.py http://127.0.0.1:4180/ alice 'Passw0rd!'
+    python3 bench/sign_in.py http://127.0.0.1:4180/ alice 'Passw0rd!' [COOKIE_PREFIX]
 
 Follows the redirects from the protected URL to the provider's login form (any form with
 `username` and `password` fields; hidden fields are sent back as they are), submits it,
 follows the redirects back through the gateway's callback, and prints `name=value` pairs
-of the gateway's session cookies (`_ssogate` and its chunks) joined with `; `, ready for
+of the gateway's session cookies (`_ssogate` and its chunks, or those whose names start
+with COOKIE_PREFIX) joined with `; `, ready for
 `-H "Cookie: ..."`. Standard library only; loopback only.
 """
 import html.parser
@@ -32,6 +33,7 @@ class Form(html.parser.HTMLParser):
 
 def main():
     url, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
+    prefix = sys.argv[4] if len(sys.argv) > 4 else None
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(
         urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(jar)
@@ -48,13 +50,14 @@ def main():
     final = opener.open(target, data=data, timeout=10)
     if final.status != 200:
         sys.exit(f"sign-in ended with HTTP {final.status} at {final.geturl()}")
-    cookies = [
-        f"{c.name}={c.value}"
-        for c in jar
-        if c.name == "_ssogate" or (c.name.startswith("_ssogate_") and c.name[9:].isdigit())
-    ]
+    def wanted(name):
+        if prefix:
+            return name.startswith(prefix)
+        return name == "_ssogate" or (name.startswith("_ssogate_") and name[9:].isdigit())
+
+    cookies = [f"{c.name}={c.value}" for c in jar if wanted(c.name)]
     if not cookies:
-        sys.exit("signed in, but no _ssogate cookie was set")
+        sys.exit("signed in, but no session cookie was set")
     print("; ".join(cookies))
 
 

@@ -60,11 +60,15 @@ fn main() -> ExitCode {
                 }
             };
             let _guard = ssogate::telemetry::init(&loaded.logging);
-            run(async move {
-                ssogate::server::run(loaded)
-                    .await
-                    .map_err(anyhow::Error::from)
-            })
+            // `serve` runs its own runtimes: one single-threaded runtime per core.
+            match ssogate::server::run(loaded) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "ssogate stopped");
+                    eprintln!("ssogate: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Demo(args) => {
             run(async move { ssogate::demo::run(args).await.map_err(anyhow::Error::from) })

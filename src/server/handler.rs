@@ -10,7 +10,7 @@ use super::pages::{is_api_client, GatewayError};
 use super::Gateway;
 use crate::identity::IdentityHeaders;
 use crate::policy::{normalize, Route};
-use crate::proxy::{Body, ClientInfo};
+use crate::proxy::{Body, ClientInfo, Proxy};
 
 /// What the access log line says about a request, filled in as it travels.
 #[derive(Default)]
@@ -22,7 +22,12 @@ struct Outcome<'g> {
     upstream_error: Option<String>,
 }
 
-pub async fn handle(gw: &Gateway, client: &ClientInfo, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    gw: &Gateway,
+    proxy: &Proxy,
+    client: &ClientInfo,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let start = Instant::now();
     let log = gw.config.logging.access_log && tracing::enabled!(tracing::Level::INFO);
     // Only the log needs these copies.
@@ -33,7 +38,7 @@ pub async fn handle(gw: &Gateway, client: &ClientInfo, req: Request<Incoming>) -
         ..Outcome::default()
     };
 
-    let resp = match stages(gw, client, req, &mut outcome).await {
+    let resp = match stages(gw, proxy, client, req, &mut outcome).await {
         Ok(resp) => resp,
         Err(e) => {
             if let GatewayError::Upstream(err) = &e {
@@ -76,6 +81,7 @@ pub async fn handle(gw: &Gateway, client: &ClientInfo, req: Request<Incoming>) -
 
 async fn stages<'g>(
     gw: &'g Gateway,
+    proxy: &Proxy,
     client: &ClientInfo,
     mut req: Request<Incoming>,
     outcome: &mut Outcome<'g>,
@@ -121,7 +127,7 @@ async fn stages<'g>(
         }
         gw.filter.strip_gateway_cookies(req.headers_mut());
         IdentityHeaders::apply(&live.headers.upstream, req.headers_mut());
-        let mut resp = forward(gw, route, req, new_path.as_deref(), client).await?;
+        let mut resp = forward(gw, proxy, route, req, new_path.as_deref(), client).await?;
         if let Some(cookies) = &live.set_cookies {
             for c in cookies {
                 resp.headers_mut()
@@ -131,18 +137,18 @@ async fn stages<'g>(
         return Ok(resp);
     }
     gw.filter.strip_gateway_cookies(req.headers_mut());
-    forward(gw, route, req, new_path.as_deref(), client).await
+    forward(gw, proxy, route, req, new_path.as_deref(), client).await
 }
 
 async fn forward(
     gw: &Gateway,
+    proxy: &Proxy,
     route: &Route,
     req: Request<Incoming>,
     new_path: Option<&str>,
     client: &ClientInfo,
 ) -> Result<Response<Body>, GatewayError> {
-    Ok(gw
-        .proxy
+    Ok(proxy
         .forward(&gw.upstreams[route.id], req, new_path, client)
         .await?)
 }

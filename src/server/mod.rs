@@ -41,6 +41,8 @@ pub enum ServerError {
     Upstream { index: usize, reason: String },
     #[error(transparent)]
     Auth(#[from] auth::AuthSetupError),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(String),
 }
 
 /// Everything a request needs, built once at start and shared by all connections.
@@ -113,34 +115,132 @@ impl Gateway {
     }
 }
 
-/// Runs the gateway until SIGTERM or SIGINT, then drains.
-pub async fn run(config: Config) -> Result<(), ServerError> {
+/// Runs `ssogate serve` until SIGTERM or SIGINT, then drains.
+///
+/// One single-threaded runtime per core, each with its own listening socket
+/// (`SO_REUSEPORT`) and its own upstream connection pool, as nginx runs one worker per core:
+/// a request never crosses threads. A control thread handles signals, the provider's
+/// background loading and the metrics listener.
+pub fn run(config: Config) -> Result<(), ServerError> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let listen = config.server.listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: listen,
-            source,
-        })?;
-    serve(listener, config, shutdown_signal()).await
+    let tls = load_tls(&config)?;
+    let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
+    let gateway = Arc::new(Gateway::new(config)?);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<(), ServerError>>();
+    let mut threads = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let gw = gateway.clone();
+        let tls = tls.clone();
+        let mut stop = stop_rx.clone();
+        let bound = bound_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ssogate-worker-{i}"))
+            .spawn(move || {
+                let rt = match runtime() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = bound.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let listener = match reuseport_listener(listen) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = bound.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = bound.send(Ok(()));
+                    // A pool per worker; the shared one only if this one cannot be built.
+                    let proxy =
+                        Proxy::new(&gw.config.upstream).unwrap_or_else(|_| gw.proxy.clone());
+                    let shutdown = async move {
+                        let _ = stop.changed().await;
+                    };
+                    accept_loop(listener, gw, proxy, tls, shutdown).await;
+                });
+            })
+            .map_err(|e| ServerError::Runtime(e.to_string()))?;
+        threads.push(spawned);
+    }
+    drop(bound_tx);
+    let control = runtime()?;
+    let mut failure = None;
+    for _ in 0..workers {
+        match bound_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some(ServerError::Runtime("a worker thread died at start".into())),
+        }
+    }
+    let result = match failure {
+        Some(e) => Err(e),
+        None => control.block_on(async {
+            gateway.start_background();
+            if let Some(addr) = metrics_listen {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Listen { addr, source })?;
+                tokio::spawn(serve_metrics(l, gateway.metrics.clone()));
+            }
+            tracing::info!(listen = %listen, workers, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
+            shutdown_signal().await;
+            Ok(())
+        }),
+    };
+    let _ = stop_tx.send(());
+    for t in threads {
+        let _ = t.join();
+    }
+    result
 }
 
-/// Serves on an already bound listener until `shutdown` completes.
-pub async fn serve(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), ServerError> {
-    let tls = match &config.server.tls {
+fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServerError::Runtime(e.to_string()))
+}
+
+/// A listening socket that other workers may bind too (the kernel spreads connections).
+fn reuseport_listener(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    let listen_err = |source| ServerError::Listen { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(listen_err)?;
+    socket.set_reuseaddr(true).map_err(listen_err)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true).map_err(listen_err)?;
+    socket.set_nodelay(true).map_err(listen_err)?;
+    socket.bind(addr).map_err(listen_err)?;
+    socket.listen(1024).map_err(listen_err)
+}
+
+fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, ServerError> {
+    Ok(match &config.server.tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
             &t.cert_file,
             &t.key_file,
         )?)),
         None => None,
-    };
+    })
+}
+
+/// Serves on an already bound listener, on the current runtime, until `shutdown` completes
+/// (used by `ssogate demo` and by anything embedding the gateway).
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let tls = load_tls(&config)?;
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
-    let drain = config.server.drain_timeout;
-    let header_timeout = config.server.header_read_timeout;
     let gateway = Arc::new(Gateway::new(config)?);
     gateway.start_background();
     if let Some(addr) = metrics_listen {
@@ -151,7 +251,21 @@ pub async fn serve(
     }
     let local = listener.local_addr().ok();
     tracing::info!(listen = ?local, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
+    let proxy = gateway.proxy.clone();
+    accept_loop(listener, gateway, proxy, tls, shutdown).await;
+    Ok(())
+}
 
+/// Accepts connections until `shutdown`, then stops accepting and drains.
+async fn accept_loop(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    proxy: Proxy,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let drain = gateway.config.server.drain_timeout;
+    let header_timeout = gateway.config.server.header_read_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -178,16 +292,18 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gw = gateway.clone();
+        let proxy = proxy.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(&builder, watcher, gw, stream, peer, false).await,
+                None => serve_connection(&builder, watcher, gw, proxy, stream, peer, false).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            serve_connection(&builder, watcher, gw, tls_stream, peer, true).await
+                            serve_connection(&builder, watcher, gw, proxy, tls_stream, peer, true)
+                                .await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -203,13 +319,13 @@ pub async fn serve(
         Ok(()) => tracing::info!("drained; bye"),
         Err(_) => tracing::warn!("drain time is up; closing the remaining connections"),
     }
-    Ok(())
 }
 
 async fn serve_connection<S>(
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     gw: Arc<Gateway>,
+    proxy: Proxy,
     stream: S,
     peer: SocketAddr,
     tls: bool,
@@ -217,10 +333,12 @@ async fn serve_connection<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let client = Arc::new(gw.client_info(peer, tls));
+    let proxy = Arc::new(proxy);
     let svc = service_fn(move |req| {
         let gw = gw.clone();
         let client = client.clone();
-        async move { Ok::<_, Infallible>(handler::handle(&gw, &client, req).await) }
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(handler::handle(&gw, &proxy, &client, req).await) }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     if let Err(e) = watcher.watch(conn).await {
