@@ -38,6 +38,8 @@ def main():
     opener = urllib.request.build_opener(
         urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(jar)
     )
+    # Look like a browser navigating: some gateways answer other clients with 401.
+    opener.addheaders = [("Accept", "text/html,application/xhtml+xml,*/*;q=0.8"), ("User-Agent", "ssogate-bench")]
     page = opener.open(url, timeout=10)
     form = Form()
     form.feed(page.read().decode("utf-8", "replace"))
