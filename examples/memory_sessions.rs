@@ -25,7 +25,10 @@ fn rss_kib() -> u64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
     let config = Config::from_toml_str(
         "[session]\nstore = \"memory\"\nsecret = \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"\nmemory_max_sessions = 1000000\n\
          [[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n",
@@ -33,7 +36,10 @@ async fn main() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let sessions = Sessions::new(&config.session).unwrap_or_else(|e| panic!("{e}"));
-    let token_bytes: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(1800);
+    let token_bytes: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1800);
     let refresh_token = "r".repeat(token_bytes);
     let before = rss_kib();
     for i in 0..n {
@@ -56,7 +62,10 @@ async fn main() {
             access_token: None,
             id_token: None,
         };
-        sessions.save(&mut s).await.unwrap_or_else(|e| panic!("{e}"));
+        sessions
+            .save(&mut s)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let after = rss_kib();
     println!(
