@@ -421,7 +421,7 @@ async fn the_banner_shows_the_url_the_users_and_a_real_cognito_config() {
         assert!(b.contains(user), "{b}");
     }
     assert!(demo.issuer.ends_with(&format!("/{POOL}")));
-    assert!(b.contains("user_pool_id = \"eu-central-1_XXXXXXXXX\""));
+    assert!(b.contains("user_pool_id = \"eu-central-1_YourPoolId\""));
     assert!(b.contains("https://<your-domain>.auth.eu-central-1.amazoncognito.com"));
     assert!(b.contains("client_secret_file"));
 }

@@ -98,28 +98,6 @@ level = "info"
     )
 }
 
-/// The value of the `_ssogate` cookie a browser holds, caught by an echo server (cookies are
-/// not bound to ports).
-async fn session_cookie(b: &reqwest::Client) -> String {
-    let catcher = Upstream::echo();
-    let _ = b
-        .get(format!("{}/catch", catcher.url))
-        .send()
-        .await
-        .unwrap();
-    let cookies = catcher
-        .last_request()
-        .unwrap()
-        .header("cookie")
-        .unwrap_or_default()
-        .to_string();
-    cookies
-        .split("; ")
-        .find_map(|c| c.strip_prefix("_ssogate="))
-        .unwrap_or_else(|| panic!("no _ssogate cookie in {cookies}"))
-        .to_string()
-}
-
 async fn with_cookie(gw: &Gateway, value: &str, path: &str) -> StatusCode {
     common::client()
         .get(gw.url(path))
@@ -141,7 +119,7 @@ async fn memory_sessions_are_small_and_end_at_sign_out_even_for_a_copied_cookie(
     let b = browser();
     let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let copied = session_cookie(&b).await;
+    let copied = idp::session_cookie(&b).await;
     assert!(
         copied.len() < 120,
         "the cookie holds only a sealed id: {} bytes",
@@ -159,7 +137,7 @@ async fn memory_sessions_are_small_and_end_at_sign_out_even_for_a_copied_cookie(
     // Every sign-in mints a new id: no fixation.
     let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_ne!(session_cookie(&b).await, copied);
+    assert_ne!(idp::session_cookie(&b).await, copied);
 }
 
 #[tokio::test]
@@ -180,7 +158,7 @@ async fn redis_replicas_share_sessions_and_sign_out() {
     let browser_a = browser();
     let (resp, _) = sign_in(&browser_a, &a.url("/"), "bob").await;
     assert_eq!(resp.status(), StatusCode::OK, "{}", a.logs());
-    let cookie = session_cookie(&browser_a).await;
+    let cookie = idp::session_cookie(&browser_a).await;
 
     // Signed in on A, used on B.
     assert_eq!(
@@ -229,7 +207,7 @@ async fn redis_going_away_gives_503_and_the_gateway_recovers() {
     let b = browser();
     let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let cookie = session_cookie(&b).await;
+    let cookie = idp::session_cookie(&b).await;
 
     redis.stop();
     tokio::time::sleep(Duration::from_millis(1200)).await; // past the local cache
@@ -284,7 +262,7 @@ async fn replicas_refresh_a_stale_session_once_between_them() {
     let browser_a = browser();
     let (resp, _) = sign_in(&browser_a, &a.url("/"), "alice").await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let cookie = session_cookie(&browser_a).await;
+    let cookie = idp::session_cookie(&browser_a).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let before = idp.stats().await["refresh_grants"].as_u64().unwrap();

@@ -273,7 +273,7 @@ async fn tampered_truncated_and_foreign_cookies_are_refused() {
     let b = browser();
     let (resp, _) = sign_in(&b, &s.gw.url("/"), "alice").await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let cookie = grab_session_cookie(&s, &b).await;
+    let cookie = idp::session_cookie(&b).await;
 
     let plain = common::client();
     let with = |value: String| {
@@ -326,32 +326,9 @@ async fn tampered_truncated_and_foreign_cookies_are_refused() {
     let b2 = browser();
     let (resp, _) = sign_in(&b2, &other.url("/"), "alice").await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let foreign = grab_session_cookie_from(&other, &b2).await;
+    let foreign = idp::session_cookie(&b2).await;
     assert_eq!(with(foreign).await, StatusCode::FOUND);
     assert!(s.gw.logs().find("panic").is_none());
-}
-
-/// The `_ssogate` cookie a browser holds for `gw`, read through a local echo of its request.
-async fn grab_session_cookie(s: &Stand, b: &reqwest::Client) -> String {
-    grab_session_cookie_from(&s.gw, b).await
-}
-
-/// Cookies are not bound to a port: the browser sends the gateway's to any server on
-/// 127.0.0.1, so an echo server catches them.
-async fn grab_session_cookie_from(_gw: &Gateway, b: &reqwest::Client) -> String {
-    let catcher = Upstream::echo();
-    let _ = b
-        .get(format!("{}/catch", catcher.url))
-        .send()
-        .await
-        .unwrap();
-    let seen = catcher.last_request().unwrap();
-    let cookies = seen.header("cookie").unwrap_or_default().to_string();
-    cookies
-        .split("; ")
-        .find_map(|c| c.strip_prefix("_ssogate="))
-        .unwrap_or_else(|| panic!("no _ssogate cookie in {cookies}"))
-        .to_string()
 }
 
 #[tokio::test]
@@ -428,18 +405,7 @@ async fn a_replayed_code_is_refused_by_the_provider() {
     let callback =
         sign_in_until_callback(&b, &s.gw.url("/"), "alice", &s.gw.url("/oauth2/callback")).await;
     // Keep the attempt's state cookie (Path=/oauth2) so only the code decides.
-    let catcher = Upstream::echo();
-    let _ = b
-        .get(format!("{}/oauth2/catch", catcher.url))
-        .send()
-        .await
-        .unwrap();
-    let cookies = catcher
-        .last_request()
-        .unwrap()
-        .header("cookie")
-        .unwrap_or_default()
-        .to_string();
+    let cookies = idp::cookies_sent_to(&b, "/oauth2/catch").await;
     let state_cookie = cookies
         .split("; ")
         .find(|c| c.starts_with("_ssogate_state_"))
@@ -471,14 +437,7 @@ async fn a_token_with_another_nonce_is_refused() {
         .next()
         .unwrap();
     let forged = authorize.replace(&format!("nonce={nonce}"), "nonce=attacker-chosen");
-    let (login, _) = follow(&b, &forged, None).await;
-    let answer = idp::submit_login(&b, login, "alice", idp::PASSWORD).await;
-    let next = answer
-        .url()
-        .join(answer.headers()["location"].to_str().unwrap())
-        .unwrap()
-        .to_string();
-    let (last, trail) = follow(&b, &next, None).await;
+    let (last, trail) = idp::log_in_at(&b, &forged, "alice").await;
     assert_eq!(last.status(), StatusCode::BAD_REQUEST, "{trail:#?}");
     assert!(last.text().await.unwrap().contains("nonce"));
 }
@@ -757,32 +716,14 @@ async fn pending_sign_ins_in_many_tabs_work_and_are_capped() {
         authorize_urls.push(start.headers()["location"].to_str().unwrap().to_string());
         tokio::time::sleep(Duration::from_millis(1100)).await; // states sort by second
     }
-    let catcher = Upstream::echo();
-    let _ = b
-        .get(format!("{}/oauth2/catch", catcher.url))
-        .send()
-        .await
-        .unwrap();
-    let cookies = catcher
-        .last_request()
-        .unwrap()
-        .header("cookie")
-        .unwrap_or_default()
-        .to_string();
+    let cookies = idp::cookies_sent_to(&b, "/oauth2/catch").await;
     let pending = cookies
         .split("; ")
         .filter(|c| c.starts_with("_ssogate_state_"))
         .count();
     assert_eq!(pending, 5, "at most five pending sign-ins: {cookies}");
     // The newest tab completes.
-    let (login, _) = follow(&b, authorize_urls.last().unwrap(), None).await;
-    let answer = idp::submit_login(&b, login, "alice", idp::PASSWORD).await;
-    let next = answer
-        .url()
-        .join(answer.headers()["location"].to_str().unwrap())
-        .unwrap()
-        .to_string();
-    let (last, trail) = follow(&b, &next, None).await;
+    let (last, trail) = idp::log_in_at(&b, authorize_urls.last().unwrap(), "alice").await;
     assert_eq!(last.status(), StatusCode::OK, "{trail:#?}");
     assert_eq!(trail.last().unwrap(), &s.gw.url("/tab"));
 }

@@ -475,7 +475,7 @@ public_url = "https://app.example.com"     # HTTPS (Cognito allows http:// only 
 
 [provider]
 kind = "cognito"
-user_pool_id = "eu-central-1_XXXXXXXXX"   # Cognito console > User pools > your pool
+user_pool_id = "eu-central-1_YourPoolId"   # Cognito console > User pools > your pool
 domain = "https://<your-domain>.auth.eu-central-1.amazoncognito.com"   # App integration > Domain
 client_id = "<your app client id>"
 client_secret_file = "/run/secrets/cognito-client-secret"

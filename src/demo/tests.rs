@@ -151,7 +151,7 @@ fn the_banner_says_where_to_go_who_to_be_and_how_to_go_to_production() {
     for u in &DEMO_USERS {
         assert!(text.contains(u.username));
     }
-    assert!(text.contains("eu-central-1_XXXXXXXXX"));
+    assert!(text.contains("eu-central-1_YourPoolId"));
     assert!(text.contains("https://<your-domain>.auth.eu-central-1.amazoncognito.com"));
     assert!(text.contains("client_secret_file"));
     assert!(text.contains("secret_file = "));

@@ -232,3 +232,44 @@ pub async fn sign_in_until_callback(
     let (_, trail) = follow(client, &next, Some(callback_prefix)).await;
     trail.last().cloned().expect("callback URL")
 }
+
+/// The `Cookie` header a browser sends for `path` on 127.0.0.1. Cookies are not bound to a
+/// port, so an echo server on another port catches exactly what the gateway would get.
+pub async fn cookies_sent_to(client: &Client, path: &str) -> String {
+    let catcher = super::common::Upstream::echo();
+    let _ = client
+        .get(format!("{}{path}", catcher.url))
+        .send()
+        .await
+        .expect("catcher");
+    catcher
+        .last_request()
+        .and_then(|r| r.header("cookie").map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The value of the browser's `_ssogate` session cookie.
+pub async fn session_cookie(client: &Client) -> String {
+    let cookies = cookies_sent_to(client, "/").await;
+    cookies
+        .split("; ")
+        .find_map(|c| c.strip_prefix("_ssogate="))
+        .unwrap_or_else(|| panic!("no _ssogate cookie in {cookies:?}"))
+        .to_string()
+}
+
+/// Follows a provider authorize URL to its login form, signs in as `user`, and follows the
+/// redirects that come back. Returns the last answer and the URLs visited.
+pub async fn log_in_at(
+    client: &Client,
+    authorize_url: &str,
+    user: &str,
+) -> (Response, Vec<String>) {
+    let (login, _) = follow(client, authorize_url, None).await;
+    let answer = submit_login(client, login, user, PASSWORD).await;
+    let next = resolve(
+        answer.url(),
+        answer.headers()["location"].to_str().expect("location"),
+    );
+    follow(client, &next, None).await
+}
