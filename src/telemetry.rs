@@ -31,6 +31,18 @@ pub fn init(config: &LoggingConfig) -> WorkerGuard {
     guard
 }
 
+/// An error and its sources on one line (`connect error: Connection refused (os error 111)`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Counters exported at `/metrics` on the metrics listener.
 #[derive(Debug, Default)]
 pub struct Metrics {

@@ -665,3 +665,39 @@ async fn an_upload_that_stalls_for_the_response_timeout_gives_504() {
         "answered after {waited:?}: a stalled upload must not hold the upstream until it resumes"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_requests_on_their_own_listener() {
+    let upstream = Upstream::echo();
+    let metrics_port = free_port();
+    let gw = Gateway::start(&public_config(
+        &upstream.url,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
+    ));
+    let c = client();
+    for _ in 0..3 {
+        assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 200);
+    }
+    let text = c
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The readiness probe of the harness counts too: at least our three.
+    let ok: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ssogate_requests_total{class=\"2xx\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no 2xx counter in:\n{text}"));
+    assert!(ok >= 3, "{text}");
+    assert!(text.contains("# TYPE ssogate_upstream_errors_total counter"));
+    let main_port = c.get(gw.url("/metrics")).send().await.unwrap();
+    assert_ne!(
+        main_port.text().await.unwrap(),
+        text,
+        "metrics are not on the main listener"
+    );
+}

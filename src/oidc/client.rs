@@ -139,7 +139,7 @@ impl HttpClient {
                 .client
                 .request(req)
                 .await
-                .map_err(|e| unreachable(url, error_chain(&e)))?;
+                .map_err(|e| unreachable(url, crate::telemetry::error_chain(&e)))?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), MAX_BODY)
                 .collect()
@@ -180,17 +180,6 @@ fn unreachable(url: &Url, e: impl std::fmt::Display) -> ProviderError {
         url: strip_query(url),
         reason: e.to_string(),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Logs never carry query strings (they may hold codes or tokens).

@@ -239,7 +239,7 @@ impl Proxy {
             Ok(Err(e)) => {
                 return Err(ProxyError::Unavailable {
                     upstream: upstream.name.clone(),
-                    reason: describe_client_error(&e),
+                    reason: crate::telemetry::error_chain(&e),
                 })
             }
             Ok(Ok(resp)) => resp,
@@ -343,18 +343,6 @@ async fn answer_deadline(upload: Option<watch::Receiver<bool>>, limit: Duration)
         }
     }
     tokio::time::sleep(limit).await;
-}
-
-fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
-    use std::error::Error;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {

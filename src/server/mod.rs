@@ -180,12 +180,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         Some(e) => Err(e),
         None => control.block_on(async {
             gateway.start_background();
-            if let Some(addr) = metrics_listen {
-                let l = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ServerError::Listen { addr, source })?;
-                tokio::spawn(serve_metrics(l, gateway.metrics.clone()));
-            }
+            start_metrics(metrics_listen, &gateway).await?;
             tracing::info!(listen = %listen, workers, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
             shutdown_signal().await;
             Ok(())
@@ -243,12 +238,7 @@ pub async fn serve(
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
     let gateway = Arc::new(Gateway::new(config)?);
     gateway.start_background();
-    if let Some(addr) = metrics_listen {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Listen { addr, source })?;
-        tokio::spawn(serve_metrics(l, gateway.metrics.clone()));
-    }
+    start_metrics(metrics_listen, &gateway).await?;
     let local = listener.local_addr().ok();
     tracing::info!(listen = ?local, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
     let proxy = gateway.proxy.clone();
@@ -344,6 +334,17 @@ async fn serve_connection<S>(
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+}
+
+/// The Prometheus listener, when `[metrics] listen` is set.
+async fn start_metrics(addr: Option<SocketAddr>, gateway: &Gateway) -> Result<(), ServerError> {
+    if let Some(addr) = addr {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Listen { addr, source })?;
+        tokio::spawn(serve_metrics(l, gateway.metrics.clone()));
+    }
+    Ok(())
 }
 
 async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
