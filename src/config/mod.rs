@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use url::Url;
 
 pub use raw::RawConfig;
+pub use validate::parse_cookie_secret;
 
 /// The validated configuration the gateway runs with.
 #[derive(Debug, Clone)]
@@ -56,6 +57,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Time in-flight requests get to finish after SIGTERM. Default 30s.
     pub drain_timeout: Duration,
+    /// How often `*_file` secrets are re-read (Kubernetes swaps mounted secrets by symlink;
+    /// file events miss that). Default 10s; "0s" turns it off.
+    pub secret_poll_interval: Duration,
     pub tls: Option<TlsConfig>,
 }
 
@@ -97,6 +101,8 @@ pub struct ProviderConfig {
     pub sign_out_redirect_url: Option<Url>,
     pub client_id: String,
     pub client_secret: Option<Secret>,
+    /// Where the client secret was read from, to re-read it.
+    pub client_secret_file: Option<PathBuf>,
     pub client_auth: ClientAuth,
     pub scopes: Vec<String>,
     pub groups_claim: String,
@@ -126,6 +132,8 @@ pub struct SessionConfig {
     pub cookie_name: String,
     /// AES-256-GCM key material (>= 32 bytes). Absent only when no route needs sign-in.
     pub secret: Option<Secret>,
+    /// Where the secret was read from, to re-read it.
+    pub secret_file: Option<PathBuf>,
     pub previous_secret: Option<Secret>,
     pub store: StoreKind,
     pub redis_url: Option<String>,

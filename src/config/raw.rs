@@ -38,6 +38,7 @@ pub struct RawServer {
     pub callback_path: Option<String>,
     pub header_read_timeout: Option<String>,
     pub drain_timeout: Option<String>,
+    pub secret_poll_interval: Option<String>,
     pub tls: Option<RawTls>,
 }
 

@@ -106,31 +106,31 @@ impl Errors {
 
 /// A session key: base64 of at least 32 random bytes.
 fn cookie_key(errors: &mut Errors, key: &str, secret: Secret) -> Option<Secret> {
-    let text = secret.as_str().trim();
+    match parse_cookie_secret(secret.0.as_slice()) {
+        Ok(bytes) => Some(Secret(bytes)),
+        Err(message) => {
+            errors.add(key, message);
+            None
+        }
+    }
+}
+
+/// Decodes a session secret as written in the config or its file (base64, >= 32 bytes).
+pub fn parse_cookie_secret(text: &[u8]) -> Result<Vec<u8>, String> {
+    let text = String::from_utf8_lossy(text);
+    let text = text.trim();
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(text)
         .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(text))
         .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
         .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text));
     match decoded {
-        Ok(bytes) if bytes.len() >= 32 => Some(Secret(bytes)),
-        Ok(bytes) => {
-            errors.add(
-                key,
-                format!(
-                    "decodes to {} bytes; it needs at least 32 random bytes, base64: generate one with `openssl rand -base64 32`",
-                    bytes.len()
-                ),
-            );
-            None
-        }
-        Err(_) => {
-            errors.add(
-                key,
-                "is not base64: generate one with `openssl rand -base64 32`",
-            );
-            None
-        }
+        Ok(bytes) if bytes.len() >= 32 => Ok(bytes),
+        Ok(bytes) => Err(format!(
+            "decodes to {} bytes; it needs at least 32 random bytes, base64: generate one with `openssl rand -base64 32`",
+            bytes.len()
+        )),
+        Err(_) => Err("is not base64: generate one with `openssl rand -base64 32`".into()),
     }
 }
 
@@ -225,6 +225,11 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
     let header_read_timeout =
         e.duration("server.header_read_timeout", &s.header_read_timeout, "10s");
     let drain_timeout = e.duration("server.drain_timeout", &s.drain_timeout, "30s");
+    let secret_poll_interval = e.duration(
+        "server.secret_poll_interval",
+        &s.secret_poll_interval,
+        "10s",
+    );
     let tls = s
         .tls
         .as_ref()
@@ -251,6 +256,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         callback_path,
         header_read_timeout,
         drain_timeout,
+        secret_poll_interval,
         tls,
     };
 
@@ -389,6 +395,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
     let session = SessionConfig {
         cookie_name,
         secret,
+        secret_file: ss.secret_file.as_ref().map(PathBuf::from),
         previous_secret,
         store,
         redis_url: ss.redis_url.clone(),
@@ -685,6 +692,7 @@ fn provider(e: &mut Errors, source: &dyn ConfigSource, p: &RawProvider) -> Optio
         sign_out_redirect_url,
         client_id: client_id?,
         client_secret,
+        client_secret_file: p.client_secret_file.as_ref().map(PathBuf::from),
         client_auth,
         scopes,
         groups_claim: p
@@ -720,6 +728,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         callback_path: Some(s.callback_path.clone()),
         header_read_timeout: dur(s.header_read_timeout),
         drain_timeout: dur(s.drain_timeout),
+        secret_poll_interval: dur(s.secret_poll_interval),
         tls: s.tls.as_ref().map(|t| RawTls {
             cert_file: Some(t.cert_file.display().to_string()),
             key_file: Some(t.key_file.display().to_string()),

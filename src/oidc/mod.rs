@@ -77,12 +77,15 @@ pub struct Provider {
     fetch_lock: Mutex<Option<Instant>>,
     /// Why the provider is not ready yet, for `/ready` and error logs.
     last_error: ArcSwapOption<String>,
+    /// The client secret; swapped when its file changes.
+    client_secret: ArcSwapOption<crate::config::Secret>,
 }
 
 impl Provider {
     pub fn new(config: ProviderConfig) -> Result<Provider, crate::tls::TlsError> {
         let http = HttpClient::new(config.timeout, config.ca_file.as_deref())?;
         Ok(Provider {
+            client_secret: ArcSwapOption::new(config.client_secret.clone().map(Arc::new)),
             config,
             http,
             metadata: ArcSwapOption::empty(),
@@ -354,9 +357,14 @@ impl Provider {
 
     async fn token_request(&self, params: &[(&str, &str)]) -> Result<TokenResponse, ProviderError> {
         let meta = self.metadata().ok_or(ProviderError::NotReady)?;
+        let secret = self.client_secret.load_full();
         let body = self
             .http
-            .post_form(&meta.token_endpoint, params, self.client_auth())
+            .post_form(
+                &meta.token_endpoint,
+                params,
+                self.client_auth(secret.as_deref()),
+            )
             .await?;
         serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid {
             what: "token response",
@@ -370,6 +378,7 @@ impl Provider {
         let Some(endpoint) = &meta.revocation_endpoint else {
             return Ok(false);
         };
+        let secret = self.client_secret.load_full();
         self.http
             .post_form(
                 endpoint,
@@ -377,14 +386,24 @@ impl Provider {
                     ("token", refresh_token),
                     ("token_type_hint", "refresh_token"),
                 ],
-                self.client_auth(),
+                self.client_auth(secret.as_deref()),
             )
             .await?;
         Ok(true)
     }
 
-    fn client_auth(&self) -> client::Auth<'_> {
-        let secret = self.config.client_secret.as_ref().map(|s| s.as_str());
+    /// Uses `secret` for client authentication from now on (a re-read secret file).
+    /// Returns false when it did not change.
+    pub fn set_client_secret(&self, secret: crate::config::Secret) -> bool {
+        if self.client_secret.load().as_deref() == Some(&secret) {
+            return false;
+        }
+        self.client_secret.store(Some(Arc::new(secret)));
+        true
+    }
+
+    fn client_auth<'a>(&'a self, secret: Option<&'a crate::config::Secret>) -> client::Auth<'a> {
+        let secret = secret.map(|s| s.as_str());
         match (self.config.client_auth, secret) {
             (ClientAuth::Basic, Some(secret)) => {
                 client::Auth::Basic(&self.config.client_id, secret)

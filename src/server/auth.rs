@@ -166,6 +166,7 @@ impl Auth {
 
     /// Loads the provider (retrying with backoff while it is down) and keeps its keys fresh.
     pub fn start_background(self: Arc<Self>, ready: Arc<AtomicBool>) {
+        self.clone().start_secret_polling();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(500);
             loop {
@@ -188,6 +189,60 @@ impl Auth {
                 }
             }
         });
+    }
+
+    /// Re-reads `*_file` secrets every `server.secret_poll_interval` (Kubernetes swaps
+    /// mounted secrets by symlink, which file events miss).
+    pub fn start_secret_polling(self: Arc<Self>) {
+        let interval = self.config.server.secret_poll_interval;
+        let any_file = self.config.session.secret_file.is_some()
+            || self.provider.config().client_secret_file.is_some();
+        if interval.is_zero() || !any_file {
+            return;
+        }
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                self.reread_secrets().await;
+            }
+        });
+    }
+
+    async fn reread_secrets(&self) {
+        if let Some(path) = &self.config.session.secret_file {
+            match tokio::fs::read(path)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|b| crate::config::parse_cookie_secret(&b))
+            {
+                Ok(secret) => {
+                    if self.sessions.rotate_secret(&secret) {
+                        tracing::info!(file = %path.display(),
+                            "session secret changed: new cookies are sealed with it; cookies sealed with the one before still open");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot re-read session.secret_file; keeping the current secret")
+                }
+            }
+        }
+        if let Some(path) = &self.provider.config().client_secret_file {
+            match tokio::fs::read(path).await {
+                Ok(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+                    if !text.is_empty()
+                        && self
+                            .provider
+                            .set_client_secret(crate::config::Secret(text.into_bytes()))
+                    {
+                        tracing::info!(file = %path.display(), "provider client secret changed; using the new one");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot re-read provider.client_secret_file; keeping the current secret")
+                }
+            }
+        }
     }
 
     pub fn not_ready_reason(&self) -> String {

@@ -17,6 +17,8 @@ const MAX_CHUNKS: usize = 8;
 pub struct Codec {
     /// Current key first, then the previous one.
     keys: Vec<Key>,
+    /// The current secret, to compare with a re-read secret file.
+    current: Vec<u8>,
 }
 
 impl Codec {
@@ -25,7 +27,19 @@ impl Codec {
         if let Some(p) = previous {
             keys.push(Key::derive_from(p));
         }
-        Codec { keys }
+        Codec {
+            keys,
+            current: secret.to_vec(),
+        }
+    }
+
+    /// A codec sealing with `secret` that still opens what this one sealed.
+    pub fn rotated_to(&self, secret: &[u8]) -> Codec {
+        Codec::new(secret, Some(&self.current))
+    }
+
+    pub fn current_secret(&self) -> &[u8] {
+        &self.current
     }
 
     /// Encrypts `plaintext` for a cookie called `name`.

@@ -39,7 +39,8 @@ pub struct Session {
 
 /// Sessions in and out of cookies and stores.
 pub struct Sessions {
-    codec: Codec,
+    /// Swapped whole when the secret file changes.
+    codec: arc_swap::ArcSwap<Codec>,
     store: Store,
     pub cookie_name: String,
     /// Seconds a session cookie lives in the browser (max_lifetime).
@@ -59,15 +60,27 @@ impl Sessions {
             StoreKind::Redis => Store::redis(config)?,
         };
         Ok(Sessions {
-            codec,
+            codec: arc_swap::ArcSwap::from_pointee(codec),
             store,
             cookie_name: config.cookie_name.clone(),
             max_age: config.max_lifetime.as_secs(),
         })
     }
 
-    pub fn codec(&self) -> &Codec {
-        &self.codec
+    pub fn codec(&self) -> arc_swap::Guard<std::sync::Arc<Codec>> {
+        self.codec.load()
+    }
+
+    /// Seals with `secret` from now on; cookies sealed with the secret it replaces still open.
+    /// Returns false when the secret did not change.
+    pub fn rotate_secret(&self, secret: &[u8]) -> bool {
+        let current = self.codec.load();
+        if current.current_secret() == secret {
+            return false;
+        }
+        self.codec
+            .store(std::sync::Arc::new(current.rotated_to(secret)));
+        true
     }
 
     /// Whether the cookie carries the whole session (no server-side state).
@@ -77,7 +90,7 @@ impl Sessions {
 
     /// The session a cookie value stands for; `None` when it is not ours, is gone, or has expired.
     pub async fn load(&self, cookie_value: &str, now: u64) -> Result<Option<Session>, StoreError> {
-        let Some(plain) = self.codec.open(&self.cookie_name, cookie_value) else {
+        let Some(plain) = self.codec.load().open(&self.cookie_name, cookie_value) else {
             return Ok(None);
         };
         let session = match &self.store {
@@ -99,7 +112,7 @@ impl Sessions {
         let json =
             serde_json::to_string(&session).map_err(|e| StoreError::Encode(e.to_string()))?;
         match &self.store {
-            Store::Cookie => Ok(self.codec.seal(&self.cookie_name, &json)),
+            Store::Cookie => Ok(self.codec.load().seal(&self.cookie_name, &json)),
             server_side => {
                 let id = session
                     .id
@@ -110,7 +123,7 @@ impl Sessions {
                     .saturating_sub(crate::oidc::unix_now())
                     .max(1);
                 server_side.put(&id, &json, ttl).await?;
-                Ok(self.codec.seal(&self.cookie_name, &id))
+                Ok(self.codec.load().seal(&self.cookie_name, &id))
             }
         }
     }

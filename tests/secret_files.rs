@@ -1,0 +1,103 @@
+//! Secrets mounted as files change without a restart (Kubernetes swaps them by symlink):
+//! the gateway re-reads them by polling. A new session secret seals new cookies while the
+//! old one still opens existing ones; a new client secret is used at the next token call.
+
+mod common;
+#[path = "common/idp.rs"]
+mod idp;
+
+use std::time::Duration;
+
+use common::{free_port, Gateway, Upstream};
+use idp::{browser, sign_in, Idp};
+use reqwest::StatusCode;
+
+const SECRET_A: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const SECRET_B: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+
+#[tokio::test]
+async fn rotated_secret_files_take_effect_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cookie_file = dir.path().join("cookie-secret");
+    let client_file = dir.path().join("client-secret");
+    std::fs::write(&cookie_file, SECRET_A).unwrap();
+    std::fs::write(&client_file, "basic-secret\n").unwrap();
+
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let provider = idp.provider_toml("basic-client").replace(
+        "client_secret = \"basic-secret\"\n",
+        &format!("client_secret_file = \"{}\"\n", client_file.display()),
+    );
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+secret_poll_interval = "200ms"
+{provider}
+[session]
+secret_file = "{cookie}"
+[[routes]]
+path_prefix = "/"
+upstream = "{up}"
+[logging]
+format = "json"
+"#,
+        cookie = cookie_file.display(),
+        up = upstream.url,
+    ));
+    gw.wait_ready(Duration::from_secs(15));
+
+    let first = browser();
+    let (resp, _) = sign_in(&first, &gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // The session secret changes: the existing session goes on, new ones work too.
+    std::fs::write(&cookie_file, format!("{SECRET_B}\n")).unwrap();
+    gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("session secret changed"))
+    });
+    assert_eq!(
+        first.get(gw.url("/still")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let second = browser();
+    let (resp, _) = sign_in(&second, &gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // A bad file is ignored with a warning; the secret in use stays.
+    std::fs::write(&cookie_file, "not base64!").unwrap();
+    gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("cannot re-read session.secret_file"))
+    });
+    assert_eq!(
+        second.get(gw.url("/ok")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // The client secret changes: the next code exchange uses it (and this one is wrong).
+    std::fs::write(&client_file, "rotated-but-wrong").unwrap();
+    gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("provider client secret changed"))
+    });
+    let third = browser();
+    let (resp, _) = sign_in(&third, &gw.url("/"), "carol").await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::BAD_REQUEST,
+        "the provider refuses the wrong secret"
+    );
+    assert!(resp.text().await.unwrap().contains("invalid_client"));
+    assert!(
+        !gw.logs().contains("rotated-but-wrong"),
+        "secrets never reach the logs"
+    );
+}
