@@ -200,3 +200,17 @@ fn the_shipped_example_config_is_valid() {
     let c = Config::from_toml_str(text, &source).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.provider.unwrap().client_id, "your-app-client-id");
 }
+
+#[test]
+fn unknown_keys_do_not_hide_the_other_problems() {
+    let toml = "[server]\nlisten_addr = \"x\"\nlisten = \"nowhere\"\n[[routes]]\nupstream = \"http://a\"\npublic = true\nprefix = \"/x\"\n[bogus]\na = 1\n";
+    let errs = errors_of(toml, &FakeSource::default()).join("\n");
+    for key in [
+        "server.listen_addr",
+        "routes[0].prefix",
+        "bogus",
+        "server.listen:",
+    ] {
+        assert!(errs.contains(key), "missing {key} in:\n{errs}");
+    }
+}
