@@ -69,6 +69,19 @@ pub struct Gateway {
 /// How long a gateway gets to answer its first ping.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How `Gateway::start_waiting` decides that the gateway is up.
+#[derive(Debug, Clone)]
+pub enum Wait {
+    /// `GET {auth_prefix}/ping` over plain HTTP answers 200 (what `start` does).
+    Ping,
+    /// `GET {auth_prefix}/ping` over TLS (server name `localhost`, no ALPN) answers 200,
+    /// trusting only the certificates in this PEM file. For `[server.tls]` configs; `base`
+    /// then starts with `https://`.
+    TlsPing { ca_file: PathBuf },
+    /// The port accepts a TCP connection (says nothing about what is listening).
+    TcpConnect,
+}
+
 impl Gateway {
     /// Starts `ssogate serve` with this config.
     ///
@@ -85,6 +98,23 @@ impl Gateway {
     /// overrides, `RUST_LOG`). `SSOGATE_*` and `RUST_LOG` from the test's own environment are
     /// not passed on, so tests see the same gateway wherever they run.
     pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::start_waiting(config_toml, env, Wait::Ping)
+    }
+
+    /// Like `start`, for a config with `[server.tls]`: waits for the ping over TLS, trusting
+    /// only `ca_file` (PEM), and `base` is `https://127.0.0.1:{port}`.
+    pub fn start_tls(config_toml: &str, ca_file: impl Into<PathBuf>) -> Gateway {
+        Self::start_waiting(
+            config_toml,
+            &[],
+            Wait::TlsPing {
+                ca_file: ca_file.into(),
+            },
+        )
+    }
+
+    /// Like `start_with_env`, deciding that the gateway is up as `wait` says.
+    pub fn start_waiting(config_toml: &str, env: &[(&str, &str)], wait: Wait) -> Gateway {
         let templated = config_toml.contains("{port}");
         // A free port can be taken by someone else before the gateway binds it: try again.
         let attempts = if templated { 3 } else { 1 };
@@ -92,7 +122,7 @@ impl Gateway {
         for _ in 0..attempts {
             let port = free_port();
             let text = config_toml.replace("{port}", &port.to_string());
-            match Self::try_start(&text, env) {
+            match Self::try_start(&text, env, &wait) {
                 Ok(gw) => return gw,
                 Err(failure) if templated && failure.contains("cannot listen") => {
                     last_failure = failure;
@@ -103,7 +133,7 @@ impl Gateway {
         panic!("{last_failure}")
     }
 
-    fn try_start(config_text: &str, env: &[(&str, &str)]) -> Result<Gateway, String> {
+    fn try_start(config_text: &str, env: &[(&str, &str)], wait: &Wait) -> Result<Gateway, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("ssogate.toml");
         std::fs::write(&config_path, config_text).expect("write config");
@@ -147,9 +177,17 @@ impl Gateway {
             }
         });
 
+        let scheme = match wait {
+            Wait::TlsPing { .. } => "https",
+            Wait::Ping | Wait::TcpConnect => "http",
+        };
+        let tls_client = match wait {
+            Wait::TlsPing { ca_file } => Some(tls_client_config(ca_file)),
+            Wait::Ping | Wait::TcpConnect => None,
+        };
         let mut gw = Gateway {
             port,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("{scheme}://127.0.0.1:{port}"),
             config_path,
             child,
             stderr_log,
@@ -167,17 +205,29 @@ impl Gateway {
                     gw.logs()
                 ));
             }
-            if let Ok(r) = try_raw_request(
-                gw.port,
-                &format!("GET {ping} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
-            ) {
-                if r.status == 200 {
-                    return Ok(gw);
+            let ping_request =
+                format!("GET {ping} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            let up = match (wait, &tls_client) {
+                (Wait::Ping, _) => {
+                    matches!(try_raw_request(gw.port, &ping_request), Ok(r) if r.status == 200)
                 }
+                (Wait::TlsPing { .. }, Some(config)) => matches!(
+                    try_raw_tls_request(gw.port, config.clone(), &ping_request),
+                    Ok(r) if r.status == 200
+                ),
+                (Wait::TlsPing { .. }, None) => unreachable!("TLS client config made above"),
+                (Wait::TcpConnect, _) => StdTcpStream::connect_timeout(
+                    &SocketAddr::from(([127, 0, 0, 1], gw.port)),
+                    Duration::from_secs(2),
+                )
+                .is_ok(),
+            };
+            if up {
+                return Ok(gw);
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "ssogate did not answer {ping} on port {} within {START_TIMEOUT:?}; stderr:\n{}",
+                    "ssogate did not answer {ping} ({wait:?}) on port {} within {START_TIMEOUT:?}; stderr:\n{}",
                     gw.port,
                     gw.logs()
                 ));
@@ -393,6 +443,56 @@ pub fn raw_exchange(port: u16, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     s.read_to_end(&mut out)?;
     Ok(out)
+}
+
+/// A rustls client config (ring provider, no ALPN) trusting only the certificates in
+/// `ca_file` (PEM). webpki accepts a self-signed server certificate as its own trust anchor
+/// only when it is not a CA (`basicConstraints CA:FALSE`), else `CaUsedAsEndEntity`.
+pub fn tls_client_config(ca_file: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca_file)
+        .unwrap_or_else(|e| panic!("read {}: {e}", ca_file.display()))
+    {
+        let cert = cert.unwrap_or_else(|e| panic!("PEM in {}: {e}", ca_file.display()));
+        roots.add(cert).expect("add trusted certificate");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// `try_raw_request` over TLS (server name `localhost`), blocking.
+pub fn try_raw_tls_request(
+    port: u16,
+    config: Arc<rustls::ClientConfig>,
+    request: &str,
+) -> std::io::Result<RawResponse> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let tcp = StdTcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+    let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(request.as_bytes())?;
+    let mut out = Vec::new();
+    match tls.read_to_end(&mut out) {
+        Ok(_) => {}
+        // A peer that closes without close_notify: keep what arrived.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    parse_response(&out).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not an HTTP response: {:?}", String::from_utf8_lossy(&out)),
+        )
+    })
 }
 
 fn parse_response(bytes: &[u8]) -> Option<RawResponse> {

@@ -1,0 +1,293 @@
+//! The HTTPS listener (`[server.tls]`) as a client meets it: HTTP/1.1 and HTTP/2 (ALPN) over
+//! TLS with a certificate made at test time by the `openssl` command, the upstream told
+//! `X-Forwarded-Proto: https`, plain HTTP on the TLS port refused without stopping the
+//! gateway, and a missing certificate file named by its key at start.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use serde_json::Value;
+use tokio_rustls::client::TlsStream;
+
+/// A self-signed P-256 certificate for `localhost` and `127.0.0.1`, valid for a day, not a CA.
+struct SelfSigned {
+    dir: tempfile::TempDir,
+}
+
+impl SelfSigned {
+    fn generate() -> SelfSigned {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec"])
+            .args(["-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+            .arg("-keyout")
+            .arg(dir.path().join("key.pem"))
+            .arg("-out")
+            .arg(dir.path().join("cert.pem"))
+            .args(["-days", "1", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            // openssl's default `v3_ca` makes it a CA, which webpki refuses as a server's
+            // own certificate (`CaUsedAsEndEntity`).
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl (is it installed?)");
+        assert!(
+            out.status.success(),
+            "openssl req failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SelfSigned { dir }
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("key.pem")
+    }
+}
+
+/// The `[server.tls]` section for these files.
+fn tls_section(cert: &Path, key: &Path) -> String {
+    format!(
+        "[server.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    )
+}
+
+/// `public_config` with `[server.tls]` inside `[server]` (a `[server.tls]` table appended
+/// after other sections would be valid TOML too, but this reads as an operator writes it).
+fn tls_public_config(upstream: &str, cert: &Path, key: &Path) -> String {
+    public_config(upstream, "").replace(
+        "listen = \"127.0.0.1:{port}\"\n",
+        &format!(
+            "listen = \"127.0.0.1:{{port}}\"\n\n{}",
+            tls_section(cert, key)
+        ),
+    )
+}
+
+/// A TLS connection to the gateway offering `alpn`, trusting only `ca_file`, for the server
+/// name `localhost`.
+async fn connect_tls(
+    port: u16,
+    ca_file: &Path,
+    alpn: &[&[u8]],
+) -> TlsStream<tokio::net::TcpStream> {
+    let mut config = (*tls_client_config(ca_file)).clone();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the gateway");
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake with the gateway")
+}
+
+/// One HTTP/1.1 GET over a fresh TLS connection offering ALPN `http/1.1`; status and body.
+async fn get_h1(port: u16, ca_file: &Path, path: &str) -> (u16, Value) {
+    let tls = connect_tls(port, ca_file, &[b"http/1.1"]).await;
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"http/1.1"[..]),
+        "ALPN http/1.1 offered alone is what the server picks"
+    );
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("HTTP/1.1 handshake");
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", format!("localhost:{port}"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.expect("HTTP/1.1 request");
+    assert_eq!(resp.version(), http::Version::HTTP_11);
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let doc = serde_json::from_slice(&body).unwrap_or_else(|e| {
+        panic!(
+            "{status} with a body that is not JSON ({e}): {}",
+            String::from_utf8_lossy(&body)
+        )
+    });
+    (status, doc)
+}
+
+#[tokio::test]
+async fn https_serves_http1_and_h2_and_plain_http_on_the_tls_port_is_refused() {
+    let certs = SelfSigned::generate();
+    let upstream = Upstream::echo();
+    let gw = Gateway::start_tls(
+        &tls_public_config(&upstream.url, &certs.cert(), &certs.key()),
+        certs.cert(),
+    );
+    assert!(gw.base.starts_with("https://"), "{}", gw.base);
+
+    // HTTP/1.1 over TLS: the upstream (plain HTTP) is told the client used https.
+    let (status, seen) = get_h1(gw.port, &certs.cert(), "/tls/h1?x=1").await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["path"], "/tls/h1?x=1");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "https", "{seen}");
+    let last = upstream
+        .last_request()
+        .expect("the upstream saw the request");
+    assert_eq!(last.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(last.path, "/tls/h1?x=1");
+
+    // ALPN h2: negotiated, and an HTTP/2 request is served.
+    let tls = connect_tls(gw.port, &certs.cert(), &[b"h2", b"http/1.1"]).await;
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "the server prefers h2 when offered"
+    );
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("HTTP/2 handshake over TLS");
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("https://localhost:{}/tls/h2?y=2", gw.port))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.expect("HTTP/2 request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let seen: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(seen["path"], "/tls/h2?y=2");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "https", "{seen}");
+    let last = upstream.last_request().unwrap();
+    assert_eq!(
+        last.version,
+        http::Version::HTTP_11,
+        "HTTP/1.1 towards the upstream"
+    );
+    assert_eq!(last.header("x-forwarded-proto"), Some("https"));
+
+    // Plain HTTP to the TLS port: no HTTP answer, the connection is closed promptly.
+    let upstream_seen = upstream.requests().len();
+    let port = gw.port;
+    let (answer, took) = tokio::task::spawn_blocking(move || plain_http_exchange(port))
+        .await
+        .unwrap();
+    match &answer {
+        Ok(bytes) => assert!(
+            !bytes.starts_with(b"HTTP/"),
+            "plain HTTP on the TLS port got an HTTP answer: {:?}",
+            String::from_utf8_lossy(bytes)
+        ),
+        Err(e) => assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the gateway held a plain-HTTP connection open for {took:?} without closing it: {e}"
+        ),
+    }
+    assert_eq!(
+        upstream.requests().len(),
+        upstream_seen,
+        "nothing reached the upstream from the plain-HTTP attempt"
+    );
+
+    // ... and the gateway keeps serving TLS afterwards.
+    let (status, seen) = get_h1(gw.port, &certs.cert(), "/tls/after").await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["path"], "/tls/after");
+    let (status, _) = get_h1(gw.port, &certs.cert(), "/oauth2/ping").await;
+    assert_eq!(status, 200);
+}
+
+/// Sends a plain HTTP/1.1 request to `port` and reads until the peer closes (5 s at most):
+/// what came back (perhaps a TLS alert), or the error, and how long it took.
+fn plain_http_exchange(port: u16) -> (std::io::Result<Vec<u8>>, Duration) {
+    let started = Instant::now();
+    let result = (|| {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut s = StdTcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)?;
+        Ok(out)
+    })();
+    (result, started.elapsed())
+}
+
+#[test]
+fn a_missing_cert_file_stops_serve_with_a_non_zero_exit_naming_the_key() {
+    let certs = SelfSigned::generate();
+    let missing = certs.dir.path().join("no-such-cert.pem");
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("ssogate.toml");
+    let config = tls_public_config("http://127.0.0.1:9", &missing, &certs.key())
+        .replace("{port}", &free_port().to_string());
+    std::fs::write(&config_path, config).unwrap();
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssogate"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SSOGATE_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd.spawn().expect("spawn ssogate serve");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for ssogate") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            // Kills this child only, by its PID.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "ssogate serve with a missing cert_file still runs after 15 s; stderr:\n{}",
+                reader.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = reader.join().unwrap();
+    assert!(
+        !status.success(),
+        "exit {status} with a missing cert_file; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("server.tls.cert_file"),
+        "stderr does not name server.tls.cert_file:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("no-such-cert.pem"),
+        "stderr does not name the missing file:\n{stderr}"
+    );
+}
