@@ -293,3 +293,142 @@ async fn replicas_refresh_a_stale_session_once_between_them() {
     let after = idp.stats().await["refresh_grants"].as_u64().unwrap();
     assert_eq!(after - before, 1, "one refresh across both replicas");
 }
+
+/// Three redis-server processes in cluster mode (masters only), joined with
+/// `redis-cli --cluster create`, stopped by their PIDs.
+struct RedisCluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let children = ports
+            .iter()
+            .map(|p| {
+                Command::new("redis-server")
+                    .args([
+                        "--port",
+                        &p.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                    .arg("--cluster-config-file")
+                    .arg(dir.path().join(format!("nodes-{p}.conf")))
+                    .current_dir(dir.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-server")
+            })
+            .collect();
+        for p in &ports {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", *p)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server {p} did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let info = Command::new("redis-cli")
+                .args(["-p", &ports[0].to_string(), "cluster", "info"])
+                .output()
+                .expect("redis-cli");
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        RedisCluster {
+            ports,
+            children,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn replicas_share_sessions_through_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let upstream = Upstream::echo();
+    let (pa, pb) = (free_port(), free_port());
+    let idp = Idp::start(&[pa, pb]);
+    let session = format!(
+        "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"",
+        cluster.url()
+    );
+    let a = Gateway::start(&config(pa, &idp, &upstream.url, &session));
+    let b = Gateway::start(&config(pb, &idp, &upstream.url, &session));
+    a.wait_ready(Duration::from_secs(15));
+    b.wait_ready(Duration::from_secs(15));
+
+    // Several sign-ins, so the session keys land on different cluster nodes.
+    for user in ["alice", "bob", "carol"] {
+        let br = browser();
+        let (resp, _) = sign_in(&br, &a.url("/"), user).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{}", a.logs());
+        let cookie = idp::session_cookie(&br).await;
+        assert_eq!(
+            with_cookie(&b, &cookie, "/on-b").await,
+            StatusCode::OK,
+            "{user} on B:\n{}",
+            b.logs()
+        );
+        assert_eq!(
+            upstream.last_request().unwrap().header("x-forwarded-user"),
+            Some(user)
+        );
+        let out = common::client()
+            .get(b.url("/oauth2/sign_out"))
+            .header("cookie", format!("_ssogate={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status(), StatusCode::FOUND);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(
+            with_cookie(&a, &cookie, "/on-a").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}

@@ -377,10 +377,16 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
     if store == StoreKind::Redis {
         match &ss.redis_url {
             None => e.add("session.redis_url", "is required with store = \"redis\", like \"redis://127.0.0.1:6379/0\""),
-            Some(u) if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) => {
+            Some(u) if !(u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("redis+cluster://")
+                || u.starts_with("rediss+cluster://")
+                || u.starts_with("redis+unix://")
+                || u.starts_with("unix://")) =>
+            {
                 e.add(
                     "session.redis_url",
-                    format!("{u:?} must start with redis:// or rediss:// (Sentinel and Cluster URLs are not supported yet)"),
+                    format!("{u:?} must be redis://host:port/db, rediss://... (TLS) or redis+cluster://host:port,host:port (Sentinel is not supported yet)"),
                 )
             }
             _ => {}

@@ -176,21 +176,32 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             Err(_) => failure = Some(ServerError::Runtime("a worker thread died at start".into())),
         }
     }
-    let result = match failure {
-        Some(e) => Err(e),
-        None => control.block_on(async {
-            gateway.start_background();
-            start_metrics(metrics_listen, &gateway).await?;
-            tracing::info!(listen = %listen, workers, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
-            shutdown_signal().await;
-            Ok(())
-        }),
+    let stop_workers = move || {
+        let _ = stop_tx.send(());
+        for t in threads {
+            let _ = t.join();
+        }
     };
-    let _ = stop_tx.send(());
-    for t in threads {
-        let _ = t.join();
+    match failure {
+        Some(e) => {
+            stop_workers();
+            Err(e)
+        }
+        None => control.block_on(async {
+            let started = async {
+                gateway.start_background();
+                start_metrics(metrics_listen, &gateway).await?;
+                tracing::info!(listen = %listen, workers, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
+                shutdown_signal().await;
+                Ok(())
+            }
+            .await;
+            // Drain while this runtime still runs: provider connections made by the
+            // background tasks live here, and draining requests may still use them.
+            let _ = tokio::task::spawn_blocking(stop_workers).await;
+            started
+        }),
     }
-    result
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {

@@ -47,10 +47,22 @@ impl Idp {
             .spawn()
             .expect("start node tests/support/idp.mjs (run `npm ci --prefix tests/support` first)");
         let stdout = child.stdout.take().expect("idp stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the idp's first line");
+        // Read the first line on a thread so a provider that never gets ready fails the test
+        // instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the test provider did not print its port within 20 s");
+            }
+        };
         let info: serde_json::Value = serde_json::from_str(line.trim())
             .unwrap_or_else(|e| panic!("the idp printed {line:?} instead of its port: {e}"));
         Idp {

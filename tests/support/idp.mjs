@@ -8,6 +8,7 @@
 // Everything else (oidc-provider warnings, errors) goes to stderr. See README.md for the control API.
 
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { parseArgs } from 'node:util';
 
@@ -150,8 +151,19 @@ class SharedAdapter {
 let keys = [];
 let signingKeyHidden = false;
 
+// Test-only RSA keys shipped in keys/, used in turn. Node 20's generateKeyPairSync can
+// deadlock in a GC callback (seen here: the idp hung before printing its port), so no key
+// is generated at run time. The kid below still differs at every use.
+const KEY_DIR = new URL('./keys/', import.meta.url);
+const KEY_PEMS = fs
+  .readdirSync(KEY_DIR)
+  .filter((f) => f.endsWith('.pem'))
+  .sort()
+  .map((f) => fs.readFileSync(new URL(f, KEY_DIR)));
+let nextKey = Math.floor(Math.random() * KEY_PEMS.length);
+
 function newSigningKey() {
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const privateKey = crypto.createPrivateKey(KEY_PEMS[nextKey++ % KEY_PEMS.length]);
   const jwk = privateKey.export({ format: 'jwk' });
   // Cognito kids look like base64 of a hash ("abc...xyz="); imitate that, padding included.
   const kid = crypto.createHash('sha256').update(jwk.n).update(crypto.randomBytes(8)).digest('base64');
