@@ -273,6 +273,8 @@ mod redis_store {
         }
     }
 
+    // Lives on the stack for one command; boxing would allocate for nothing.
+    #[allow(clippy::large_enum_variant)]
     enum Conn {
         Single(ConnectionManager),
         Cluster(ClusterConnection),
