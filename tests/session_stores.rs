@@ -432,3 +432,125 @@ async fn replicas_share_sessions_through_a_redis_cluster() {
         );
     }
 }
+
+/// A Redis master watched by one `redis-server --sentinel`, stopped by their PIDs.
+struct RedisWithSentinel {
+    master: Redis,
+    sentinel_port: u16,
+    sentinel: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisWithSentinel {
+    fn start() -> RedisWithSentinel {
+        let master = Redis::start();
+        let dir = tempfile::tempdir().unwrap();
+        let sentinel_port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {sentinel_port}\nbind 127.0.0.1\ndir {}\nsentinel monitor sessions 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds sessions 2000\n",
+                dir.path().display(),
+                master.port
+            ),
+        )
+        .unwrap();
+        let sentinel = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", sentinel_port)).is_err() {
+            assert!(Instant::now() < deadline, "the sentinel did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RedisWithSentinel {
+            master,
+            sentinel_port,
+            sentinel,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "redis+sentinel://127.0.0.1:{}/sessions/0",
+            self.sentinel_port
+        )
+    }
+
+    /// Session keys the master holds.
+    fn session_keys(&self) -> usize {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &self.master.port.to_string(),
+                "--scan",
+                "--pattern",
+                "ssogate:session:*",
+            ])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count()
+    }
+}
+
+impl Drop for RedisWithSentinel {
+    fn drop(&mut self) {
+        let _ = self.sentinel.kill();
+        let _ = self.sentinel.wait();
+    }
+}
+
+#[tokio::test]
+async fn replicas_find_the_master_through_sentinel() {
+    let redis = RedisWithSentinel::start();
+    let upstream = Upstream::echo();
+    let (pa, pb) = (free_port(), free_port());
+    let idp = Idp::start(&[pa, pb]);
+    let session = format!(
+        "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"",
+        redis.url()
+    );
+    let a = Gateway::start(&config(pa, &idp, &upstream.url, &session));
+    let b = Gateway::start(&config(pb, &idp, &upstream.url, &session));
+    a.wait_ready(Duration::from_secs(15));
+    b.wait_ready(Duration::from_secs(15));
+
+    let br = browser();
+    let (resp, _) = sign_in(&br, &a.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", a.logs());
+    assert_eq!(
+        redis.session_keys(),
+        1,
+        "the session lives on the master Sentinel named"
+    );
+    let cookie = idp::session_cookie(&br).await;
+    assert_eq!(
+        with_cookie(&b, &cookie, "/on-b").await,
+        StatusCode::OK,
+        "{}",
+        b.logs()
+    );
+    let out = common::client()
+        .get(b.url("/oauth2/sign_out"))
+        .header("cookie", format!("_ssogate={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::FOUND);
+    assert_eq!(redis.session_keys(), 0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        with_cookie(&a, &cookie, "/on-a").await,
+        StatusCode::UNAUTHORIZED
+    );
+}

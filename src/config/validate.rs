@@ -381,12 +381,13 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
                 || u.starts_with("rediss://")
                 || u.starts_with("redis+cluster://")
                 || u.starts_with("rediss+cluster://")
+                || u.starts_with("redis+sentinel://")
                 || u.starts_with("redis+unix://")
                 || u.starts_with("unix://")) =>
             {
                 e.add(
                     "session.redis_url",
-                    format!("{u:?} must be redis://host:port/db, rediss://... (TLS) or redis+cluster://host:port,host:port (Sentinel is not supported yet)"),
+                    format!("{u:?} must be redis://host:port/db, rediss://... (TLS) redis+cluster://host:port,host:port or redis+sentinel://host:port,host:port/service/db"),
                 )
             }
             _ => {}

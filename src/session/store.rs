@@ -120,15 +120,21 @@ impl Store {
 #[cfg(feature = "redis-store")]
 mod redis_store {
     use super::*;
-    use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+    use arc_swap::ArcSwapOption;
+    use redis::aio::{
+        ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+    };
     use redis::cluster::ClusterClient;
     use redis::cluster_async::ClusterConnection;
+    use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
     use redis::AsyncCommands;
-    use tokio::sync::OnceCell;
+    use tokio::sync::{Mutex, OnceCell};
 
-    /// One Redis (`redis://`, `rediss://`) through a reconnecting connection manager, or a
-    /// Redis Cluster (`redis+cluster://host:port,host:port`) through the cluster client.
-    /// Connected lazily, so a Redis that is down at start does not stop the gateway.
+    /// One Redis (`redis://`, `rediss://`) through a reconnecting connection manager, a
+    /// Redis Cluster (`redis+cluster://host:port,host:port`) through the cluster client, or
+    /// the master that Sentinel names (`redis+sentinel://host:port,host:port/service/db`),
+    /// asked again after any error so a failover is followed. Connected lazily, so a Redis
+    /// that is down at start does not stop the gateway.
     pub struct RedisStore {
         backend: Backend,
         prefix: String,
@@ -139,6 +145,7 @@ mod redis_store {
     enum Backend {
         Single(redis::Client, OnceCell<ConnectionManager>),
         Cluster(ClusterClient, OnceCell<ClusterConnection>),
+        Sentinel(Mutex<SentinelClient>, ArcSwapOption<MultiplexedConnection>),
     }
 
     const TIMEOUT: Duration = Duration::from_secs(2);
@@ -162,9 +169,47 @@ mod redis_store {
         (!nodes.is_empty()).then_some(nodes)
     }
 
+    /// `redis+sentinel://a:26379,b:26379/mymaster/0` -> (sentinels, service, db).
+    pub fn sentinel_parts(url: &str) -> Option<(Vec<String>, String, i64)> {
+        let rest = url.strip_prefix("redis+sentinel://")?;
+        let (hosts, path) = rest.split_once('/')?;
+        let mut path = path.trim_end_matches('/').split('/');
+        let service = path.next().filter(|s| !s.is_empty())?.to_string();
+        let db = match path.next() {
+            Some(d) => d.parse().ok()?,
+            None => 0,
+        };
+        let nodes: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("redis://{h}"))
+            .collect();
+        (!nodes.is_empty()).then_some((nodes, service, db))
+    }
+
     impl RedisStore {
         pub fn new(config: &SessionConfig) -> Result<RedisStore, StoreError> {
             let url = config.redis_url.as_deref().unwrap_or_default();
+            if let Some((sentinels, service, db)) = sentinel_parts(url) {
+                let node = SentinelNodeConnectionInfo {
+                    tls_mode: None,
+                    redis_connection_info: Some(redis::RedisConnectionInfo {
+                        db,
+                        ..Default::default()
+                    }),
+                };
+                let client = SentinelClient::build(
+                    sentinels,
+                    service,
+                    Some(node),
+                    SentinelServerType::Master,
+                )
+                .map_err(|e| StoreError::Config(e.to_string()))?;
+                return Ok(RedisStore {
+                    backend: Backend::Sentinel(Mutex::new(client), ArcSwapOption::empty()),
+                    prefix: config.redis_key_prefix.clone(),
+                });
+            }
             let backend = match cluster_nodes(url) {
                 Some(nodes) => Backend::Cluster(
                     ClusterClient::builder(nodes)
@@ -210,7 +255,38 @@ mod redis_store {
                         .await?;
                     Ok(Conn::Cluster(c.clone()))
                 }
+                Backend::Sentinel(client, current) => {
+                    if let Some(c) = current.load_full() {
+                        return Ok(Conn::Sentinel((*c).clone()));
+                    }
+                    let mut client = client.lock().await;
+                    if let Some(c) = current.load_full() {
+                        return Ok(Conn::Sentinel((*c).clone()));
+                    }
+                    let cfg = redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(TIMEOUT)
+                        .set_response_timeout(TIMEOUT);
+                    let c = tokio::time::timeout(
+                        TIMEOUT * 2,
+                        client.get_async_connection_with_config(&cfg),
+                    )
+                    .await
+                    .map_err(|_| StoreError::Unavailable("Sentinel did not answer in time".into()))?
+                    .map_err(unavailable)?;
+                    current.store(Some(Arc::new(c.clone())));
+                    Ok(Conn::Sentinel(c))
+                }
             }
+        }
+
+        /// After an error, ask Sentinel for the master again next time (it may have failed over).
+        fn forget<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+            if result.is_err() {
+                if let Backend::Sentinel(_, current) = &self.backend {
+                    current.store(None);
+                }
+            }
+            result
         }
 
         fn key(&self, id: &str) -> String {
@@ -226,6 +302,7 @@ mod redis_store {
             match self.conn().await? {
                 Conn::Single(mut c) => get(&mut c, &key).await,
                 Conn::Cluster(mut c) => get(&mut c, &key).await,
+                Conn::Sentinel(mut c) => self.forget(get(&mut c, &key).await),
             }
         }
 
@@ -234,6 +311,7 @@ mod redis_store {
             match self.conn().await? {
                 Conn::Single(mut c) => put(&mut c, &key, json, ttl_secs).await,
                 Conn::Cluster(mut c) => put(&mut c, &key, json, ttl_secs).await,
+                Conn::Sentinel(mut c) => self.forget(put(&mut c, &key, json, ttl_secs).await),
             }
         }
 
@@ -242,6 +320,7 @@ mod redis_store {
             match self.conn().await? {
                 Conn::Single(mut c) => del(&mut c, &key).await,
                 Conn::Cluster(mut c) => del(&mut c, &key).await,
+                Conn::Sentinel(mut c) => self.forget(del(&mut c, &key).await),
             }
         }
 
@@ -250,6 +329,7 @@ mod redis_store {
             match self.conn().await? {
                 Conn::Single(mut c) => set_nx(&mut c, &key, ttl_ms).await,
                 Conn::Cluster(mut c) => set_nx(&mut c, &key, ttl_ms).await,
+                Conn::Sentinel(mut c) => self.forget(set_nx(&mut c, &key, ttl_ms).await),
             }
         }
 
@@ -258,6 +338,7 @@ mod redis_store {
             let _ = match self.conn().await {
                 Ok(Conn::Single(mut c)) => del(&mut c, &key).await,
                 Ok(Conn::Cluster(mut c)) => del(&mut c, &key).await,
+                Ok(Conn::Sentinel(mut c)) => self.forget(del(&mut c, &key).await),
                 Err(e) => Err(e),
             };
         }
@@ -268,8 +349,9 @@ mod redis_store {
             let answer: Result<String, _> = match self.conn().await? {
                 Conn::Single(mut c) => ping.query_async(&mut c).await,
                 Conn::Cluster(mut c) => ping.query_async(&mut c).await,
+                Conn::Sentinel(mut c) => ping.query_async(&mut c).await,
             };
-            answer.map(|_| ()).map_err(unavailable)
+            self.forget(answer.map(|_| ()).map_err(unavailable))
         }
     }
 
@@ -278,6 +360,7 @@ mod redis_store {
     enum Conn {
         Single(ConnectionManager),
         Cluster(ClusterConnection),
+        Sentinel(MultiplexedConnection),
     }
 
     async fn get<C: ConnectionLike + Send>(
@@ -336,6 +419,18 @@ mod redis_store {
                 vec!["rediss://:pw@a:1", "rediss://:pw@b:2"]
             );
             assert!(super::cluster_nodes("redis://a:1").is_none());
+        }
+
+        #[test]
+        fn sentinel_urls_name_the_sentinels_service_and_db() {
+            let (nodes, service, db) =
+                super::sentinel_parts("redis+sentinel://a:26379,b:26380/mymaster/2").unwrap();
+            assert_eq!(nodes, vec!["redis://a:26379", "redis://b:26380"]);
+            assert_eq!((service.as_str(), db), ("mymaster", 2));
+            assert!(
+                super::sentinel_parts("redis+sentinel://a:26379").is_none(),
+                "the service is required"
+            );
         }
     }
 }
