@@ -43,29 +43,11 @@ fn a_person_signs_in_and_out_in_a_real_browser() {
     let upstream = Upstream::echo();
     let gw_port = free_port();
     let idp = Idp::start(&[gw_port]);
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:{gw_port}"
-public_url = "http://127.0.0.1:{gw_port}"
-
-{provider}
-[session]
-secret = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-
-[access]
-allowed_groups = ["staff"]
-
-[[routes]]
-path_prefix = "/"
-upstream = "{upstream}"
-
-[logging]
-format = "json"
-level = "info"
-"#,
-        provider = idp.provider_toml("basic-client"),
-        upstream = upstream.url,
+    let config = idp.gateway_config(
+        gw_port,
+        &upstream.url,
+        "",
+        "[access]\nallowed_groups = [\"staff\"]",
     );
     let gw = Gateway::start(&config);
     gw.wait_ready(Duration::from_secs(15));

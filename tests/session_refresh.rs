@@ -12,34 +12,12 @@ use common::{free_port, Gateway, Upstream};
 use idp::{browser, sign_in, Idp};
 use reqwest::StatusCode;
 
-const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
 fn config(port: u16, idp: &Idp, upstream: &str, session: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-
-{provider}
-timeout = "2s"
-
-[session]
-secret = "{SECRET}"
-{session}
-
-[access]
-allowed_groups = ["staff"]
-
-[[routes]]
-path_prefix = "/"
-upstream = "{upstream}"
-
-[logging]
-format = "json"
-level = "info"
-"#,
-        provider = idp.provider_toml("basic-client"),
+    idp.gateway_config(
+        port,
+        upstream,
+        session,
+        "[access]\nallowed_groups = [\"staff\"]",
     )
 }
 

@@ -13,8 +13,6 @@ use common::{free_port, Gateway, Upstream};
 use idp::{browser, follow, sign_in, Idp};
 use reqwest::StatusCode;
 
-const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
 /// A real redis-server on a free loopback port, without persistence, stopped by its PID.
 struct Redis {
     port: u16,
@@ -74,28 +72,44 @@ impl Drop for Redis {
 }
 
 fn config(port: u16, idp: &Idp, upstream: &str, session: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
+    idp.gateway_config(port, upstream, session, "")
+}
 
-{provider}
+/// Two gateways sharing a Redis store (local cache 1 s) in front of one echo upstream.
+struct Replicas {
+    a: Gateway,
+    b: Gateway,
+    idp: Idp,
+    upstream: Upstream,
+}
 
-[session]
-secret = "{SECRET}"
-{session}
+fn replicas(redis_url: &str, more_session: &str) -> Replicas {
+    let upstream = Upstream::echo();
+    let (pa, pb) = (free_port(), free_port());
+    let idp = Idp::start(&[pa, pb]);
+    let session =
+        format!("store = \"redis\"\nredis_url = \"{redis_url}\"\ncache_ttl = \"1s\"{more_session}");
+    let a = Gateway::start(&config(pa, &idp, &upstream.url, &session));
+    let b = Gateway::start(&config(pb, &idp, &upstream.url, &session));
+    a.wait_ready(Duration::from_secs(15));
+    b.wait_ready(Duration::from_secs(15));
+    Replicas {
+        a,
+        b,
+        idp,
+        upstream,
+    }
+}
 
-[[routes]]
-path_prefix = "/"
-upstream = "{upstream}"
-
-[logging]
-format = "json"
-level = "info"
-"#,
-        provider = idp.provider_toml("basic-client"),
-    )
+/// Signs out at `gw` with a session cookie, as a browser would.
+async fn sign_out(gw: &Gateway, cookie: &str) -> StatusCode {
+    common::client()
+        .get(gw.url("/oauth2/sign_out"))
+        .header("cookie", format!("_ssogate={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
 }
 
 async fn with_cookie(gw: &Gateway, value: &str, path: &str) -> StatusCode {
@@ -143,17 +157,12 @@ async fn memory_sessions_are_small_and_end_at_sign_out_even_for_a_copied_cookie(
 #[tokio::test]
 async fn redis_replicas_share_sessions_and_sign_out() {
     let redis = Redis::start();
-    let upstream = Upstream::echo();
-    let (pa, pb) = (free_port(), free_port());
-    let idp = Idp::start(&[pa, pb]);
-    let session = format!(
-        "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"",
-        redis.url()
-    );
-    let a = Gateway::start(&config(pa, &idp, &upstream.url, &session));
-    let b = Gateway::start(&config(pb, &idp, &upstream.url, &session));
-    a.wait_ready(Duration::from_secs(15));
-    b.wait_ready(Duration::from_secs(15));
+    let Replicas {
+        a,
+        b,
+        idp: _idp,
+        upstream,
+    } = replicas(&redis.url(), "");
 
     let browser_a = browser();
     let (resp, _) = sign_in(&browser_a, &a.url("/"), "bob").await;
@@ -174,13 +183,7 @@ async fn redis_replicas_share_sessions_and_sign_out() {
     assert_eq!(with_cookie(&a, &cookie, "/on-a").await, StatusCode::OK);
 
     // Signed out on B: A refuses it within its cache time.
-    let resp = common::client()
-        .get(b.url("/oauth2/sign_out"))
-        .header("cookie", format!("_ssogate={cookie}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(sign_out(&b, &cookie).await, StatusCode::FOUND);
     assert_eq!(
         with_cookie(&b, &cookie, "/on-b").await,
         StatusCode::UNAUTHORIZED
@@ -248,17 +251,13 @@ async fn redis_going_away_gives_503_and_the_gateway_recovers() {
 #[tokio::test]
 async fn replicas_refresh_a_stale_session_once_between_them() {
     let redis = Redis::start();
-    let upstream = Upstream::echo();
-    let (pa, pb) = (free_port(), free_port());
-    let idp = Idp::start(&[pa, pb]);
-    let session = format!(
-        "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"\nrefresh_interval = \"1s\"",
-        redis.url()
-    );
-    let a = Gateway::start(&config(pa, &idp, &upstream.url, &session));
-    let b = Gateway::start(&config(pb, &idp, &upstream.url, &session));
-    a.wait_ready(Duration::from_secs(15));
-    b.wait_ready(Duration::from_secs(15));
+    // Bind every part: a dropped part would stop its server.
+    let Replicas {
+        a,
+        b,
+        idp,
+        upstream: _upstream,
+    } = replicas(&redis.url(), "\nrefresh_interval = \"1s\"");
     let browser_a = browser();
     let (resp, _) = sign_in(&browser_a, &a.url("/"), "alice").await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -390,17 +389,12 @@ impl Drop for RedisCluster {
 #[tokio::test]
 async fn replicas_share_sessions_through_a_redis_cluster() {
     let cluster = RedisCluster::start();
-    let upstream = Upstream::echo();
-    let (pa, pb) = (free_port(), free_port());
-    let idp = Idp::start(&[pa, pb]);
-    let session = format!(
-        "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"",
-        cluster.url()
-    );
-    let a = Gateway::start(&config(pa, &idp, &upstream.url, &session));
-    let b = Gateway::start(&config(pb, &idp, &upstream.url, &session));
-    a.wait_ready(Duration::from_secs(15));
-    b.wait_ready(Duration::from_secs(15));
+    let Replicas {
+        a,
+        b,
+        idp: _idp,
+        upstream,
+    } = replicas(&cluster.url(), "");
 
     // Several sign-ins, so the session keys land on different cluster nodes.
     for user in ["alice", "bob", "carol"] {
@@ -418,13 +412,7 @@ async fn replicas_share_sessions_through_a_redis_cluster() {
             upstream.last_request().unwrap().header("x-forwarded-user"),
             Some(user)
         );
-        let out = common::client()
-            .get(b.url("/oauth2/sign_out"))
-            .header("cookie", format!("_ssogate={cookie}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.status(), StatusCode::FOUND);
+        assert_eq!(sign_out(&b, &cookie).await, StatusCode::FOUND);
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert_eq!(
             with_cookie(&a, &cookie, "/on-a").await,
@@ -513,17 +501,12 @@ impl Drop for RedisWithSentinel {
 #[tokio::test]
 async fn replicas_find_the_master_through_sentinel() {
     let redis = RedisWithSentinel::start();
-    let upstream = Upstream::echo();
-    let (pa, pb) = (free_port(), free_port());
-    let idp = Idp::start(&[pa, pb]);
-    let session = format!(
-        "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"",
-        redis.url()
-    );
-    let a = Gateway::start(&config(pa, &idp, &upstream.url, &session));
-    let b = Gateway::start(&config(pb, &idp, &upstream.url, &session));
-    a.wait_ready(Duration::from_secs(15));
-    b.wait_ready(Duration::from_secs(15));
+    let Replicas {
+        a,
+        b,
+        idp: _idp,
+        upstream: _upstream,
+    } = replicas(&redis.url(), "");
 
     let br = browser();
     let (resp, _) = sign_in(&br, &a.url("/"), "alice").await;
@@ -540,13 +523,7 @@ async fn replicas_find_the_master_through_sentinel() {
         "{}",
         b.logs()
     );
-    let out = common::client()
-        .get(b.url("/oauth2/sign_out"))
-        .header("cookie", format!("_ssogate={cookie}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.status(), StatusCode::FOUND);
+    assert_eq!(sign_out(&b, &cookie).await, StatusCode::FOUND);
     assert_eq!(redis.session_keys(), 0);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(

@@ -11,6 +11,8 @@ use reqwest::{Client, Response, StatusCode};
 
 pub const POOL: &str = "eu-central-1_TestPool1";
 pub const PASSWORD: &str = "Passw0rd!";
+/// base64 of 32 bytes: the session secret test gateways use.
+pub const SESSION_SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 /// `node tests/support/idp.mjs`, stopped by its PID when dropped.
 pub struct Idp {
@@ -90,6 +92,19 @@ impl Idp {
             "[provider]\nkind = \"cognito\"\nuser_pool_id = \"{POOL}\"\nissuer_url = \"{iss}\"\ndomain = \"{iss}\"\n\
              client_id = \"{client}\"\nclient_secret = \"{secret}\"\nclient_auth = \"{auth}\"\n",
             iss = self.issuer
+        )
+    }
+
+    /// A gateway config: listening on `port` (also its public URL), signing in here as
+    /// `basic-client`, one protected route `/` to `upstream`. `session` adds lines to
+    /// `[session]`; `extra` appends whole sections (`[access]`, more routes...).
+    pub fn gateway_config(&self, port: u16, upstream: &str, session: &str, extra: &str) -> String {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\n{provider}timeout = \"2s\"\n\n\
+             [session]\nsecret = \"{SESSION_SECRET}\"\n{session}\n\n\
+             [[routes]]\npath_prefix = \"/\"\nupstream = \"{upstream}\"\n\n\
+             [logging]\nformat = \"json\"\nlevel = \"info\"\n\n{extra}\n",
+            provider = self.provider_toml("basic-client"),
         )
     }
 
