@@ -427,15 +427,8 @@ async fn a_replayed_code_is_refused_by_the_provider() {
 async fn a_token_with_another_nonce_is_refused() {
     let s = stand();
     let b = browser();
-    let start = b.get(s.gw.url("/oauth2/start?rd=/")).send().await.unwrap();
-    let authorize = start.headers()["location"].to_str().unwrap().to_string();
-    let nonce = authorize
-        .split("nonce=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
+    let authorize = start_attempt(&b, &s.gw).await;
+    let nonce = query_value(&authorize, "nonce");
     let forged = authorize.replace(&format!("nonce={nonce}"), "nonce=attacker-chosen");
     let (last, trail) = idp::log_in_at(&b, &forged, "alice").await;
     assert_eq!(last.status(), StatusCode::BAD_REQUEST, "{trail:#?}");
@@ -579,6 +572,22 @@ async fn unsafe_redirect_targets_fall_back_to_the_root() {
     }
 }
 
+/// Starts a sign-in at the gateway; returns the provider authorize URL it redirects to.
+async fn start_attempt(b: &reqwest::Client, gw: &Gateway) -> String {
+    let start = b.get(gw.url("/oauth2/start?rd=/")).send().await.unwrap();
+    assert_eq!(start.status(), StatusCode::FOUND);
+    start.headers()["location"].to_str().unwrap().to_string()
+}
+
+fn query_value(url: &str, name: &str) -> String {
+    reqwest::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no {name} in {url}"))
+}
+
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -675,15 +684,8 @@ async fn the_sign_in_page_offers_a_button_instead_of_redirecting() {
 async fn a_provider_error_is_shown_as_a_clear_page() {
     let s = stand();
     let b = browser();
-    let start = b.get(s.gw.url("/oauth2/start?rd=/")).send().await.unwrap();
-    let authorize = start.headers()["location"].to_str().unwrap().to_string();
-    let state = authorize
-        .split("state=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
+    let authorize = start_attempt(&b, &s.gw).await;
+    let state = query_value(&authorize, "state");
     let denied = b
         .get(s.gw.url(&format!(
             "/oauth2/callback?error=access_denied&error_description=User+cancelled&state={state}"
