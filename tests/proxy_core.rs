@@ -701,3 +701,33 @@ async fn metrics_count_requests_on_their_own_listener() {
         "metrics are not on the main listener"
     );
 }
+
+#[tokio::test]
+async fn a_second_gateway_on_a_busy_port_fails_instead_of_sharing_it() {
+    let upstream = Upstream::echo();
+    let first = Gateway::start(&public_config(&upstream.url, ""));
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_ssogate"))
+        .args(["serve", "--config"])
+        .arg(&first.config_path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("the second gateway started on a port that was in use");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("cannot listen on") && err.contains("in use"),
+        "{err}"
+    );
+}

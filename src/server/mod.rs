@@ -127,6 +127,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let tls = load_tls(&config)?;
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
     let gateway = Arc::new(Gateway::new(config)?);
+    // SO_REUSEPORT would let a second ssogate share a busy port silently: a plain bind first
+    // makes "address in use" an error, as users expect.
+    drop(
+        std::net::TcpListener::bind(listen).map_err(|source| ServerError::Listen {
+            addr: listen,
+            source,
+        })?,
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<(), ServerError>>();
     let mut threads = Vec::with_capacity(workers);
