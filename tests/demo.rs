@@ -495,3 +495,113 @@ async fn a_real_app_behind_the_demo_with_an_overlay_keeps_its_session_across_ref
     let refreshed = demo.logs().matches("session refreshed").count();
     assert!(refreshed >= 2, "two refreshes; log:\n{}", demo.logs());
 }
+
+/// A Cognito-style token set for `user`, got the way an API client's own login would: a code
+/// flow straight against the demo provider (PKCE of our own), redeemed with the app client.
+async fn tokens_for(demo: &Demo, user: &str, client_secret: &str) -> serde_json::Value {
+    use base64::Engine;
+    let verifier = "api-client-verifier-0123456789-abcdefghijklmnopq";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ));
+    let redirect_uri = demo.url("/oauth2/callback");
+    let mut authorize = Url::parse(&format!("{}/oauth2/authorize", demo.issuer)).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "ssogate-demo")
+        .append_pair("redirect_uri", &redirect_uri)
+        .append_pair("scope", "openid email profile")
+        .append_pair("state", "api-state")
+        .append_pair("nonce", "api-nonce")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let client = idp::browser();
+    let (page, _) = get(&client, authorize.as_str()).await;
+    let (action, fields) = fill_login_form(page, user, PASSWORD).await;
+    let posted = client.post(&action).form(&fields).send().await.unwrap();
+    let callback = Url::parse(&next_hop(&posted).expect("a redirect with the code")).unwrap();
+    let code = callback
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+    reqwest::Client::new()
+        .post(format!("{}/oauth2/token", demo.issuer))
+        .basic_auth("ssogate-demo", Some(client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn api_clients_pass_with_a_cognito_access_token_and_forged_ones_get_401() {
+    let app = common::Upstream::echo();
+    let dir = tempfile::tempdir().unwrap();
+    let overlay = dir.path().join("overlay.toml");
+    std::fs::write(
+        &overlay,
+        "[provider]\nclient_secret = \"known-demo-secret\"\n",
+    )
+    .unwrap();
+    let demo = Demo::start(&[
+        "--upstream",
+        &app.url,
+        "--config",
+        overlay.to_str().unwrap(),
+    ])
+    .await;
+    let tokens = tokens_for(&demo, "bob", "known-demo-secret").await;
+    let access = tokens["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_string();
+
+    // Cognito access tokens carry client_id and token_use=access, and no aud.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = access.split('.').collect();
+    let claims: serde_json::Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["token_use"], "access");
+    assert!(claims.get("aud").is_none(), "{claims}");
+
+    let api = reqwest::Client::new();
+    let call = |token: String| {
+        let api = api.clone();
+        let url = demo.url("/api/orders");
+        async move { api.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let ok = call(access.clone()).await;
+    assert_eq!(ok.status(), StatusCode::OK, "{}", demo.logs());
+    let seen = app.last_request().unwrap();
+    assert_eq!(seen.header("x-forwarded-user"), Some("bob"));
+    assert_eq!(seen.header("x-forwarded-groups"), Some("staff"));
+
+    let mut forged_claims = claims.clone();
+    forged_claims["cognito:groups"] = serde_json::json!(["admins"]);
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(forged_claims.to_string()),
+        parts[2]
+    );
+    let denied = call(forged).await;
+    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        denied.json::<serde_json::Value>().await.unwrap()["error"],
+        "unauthorized"
+    );
+    // The ID token of the same sign-in passes too.
+    let id = tokens["id_token"].as_str().unwrap().to_string();
+    assert_eq!(call(id).await.status(), StatusCode::OK);
+}
