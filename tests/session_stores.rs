@@ -17,13 +17,20 @@ use reqwest::StatusCode;
 struct Redis {
     port: u16,
     child: Option<Child>,
+    /// More redis-server arguments (e.g. `--replicaof`).
+    extra: Vec<String>,
 }
 
 impl Redis {
     fn start() -> Redis {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Redis {
         let mut r = Redis {
             port: free_port(),
             child: None,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         r.restart();
         r
@@ -41,6 +48,7 @@ impl Redis {
                 "--appendonly",
                 "no",
             ])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -424,6 +432,7 @@ async fn replicas_share_sessions_through_a_redis_cluster() {
 /// A Redis master watched by one `redis-server --sentinel`, stopped by their PIDs.
 struct RedisWithSentinel {
     master: Redis,
+    replica: Redis,
     sentinel_port: u16,
     sentinel: Child,
     _dir: tempfile::TempDir,
@@ -432,6 +441,8 @@ struct RedisWithSentinel {
 impl RedisWithSentinel {
     fn start() -> RedisWithSentinel {
         let master = Redis::start();
+        let master_port = master.port.to_string();
+        let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &master_port]);
         let dir = tempfile::tempdir().unwrap();
         let sentinel_port = free_port();
         let conf = dir.path().join("sentinel.conf");
@@ -439,7 +450,7 @@ impl RedisWithSentinel {
             &conf,
             format!(
                 "port {sentinel_port}\nbind 127.0.0.1\ndir {}\nsentinel monitor sessions 127.0.0.1 {} 1\n\
-                 sentinel down-after-milliseconds sessions 2000\n",
+                 sentinel down-after-milliseconds sessions 1000\nsentinel failover-timeout sessions 5000\n",
                 dir.path().display(),
                 master.port
             ),
@@ -459,6 +470,7 @@ impl RedisWithSentinel {
         }
         RedisWithSentinel {
             master,
+            replica,
             sentinel_port,
             sentinel,
             _dir: dir,
@@ -530,4 +542,63 @@ async fn replicas_find_the_master_through_sentinel() {
         with_cookie(&a, &cookie, "/on-a").await,
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn sessions_survive_a_sentinel_failover() {
+    let mut redis = RedisWithSentinel::start();
+    let Replicas {
+        a,
+        b: _b,
+        idp: _idp,
+        upstream: _upstream,
+    } = replicas(&redis.url(), "");
+    let br = browser();
+    let (resp, _) = sign_in(&br, &a.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", a.logs());
+    let cookie = idp::session_cookie(&br).await;
+    // Let the replica catch up, then the master goes away.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &redis.replica.port.to_string(),
+                "--scan",
+                "--pattern",
+                "ssogate:session:*",
+            ])
+            .output()
+            .unwrap();
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica never got the session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    redis.master.stop();
+    tokio::time::sleep(Duration::from_millis(1200)).await; // past the local cache
+
+    // Sentinel promotes the replica; the gateway follows it and the session is still there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = with_cookie(&a, &cookie, "/after-failover").await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "only 503 while the failover runs"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no failover within 30 s:\n{}",
+            a.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
