@@ -19,6 +19,9 @@ struct Redis {
     child: Option<Child>,
     /// More redis-server arguments (e.g. `--replicaof`).
     extra: Vec<String>,
+    /// Its own working directory: a master with a replica writes dump.rdb there, and a
+    /// redis-server loads any dump.rdb it finds at start.
+    dir: tempfile::TempDir,
 }
 
 impl Redis {
@@ -31,6 +34,7 @@ impl Redis {
             port: free_port(),
             child: None,
             extra: extra.iter().map(|a| a.to_string()).collect(),
+            dir: tempfile::tempdir().expect("a temp dir for redis"),
         };
         r.restart();
         r
@@ -49,6 +53,8 @@ impl Redis {
                 "no",
             ])
             .args(&self.extra)
+            .arg("--dir")
+            .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -496,10 +502,13 @@ impl RedisWithSentinel {
             ])
             .output()
             .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout)
+        // SCAN may return a key more than once; refresh locks are not sessions.
+        let keys: std::collections::HashSet<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|l| !l.is_empty())
-            .count()
+            .filter(|l| !l.is_empty() && !l.contains(":lock:"))
+            .map(str::to_string)
+            .collect();
+        keys.len()
     }
 }
 
