@@ -194,51 +194,6 @@ fn next_hop(resp: &Response) -> Option<String> {
     )
 }
 
-/// The provider's sign-in form on `page`: where it posts and every field it carries, as a
-/// browser would send it (hidden fields included), plus the username and password.
-async fn fill_login_form(
-    page: Response,
-    user: &str,
-    password: &str,
-) -> (String, Vec<(String, String)>) {
-    let page_url = page.url().clone();
-    let html = page.text().await.expect("the login page");
-    let form = html
-        .split("<form")
-        .nth(1)
-        .and_then(|f| f.split("</form>").next())
-        .unwrap_or_else(|| panic!("no form on {page_url}:\n{html}"));
-    let action = attr(form, "action").expect("the form's action");
-    let mut fields: Vec<(String, String)> = form
-        .split("<input")
-        .skip(1)
-        .filter(|input| attr(input, "type").as_deref() == Some("hidden"))
-        .map(|input| {
-            (
-                attr(input, "name").expect("an input name"),
-                attr(input, "value").unwrap_or_default(),
-            )
-        })
-        .collect();
-    fields.push(("username".into(), user.into()));
-    fields.push(("password".into(), password.into()));
-    (page_url.join(&action).unwrap().to_string(), fields)
-}
-
-/// The value of `name="..."` in a tag's text, HTML-unescaped.
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
-    let end = start + tag[start..].find('"')?;
-    Some(
-        tag[start..end]
-            .replace("&quot;", "\"")
-            .replace("&#39;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&"),
-    )
-}
-
 /// Opens `path` on the gateway signed out and signs in as `user`, asserting every hop:
 /// gateway -> /oauth2/start -> provider authorize -> login form -> POST -> gateway callback
 /// -> back to `path`. Returns the answer at `path` after sign-in.
@@ -272,7 +227,7 @@ async fn sign_in(demo: &Demo, client: &Client, path: &str, user: &str) -> Respon
 
     let (page, _) = get(client, authorize.as_str()).await;
     assert_eq!(page.status(), StatusCode::OK, "the provider's login form");
-    let (action, fields) = fill_login_form(page, user, PASSWORD).await;
+    let (action, fields) = idp::login_form(page, user, PASSWORD).await;
     let posted = client
         .post(&action)
         .form(&fields)
@@ -357,7 +312,7 @@ async fn a_wrong_password_shows_the_form_again() {
     let browser = idp::browser();
     let (login, _) = idp::follow(&browser, &demo.url("/"), None).await;
     assert_eq!(login.status(), StatusCode::OK);
-    let (action, fields) = fill_login_form(login, "alice", "not-the-password").await;
+    let (action, fields) = idp::login_form(login, "alice", "not-the-password").await;
     let again = browser.post(&action).form(&fields).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::OK);
     let page = again.text().await.unwrap();
@@ -496,54 +451,6 @@ async fn a_real_app_behind_the_demo_with_an_overlay_keeps_its_session_across_ref
     assert!(refreshed >= 2, "two refreshes; log:\n{}", demo.logs());
 }
 
-/// A Cognito-style token set for `user`, got the way an API client's own login would: a code
-/// flow straight against the demo provider (PKCE of our own), redeemed with the app client.
-async fn tokens_for(demo: &Demo, user: &str, client_secret: &str) -> serde_json::Value {
-    use base64::Engine;
-    let verifier = "api-client-verifier-0123456789-abcdefghijklmnopq";
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        verifier.as_bytes(),
-    ));
-    let redirect_uri = demo.url("/oauth2/callback");
-    let mut authorize = Url::parse(&format!("{}/oauth2/authorize", demo.issuer)).unwrap();
-    authorize
-        .query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", "ssogate-demo")
-        .append_pair("redirect_uri", &redirect_uri)
-        .append_pair("scope", "openid email profile")
-        .append_pair("state", "api-state")
-        .append_pair("nonce", "api-nonce")
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256");
-    let client = idp::browser();
-    let (page, _) = get(&client, authorize.as_str()).await;
-    let (action, fields) = fill_login_form(page, user, PASSWORD).await;
-    let posted = client.post(&action).form(&fields).send().await.unwrap();
-    let callback = Url::parse(&next_hop(&posted).expect("a redirect with the code")).unwrap();
-    let code = callback
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("a code");
-    reqwest::Client::new()
-        .post(format!("{}/oauth2/token", demo.issuer))
-        .basic_auth("ssogate-demo", Some(client_secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", redirect_uri.as_str()),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn api_clients_pass_with_a_cognito_access_token_and_forged_ones_get_401() {
     let app = common::Upstream::echo();
@@ -561,7 +468,14 @@ async fn api_clients_pass_with_a_cognito_access_token_and_forged_ones_get_401() 
         overlay.to_str().unwrap(),
     ])
     .await;
-    let tokens = tokens_for(&demo, "bob", "known-demo-secret").await;
+    let tokens = idp::tokens_by_code_flow(
+        &demo.issuer,
+        "ssogate-demo",
+        "known-demo-secret",
+        &demo.url("/oauth2/callback"),
+        "bob",
+    )
+    .await;
     let access = tokens["access_token"]
         .as_str()
         .expect("an access token")

@@ -115,6 +115,19 @@ fn replicas(redis_url: &str, more_session: &str) -> Replicas {
     }
 }
 
+/// Signs in at `gw` as `user` with a fresh browser; returns the session cookie's value.
+async fn signed_in_cookie(gw: &Gateway, user: &str) -> String {
+    let b = browser();
+    let (resp, _) = sign_in(&b, &gw.url("/"), user).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "{user} signs in:\n{}",
+        gw.logs()
+    );
+    idp::session_cookie(&b).await
+}
+
 /// Signs out at `gw` with a session cookie, as a browser would.
 async fn sign_out(gw: &Gateway, cookie: &str) -> StatusCode {
     common::client()
@@ -178,10 +191,7 @@ async fn redis_replicas_share_sessions_and_sign_out() {
         upstream,
     } = replicas(&redis.url(), "");
 
-    let browser_a = browser();
-    let (resp, _) = sign_in(&browser_a, &a.url("/"), "bob").await;
-    assert_eq!(resp.status(), StatusCode::OK, "{}", a.logs());
-    let cookie = idp::session_cookie(&browser_a).await;
+    let cookie = signed_in_cookie(&a, "bob").await;
 
     // Signed in on A, used on B.
     assert_eq!(
@@ -221,10 +231,7 @@ async fn redis_going_away_gives_503_and_the_gateway_recovers() {
     );
     let gw = Gateway::start(&config(port, &idp, &upstream.url, &session));
     gw.wait_ready(Duration::from_secs(15));
-    let b = browser();
-    let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let cookie = idp::session_cookie(&b).await;
+    let cookie = signed_in_cookie(&gw, "alice").await;
 
     redis.stop();
     tokio::time::sleep(Duration::from_millis(1200)).await; // past the local cache
@@ -272,10 +279,7 @@ async fn replicas_refresh_a_stale_session_once_between_them() {
         idp,
         upstream: _upstream,
     } = replicas(&redis.url(), "\nrefresh_interval = \"1s\"");
-    let browser_a = browser();
-    let (resp, _) = sign_in(&browser_a, &a.url("/"), "alice").await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let cookie = idp::session_cookie(&browser_a).await;
+    let cookie = signed_in_cookie(&a, "alice").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let before = idp.stats().await["refresh_grants"].as_u64().unwrap();
@@ -412,10 +416,7 @@ async fn replicas_share_sessions_through_a_redis_cluster() {
 
     // Several sign-ins, so the session keys land on different cluster nodes.
     for user in ["alice", "bob", "carol"] {
-        let br = browser();
-        let (resp, _) = sign_in(&br, &a.url("/"), user).await;
-        assert_eq!(resp.status(), StatusCode::OK, "{}", a.logs());
-        let cookie = idp::session_cookie(&br).await;
+        let cookie = signed_in_cookie(&a, user).await;
         assert_eq!(
             with_cookie(&b, &cookie, "/on-b").await,
             StatusCode::OK,
@@ -562,10 +563,7 @@ async fn sessions_survive_a_sentinel_failover() {
         idp: _idp,
         upstream: _upstream,
     } = replicas(&redis.url(), "");
-    let br = browser();
-    let (resp, _) = sign_in(&br, &a.url("/"), "alice").await;
-    assert_eq!(resp.status(), StatusCode::OK, "{}", a.logs());
-    let cookie = idp::session_cookie(&br).await;
+    let cookie = signed_in_cookie(&a, "alice").await;
     // Let the replica catch up, then the master goes away.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -730,63 +730,21 @@ async fn pending_sign_ins_in_many_tabs_work_and_are_capped() {
     assert_eq!(trail.last().unwrap(), &s.gw.url("/tab"));
 }
 
-/// Runs the code flow against the provider directly (as an API client's own login would)
-/// and returns the ID token.
-async fn id_token_from_provider(idp: &Idp, redirect_uri: &str, user: &str) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let verifier = "bearer-test-verifier-0123456789-abcdefghijklmnop";
-    let challenge = b64.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        verifier.as_bytes(),
-    ));
-    let authorize = format!(
-        "{}/oauth2/authorize?response_type=code&client_id=basic-client&redirect_uri={}&scope=openid+email+profile\
-         &state=bearer-state-123&nonce=bearer-nonce-123&code_challenge={challenge}&code_challenge_method=S256",
-        idp.issuer,
-        url_encode(redirect_uri)
-    );
-    let b = browser();
-    let (login, _) = follow(&b, &authorize, None).await;
-    let answer = idp::submit_login(&b, login, user, idp::PASSWORD).await;
-    let next = answer
-        .url()
-        .join(answer.headers()["location"].to_str().unwrap())
-        .unwrap()
-        .to_string();
-    let (_, trail) = follow(&b, &next, Some(redirect_uri)).await;
-    let callback = reqwest::Url::parse(trail.last().unwrap()).unwrap();
-    let code = callback
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .to_string();
-    let tokens: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/oauth2/token", idp.issuer))
-        .basic_auth("basic-client", Some("basic-secret"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    tokens["id_token"]
-        .as_str()
-        .expect("an ID token")
-        .to_string()
-}
-
 #[tokio::test]
 async fn api_clients_with_a_bearer_id_token_pass_and_forged_ones_get_401() {
     let s = stand();
-    let token = id_token_from_provider(&s.idp, &s.gw.url("/oauth2/callback"), "bob").await;
+    let tokens = idp::tokens_by_code_flow(
+        &s.idp.issuer,
+        "basic-client",
+        "basic-secret",
+        &s.gw.url("/oauth2/callback"),
+        "bob",
+    )
+    .await;
+    let token = tokens["id_token"]
+        .as_str()
+        .expect("an ID token")
+        .to_string();
     let api = common::client();
     let call = |t: String| {
         let api = api.clone();

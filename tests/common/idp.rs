@@ -193,24 +193,120 @@ pub async fn follow(client: &Client, url: &str, stop_at: Option<&str>) -> (Respo
     panic!("too many redirects: {trail:#?}");
 }
 
+/// The login form on `page`: where it posts and every field it carries, as a browser would
+/// send it (hidden fields included), with the user name and password filled in.
+pub async fn login_form(
+    page: Response,
+    user: &str,
+    password: &str,
+) -> (String, Vec<(String, String)>) {
+    let page_url = page.url().clone();
+    let html = page.text().await.expect("the login page");
+    let form = html
+        .split("<form")
+        .nth(1)
+        .and_then(|f| f.split("</form>").next())
+        .unwrap_or_else(|| panic!("no login form on {page_url}:\n{html}"));
+    let action = attr(form, "action").expect("the form's action");
+    let mut fields: Vec<(String, String)> = form
+        .split("<input")
+        .skip(1)
+        .filter(|input| attr(input, "type").as_deref() == Some("hidden"))
+        .map(|input| {
+            (
+                attr(input, "name").expect("an input name"),
+                attr(input, "value").unwrap_or_default(),
+            )
+        })
+        .collect();
+    fields.push(("username".into(), user.into()));
+    fields.push(("password".into(), password.into()));
+    (resolve(&page_url, &action), fields)
+}
+
+/// The value of `name="..."` in a tag's text, HTML-unescaped.
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    let end = start + tag[start..].find('"')?;
+    Some(
+        tag[start..end]
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
 /// Fills the provider's login form on `page` (a 200 login page) and submits it; returns the
 /// provider's answer (usually a redirect toward the gateway's callback).
 pub async fn submit_login(client: &Client, page: Response, user: &str, password: &str) -> Response {
-    let page_url = page.url().clone();
-    let html = page.text().await.expect("login page");
-    let action = html
-        .split("<form")
-        .nth(1)
-        .and_then(|f| f.split("action=\"").nth(1))
-        .and_then(|a| a.split('"').next())
-        .unwrap_or_else(|| panic!("no login form on {page_url}:\n{html}"))
-        .replace("&amp;", "&");
+    let (action, fields) = login_form(page, user, password).await;
     client
-        .post(resolve(&page_url, &action))
-        .form(&[("username", user), ("password", password)])
+        .post(action)
+        .form(&fields)
         .send()
         .await
         .expect("submit the login form")
+}
+
+/// The token set for `user`, got as an API client's own login would: a code flow straight
+/// against the provider at `issuer` with a PKCE verifier of our own, redeemed with
+/// `client_id`/`client_secret` (client_secret_basic). `redirect_uri` must be registered.
+pub async fn tokens_by_code_flow(
+    issuer: &str,
+    client_id: &str,
+    client_secret: &str,
+    redirect_uri: &str,
+    user: &str,
+) -> serde_json::Value {
+    use base64::Engine;
+    let verifier = "api-client-verifier-0123456789-abcdefghijklmnopq";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ));
+    let mut authorize =
+        reqwest::Url::parse(&format!("{issuer}/oauth2/authorize")).expect("issuer URL");
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("scope", "openid email profile")
+        .append_pair("state", "api-client-state")
+        .append_pair("nonce", "api-client-nonce")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let b = browser();
+    let (login, _) = follow(&b, authorize.as_str(), None).await;
+    let answer = submit_login(&b, login, user, PASSWORD).await;
+    let next = resolve(
+        answer.url(),
+        answer.headers()["location"].to_str().expect("location"),
+    );
+    let (_, trail) = follow(&b, &next, Some(redirect_uri)).await;
+    let callback = reqwest::Url::parse(trail.last().expect("a callback")).expect("callback URL");
+    let code = callback
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+    Client::new()
+        .post(format!("{issuer}/oauth2/token"))
+        .basic_auth(client_id, Some(client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .expect("the token endpoint")
+        .json()
+        .await
+        .expect("a token response")
 }
 
 /// Opens `start_url` at the gateway, signs in at the provider as `user`, and follows the
