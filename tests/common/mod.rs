@@ -565,8 +565,64 @@ pub struct Upstream {
     /// `http://127.0.0.1:{port}`: what a route's `upstream` says.
     pub url: String,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
+    _server: LoopbackServer,
+}
+
+/// A server on 127.0.0.1:0 with its own thread and runtime, handing each accepted
+/// connection to `on_connection`; stopped (with its open connections) when dropped.
+struct LoopbackServer {
+    port: u16,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl LoopbackServer {
+    fn start<F, Fut>(on_connection: F) -> LoopbackServer
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = StdTcpListener::bind("127.0.0.1:0").expect("bind a loopback server");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("local addr").port();
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("server runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                loop {
+                    let stream = tokio::select! {
+                        _ = &mut stopped => break,
+                        accepted = listener.accept() => match accepted {
+                            Ok((s, _)) => s,
+                            Err(_) => continue,
+                        },
+                    };
+                    tokio::spawn(on_connection(stream));
+                }
+            });
+        });
+        LoopbackServer {
+            port,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // Dropping the runtime at the end of the thread ends its open connections too.
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Upstream {
@@ -581,60 +637,40 @@ impl Upstream {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<UpstreamBody>> + Send + 'static,
     {
-        let listener = StdTcpListener::bind("127.0.0.1:0").expect("bind upstream");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("local addr").port();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (stop, mut stopped) = oneshot::channel::<()>();
         let handler = Arc::new(handler);
         let record = seen.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("upstream runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                loop {
-                    let stream = tokio::select! {
-                        _ = &mut stopped => break,
-                        accepted = listener.accept() => match accepted {
-                            Ok((s, _)) => s,
-                            Err(_) => continue,
-                        },
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let handler = handler.clone();
-                    let record = record.clone();
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req: Request<Incoming>| {
-                            record.lock().unwrap().push(SeenRequest {
-                                method: req.method().clone(),
-                                path: req
-                                    .uri()
-                                    .path_and_query()
-                                    .map(|p| p.as_str().to_string())
-                                    .unwrap_or_default(),
-                                version: req.version(),
-                                headers: req.headers().clone(),
-                            });
-                            let fut = handler(req);
-                            async move { Ok::<_, Infallible>(fut.await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .with_upgrades()
-                            .await;
+        let server = LoopbackServer::start(move |stream| {
+            let _ = stream.set_nodelay(true);
+            let handler = handler.clone();
+            let record = record.clone();
+            async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    record.lock().unwrap().push(SeenRequest {
+                        method: req.method().clone(),
+                        path: req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.as_str().to_string())
+                            .unwrap_or_default(),
+                        version: req.version(),
+                        headers: req.headers().clone(),
                     });
-                }
-            });
+                    let fut = handler(req);
+                    async move { Ok::<_, Infallible>(fut.await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            }
         });
+        let port = server.port;
         Upstream {
             port,
             url: format!("http://127.0.0.1:{port}"),
             seen,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -645,18 +681,6 @@ impl Upstream {
 
     pub fn last_request(&self) -> Option<SeenRequest> {
         self.seen.lock().unwrap().last().cloned()
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // Dropping the runtime at the end of the thread ends its open connections too.
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -784,64 +808,30 @@ pub struct WebSocketEcho {
     pub port: u16,
     /// `http://127.0.0.1:{port}`: what a route's `upstream` says.
     pub url: String,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: LoopbackServer,
 }
 
 impl WebSocketEcho {
     pub fn start() -> WebSocketEcho {
-        let listener = StdTcpListener::bind("127.0.0.1:0").expect("bind websocket upstream");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("local addr").port();
-        let (stop, mut stopped) = oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("websocket runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                loop {
-                    let stream = tokio::select! {
-                        _ = &mut stopped => break,
-                        accepted = listener.accept() => match accepted {
-                            Ok((s, _)) => s,
-                            Err(_) => continue,
-                        },
-                    };
-                    tokio::spawn(async move {
-                        let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                            return;
-                        };
-                        while let Some(Ok(msg)) = ws.next().await {
-                            if msg.is_text() || msg.is_binary() {
-                                if ws.send(msg).await.is_err() {
-                                    break;
-                                }
-                            } else if msg.is_close() {
-                                break;
-                            }
-                        }
-                    });
+        let server = LoopbackServer::start(|stream| async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            while let Some(Ok(msg)) = ws.next().await {
+                if msg.is_text() || msg.is_binary() {
+                    if ws.send(msg).await.is_err() {
+                        break;
+                    }
+                } else if msg.is_close() {
+                    break;
                 }
-            });
+            }
         });
+        let port = server.port;
         WebSocketEcho {
             port,
             url: format!("http://127.0.0.1:{port}"),
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for WebSocketEcho {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            _server: server,
         }
     }
 }
