@@ -1,6 +1,12 @@
 //! Forwarding to upstreams with hyper: streamed bodies both ways, hop-by-hop headers
 //! removed, X-Forwarded-* set, WebSocket (any HTTP/1.1 upgrade) tunnelled, HTTP/1.1 towards
 //! the upstream over a keep-alive pool, timeouts. Never decides who may pass.
+//!
+//! A GET or HEAD without a body to a plain `http://` upstream takes the inline path in
+//! `h1` (the exchange runs in the request's own task); everything else goes through hyper's
+//! pooled client.
+
+mod h1;
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -11,9 +17,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,12 +30,51 @@ use url::Url;
 
 use crate::config::UpstreamConfig;
 
-/// Body of every response the gateway sends: an upstream's stream, or a page of our own.
-pub type Body = Either<Incoming, Full<Bytes>>;
+/// Body of every response the gateway sends: an upstream's, or a page of our own.
+pub enum Body {
+    /// Streamed from hyper's client.
+    Upstream(Incoming),
+    /// Streamed from an inline exchange.
+    Inline(h1::InlineBody),
+    /// Complete: a page of ours, or an upstream body that arrived with its head.
+    Full(Full<Bytes>),
+}
 
 /// A page or JSON document of the gateway's own.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Either::Right(Full::new(bytes.into()))
+    Body::Full(Full::new(bytes.into()))
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Body::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Body::Inline(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Body::Full(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Upstream(b) => b.is_end_stream(),
+            Body::Inline(b) => b.is_end_stream(),
+            Body::Full(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Upstream(b) => b.size_hint(),
+            Body::Inline(b) => b.size_hint(),
+            Body::Full(b) => b.size_hint(),
+        }
+    }
 }
 
 /// One upstream, taken apart once at start so each request only assembles parts.
@@ -37,6 +82,8 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 pub struct Upstream {
     /// The URL as configured, for logs and error pages.
     pub name: Arc<str>,
+    /// Which of the configured upstreams (the route's index): picks its inline pool.
+    index: usize,
     scheme: Scheme,
     authority: Authority,
     /// Prepended to the request path; empty for `http://host:port` or `.../`.
@@ -44,7 +91,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn from_url(url: &Url) -> Result<Upstream, String> {
+    pub fn from_url(url: &Url, index: usize) -> Result<Upstream, String> {
         let scheme = if url.scheme() == "https" {
             Scheme::HTTPS
         } else {
@@ -57,6 +104,7 @@ impl Upstream {
         };
         Ok(Upstream {
             name: Arc::from(url.as_str().trim_end_matches('/')),
+            index,
             scheme,
             authority: authority.parse().map_err(|e| format!("{e}"))?,
             base_path: url.path().trim_end_matches('/').to_string(),
@@ -85,6 +133,52 @@ impl Upstream {
         parts.authority = Some(self.authority.clone());
         parts.path_and_query = Some(pq);
         Uri::from_parts(parts).ok()
+    }
+}
+
+impl Upstream {
+    /// The HTTP/1.1 request head for the inline path: request line with this upstream's
+    /// path, the (already filtered) headers, and Host when the client sent none.
+    fn request_head<B>(&self, req: &Request<B>, new_path: Option<&str>) -> Vec<u8> {
+        let uri = req.uri();
+        let headers = req.headers();
+        let path = new_path.unwrap_or(uri.path());
+        let size = 64
+            + self.base_path.len()
+            + uri
+                .path_and_query()
+                .map_or(path.len(), |pq| pq.as_str().len())
+            + headers
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                .sum::<usize>();
+        let mut out = Vec::with_capacity(size);
+        out.extend_from_slice(req.method().as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.base_path.as_bytes());
+        out.extend_from_slice(if path.is_empty() {
+            b"/"
+        } else {
+            path.as_bytes()
+        });
+        if let Some(q) = uri.query() {
+            out.push(b'?');
+            out.extend_from_slice(q.as_bytes());
+        }
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        if !headers.contains_key(header::HOST) {
+            out.extend_from_slice(b"host: ");
+            out.extend_from_slice(self.authority.as_str().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        for (name, value) in headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out
     }
 }
 
@@ -163,15 +257,22 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// The pooled client and its limits.
+/// Idle connections kept per upstream (per worker).
+const MAX_IDLE: usize = 256;
+
+/// The pooled clients and their limits.
 #[derive(Clone)]
 pub struct Proxy {
     client: Client<HttpsConnector<HttpConnector>, UploadBody>,
+    /// The inline path's pools, one per upstream (by `Upstream::index`).
+    inline: Arc<[Arc<h1::Pool>]>,
+    connect_timeout: Duration,
     response_timeout: Duration,
 }
 
 impl Proxy {
-    pub fn new(config: &UpstreamConfig) -> Result<Proxy, crate::tls::TlsError> {
+    /// A client for `upstreams` upstreams (their indexes run from 0).
+    pub fn new(config: &UpstreamConfig, upstreams: usize) -> Result<Proxy, crate::tls::TlsError> {
         let connector = crate::tls::https_connector(
             config.connect_timeout,
             config.ca_file.as_deref(),
@@ -180,11 +281,16 @@ impl Proxy {
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(MAX_IDLE)
             .set_host(false)
             .build(connector);
+        let inline = (0..upstreams)
+            .map(|_| Arc::new(h1::Pool::new(MAX_IDLE, config.pool_idle_timeout)))
+            .collect();
         Ok(Proxy {
             client,
+            inline,
+            connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
         })
     }
@@ -199,6 +305,17 @@ impl Proxy {
         new_path: Option<&str>,
         client: &ClientInfo,
     ) -> Result<Response<Body>, ProxyError> {
+        let inline = upstream.scheme == Scheme::HTTP
+            && (req.method() == Method::GET || req.method() == Method::HEAD)
+            && req.body().is_end_stream()
+            && !is_upgrade(req.version(), req.headers());
+        if inline {
+            if let Some(pool) = self.inline.get(upstream.index) {
+                return self
+                    .forward_inline(pool, upstream, req, new_path, client)
+                    .await;
+            }
+        }
         let uri = upstream
             .uri(
                 new_path.unwrap_or(req.uri().path()),
@@ -263,7 +380,56 @@ impl Proxy {
             }
         }
         remove_hop_by_hop(resp.headers_mut(), switching);
-        Ok(resp.map(Either::Left))
+        Ok(resp.map(Body::Upstream))
+    }
+
+    /// The inline path: the request head is written here, on a pooled connection.
+    async fn forward_inline(
+        &self,
+        pool: &Arc<h1::Pool>,
+        upstream: &Upstream,
+        mut req: Request<Incoming>,
+        new_path: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<Response<Body>, ProxyError> {
+        let original_authority = req.uri().authority().cloned();
+        let scheme = client.scheme(req.headers());
+        let headers = req.headers_mut();
+        remove_hop_by_hop(headers, false);
+        set_forwarded(headers, client, scheme, original_authority.as_ref());
+        let head = upstream.request_head(&req, new_path);
+        let head_request = req.method() == Method::HEAD;
+        drop(req);
+
+        let exchange = pool.exchange(
+            &upstream.authority,
+            self.connect_timeout,
+            &head,
+            head_request,
+        );
+        let resp = match tokio::time::timeout(self.response_timeout, exchange).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(failure)) => {
+                return Err(ProxyError::Unavailable {
+                    upstream: upstream.name.clone(),
+                    reason: failure.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(ProxyError::Timeout {
+                    upstream: upstream.name.clone(),
+                    after: self.response_timeout,
+                })
+            }
+        };
+        let (mut parts, body) = resp.into_parts();
+        remove_hop_by_hop(&mut parts.headers, false);
+        let body = match body.into_complete() {
+            Ok(Some(bytes)) => Body::Full(Full::new(bytes)),
+            Ok(None) => Body::Full(Full::default()),
+            Err(streaming) => Body::Inline(streaming),
+        };
+        Ok(Response::from_parts(parts, body))
     }
 }
 
@@ -441,12 +607,12 @@ mod tests {
 
     #[test]
     fn upstream_uri_is_assembled_from_parts() {
-        let u = Upstream::from_url(&Url::parse("http://127.0.0.1:8080/base/").unwrap()).unwrap();
+        let u = Upstream::from_url(&Url::parse("http://127.0.0.1:8080/base/").unwrap(), 0).unwrap();
         assert_eq!(
             u.uri("/x", Some("a=1"), None).unwrap().to_string(),
             "http://127.0.0.1:8080/base/x?a=1"
         );
-        let u = Upstream::from_url(&Url::parse("https://app.internal").unwrap()).unwrap();
+        let u = Upstream::from_url(&Url::parse("https://app.internal").unwrap(), 0).unwrap();
         let pq: PathAndQuery = "/p?q".parse().unwrap();
         assert_eq!(
             u.uri("/p", Some("q"), Some(&pq)).unwrap().to_string(),

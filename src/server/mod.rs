@@ -67,11 +67,11 @@ impl Gateway {
             .iter()
             .enumerate()
             .map(|(index, r)| {
-                Upstream::from_url(&r.upstream)
+                Upstream::from_url(&r.upstream, index)
                     .map_err(|reason| ServerError::Upstream { index, reason })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let proxy = Proxy::new(&config.upstream)?;
+        let proxy = Proxy::new(&config.upstream, upstreams.len())?;
         let metrics = Arc::new(Metrics::default());
         let auth = match &config.provider {
             Some(_) if config.needs_sign_in() || config.provider.is_some() => {
@@ -163,8 +163,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                     };
                     let _ = bound.send(Ok(()));
                     // A pool per worker; the shared one only if this one cannot be built.
-                    let proxy =
-                        Proxy::new(&gw.config.upstream).unwrap_or_else(|_| gw.proxy.clone());
+                    let proxy = Proxy::new(&gw.config.upstream, gw.upstreams.len())
+                        .unwrap_or_else(|_| gw.proxy.clone());
                     let shutdown = async move {
                         let _ = stop.changed().await;
                     };

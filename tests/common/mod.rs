@@ -684,6 +684,76 @@ impl Upstream {
     }
 }
 
+/// What a `ScriptedUpstream` sends for one request: these pieces, written apart (a short
+/// pause between them, so they arrive in separate reads), then the connection is closed
+/// when `close` says so (without a word in the headers).
+pub struct Script {
+    pub pieces: Vec<Vec<u8>>,
+    pub close: bool,
+}
+
+/// A raw HTTP/1.1 upstream answering each request with the bytes its script gives for the
+/// request line (e.g. `GET /chunked HTTP/1.1`): for framing a real server library would not
+/// produce. Counts the connections it accepted.
+pub struct ScriptedUpstream {
+    pub url: String,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    _server: LoopbackServer,
+}
+
+impl ScriptedUpstream {
+    pub fn start(script: impl Fn(&str) -> Script + Send + Sync + 'static) -> ScriptedUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let script = Arc::new(script);
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = connections.clone();
+        let server = LoopbackServer::start(move |mut stream| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let script = script.clone();
+            async move {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let line = head.lines().next().unwrap_or_default().to_string();
+                    let Script { pieces, close } = script(&line);
+                    for (i, piece) in pieces.iter().enumerate() {
+                        if i > 0 {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        if stream.write_all(piece).await.is_err() {
+                            return;
+                        }
+                    }
+                    if close {
+                        return;
+                    }
+                }
+            }
+        });
+        ScriptedUpstream {
+            url: format!("http://127.0.0.1:{}", server.port),
+            connections,
+            _server: server,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// The default upstream behaviour.
 ///
 /// - any path: 200, `application/json`

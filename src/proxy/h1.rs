@@ -1,0 +1,686 @@
+//! HTTP/1.1 to plain-`http://` upstreams for requests without a body (GET and HEAD, nearly
+//! all traffic), done in the request's own task: the request head is written and the
+//! response head read on a pooled connection right here, and a body that arrived with the
+//! head goes back as one frame. No connection task, no channels between tasks, no pool
+//! checkout future: on a loopback upstream this is most of what a proxied request costs in
+//! user space. Everything else (bodies, upgrades, TLS upstreams) goes through hyper's client.
+//!
+//! Framing follows RFC 9112 section 6.3: no body for HEAD, 1xx, 204 and 304; chunked when
+//! Transfer-Encoding ends in chunked; Content-Length otherwise; else until the upstream closes.
+//! A connection is reused only after its whole response was read and nothing more arrived.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
+use http::{Response, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A response head larger than this is refused (hyper's client allows about the same).
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+/// Bytes asked of the socket per read.
+const READ_SIZE: usize = 32 * 1024;
+/// A chunk-size line or trailer line longer than this is refused.
+const MAX_LINE: usize = 4096;
+
+/// Idle keep-alive connections to one upstream, most recently used last.
+pub(super) struct Pool {
+    idle: Mutex<Vec<Conn>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+struct Conn {
+    io: TcpStream,
+    /// Read but not yet used; empty whenever the connection is idle.
+    buf: BytesMut,
+    idle_since: Instant,
+}
+
+/// Why an exchange failed, before any of the response reached the client.
+#[derive(Debug)]
+pub(super) enum Failure {
+    Connect(io::Error),
+    ConnectTimeout(Duration),
+    Io(io::Error),
+    Closed,
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Connect(e) => write!(f, "cannot connect: {e}"),
+            Failure::ConnectTimeout(after) => write!(f, "no connection within {after:?}"),
+            Failure::Io(e) => write!(f, "connection error: {e}"),
+            Failure::Closed => f.write_str("the connection closed before a complete response"),
+            Failure::Invalid(what) => write!(f, "invalid response: {what}"),
+        }
+    }
+}
+
+impl Pool {
+    pub(super) fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
+        Pool {
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+            idle_timeout,
+        }
+    }
+
+    fn take(&self) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = idle.pop()?;
+        if conn.idle_since.elapsed() < self.idle_timeout {
+            return Some(conn);
+        }
+        // The rest waited longer still.
+        idle.clear();
+        None
+    }
+
+    fn put(&self, mut conn: Conn) {
+        conn.idle_since = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        }
+    }
+
+    /// Sends `head` (a complete request head; the request has no body) and reads the
+    /// response head. A pooled connection that turns out to be closed by the upstream is
+    /// replaced by a new one once: the request is a GET or HEAD, so sending it again is safe.
+    pub(super) async fn exchange(
+        self: &Arc<Self>,
+        authority: &Authority,
+        connect_timeout: Duration,
+        head: &[u8],
+        head_request: bool,
+    ) -> Result<Response<InlineBody>, Failure> {
+        loop {
+            let (mut conn, reused) = match self.take() {
+                Some(conn) => (conn, true),
+                None => (connect(authority, connect_timeout).await?, false),
+            };
+            if let Err(e) = conn.io.write_all(head).await {
+                if reused {
+                    continue;
+                }
+                return Err(Failure::Io(e));
+            }
+            match read_head(&mut conn, head_request).await {
+                Err(Failure::Closed | Failure::Io(_)) if reused && conn.buf.is_empty() => continue,
+                Err(e) => return Err(e),
+                Ok((parts, framing, reusable)) => {
+                    let mut body = InlineBody {
+                        conn: Some(conn),
+                        framing,
+                        reusable,
+                        pool: self.clone(),
+                    };
+                    if body.settle().is_err() {
+                        return Err(Failure::Invalid("malformed chunked body"));
+                    }
+                    return Ok(Response::from_parts(parts, body));
+                }
+            }
+        }
+    }
+}
+
+async fn connect(authority: &Authority, timeout: Duration) -> Result<Conn, Failure> {
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port = authority.port_u16().unwrap_or(80);
+    let io = match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
+        Ok(Ok(io)) => io,
+        Ok(Err(e)) => return Err(Failure::Connect(e)),
+        Err(_) => return Err(Failure::ConnectTimeout(timeout)),
+    };
+    let _ = io.set_nodelay(true);
+    Ok(Conn {
+        io,
+        buf: BytesMut::with_capacity(READ_SIZE),
+        idle_since: Instant::now(),
+    })
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked(Chunk),
+    Close,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+/// Reads until a final (non-1xx) response head is complete; returns its parts, the body's
+/// framing and whether the connection may be reused after the body.
+async fn read_head(
+    conn: &mut Conn,
+    head_request: bool,
+) -> Result<(http::response::Parts, Framing, bool), Failure> {
+    loop {
+        if let Some(parsed) = parse_head(&mut conn.buf, head_request)? {
+            match parsed {
+                Parsed::Interim => continue,
+                Parsed::Final(parts, framing, reusable) => return Ok((parts, framing, reusable)),
+            }
+        }
+        if conn.buf.len() >= MAX_HEAD {
+            return Err(Failure::Invalid("response head too large"));
+        }
+        conn.buf.reserve(READ_SIZE);
+        match conn.io.read_buf(&mut conn.buf).await {
+            Ok(0) => return Err(Failure::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(Failure::Io(e)),
+        }
+    }
+}
+
+enum Parsed {
+    /// A 1xx response other than 101, consumed: the real one follows.
+    Interim,
+    Final(http::response::Parts, Framing, bool),
+}
+
+/// Parses a response head at the start of `buf`, taking it out of the buffer when complete.
+fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, Failure> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    // Header positions in `buf`, so the values can share the head's bytes once it is frozen.
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let (len, code, minor, count) = {
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            buf,
+            &mut headers,
+        );
+        let len = match parsed {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Failure::Invalid("too many headers"))
+            }
+            Err(_) => return Err(Failure::Invalid("malformed response head")),
+        };
+        let base = buf.as_ptr() as usize;
+        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+            // The head is at most MAX_HEAD plus one read: offsets fit in u32.
+            let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+            *span = (
+                at(h.name.as_bytes()),
+                h.name.len() as u32,
+                at(h.value),
+                h.value.len() as u32,
+            );
+        }
+        (
+            len,
+            resp.code.unwrap_or(0),
+            resp.version.unwrap_or(1),
+            resp.headers.len(),
+        )
+    };
+    let head = buf.split_to(len).freeze();
+    if (100..200).contains(&code) {
+        if code == 101 {
+            return Err(Failure::Invalid(
+                "101 Switching Protocols without an upgrade",
+            ));
+        }
+        return Ok(Some(Parsed::Interim));
+    }
+    let status = StatusCode::from_u16(code).map_err(|_| Failure::Invalid("bad status code"))?;
+
+    let mut map = HeaderMap::with_capacity(count);
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut encoded = false;
+    let mut close = minor == 0;
+    for &(name_at, name_len, value_at, value_len) in &spans[..count] {
+        let (name_at, value_at) = (name_at as usize, value_at as usize);
+        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len as usize])
+            .map_err(|_| Failure::Invalid("bad header name"))?;
+        let value =
+            HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len as usize))
+                .map_err(|_| Failure::Invalid("bad header value"))?;
+        if name == header::CONTENT_LENGTH {
+            let n = parse_length(value.as_bytes())?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Failure::Invalid("conflicting Content-Length"));
+            }
+            length = Some(n);
+        } else if name == header::TRANSFER_ENCODING {
+            encoded = true;
+            // Only the last coding counts; a later header line replaces the verdict.
+            chunked = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.rsplit(',').next())
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        } else if name == header::CONNECTION {
+            let v = value.as_bytes();
+            if contains_token(v, b"close") {
+                close = true;
+            } else if minor == 0 && contains_token(v, b"keep-alive") {
+                close = false;
+            }
+        }
+        map.append(name, value);
+    }
+
+    let no_body =
+        head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let framing = if no_body {
+        Framing::Done
+    } else if encoded {
+        // With Transfer-Encoding, Content-Length is ignored and the connection must not be
+        // reused (RFC 9112 6.3 item 3).
+        if length.is_some() {
+            close = true;
+        }
+        if chunked {
+            Framing::Chunked(Chunk::Size)
+        } else {
+            close = true;
+            Framing::Close
+        }
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        close = true;
+        Framing::Close
+    };
+
+    let mut parts = Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.version = if minor == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    parts.headers = map;
+    Ok(Some(Parsed::Final(parts, framing, !close)))
+}
+
+fn parse_length(v: &[u8]) -> Result<u64, Failure> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return Err(Failure::Invalid("bad Content-Length"));
+    }
+    Ok(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+fn contains_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// The rest of a response read from an inline exchange. The connection goes back to the
+/// pool as soon as the body is complete (hyper may never poll again once
+/// `is_end_stream` says so); dropped early, the connection is closed.
+pub struct InlineBody {
+    /// `None` once the body is complete (or failed).
+    conn: Option<Conn>,
+    framing: Framing,
+    reusable: bool,
+    pool: Arc<Pool>,
+}
+
+/// Decodes what is buffered: the next data (only with `take_data`), or `None` when more
+/// bytes are needed or, without `take_data`, when data comes next. Framing that carries no
+/// data (a chunk's CRLF, the last chunk, trailers) is consumed either way.
+fn decode(
+    framing: &mut Framing,
+    buf: &mut BytesMut,
+    take_data: bool,
+) -> Result<Option<Bytes>, &'static str> {
+    loop {
+        match *framing {
+            Framing::Done => return Ok(None),
+            Framing::Length(0) => *framing = Framing::Done,
+            Framing::Length(rem) => {
+                if buf.is_empty() || !take_data {
+                    return Ok(None);
+                }
+                let take = buf.len().min(usize::try_from(rem).unwrap_or(usize::MAX));
+                *framing = Framing::Length(rem - take as u64);
+                return Ok(Some(buf.split_to(take).freeze()));
+            }
+            Framing::Close => {
+                if buf.is_empty() || !take_data {
+                    return Ok(None);
+                }
+                return Ok(Some(buf.split().freeze()));
+            }
+            Framing::Chunked(Chunk::Data(rem)) => {
+                if buf.is_empty() || !take_data {
+                    return Ok(None);
+                }
+                let take = buf.len().min(usize::try_from(rem).unwrap_or(usize::MAX));
+                let rem = rem - take as u64;
+                *framing = Framing::Chunked(if rem == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(rem)
+                });
+                return Ok(Some(buf.split_to(take).freeze()));
+            }
+            Framing::Chunked(Chunk::DataEnd) => {
+                if buf.len() < 2 {
+                    return Ok(None);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err("chunk data not followed by CRLF");
+                }
+                let _ = buf.split_to(2);
+                *framing = Framing::Chunked(Chunk::Size);
+            }
+            Framing::Chunked(Chunk::Size) => {
+                let Some(line) = take_line(buf)? else {
+                    return Ok(None);
+                };
+                let size = parse_chunk_size(&line)?;
+                *framing = Framing::Chunked(if size == 0 {
+                    Chunk::Trailers
+                } else {
+                    Chunk::Data(size)
+                });
+            }
+            Framing::Chunked(Chunk::Trailers) => {
+                // Trailer fields are not passed on.
+                let Some(line) = take_line(buf)? else {
+                    return Ok(None);
+                };
+                if line.is_empty() {
+                    *framing = Framing::Done;
+                }
+            }
+        }
+    }
+}
+
+impl InlineBody {
+    /// The next data, or `None` when more must be read or the body is complete.
+    fn next_data(&mut self) -> Result<Option<Bytes>, &'static str> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(None);
+        };
+        let data = decode(&mut self.framing, &mut conn.buf, true)?;
+        self.settle()?;
+        Ok(data)
+    }
+
+    /// Consumes framing that carries no data and, once the body is complete, returns the
+    /// connection to the pool (when it may be reused and nothing else arrived).
+    fn settle(&mut self) -> Result<(), &'static str> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        decode(&mut self.framing, &mut conn.buf, false)?;
+        if self.framing == Framing::Done {
+            if let Some(conn) = self.conn.take() {
+                if self.reusable && conn.buf.is_empty() {
+                    self.pool.put(conn);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole body when it has already arrived with the head (most small responses),
+    /// `Ok(None)` for no body; otherwise the body to stream.
+    pub fn into_complete(mut self) -> Result<Option<Bytes>, InlineBody> {
+        if self.framing == Framing::Done {
+            return Ok(None);
+        }
+        if let (Framing::Length(rem), Some(conn)) = (self.framing, &self.conn) {
+            if conn.buf.len() as u64 >= rem {
+                if let Ok(data) = self.next_data() {
+                    return Ok(data);
+                }
+            }
+        }
+        Err(self)
+    }
+
+    fn fail(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.conn = None;
+        self.framing = Framing::Done;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+/// Takes one CRLF-terminated line (without the CRLF) off the front of `buf`.
+fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, &'static str> {
+    match buf.windows(2).position(|w| w == b"\r\n") {
+        Some(at) if at <= MAX_LINE => {
+            let line = buf.split_to(at);
+            let _ = buf.split_to(2);
+            Ok(Some(line))
+        }
+        Some(_) => Err("chunk line too long"),
+        None if buf.len() > MAX_LINE => Err("chunk line too long"),
+        None => Ok(None),
+    }
+}
+
+fn parse_chunk_size(line: &[u8]) -> Result<u64, &'static str> {
+    let digits = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return Err("bad chunk size");
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let v = (d as char).to_digit(16).ok_or("bad chunk size")?;
+        Ok(n * 16 + u64::from(v))
+    })
+}
+
+impl http_body::Body for InlineBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        loop {
+            match this.next_data() {
+                Ok(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Ok(None) => {}
+                Err(what) => return this.fail(io::Error::new(io::ErrorKind::InvalidData, what)),
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            conn.buf.reserve(READ_SIZE);
+            match conn.io.try_read_buf(&mut conn.buf) {
+                Ok(0) if this.framing == Framing::Close => {
+                    this.conn = None;
+                    this.framing = Framing::Done;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    return this.fail(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the upstream closed the connection in the middle of the body",
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = ready!(conn.io.poll_read_ready(cx)) {
+                        return this.fail(e);
+                    }
+                }
+                Err(e) => return this.fail(e),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.framing == Framing::Done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(n) => SizeHint::with_exact(n),
+            Framing::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(
+        raw: &[u8],
+        head_request: bool,
+    ) -> Result<(http::response::Parts, Framing, bool, BytesMut), Failure> {
+        let mut buf = BytesMut::from(raw);
+        loop {
+            match parse_head(&mut buf, head_request)? {
+                Some(Parsed::Interim) => continue,
+                Some(Parsed::Final(p, f, r)) => return Ok((p, f, r, buf)),
+                None => panic!("incomplete head"),
+            }
+        }
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let (p, f, reuse, rest) = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
+            false,
+        )
+        .unwrap();
+        assert_eq!(p.status, 200);
+        assert_eq!(p.headers["x-a"], "b");
+        assert_eq!(f, Framing::Length(5));
+        assert!(reuse);
+        assert_eq!(&rest[..], b"hello");
+
+        let (_, f, _, _) = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).unwrap();
+        assert_eq!(f, Framing::Done, "HEAD has no body");
+        let (_, f, _, _) = parse(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(f, Framing::Done);
+        let (_, f, reuse, _) = parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 9\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(f, Framing::Chunked(Chunk::Size));
+        assert!(!reuse, "TE with CL: the connection is not reused");
+        let (_, f, reuse, _) = parse(b"HTTP/1.1 200 OK\r\n\r\n", false).unwrap();
+        assert_eq!((f, reuse), (Framing::Close, false));
+        let (_, _, reuse, _) = parse(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert!(!reuse);
+        let (p, _, reuse, _) = parse(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!((p.status.as_u16(), reuse), (201, true), "1xx skipped");
+
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1e3\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            b"HTTX/1.1 200 OK\r\n\r\n",
+        ] {
+            assert!(
+                parse_head(&mut BytesMut::from(bad), false).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// Feeds `wire` in pieces of `step` bytes and collects the body.
+    fn decode_all(
+        mut framing: Framing,
+        wire: &[u8],
+        step: usize,
+    ) -> Result<(Vec<u8>, Framing, usize), &'static str> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in wire.chunks(step) {
+            buf.extend_from_slice(piece);
+            while let Some(data) = decode(&mut framing, &mut buf, true)? {
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok((out, framing, buf.len()))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_read_sizes() {
+        let wire = b"5\r\nhello\r\n1;ext=1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n";
+        for step in [1, 2, 3, 7, wire.len()] {
+            let (body, framing, left) =
+                decode_all(Framing::Chunked(Chunk::Size), wire, step).unwrap();
+            assert_eq!(body, b"hello 0123456789", "step {step}");
+            assert_eq!((framing, left), (Framing::Done, 0));
+        }
+        let (body, framing, left) = decode_all(Framing::Length(5), b"helloEXTRA", 3).unwrap();
+        assert_eq!(
+            (&body[..], framing, left),
+            (&b"hello"[..], Framing::Done, 5)
+        );
+        assert!(decode_all(Framing::Chunked(Chunk::Size), b"5\r\nhelloXX0\r\n\r\n", 64).is_err());
+        assert!(decode_all(Framing::Chunked(Chunk::Size), b"g\r\n", 64).is_err());
+    }
+
+    #[test]
+    fn chunk_sizes_and_lines() {
+        assert_eq!(parse_chunk_size(b"1a"), Ok(26));
+        assert_eq!(parse_chunk_size(b"1A ; name=value"), Ok(26));
+        assert!(parse_chunk_size(b"").is_err());
+        assert!(parse_chunk_size(b"zz").is_err());
+        assert!(parse_chunk_size(b"ffffffffffffffffff").is_err());
+        let mut b = BytesMut::from(&b"abc\r\ndef"[..]);
+        assert_eq!(&take_line(&mut b).unwrap().unwrap()[..], b"abc");
+        assert_eq!(take_line(&mut b).unwrap(), None);
+        assert_eq!(&b[..], b"def");
+    }
+}

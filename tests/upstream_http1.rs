@@ -1,0 +1,172 @@
+//! The HTTP/1.1 conversation with upstreams, byte by byte: every way a response body can be
+//! delimited, keep-alive connections reused and replaced, and responses the gateway must
+//! refuse. The upstream here is a raw socket that writes exactly what the script says.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, public_config, Gateway, Script, ScriptedUpstream};
+
+fn pieces(parts: &[&str]) -> Vec<Vec<u8>> {
+    parts.iter().map(|p| p.as_bytes().to_vec()).collect()
+}
+
+fn framing_script(line: &str) -> Script {
+    let path = line.split(' ').nth(1).unwrap_or("/");
+    let keep = |parts: &[&str]| Script {
+        pieces: pieces(parts),
+        close: false,
+    };
+    match path {
+        "/length" => {
+            keep(&["HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Framing: length\r\n\r\nhello"])
+        }
+        "/length-split" => keep(&[
+            "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n",
+            "\r\nhello",
+            " world",
+        ]),
+        "/chunked" => keep(&[
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+            "lo\r\n1;ext=x\r\n \r\n5\r\nworld\r",
+            "\n0\r\nX-Trailer: t\r\n\r\n",
+        ]),
+        "/close" => Script {
+            pieces: pieces(&[
+                "HTTP/1.1 200 OK\r\nX-Framing: close\r\n\r\nuntil ",
+                "the end",
+            ]),
+            close: true,
+        },
+        "/early-hints" => keep(&[
+            "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ]),
+        "/no-content" => keep(&["HTTP/1.1 204 No Content\r\nX-Framing: none\r\n\r\n"]),
+        "/conflicting-length" => {
+            keep(&["HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"])
+        }
+        "/garbage" => keep(&["HTTP/1.1 two hundred OK\r\n\r\n"]),
+        "/truncated" => Script {
+            pieces: pieces(&["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"]),
+            close: true,
+        },
+        _ => keep(&["HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"]),
+    }
+}
+
+#[tokio::test]
+async fn bodies_arrive_whole_however_the_upstream_delimits_them() {
+    let upstream = ScriptedUpstream::start(framing_script);
+    let gw = Gateway::start(&public_config(&upstream.url, ""));
+    let client = client();
+
+    for (path, body) in [
+        ("/length", "hello"),
+        ("/length-split", "hello world"),
+        ("/chunked", "hello world"),
+        ("/close", "until the end"),
+        ("/early-hints", "ok"),
+        ("/no-content", ""),
+        // After the close-delimited one, the next request needs a new connection.
+        ("/length", "hello"),
+    ] {
+        let resp = client.get(gw.url(path)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        assert!(status == 200 || status == 204, "{path}: {status}");
+        assert_eq!(resp.text().await.unwrap(), body, "{path}");
+    }
+
+    let resp = client.head(gw.url("/length")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-length"],
+        "5",
+        "HEAD keeps the length"
+    );
+    assert_eq!(resp.headers()["x-framing"], "length");
+    assert_eq!(resp.text().await.unwrap(), "");
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused() {
+    let upstream = ScriptedUpstream::start(framing_script);
+    let gw = Gateway::start(&public_config(&upstream.url, ""));
+    let client = client();
+    for path in [
+        "/length",
+        "/chunked",
+        "/length-split",
+        "/length",
+        "/early-hints",
+    ] {
+        let resp = client.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.text().await.unwrap();
+    }
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "five requests on one client connection use one upstream connection"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_while_idle_is_replaced_without_an_error() {
+    // Answers, then closes without saying so: every pooled connection goes stale.
+    let upstream = ScriptedUpstream::start(|_| Script {
+        pieces: vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()],
+        close: true,
+    });
+    let gw = Gateway::start(&public_config(&upstream.url, ""));
+    let client = client();
+    for i in 0..5 {
+        // Let the close arrive, so the gateway's next try meets a dead connection.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let resp = client.get(gw.url("/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert!(upstream.connections() >= 5);
+}
+
+#[tokio::test]
+async fn a_malformed_or_ambiguous_response_gives_502_and_a_short_body_is_cut() {
+    let upstream = ScriptedUpstream::start(framing_script);
+    let gw = Gateway::start(&public_config(&upstream.url, ""));
+    let client = client();
+    for path in ["/conflicting-length", "/garbage"] {
+        let resp = client
+            .get(gw.url(path))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 502, "{path}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "upstream_unavailable", "{path}");
+    }
+    let line = gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["path"] == "/garbage" && l["status"] == 502
+    });
+    assert!(
+        line["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("invalid response"),
+        "{line}"
+    );
+
+    // Content-Length 10, then 4 bytes and the end: the client must not see a whole body.
+    let resp = client.get(gw.url("/truncated")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.bytes().await.is_err(),
+        "a cut body is not passed off as complete"
+    );
+
+    // And the gateway goes on serving.
+    let resp = client.get(gw.url("/length")).send().await.unwrap();
+    assert_eq!(resp.text().await.unwrap(), "hello");
+}
