@@ -64,6 +64,27 @@ async fn a_due_session_is_refreshed_transparently() {
 }
 
 #[tokio::test]
+async fn a_server_side_session_is_refreshed_again_at_its_next_due_time() {
+    // The memory store keeps the cookie across refreshes: the second refresh must not be
+    // answered from the first one's memo.
+    let s = stand("refresh_interval = \"1s\"\nstore = \"memory\"");
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let start = refresh_grants(&s.idp).await;
+    for round in 1..=2 {
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let resp = b.get(s.gw.url("/later")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            refresh_grants(&s.idp).await - start,
+            round,
+            "refresh number {round}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn fifty_parallel_requests_on_a_stale_session_cause_one_refresh() {
     for store in ["cookie", "memory"] {
         let s = stand(&format!("refresh_interval = \"1s\"\nstore = \"{store}\""));

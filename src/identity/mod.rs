@@ -6,7 +6,7 @@ mod headers;
 
 pub use headers::{AssertionSigner, IdentityHeaders, Principal, SignerError, TokensForHeaders};
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE};
+use http::header::HeaderName;
 
 use crate::config::Config;
 
@@ -33,7 +33,25 @@ const PRESET_HEADERS: &[&str] = &[
 pub struct InboundFilter {
     /// Lower-case, `-`-separated names.
     strip: Vec<Vec<u8>>,
+    /// Bit `n` set when some name in `strip` is `n` bytes long (names of 64 bytes or more
+    /// set bit 63): most header names are ruled out by their length alone.
+    lengths: u64,
     cookie_name: String,
+}
+
+/// What becomes of one `Cookie` header on its way upstream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CookieHeader {
+    /// None of the gateway's cookies: sent as it is.
+    Unchanged,
+    /// Only the gateway's cookies: not sent.
+    Remove,
+    /// The client's other cookies, joined with "; ".
+    Replace(String),
+}
+
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 impl InboundFilter {
@@ -49,77 +67,77 @@ impl InboundFilter {
             }
         }
         InboundFilter {
+            lengths: strip.iter().fold(0, |bits, n| bits | length_bit(n.len())),
             strip,
             cookie_name: config.session.cookie_name.clone(),
         }
     }
 
-    /// Removes identity headers in every spelling (hyper lower-cases names; `_` counts as `-`).
-    pub fn strip_identity_headers(&self, headers: &mut HeaderMap) {
-        let is_spoof = |name: &HeaderName| {
-            let n = name.as_str().as_bytes();
-            self.strip.iter().any(|s| same_name(s, n))
-        };
-        // Allocate only when something is there to remove.
-        if !headers.keys().any(is_spoof) {
-            return;
+    /// An identity header a client could spoof, in any spelling (hyper lower-cases names;
+    /// `_` counts as `-`).
+    pub fn is_spoofed(&self, name: &HeaderName) -> bool {
+        let n = name.as_str().as_bytes();
+        self.lengths & length_bit(n.len()) != 0 && self.strip.iter().any(|s| same_name(s, n))
+    }
+
+    /// One `Cookie` header without the gateway's cookies (`{cookie_name}`, `{cookie_name}_*`).
+    pub fn filter_cookie_header(&self, value: &[u8]) -> CookieHeader {
+        let (mut ours, mut others) = (false, false);
+        for (name, _) in cookie_pairs_bytes(value) {
+            if self.is_gateway_cookie(name) {
+                ours = true;
+            } else {
+                others = true;
+            }
         }
-        let doomed: Vec<HeaderName> = headers.keys().filter(|n| is_spoof(n)).cloned().collect();
-        for name in doomed {
-            headers.remove(&name);
+        match (ours, others) {
+            (false, _) => CookieHeader::Unchanged,
+            (true, false) => CookieHeader::Remove,
+            (true, true) => {
+                let mut kept = String::with_capacity(value.len());
+                self.keep_client_cookies(value, &mut kept);
+                CookieHeader::Replace(kept)
+            }
         }
     }
 
-    /// Removes the gateway's cookies (`{cookie_name}` and `{cookie_name}_*`) from `Cookie`.
-    pub fn strip_gateway_cookies(&self, headers: &mut HeaderMap) {
-        let ours = |header: &HeaderValue| {
-            header
-                .to_str()
-                .map(|v| cookie_pairs(v).any(|(name, _)| self.is_gateway_cookie(name)))
-                .unwrap_or(false)
+    /// Appends the client's own `name=value` pairs of `value` to `kept` ("; "-separated).
+    pub fn keep_client_cookies(&self, value: &[u8], kept: &mut String) {
+        let Ok(value) = std::str::from_utf8(value) else {
+            return;
         };
-        if !headers.get_all(COOKIE).iter().any(ours) {
-            return;
-        }
-        // Only our cookies (the usual signed-in request): drop the header, build nothing.
-        let only_ours = headers.get_all(COOKIE).iter().all(|h| {
-            h.to_str()
-                .map(|v| cookie_pairs(v).all(|(name, _)| self.is_gateway_cookie(name)))
-                .unwrap_or(false)
-        });
-        if only_ours {
-            headers.remove(COOKIE);
-            return;
-        }
-        let mut kept = String::new();
-        for value in headers.get_all(COOKIE).iter() {
-            let Ok(v) = value.to_str() else { continue };
-            for pair in v.split(';') {
-                let pair = pair.trim();
-                let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-                if pair.is_empty() || self.is_gateway_cookie(name) {
-                    continue;
-                }
-                if !kept.is_empty() {
-                    kept.push_str("; ");
-                }
-                kept.push_str(pair);
+        for pair in value.split(';') {
+            let pair = pair.trim();
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+            if pair.is_empty() || self.is_gateway_cookie(name.as_bytes()) {
+                continue;
             }
-        }
-        headers.remove(COOKIE);
-        if let Ok(v) = HeaderValue::from_str(&kept) {
             if !kept.is_empty() {
-                headers.insert(COOKIE, v);
+                kept.push_str("; ");
             }
+            kept.push_str(pair);
         }
     }
 
-    pub fn is_gateway_cookie(&self, name: &str) -> bool {
-        name == self.cookie_name
-            || (name.len() > self.cookie_name.len()
-                && name.starts_with(self.cookie_name.as_str())
-                && name.as_bytes()[self.cookie_name.len()] == b'_')
+    pub fn is_gateway_cookie(&self, name: &[u8]) -> bool {
+        let ours = self.cookie_name.as_bytes();
+        name == ours
+            || (name.len() > ours.len() && name.starts_with(ours) && name[ours.len()] == b'_')
     }
+}
+
+/// `name=value` pairs of a Cookie header as bytes, by scanning (no jar, no UTF-8 check).
+pub fn cookie_pairs_bytes(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    header.split(|&b| b == b';').filter_map(|p| {
+        let p = p.trim_ascii();
+        if p.is_empty() {
+            return None;
+        }
+        Some(match p.iter().position(|&b| b == b'=') {
+            Some(at) => (p[..at].trim_ascii(), p[at + 1..].trim_ascii()),
+            None => (p, &b""[..]),
+        })
+    })
 }
 
 /// `name=value` pairs of a Cookie header, by scanning (no jar).

@@ -1,4 +1,4 @@
-use http::header::{HeaderMap, HeaderValue, COOKIE};
+use http::header::{HeaderMap, HeaderValue};
 
 use super::*;
 use crate::config::{Config, ProcessSource};
@@ -33,29 +33,35 @@ fn spoofed_identity_headers_go_in_every_spelling() {
     }
     h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
     h.insert("accept", HeaderValue::from_static("*/*"));
-    filter().strip_identity_headers(&mut h);
-    let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+    h.insert("x-forwarded-userx", HeaderValue::from_static("*/*"));
+    let filter = filter();
+    let mut left: Vec<&str> = h
+        .keys()
+        .filter(|n| !filter.is_spoofed(n))
+        .map(|k| k.as_str())
+        .collect();
     left.sort();
-    assert_eq!(left, vec!["accept", "x-forwarded-for"]);
+    assert_eq!(left, vec!["accept", "x-forwarded-for", "x-forwarded-userx"]);
 }
 
 #[test]
 fn gateway_cookies_never_reach_the_upstream() {
-    let mut h = HeaderMap::new();
-    h.append(
-        COOKIE,
-        HeaderValue::from_static("a=1; _ssogate=xyz; _ssogate_1=more"),
+    let f = filter();
+    assert_eq!(
+        f.filter_cookie_header(b"a=1; _ssogate=xyz; _ssogate_1=more;b=2 ; _ssogatex=keep"),
+        CookieHeader::Replace("a=1; b=2; _ssogatex=keep".into())
     );
-    h.append(
-        COOKIE,
-        HeaderValue::from_static("_ssogate_state_abc=s; b=2; _ssogatex=keep"),
+    assert_eq!(
+        f.filter_cookie_header(b"_ssogate=xyz; _ssogate_state_abc=s"),
+        CookieHeader::Remove
     );
-    filter().strip_gateway_cookies(&mut h);
-    assert_eq!(h.get(COOKIE).unwrap(), "a=1; b=2; _ssogatex=keep");
-    let mut only_ours = HeaderMap::new();
-    only_ours.insert(COOKIE, HeaderValue::from_static("_ssogate=xyz"));
-    filter().strip_gateway_cookies(&mut only_ours);
-    assert!(only_ours.get(COOKIE).is_none());
+    assert_eq!(
+        f.filter_cookie_header(b"a=1; ssogate=2; _ssogatex=3"),
+        CookieHeader::Unchanged
+    );
+    let mut kept = String::from("a=1");
+    f.keep_client_cookies(b"_ssogate_state_abc=s; b=2", &mut kept);
+    assert_eq!(kept, "a=1; b=2");
 }
 
 fn alice() -> Principal {

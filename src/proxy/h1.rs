@@ -257,6 +257,23 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
     }
     let status = StatusCode::from_u16(code).map_err(|_| Failure::Invalid("bad status code"))?;
 
+    // Hop-by-hop headers are left out here, unless Connection names other headers too:
+    // then all are kept for `remove_hop_by_hop` to sort out.
+    let names_others = spans[..count]
+        .iter()
+        .any(|&(name_at, name_len, value_at, value_len)| {
+            let (n, v) = (name_at as usize, value_at as usize);
+            head[n..n + name_len as usize].eq_ignore_ascii_case(b"connection")
+                && head[v..v + value_len as usize]
+                    .split(|&b| b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .any(|t| {
+                        !(t.is_empty()
+                            || t.eq_ignore_ascii_case(b"keep-alive")
+                            || t.eq_ignore_ascii_case(b"close")
+                            || t.eq_ignore_ascii_case(b"upgrade"))
+                    })
+        });
     let mut map = HeaderMap::with_capacity(count);
     let mut length: Option<u64> = None;
     let mut chunked = false;
@@ -291,7 +308,9 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
                 close = false;
             }
         }
-        map.append(name, value);
+        if names_others || !super::is_hop_by_hop(&name) {
+            map.append(name, value);
+        }
     }
 
     let no_body =

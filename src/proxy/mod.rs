@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::config::UpstreamConfig;
+use crate::identity::{CookieHeader, InboundFilter};
 
 /// Body of every response the gateway sends: an upstream's, or a page of our own.
 pub enum Body {
@@ -137,13 +138,20 @@ impl Upstream {
 }
 
 impl Upstream {
-    /// The HTTP/1.1 request head for the inline path: request line with this upstream's
-    /// path, the (already filtered) headers, and Host when the client sent none.
-    fn request_head<B>(&self, req: &Request<B>, new_path: Option<&str>) -> Vec<u8> {
+    /// The HTTP/1.1 request head for the inline path: the request line with this
+    /// upstream's path, then the headers `outgoing_headers` lets through and adds, and Host
+    /// when there is none.
+    fn request_head<B>(
+        &self,
+        req: &Request<B>,
+        new_path: Option<&str>,
+        out: Outgoing<'_>,
+        client: &ClientInfo,
+    ) -> Vec<u8> {
         let uri = req.uri();
         let headers = req.headers();
         let path = new_path.unwrap_or(uri.path());
-        let size = 64
+        let size = 256
             + self.base_path.len()
             + uri
                 .path_and_query()
@@ -151,34 +159,48 @@ impl Upstream {
             + headers
                 .iter()
                 .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                .sum::<usize>()
+            + out
+                .identity
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 4)
                 .sum::<usize>();
-        let mut out = Vec::with_capacity(size);
-        out.extend_from_slice(req.method().as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.base_path.as_bytes());
-        out.extend_from_slice(if path.is_empty() {
+        let mut head = Vec::with_capacity(size);
+        head.extend_from_slice(req.method().as_str().as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(self.base_path.as_bytes());
+        head.extend_from_slice(if path.is_empty() {
             b"/"
         } else {
             path.as_bytes()
         });
         if let Some(q) = uri.query() {
-            out.push(b'?');
-            out.extend_from_slice(q.as_bytes());
+            head.push(b'?');
+            head.extend_from_slice(q.as_bytes());
         }
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        if !headers.contains_key(header::HOST) {
-            out.extend_from_slice(b"host: ");
-            out.extend_from_slice(self.authority.as_str().as_bytes());
-            out.extend_from_slice(b"\r\n");
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut has_host = false;
+        outgoing_headers(
+            headers,
+            out,
+            client,
+            uri.authority(),
+            false,
+            |name, value| {
+                has_host |= name == header::HOST;
+                head.extend_from_slice(name.as_str().as_bytes());
+                head.extend_from_slice(b": ");
+                head.extend_from_slice(value.as_bytes());
+                head.extend_from_slice(b"\r\n");
+            },
+        );
+        if !has_host {
+            head.extend_from_slice(b"host: ");
+            head.extend_from_slice(self.authority.as_str().as_bytes());
+            head.extend_from_slice(b"\r\n");
         }
-        for (name, value) in headers {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        out
+        head.extend_from_slice(b"\r\n");
+        head
     }
 }
 
@@ -304,6 +326,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         new_path: Option<&str>,
         client: &ClientInfo,
+        out: Outgoing<'_>,
     ) -> Result<Response<Body>, ProxyError> {
         let inline = upstream.scheme == Scheme::HTTP
             && (req.method() == Method::GET || req.method() == Method::HEAD)
@@ -312,7 +335,7 @@ impl Proxy {
         if inline {
             if let Some(pool) = self.inline.get(upstream.index) {
                 return self
-                    .forward_inline(pool, upstream, req, new_path, client)
+                    .forward_inline(pool, upstream, req, new_path, client, out)
                     .await;
             }
         }
@@ -332,11 +355,18 @@ impl Proxy {
         let upgrade = is_upgrade(req.version(), req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-        let original_authority = req.uri().authority().cloned();
-        let scheme = client.scheme(req.headers());
-        let headers = req.headers_mut();
-        remove_hop_by_hop(headers, upgrade);
-        set_forwarded(headers, client, scheme, original_authority.as_ref());
+        let mut headers = HeaderMap::with_capacity(req.headers().len() + out.identity.len() + 3);
+        outgoing_headers(
+            req.headers(),
+            out,
+            client,
+            req.uri().authority(),
+            upgrade,
+            |name, value| {
+                headers.append(name.clone(), value.clone());
+            },
+        );
+        *req.headers_mut() = headers;
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
 
@@ -388,16 +418,12 @@ impl Proxy {
         &self,
         pool: &Arc<h1::Pool>,
         upstream: &Upstream,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         new_path: Option<&str>,
         client: &ClientInfo,
+        out: Outgoing<'_>,
     ) -> Result<Response<Body>, ProxyError> {
-        let original_authority = req.uri().authority().cloned();
-        let scheme = client.scheme(req.headers());
-        let headers = req.headers_mut();
-        remove_hop_by_hop(headers, false);
-        set_forwarded(headers, client, scheme, original_authority.as_ref());
-        let head = upstream.request_head(&req, new_path);
+        let head = upstream.request_head(&req, new_path, out, client);
         let head_request = req.method() == Method::HEAD;
         drop(req);
 
@@ -522,32 +548,14 @@ fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// Removes the hop-by-hop headers and any header `Connection` names.
+/// Removes the hop-by-hop headers and any header `Connection` names from a response.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` stay for the tunnel.
 fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let names_others = |v: &HeaderValue| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',').map(str::trim).any(|t| {
-                !(t.is_empty()
-                    || t.eq_ignore_ascii_case("keep-alive")
-                    || t.eq_ignore_ascii_case("close")
-                    || t.eq_ignore_ascii_case("upgrade"))
-            })
-        })
-    };
-    // Allocate only when Connection names other headers.
-    if headers.get_all(header::CONNECTION).iter().any(names_others) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
-            .collect();
-        for n in named {
-            headers.remove(n);
-        }
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    for n in connection_named(headers, keep_upgrade) {
+        headers.remove(n);
     }
     headers.remove(&KEEP_ALIVE);
     headers.remove(&PROXY_CONNECTION);
@@ -562,42 +570,166 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// X-Forwarded-For/-Proto/-Host: appended to a trusted proxy's values, replaced otherwise.
-/// `Host` is passed on as the client sent it (from `:authority` for HTTP/2).
-fn set_forwarded(
-    headers: &mut HeaderMap,
+/// What the handler decided for a request's headers on the way upstream.
+#[derive(Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// Drops the client's spoofable identity headers and the gateway's cookies.
+    pub filter: &'a InboundFilter,
+    /// The gateway's identity headers (none on public routes).
+    pub identity: &'a [(HeaderName, HeaderValue)],
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
+/// Headers a `Connection` header names besides its own tokens (rare: allocates only then).
+fn connection_named(headers: &HeaderMap, keep_upgrade: bool) -> Vec<HeaderName> {
+    let names_others = |v: &HeaderValue| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',').map(str::trim).any(|t| {
+                !(t.is_empty()
+                    || t.eq_ignore_ascii_case("keep-alive")
+                    || t.eq_ignore_ascii_case("close")
+                    || t.eq_ignore_ascii_case("upgrade"))
+            })
+        })
+    };
+    if !headers.get_all(header::CONNECTION).iter().any(names_others) {
+        return Vec::new();
+    }
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+        .collect()
+}
+
+/// The request headers for the upstream, in one pass over the client's, handed to `emit`
+/// one by one. Stay behind: hop-by-hop headers and those `Connection` names (`Upgrade`
+/// stays for a tunnel, with `Connection: upgrade`), spoofable identity headers, the
+/// gateway's cookies, and X-Forwarded-* unless the peer is a trusted proxy. Added: the
+/// gateway's identity headers; X-Forwarded-For (appended to a trusted proxy's chain, all
+/// its header lines joined), X-Forwarded-Proto, X-Forwarded-Host (a trusted proxy's is
+/// kept); Host from `:authority` for HTTP/2. Several `Cookie` headers (HTTP/2 sends one per
+/// cookie) become one, as HTTP/1.1 wants.
+fn outgoing_headers<'h>(
+    inbound: &'h HeaderMap,
+    out: Outgoing<'h>,
     client: &ClientInfo,
-    scheme: &str,
     authority: Option<&Authority>,
+    upgrade: bool,
+    mut emit: impl FnMut(&HeaderName, &HeaderValue),
 ) {
-    if !headers.contains_key(header::HOST) {
-        if let Some(a) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-            headers.insert(header::HOST, a);
+    let named = connection_named(inbound, upgrade);
+    let mut host: Option<HeaderValue> = None;
+    let mut cookies = 0usize;
+    let mut forwarded_for: Vec<&HeaderValue> = Vec::new();
+    let mut forwarded_host = false;
+    for (name, value) in inbound {
+        if is_hop_by_hop(name) {
+            if upgrade && name == header::UPGRADE {
+                emit(name, value);
+            }
+            continue;
+        }
+        if out.filter.is_spoofed(name) || (!named.is_empty() && named.contains(name)) {
+            continue;
+        }
+        if name == header::COOKIE {
+            cookies += 1;
+            continue;
+        }
+        if name == X_FORWARDED_FOR {
+            if client.trusted {
+                forwarded_for.push(value);
+            }
+            continue;
+        }
+        if name == X_FORWARDED_PROTO {
+            continue;
+        }
+        if name == X_FORWARDED_HOST {
+            if client.trusted {
+                forwarded_host = true;
+                emit(name, value);
+            }
+            continue;
+        }
+        if name == header::HOST && host.is_none() {
+            host = Some(value.clone());
+        }
+        emit(name, value);
+    }
+    if host.is_none() {
+        host = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        if let Some(h) = &host {
+            emit(&header::HOST, h);
         }
     }
-    let prior_for = if client.trusted {
-        headers
-            .get(&X_FORWARDED_FOR)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| format!("{v}, {}", client.ip))
-    } else {
-        None
-    };
-    match prior_for.and_then(|v| HeaderValue::from_str(&v).ok()) {
-        Some(v) => headers.insert(X_FORWARDED_FOR.clone(), v),
-        None => headers.insert(X_FORWARDED_FOR.clone(), client.ip_header.clone()),
-    };
-    let proto = if scheme == "https" {
+    if cookies == 1 {
+        let value = inbound.get(header::COOKIE).expect("counted above");
+        match out.filter.filter_cookie_header(value.as_bytes()) {
+            CookieHeader::Unchanged => emit(&header::COOKIE, value),
+            CookieHeader::Remove => {}
+            CookieHeader::Replace(kept) => emit_cookies(&kept, &mut emit),
+        }
+    } else if cookies > 1 {
+        let mut kept = String::new();
+        for value in inbound.get_all(header::COOKIE) {
+            out.filter.keep_client_cookies(value.as_bytes(), &mut kept);
+        }
+        emit_cookies(&kept, &mut emit);
+    }
+    for (name, value) in out.identity {
+        emit(name, value);
+    }
+    let chain = (!forwarded_for.is_empty())
+        .then(|| {
+            let mut chain = forwarded_for
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(", ");
+            chain.push_str(", ");
+            chain.push_str(&client.ip.to_string());
+            HeaderValue::from_str(&chain).ok()
+        })
+        .flatten();
+    emit(
+        &X_FORWARDED_FOR,
+        chain.as_ref().unwrap_or(&client.ip_header),
+    );
+    let proto = if client.scheme(inbound) == "https" {
         HeaderValue::from_static("https")
     } else {
         HeaderValue::from_static("http")
     };
-    headers.insert(X_FORWARDED_PROTO.clone(), proto);
-    if !(client.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        match headers.get(header::HOST).cloned() {
-            Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h),
-            None => headers.remove(&X_FORWARDED_HOST),
-        };
+    emit(&X_FORWARDED_PROTO, &proto);
+    if !forwarded_host {
+        if let Some(h) = &host {
+            emit(&X_FORWARDED_HOST, h);
+        }
+    }
+    if upgrade {
+        emit(&header::CONNECTION, &HeaderValue::from_static("upgrade"));
+    }
+}
+
+fn emit_cookies(kept: &str, emit: &mut impl FnMut(&HeaderName, &HeaderValue)) {
+    if let Ok(v) = HeaderValue::from_str(kept) {
+        if !kept.is_empty() {
+            emit(&header::COOKIE, &v);
+        }
     }
 }
 
@@ -636,31 +768,116 @@ mod tests {
         assert_eq!(names, vec!["x-keep"]);
     }
 
+    /// The headers `outgoing_headers` sends for `h`, with the default filter.
+    fn outgoing(
+        h: &HeaderMap,
+        client: &ClientInfo,
+        identity: &[(HeaderName, HeaderValue)],
+    ) -> HeaderMap {
+        let config = crate::config::Config::from_toml_str(
+            "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n",
+            &crate::config::ProcessSource,
+        )
+        .unwrap();
+        let filter = InboundFilter::from_config(&config);
+        let out = Outgoing {
+            filter: &filter,
+            identity,
+        };
+        let mut sent = HeaderMap::new();
+        outgoing_headers(h, out, client, None, false, |n, v| {
+            sent.append(n.clone(), v.clone());
+        });
+        sent
+    }
+
     #[test]
     fn forwarded_headers_trust_only_trusted_peers() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("app.example.com"));
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-forwarded-host", HeaderValue::from_static("evil.com"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         let untrusted = ClientInfo::new("192.0.2.1".parse().unwrap(), false, false);
-        set_forwarded(&mut h, &untrusted, "http", None);
-        assert_eq!(h["x-forwarded-for"], "192.0.2.1");
-        assert_eq!(h["x-forwarded-host"], "app.example.com");
-        assert_eq!(h["x-forwarded-proto"], "http");
+        let sent = outgoing(&h, &untrusted, &[]);
+        assert_eq!(sent["x-forwarded-for"], "192.0.2.1");
+        assert_eq!(sent["x-forwarded-host"], "app.example.com");
+        assert_eq!(sent["x-forwarded-proto"], "http");
+        assert_eq!(sent.get_all("x-forwarded-for").iter().count(), 1);
 
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("internal"));
-        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        // A trusted proxy may send its chain on several header lines.
+        h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        h.append("x-forwarded-for", HeaderValue::from_static("198.51.100.7"));
         h.insert(
             "x-forwarded-host",
             HeaderValue::from_static("app.example.com"),
         );
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         let trusted = ClientInfo::new("10.0.0.2".parse().unwrap(), true, false);
-        let scheme = trusted.scheme(&h).to_string();
-        set_forwarded(&mut h, &trusted, &scheme, None);
-        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.2");
-        assert_eq!(h["x-forwarded-host"], "app.example.com");
-        assert_eq!(h["x-forwarded-proto"], "https");
+        let sent = outgoing(&h, &trusted, &[]);
+        assert_eq!(
+            sent["x-forwarded-for"],
+            "203.0.113.9, 198.51.100.7, 10.0.0.2"
+        );
+        assert_eq!(sent["x-forwarded-host"], "app.example.com");
+        assert_eq!(sent["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn spoofed_identity_and_gateway_cookies_stay_behind_and_ours_go() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("app"));
+        h.insert("x_forwarded_user", HeaderValue::from_static("mallory"));
+        h.insert("connection", HeaderValue::from_static("x-hidden"));
+        h.insert("x-hidden", HeaderValue::from_static("1"));
+        // HTTP/2 sends one Cookie header per cookie; HTTP/1.1 upstreams get one.
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("_ssogate=sealed"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("b=2; _ssogate_1=more"),
+        );
+        let identity = [(
+            HeaderName::from_static("x-forwarded-user"),
+            HeaderValue::from_static("alice"),
+        )];
+        let client = ClientInfo::new("192.0.2.1".parse().unwrap(), false, false);
+        let sent = outgoing(&h, &client, &identity);
+        let users: Vec<_> = sent.get_all("x-forwarded-user").iter().collect();
+        assert_eq!(users, ["alice"]);
+        assert!(sent.get("x_forwarded_user").is_none());
+        assert!(sent.get("x-hidden").is_none() && sent.get("connection").is_none());
+        let cookies: Vec<_> = sent.get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2"]);
+
+        h.remove(header::COOKIE);
+        h.insert(header::COOKIE, HeaderValue::from_static("_ssogate=sealed"));
+        assert!(outgoing(&h, &client, &identity)
+            .get(header::COOKIE)
+            .is_none());
+    }
+
+    #[test]
+    fn the_inline_request_head_is_one_http_1_1_message() {
+        let u = Upstream::from_url(&Url::parse("http://127.0.0.1:8080/base").unwrap(), 0).unwrap();
+        let req = Request::get("/x?q=1").body(()).unwrap();
+        let config = crate::config::Config::from_toml_str(
+            "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n",
+            &crate::config::ProcessSource,
+        )
+        .unwrap();
+        let filter = InboundFilter::from_config(&config);
+        let out = Outgoing {
+            filter: &filter,
+            identity: &[],
+        };
+        let client = ClientInfo::new("192.0.2.1".parse().unwrap(), false, false);
+        let head = String::from_utf8(u.request_head(&req, None, out, &client)).unwrap();
+        assert_eq!(
+            head,
+            "GET /base/x?q=1 HTTP/1.1\r\nx-forwarded-for: 192.0.2.1\r\nx-forwarded-proto: http\r\nhost: 127.0.0.1:8080\r\n\r\n"
+        );
     }
 }

@@ -52,6 +52,17 @@ pub struct LiveSession {
     pub set_cookies: Option<Vec<HeaderValue>>,
 }
 
+impl LiveSession {
+    /// The same session for later requests, which have nothing to set.
+    fn for_later(&self) -> Arc<LiveSession> {
+        Arc::new(LiveSession {
+            session: self.session.clone(),
+            headers: self.headers.clone(),
+            set_cookies: None,
+        })
+    }
+}
+
 /// Why a request could not be authenticated.
 pub enum AuthAnswer {
     /// No usable session: browsers go to sign-in, programs get 401. Cookies to delete ride along.
@@ -329,11 +340,14 @@ impl Auth {
     ) -> Result<Arc<LiveSession>, AuthAnswer> {
         let attrs = self.cookie_attrs_for(headers);
         let grace = self.config.session.refresh_grace.as_secs();
+        // One refresh per session and due time: a server-side session keeps its cookie across
+        // refreshes, and its next refresh must not be answered by this one's memo.
+        let key = format!("{}/{cookie_value}", live.session.refresh_due);
         for _ in 0..2 {
             let result = self
                 .refreshed
                 .try_get_with(
-                    cookie_value.to_string(),
+                    key.clone(),
                     self.refresh_once(live.clone(), headers, attrs.clone(), now),
                 )
                 .await;
@@ -344,10 +358,18 @@ impl Auth {
                     if kept.session.refresh_due <= now
                         && now >= kept.session.refresh_due + grace =>
                 {
-                    self.refreshed.invalidate(cookie_value).await;
+                    self.refreshed.invalidate(&key).await;
                     continue;
                 }
-                Ok(live) => return Ok(live),
+                Ok(live) => {
+                    // A server-side session keeps its cookie: later requests with it must
+                    // find the refreshed session, not the one that was due.
+                    if !self.sessions.is_stateless() {
+                        self.decoded
+                            .insert(cookie_value.to_string(), live.for_later());
+                    }
+                    return Ok(live);
+                }
                 Err(answer) => {
                     return match &*answer {
                         RefreshFailure::SignedOut => {
@@ -505,14 +527,7 @@ impl Auth {
             )
         });
         let live = Arc::new(self.live(s, set));
-        self.decoded.insert(
-            value,
-            Arc::new(LiveSession {
-                session: live.session.clone(),
-                headers: live.headers.clone(),
-                set_cookies: None,
-            }),
-        );
+        self.decoded.insert(value, live.for_later());
         Ok(live)
     }
 

@@ -1,5 +1,5 @@
-//! One request through the stages, in order: classify, sanitise, authenticate (+ refresh),
-//! authorise, identify, forward, log. A stage that answers returns early.
+//! One request through the stages, in order: classify, authenticate (+ refresh), authorise,
+//! identify, forward (which leaves the client's identity headers and our cookies behind), log. A stage that answers returns early.
 
 use std::time::Instant;
 
@@ -8,9 +8,8 @@ use hyper::body::Incoming;
 
 use super::pages::{is_api_client, GatewayError};
 use super::Gateway;
-use crate::identity::IdentityHeaders;
 use crate::policy::{normalize, Route};
-use crate::proxy::{Body, ClientInfo, Proxy};
+use crate::proxy::{Body, ClientInfo, Outgoing, Proxy};
 
 /// What the access log line says about a request, filled in as it travels.
 #[derive(Default)]
@@ -101,8 +100,12 @@ async fn stages<'g>(
     };
     outcome.route = Some(route);
 
-    // sanitise: spoofable identity headers and our cookies never pass, on any route.
-    gw.filter.strip_identity_headers(req.headers_mut());
+    // Spoofable identity headers and the gateway's cookies never pass, on any route: the
+    // proxy leaves them behind as it writes the request (`Outgoing`).
+    let mut out = Outgoing {
+        filter: &gw.filter,
+        identity: &[],
+    };
 
     // authenticate, refresh, authorise, identify.
     if route.rule.needs_sign_in() {
@@ -125,9 +128,8 @@ async fn stages<'g>(
                 user: principal.user.clone(),
             });
         }
-        gw.filter.strip_gateway_cookies(req.headers_mut());
-        IdentityHeaders::apply(&live.headers.upstream, req.headers_mut());
-        let mut resp = forward(gw, proxy, route, req, new_path.as_deref(), client).await?;
+        out.identity = &live.headers.upstream;
+        let mut resp = forward(gw, proxy, route, req, new_path.as_deref(), client, out).await?;
         if let Some(cookies) = &live.set_cookies {
             for c in cookies {
                 resp.headers_mut()
@@ -136,8 +138,7 @@ async fn stages<'g>(
         }
         return Ok(resp);
     }
-    gw.filter.strip_gateway_cookies(req.headers_mut());
-    forward(gw, proxy, route, req, new_path.as_deref(), client).await
+    forward(gw, proxy, route, req, new_path.as_deref(), client, out).await
 }
 
 async fn forward(
@@ -147,8 +148,9 @@ async fn forward(
     req: Request<Incoming>,
     new_path: Option<&str>,
     client: &ClientInfo,
+    out: Outgoing<'_>,
 ) -> Result<Response<Body>, GatewayError> {
     Ok(proxy
-        .forward(&gw.upstreams[route.id], req, new_path, client)
+        .forward(&gw.upstreams[route.id], req, new_path, client, out)
         .await?)
 }

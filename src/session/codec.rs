@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use cookie::{Cookie, CookieJar, Key};
 use http::header::{HeaderMap, HeaderValue, COOKIE};
 
-use crate::identity::cookie_pairs;
+use crate::identity::{cookie_pairs, cookie_pairs_bytes};
 
 /// Browsers keep at least 4096 bytes per cookie including name and attributes.
 pub const CHUNK_SIZE: usize = 3800;
@@ -87,10 +87,9 @@ fn find_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie_pairs)
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
+        .flat_map(|v| cookie_pairs_bytes(v.as_bytes()))
+        .find(|(n, _)| *n == name.as_bytes())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 /// Names of the request's cookies that start with `prefix`.
