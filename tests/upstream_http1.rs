@@ -159,12 +159,18 @@ async fn a_malformed_or_ambiguous_response_gives_502_and_a_short_body_is_cut() {
     );
 
     // Content-Length 10, then 4 bytes and the end: the client must not see a whole body.
-    let resp = client.get(gw.url("/truncated")).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(
-        resp.bytes().await.is_err(),
-        "a cut body is not passed off as complete"
-    );
+    // Whether the head went out before the cut was noticed is a race: either the request
+    // fails, or the body does.
+    match client.get(gw.url("/truncated")).send().await {
+        Ok(resp) => {
+            assert_eq!(resp.status(), 200);
+            assert!(
+                resp.bytes().await.is_err(),
+                "a cut body is not passed off as complete"
+            );
+        }
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
+    }
 
     // And the gateway goes on serving.
     let resp = client.get(gw.url("/length")).send().await.unwrap();
