@@ -12,9 +12,11 @@
 #     nginx proxy       wrk -> nginx (2 workers, proxy_pass, upstream keepalive 64) -> upstream
 #     ssogate public    wrk -> ssogate (public route "/")                           -> upstream
 #
-#   For every row: 2 s warm-up, then `wrk -t2 -c32 -d${BENCH_SECONDS}s --latency`.
-#   Reported: requests/s, p50, p99, ratio of req/s vs the direct and vs the nginx
-#   proxy rows, CPU microseconds per request of the measured server's process
+#   For every row: 2 s warm-up, then `wrk -t2 -c32 -d${BENCH_SECONDS}s --latency`; all rows
+#   once per round, BENCH_ROUNDS rounds (which 32 connections land on which worker, and what
+#   else the machine does, moves single runs by 5-10%). Reported, as medians over the
+#   rounds: requests/s, p50, p99, ratio of req/s vs the direct and vs the nginx proxy rows
+#   (with the range of the per-round ratio against nginx), CPU microseconds per request of the measured server's process
 #   tree (utime+stime from /proc/PID/stat, before/after the measured run only,
 #   summed over master + workers for nginx), peak RSS (VmHWM summed over the
 #   process tree, MiB), and errors (socket errors + non-2xx/3xx from wrk, plus a
@@ -28,6 +30,7 @@
 #     bash bench/run.sh
 #   Environment:
 #     BENCH_SECONDS=10       length of each measured wrk run
+#     BENCH_ROUNDS=3         how many times every row is measured (medians are reported)
 #     SSOGATE_BIN=path       use this binary instead of `cargo build --release`
 #     BENCH_SKIP_SSOGATE=1   skip the build and the ssogate row(s)
 #     BENCH_SKIP_SIGNED_IN=1 skip the signed-in rows (test provider tests/support/idp.mjs; ssogate with
@@ -37,12 +40,10 @@
 #   Output: Markdown table on stdout, also written to bench/out/results-<date>.md
 #
 # Adding rows
-#   bench_row NAME URL PID [extra wrk args...]
-#     PID is the server process whose tree is measured for CPU/RSS ("-" = none).
-#     Extra args go to wrk (and -H/--header ones also to the curl pre-flight),
-#     e.g.  bench_row "ssogate session" "http://127.0.0.1:$P/app/" "$SSO_PID" \
-#               -H "Cookie: ssogate_session=..."
-#   The pre-flight catches e.g. a 302 to the IdP that wrk would count as success.
+#   Start the server in main(), then: add_target NAME URL PID [COOKIE]
+#     PID is the server process whose tree is measured for CPU/RSS ("-" = none); COOKIE
+#     is sent as the Cookie header (by wrk and by the curl pre-flight, which catches e.g.
+#     a 302 to the IdP that wrk would count as success).
 # =============================================================================
 set -euo pipefail
 
@@ -52,6 +53,7 @@ BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-32}
 BENCH_WARMUP=${BENCH_WARMUP:-2}
 BENCH_SKIP_SSOGATE=${BENCH_SKIP_SSOGATE:-0}
 BENCH_KEEP_TMP=${BENCH_KEEP_TMP:-0}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT_DIR="$REPO/bench/out"
@@ -464,8 +466,9 @@ run_wrk() {
     return "$rc"
 }
 
-# result rows (parallel arrays)
-R_NAME=() R_RPS=() R_P50=() R_P99=() R_CPU=() R_RSS=() R_ERR=()
+# result rows: one tab-separated line per measured run in $WORK/rows.tsv
+# (round, name, req/s, p50 us, p99 us, CPU-us/req, RSS MiB, errors)
+ROUND=1
 
 # bench_row NAME URL PID [extra wrk args...]
 bench_row() {
@@ -529,35 +532,47 @@ bench_row() {
         rss=$(awk -v k="$(hwm_kb "$pid")" 'BEGIN { printf "%.1f", k / 1024 }')
     fi
 
-    R_NAME+=("$name")
-    R_RPS+=("$rps")
-    R_P50+=("$([[ -n $p50 ]] && to_us "$p50" || echo n/a)")
-    R_P99+=("$([[ -n $p99 ]] && to_us "$p99" || echo n/a)")
-    R_CPU+=("$cpu_us")
-    R_RSS+=("$rss")
-    R_ERR+=("$err_s")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ROUND" "$name" "$rps" \
+        "$([[ -n $p50 ]] && to_us "$p50" || echo n/a)" "$([[ -n $p99 ]] && to_us "$p99" || echo n/a)" \
+        "$cpu_us" "$rss" "$err_s" >>"$WORK/rows.tsv"
     log "$name: $rps req/s, p50 ${p50:-?}, p99 ${p99:-?}, ${cpu_us} CPU-us/req, errors: $err_s"
 }
 
-ratio() { # a b
-    [[ -n $2 && $2 != 0 ]] || { echo n/a; return; }
-    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
-}
-
+# The table: per target the median over the rounds of req/s, p50, p99 and CPU-us/req, the
+# peak RSS over the rounds, and the ratio of req/s against the direct and nginx rows
+# (medians), with the range of the per-round ratio against nginx (same round) beside it.
 print_table() {
-    local direct="" proxy="" i
-    for i in "${!R_NAME[@]}"; do
-        [[ ${R_NAME[i]} == "direct upstream" ]] && direct=${R_RPS[i]}
-        [[ ${R_NAME[i]} == "nginx proxy" ]] && proxy=${R_RPS[i]}
-    done
-    echo "| target | req/s | p50 | p99 | ratio vs direct | ratio vs nginx proxy | CPU-us/req | peak RSS MiB | errors |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
-    for i in "${!R_NAME[@]}"; do
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
-            "${R_NAME[i]}" "${R_RPS[i]}" "$(fmt_ms "${R_P50[i]}")" "$(fmt_ms "${R_P99[i]}")" \
-            "$(ratio "${R_RPS[i]}" "$direct")" "$(ratio "${R_RPS[i]}" "$proxy")" \
-            "${R_CPU[i]}" "${R_RSS[i]}" "${R_ERR[i]}"
-    done
+    python3 - "$WORK/rows.tsv" <<'PY'
+import statistics, sys
+from collections import OrderedDict
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+by = OrderedDict()
+for rnd, name, rps, p50, p99, cpu, rss, err in rows:
+    by.setdefault(name, []).append(dict(round=rnd, rps=float(rps), p50=p50, p99=p99, cpu=cpu, rss=rss, err=err))
+def med(vals):
+    nums = [float(v) for v in vals if v not in ("n/a", "")]
+    return statistics.median(nums) if nums else None
+def ms(us):
+    return "n/a" if us is None else f"{us / 1000:.3f} ms"
+nginx = {r["round"]: r["rps"] for r in by.get("nginx proxy", [])}
+direct = med([r["rps"] for r in by.get("direct upstream", [])])
+proxy = med(list(nginx.values()))
+print("| target | req/s | p50 | p99 | vs direct | vs nginx proxy (per-round range) | CPU-us/req | peak RSS MiB | errors |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+for name, rs in by.items():
+    rps = med([r["rps"] for r in rs])
+    per_round = sorted(r["rps"] / nginx[r["round"]] for r in rs if nginx.get(r["round"]))
+    vs_proxy = "n/a" if not proxy else f"{rps / proxy:.2f}"
+    if len(per_round) > 1:
+        vs_proxy += f" ({per_round[0]:.2f}-{per_round[-1]:.2f})"
+    vs_direct = "n/a" if not direct else f"{rps / direct:.2f}"
+    cpu = med([r["cpu"] for r in rs])
+    rss = [float(r["rss"]) for r in rs if r["rss"] not in ("n/a", "")]
+    errs = sorted({r["err"] for r in rs if r["err"] != "0"})
+    print(f"| {name} | {rps:.0f} | {ms(med([r['p50'] for r in rs]))} | {ms(med([r['p99'] for r in rs]))} | "
+          f"{vs_direct} | {vs_proxy} | {'n/a' if cpu is None else f'{cpu:.1f}'} | "
+          f"{'n/a' if not rss else f'{max(rss):.1f}'} | {'; '.join(errs) or 0} |")
+PY
 }
 
 # ---------------------------------------------------------------------------
@@ -580,42 +595,51 @@ main() {
     start_nginx_proxy "$PORT_NGX" "$PORT_UP"
     if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then start_ssogate "$PORT_SSO" "$PORT_UP"; fi
 
-    # ---- rows ---------------------------------------------------------------
-    bench_row "direct upstream" "http://127.0.0.1:$PORT_UP/" "$UP_PID"
-    bench_row "nginx proxy" "http://127.0.0.1:$PORT_NGX/" "$NGX_PID"
+    # ---- targets: everything is started first, then measured round by round --------
+    # One target per line: name, URL, PID whose tree is measured, Cookie header ("" = none).
+    local -a T_NAME=() T_URL=() T_PID=() T_COOKIE=()
+    add_target() { T_NAME+=("$1"); T_URL+=("$2"); T_PID+=("$3"); T_COOKIE+=("${4:-}"); }
+    add_target "direct upstream" "http://127.0.0.1:$PORT_UP/" "$UP_PID"
+    add_target "nginx proxy" "http://127.0.0.1:$PORT_NGX/" "$NGX_PID"
     if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then
-        bench_row "ssogate public" "http://127.0.0.1:$PORT_SSO/" "$SSO_PID"
+        add_target "ssogate public" "http://127.0.0.1:$PORT_SSO/" "$SSO_PID"
         if [[ ${BENCH_SKIP_SIGNED_IN:-0} != 1 ]]; then
             start_idp "http://127.0.0.1:$PORT_COOKIE/oauth2/callback" "http://127.0.0.1:$PORT_MEM/oauth2/callback" \
                 "http://127.0.0.1:$PORT_REDIS_GW/oauth2/callback" "http://127.0.0.1:$PORT_APACHE/redirect_uri"
             start_ssogate_signed_in "signed-in-cookie" "$PORT_COOKIE" "$PORT_UP" cookie
-            bench_row "ssogate signed-in, cookie store" "http://127.0.0.1:$PORT_COOKIE/" "$SIGNED_PID" \
-                -H "Cookie: $SESSION_COOKIE"
-            stop_tree "$SIGNED_PID"
+            add_target "ssogate signed-in, cookie store" "http://127.0.0.1:$PORT_COOKIE/" "$SIGNED_PID" "$SESSION_COOKIE"
             start_ssogate_signed_in "signed-in-memory" "$PORT_MEM" "$PORT_UP" memory
-            bench_row "ssogate signed-in, memory store" "http://127.0.0.1:$PORT_MEM/" "$SIGNED_PID" \
-                -H "Cookie: $SESSION_COOKIE"
-            stop_tree "$SIGNED_PID"
+            add_target "ssogate signed-in, memory store" "http://127.0.0.1:$PORT_MEM/" "$SIGNED_PID" "$SESSION_COOKIE"
             if command -v redis-server >/dev/null 2>&1; then
                 start_redis "$PORT_REDIS"
                 start_ssogate_signed_in "signed-in-redis" "$PORT_REDIS_GW" "$PORT_UP" redis \
                     "redis://127.0.0.1:$PORT_REDIS/0"
-                bench_row "ssogate signed-in, redis store" "http://127.0.0.1:$PORT_REDIS_GW/" "$SIGNED_PID" \
-                    -H "Cookie: $SESSION_COOKIE"
-                stop_tree "$SIGNED_PID"
+                add_target "ssogate signed-in, redis store" "http://127.0.0.1:$PORT_REDIS_GW/" "$SIGNED_PID" "$SESSION_COOKIE"
             else
                 log "redis-server not installed: no redis row (apt-get install redis-server)"
             fi
             if [[ -x /usr/sbin/apache2 && -f /usr/lib/apache2/modules/mod_auth_openidc.so ]]; then
                 start_apache_oidc "$PORT_APACHE" "$PORT_UP"
-                bench_row "apache mod_auth_openidc signed-in" "http://127.0.0.1:$PORT_APACHE/" "$APACHE_PID" \
-                    -H "Cookie: $APACHE_COOKIE"
-                stop_tree "$APACHE_PID"
+                add_target "apache mod_auth_openidc signed-in" "http://127.0.0.1:$PORT_APACHE/" "$APACHE_PID" "$APACHE_COOKIE"
             else
                 log "no apache2 + libapache2-mod-auth-openidc: no mod_auth_openidc row (apt-get install apache2 libapache2-mod-auth-openidc)"
             fi
         fi
     fi
+
+    # ---- rows: every target once per round, so slow drifts of the machine hit all alike ----
+    : >"$WORK/rows.tsv"
+    local i
+    for ((ROUND = 1; ROUND <= BENCH_ROUNDS; ROUND++)); do
+        log "round $ROUND of $BENCH_ROUNDS"
+        for i in "${!T_NAME[@]}"; do
+            if [[ -n ${T_COOKIE[i]} ]]; then
+                bench_row "${T_NAME[i]}" "${T_URL[i]}" "${T_PID[i]}" -H "Cookie: ${T_COOKIE[i]}"
+            else
+                bench_row "${T_NAME[i]}" "${T_URL[i]}" "${T_PID[i]}"
+            fi
+        done
+    done
 
     # ---- report -------------------------------------------------------------
     local stamp table out_file
@@ -634,7 +658,7 @@ main() {
             rev="no commit yet"
         fi
         echo "- git: $rev"
-        echo "- wrk: -t$BENCH_THREADS -c$BENCH_CONNECTIONS -d${BENCH_SECONDS}s --latency (after ${BENCH_WARMUP}s warm-up)"
+        echo "- wrk: -t$BENCH_THREADS -c$BENCH_CONNECTIONS -d${BENCH_SECONDS}s --latency (after ${BENCH_WARMUP}s warm-up), $BENCH_ROUNDS rounds; medians shown"
         echo "- $("$NGINX" -v 2>&1); ssogate: ${SSOGATE_BIN:-skipped}"
         echo "- CPU-us/req: server process tree utime+stime during the measured run / requests; RSS: VmHWM summed over the tree"
         echo
