@@ -168,7 +168,18 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                     let shutdown = async move {
                         let _ = stop.changed().await;
                     };
+                    // tokio wakes a parked driver through its eventfd (a write syscall)
+                    // whenever a timer is armed earlier than the wake-up it parked with: with
+                    // only 30-60 s timers pending, every request's header-read timer did. A
+                    // timer due every second keeps the parked wake-up near.
+                    let heartbeat = tokio::spawn(async {
+                        let mut tick = tokio::time::interval(Duration::from_secs(1));
+                        loop {
+                            tick.tick().await;
+                        }
+                    });
                     accept_loop(listener, gw, proxy, tls, shutdown).await;
+                    heartbeat.abort();
                 });
             })
             .map_err(|e| ServerError::Runtime(e.to_string()))?;
