@@ -768,18 +768,23 @@ mod tests {
         assert_eq!(names, vec!["x-keep"]);
     }
 
+    /// The inbound filter of a config with no `[headers]` or `[session]` settings.
+    fn default_filter() -> InboundFilter {
+        let config = crate::config::Config::from_toml_str(
+            "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n",
+            &crate::config::ProcessSource,
+        )
+        .unwrap();
+        InboundFilter::from_config(&config)
+    }
+
     /// The headers `outgoing_headers` sends for `h`, with the default filter.
     fn outgoing(
         h: &HeaderMap,
         client: &ClientInfo,
         identity: &[(HeaderName, HeaderValue)],
     ) -> HeaderMap {
-        let config = crate::config::Config::from_toml_str(
-            "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n",
-            &crate::config::ProcessSource,
-        )
-        .unwrap();
-        let filter = InboundFilter::from_config(&config);
+        let filter = default_filter();
         let out = Outgoing {
             filter: &filter,
             identity,
@@ -863,12 +868,7 @@ mod tests {
     fn the_inline_request_head_is_one_http_1_1_message() {
         let u = Upstream::from_url(&Url::parse("http://127.0.0.1:8080/base").unwrap(), 0).unwrap();
         let req = Request::get("/x?q=1").body(()).unwrap();
-        let config = crate::config::Config::from_toml_str(
-            "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n",
-            &crate::config::ProcessSource,
-        )
-        .unwrap();
-        let filter = InboundFilter::from_config(&config);
+        let filter = default_filter();
         let out = Outgoing {
             filter: &filter,
             identity: &[],
