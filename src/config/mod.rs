@@ -60,6 +60,9 @@ pub struct ServerConfig {
     /// How often `*_file` secrets are re-read (Kubernetes swaps mounted secrets by symlink;
     /// file events miss that). Default 10s; "0s" turns it off.
     pub secret_poll_interval: Duration,
+    /// Worker threads of `ssogate serve`, each with its own listener and upstream pool.
+    /// `None`: one per CPU core the process may use.
+    pub workers: Option<usize>,
     pub tls: Option<TlsConfig>,
 }
 

@@ -214,3 +214,25 @@ fn unknown_keys_do_not_hide_the_other_problems() {
         assert!(errs.contains(key), "missing {key} in:\n{errs}");
     }
 }
+
+#[test]
+fn workers_default_to_one_per_core_and_zero_is_refused() {
+    let routes = "[[routes]]\nupstream = \"http://127.0.0.1:8080\"\npublic = true\n";
+    let c = Config::from_toml_str(routes, &FakeSource::default()).unwrap();
+    assert_eq!(c.server.workers, None);
+    let c = Config::from_toml_str(
+        &format!("[server]\nworkers = 3\n{routes}"),
+        &FakeSource::default(),
+    )
+    .unwrap();
+    assert_eq!(c.server.workers, Some(3));
+    let errs = errors_of(
+        &format!("[server]\nworkers = 0\n{routes}"),
+        &FakeSource::default(),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("server.workers") && e.contains("one worker per CPU core")),
+        "{errs:?}"
+    );
+}

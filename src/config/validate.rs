@@ -230,6 +230,17 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         &s.secret_poll_interval,
         "10s",
     );
+    let workers = match s.workers {
+        None => None,
+        Some(n @ 1..=1024) => Some(n as usize),
+        Some(n) => {
+            e.add(
+                "server.workers",
+                format!("{n} is not between 1 and 1024; leave it out for one worker per CPU core"),
+            );
+            None
+        }
+    };
     let tls = s
         .tls
         .as_ref()
@@ -257,6 +268,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         header_read_timeout,
         drain_timeout,
         secret_poll_interval,
+        workers,
         tls,
     };
 
@@ -736,6 +748,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         header_read_timeout: dur(s.header_read_timeout),
         drain_timeout: dur(s.drain_timeout),
         secret_poll_interval: dur(s.secret_poll_interval),
+        workers: s.workers.map(|n| n as i64),
         tls: s.tls.as_ref().map(|t| RawTls {
             cert_file: Some(t.cert_file.display().to_string()),
             key_file: Some(t.key_file.display().to_string()),

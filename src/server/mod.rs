@@ -122,7 +122,10 @@ impl Gateway {
 /// a request never crosses threads. A control thread handles signals, the provider's
 /// background loading and the metrics listener.
 pub fn run(config: Config) -> Result<(), ServerError> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = config
+        .server
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let listen = config.server.listen;
     let tls = load_tls(&config)?;
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
