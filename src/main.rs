@@ -60,7 +60,7 @@ fn main() -> ExitCode {
                 }
             };
             let _guard = ssogate::telemetry::init(&loaded.logging);
-            // `serve` runs its own runtimes: one single-threaded runtime per core.
+            // `serve` runs its own runtimes: single-threaded workers, two per core by default.
             match ssogate::server::run(loaded) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

