@@ -93,7 +93,7 @@ pub struct Auth {
     signer: Option<AssertionSigner>,
     metrics: Arc<Metrics>,
     /// Decoded sessions by cookie value.
-    decoded: moka::sync::Cache<String, Arc<LiveSession>>,
+    decoded: moka::sync::Cache<String, Arc<LiveSession>, foldhash::fast::RandomState>,
     /// Refreshes in flight or just done, by the cookie value that asked: one refresh per
     /// session at a time, and the refreshed session for requests still sending the old cookie.
     refreshed: moka::future::Cache<String, Arc<LiveSession>>,
@@ -154,10 +154,14 @@ impl Auth {
                 || provider_config.kind == ProviderKind::Oidc,
             state_prefix: format!("{}_state_", config.session.cookie_name),
             state_path,
+            // Keyed by the whole cookie (3-5 KB with Cognito's tokens), hashed on every
+            // request: foldhash instead of SipHash took a 1.8 KB-cookie request from ~19.2 to
+            // ~18.7 CPU-us. Only sessions that decrypted are inserted, so a client cannot
+            // fill the table with chosen colliding keys.
             decoded: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(decoded_ttl)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             refreshed: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(REFRESH_MEMO)
