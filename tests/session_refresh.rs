@@ -93,16 +93,9 @@ async fn fifty_parallel_requests_on_a_stale_session_cause_one_refresh() {
         assert_eq!(resp.status(), StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let before = s.idp.stats().await["token_requests"].as_u64().unwrap();
-        let requests = (0..50).map(|i| {
-            let b = b.clone();
-            let url = s.gw.url(&format!("/storm/{i}"));
-            tokio::spawn(async move { b.get(url).send().await.unwrap().status() })
-        });
-        let statuses: Vec<StatusCode> = futures_util::future::join_all(requests)
-            .await
-            .into_iter()
-            .map(|r| r.unwrap())
-            .collect();
+        let statuses =
+            common::statuses_at_once((0..50).map(|i| b.get(s.gw.url(&format!("/storm/{i}")))))
+                .await;
         assert!(
             statuses.iter().all(|s| *s == StatusCode::OK),
             "{store}: {statuses:?}"

@@ -283,24 +283,13 @@ async fn replicas_refresh_a_stale_session_once_between_them() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let before = idp.stats().await["refresh_grants"].as_u64().unwrap();
-    let requests = (0..40).map(|i| {
+    let statuses = common::statuses_at_once((0..40).map(|i| {
         let gw = if i % 2 == 0 { a.url("/r") } else { b.url("/r") };
-        let cookie = cookie.clone();
-        tokio::spawn(async move {
-            common::client()
-                .get(gw)
-                .header("cookie", format!("_ssogate={cookie}"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    });
-    let statuses: Vec<StatusCode> = futures_util::future::join_all(requests)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
+        common::client()
+            .get(gw)
+            .header("cookie", format!("_ssogate={cookie}"))
+    }))
+    .await;
     assert!(
         statuses.iter().all(|s| *s == StatusCode::OK),
         "{statuses:?}\nA:\n{}\nB:\n{}",

@@ -684,6 +684,20 @@ impl Upstream {
     }
 }
 
+/// Sends every request at once (each on its own task) and returns the statuses in order.
+pub async fn statuses_at_once(
+    requests: impl IntoIterator<Item = reqwest::RequestBuilder>,
+) -> Vec<StatusCode> {
+    let sent = requests
+        .into_iter()
+        .map(|r| tokio::spawn(async move { r.send().await.unwrap().status() }));
+    futures_util::future::join_all(sent)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
 /// What a `ScriptedUpstream` sends for one request: these pieces, written apart (a short
 /// pause between them, so they arrive in separate reads), then the connection is closed
 /// when `close` says so (without a word in the headers).
