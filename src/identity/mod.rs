@@ -127,30 +127,30 @@ impl InboundFilter {
 }
 
 /// `name=value` pairs of a Cookie header as bytes, by scanning (no jar, no UTF-8 check).
+/// The separators are found with `memchr`: the session cookie's value is hundreds to
+/// thousands of bytes, and this runs on every signed-in request.
 pub fn cookie_pairs_bytes(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    header.split(|&b| b == b';').filter_map(|p| {
-        let p = p.trim_ascii();
-        if p.is_empty() {
-            return None;
+    let mut rest = Some(header);
+    std::iter::from_fn(move || loop {
+        let h = rest?;
+        let pair = match memchr::memchr(b';', h) {
+            Some(at) => {
+                rest = Some(&h[at + 1..]);
+                &h[..at]
+            }
+            None => {
+                rest = None;
+                h
+            }
+        };
+        let pair = pair.trim_ascii();
+        if pair.is_empty() {
+            continue;
         }
-        Some(match p.iter().position(|&b| b == b'=') {
-            Some(at) => (p[..at].trim_ascii(), p[at + 1..].trim_ascii()),
-            None => (p, &b""[..]),
-        })
-    })
-}
-
-/// `name=value` pairs of a Cookie header, by scanning (no jar).
-pub fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
-    header.split(';').filter_map(|p| {
-        let p = p.trim();
-        if p.is_empty() {
-            return None;
-        }
-        Some(match p.split_once('=') {
-            Some((n, v)) => (n.trim(), v.trim()),
-            None => (p, ""),
-        })
+        return Some(match memchr::memchr(b'=', pair) {
+            Some(at) => (pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()),
+            None => (pair, &b""[..]),
+        });
     })
 }
 

@@ -7,12 +7,13 @@ use std::borrow::Cow;
 use cookie::{Cookie, CookieJar, Key};
 use http::header::{HeaderMap, HeaderValue, COOKIE};
 
-use crate::identity::{cookie_pairs, cookie_pairs_bytes};
+use crate::identity::cookie_pairs_bytes;
 
 /// Browsers keep at least 4096 bytes per cookie including name and attributes.
 pub const CHUNK_SIZE: usize = 3800;
 /// More chunks than this is not a session we wrote.
 const MAX_CHUNKS: usize = 8;
+const _: () = assert!(MAX_CHUNKS < 10, "read_cookie reads a one-digit chunk count");
 
 pub struct Codec {
     /// Current key first, then the previous one.
@@ -67,8 +68,13 @@ impl Codec {
 /// one-chunk case.
 pub fn read_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str>> {
     let first = find_cookie(headers, name)?;
-    // A chunked value starts with "<count>:"; sealed values (base64) hold no ':'.
-    let Some((count, part0)) = first.split_once(':') else {
+    // A chunked value starts with "<count>:" (one digit: MAX_CHUNKS < 10); sealed values
+    // (base64) hold no ':'. Looking only there spares a scan of the whole value.
+    let Some((count, part0)) = first
+        .get(..2)
+        .filter(|head| head.ends_with(':'))
+        .map(|_| (&first[..1], &first[2..]))
+    else {
         return Some(Cow::Borrowed(first));
     };
     let count: usize = count
@@ -100,9 +106,9 @@ pub fn cookie_names_with_prefix<'h>(
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie_pairs)
-        .filter(move |(n, _)| n.starts_with(prefix))
+        .flat_map(|v| cookie_pairs_bytes(v.as_bytes()))
+        .filter(move |(n, _)| n.starts_with(prefix.as_bytes()))
+        .filter_map(|(n, v)| Some((std::str::from_utf8(n).ok()?, std::str::from_utf8(v).ok()?)))
 }
 
 /// How our cookies are set.
