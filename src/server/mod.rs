@@ -3,6 +3,7 @@
 //! it calls `oidc`, `session`, `policy`, `identity` and `proxy`.
 
 mod auth;
+mod drain;
 mod endpoints;
 mod handler;
 pub mod pages;
@@ -16,7 +17,6 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -168,18 +168,11 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                     let shutdown = async move {
                         let _ = stop.changed().await;
                     };
-                    // tokio wakes a parked driver through its eventfd (a write syscall)
-                    // whenever a timer is armed earlier than the wake-up it parked with: with
-                    // only 30-60 s timers pending, every request's header-read timer did. A
-                    // timer due every second keeps the parked wake-up near.
-                    let heartbeat = tokio::spawn(async {
-                        let mut tick = tokio::time::interval(Duration::from_secs(1));
-                        loop {
-                            tick.tick().await;
-                        }
-                    });
-                    accept_loop(listener, gw, proxy, tls, shutdown).await;
-                    heartbeat.abort();
+                    // This thread's coarse clock and deadlines (see `coarse`).
+                    let ticker = tokio::spawn(crate::coarse::ticker());
+                    tokio::task::yield_now().await;
+                    accept_loop(listener, gw, proxy, tls, shutdown, true).await;
+                    ticker.abort();
                 });
             })
             .map_err(|e| ServerError::Runtime(e.to_string()))?;
@@ -280,29 +273,35 @@ pub async fn serve(
     let local = listener.local_addr().ok();
     tracing::info!(listen = ?local, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
     let proxy = gateway.proxy.clone();
-    accept_loop(listener, gateway, proxy, tls, shutdown).await;
+    accept_loop(listener, gateway, proxy, tls, shutdown, false).await;
     Ok(())
 }
 
-/// Accepts connections until `shutdown`, then stops accepting and drains.
+/// Accepts connections until `shutdown`, then stops accepting and drains. On a worker
+/// (`coarse_timer`), hyper's header-read timeout runs on the worker's coarse clock.
 async fn accept_loop(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     proxy: Proxy,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
+    coarse_timer: bool,
 ) {
-    let drain = gateway.config.server.drain_timeout;
+    let drain_timeout = gateway.config.server.drain_timeout;
     let header_timeout = gateway.config.server.header_read_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    if coarse_timer {
+        builder.http1().timer(crate::coarse::Timer);
+    } else {
+        builder.http1().timer(TokioTimer::new());
+    }
     builder
         .http1()
-        .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let drain = Arc::new(drain::Drain::default());
 
     tokio::pin!(shutdown);
     loop {
@@ -322,15 +321,15 @@ async fn accept_loop(
         let gw = gateway.clone();
         let proxy = proxy.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let drain = drain.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(&builder, watcher, gw, proxy, stream, peer, false).await,
+                None => serve_connection(&builder, &drain, gw, proxy, stream, peer, false).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            serve_connection(&builder, watcher, gw, proxy, tls_stream, peer, true)
+                            serve_connection(&builder, &drain, gw, proxy, tls_stream, peer, true)
                                 .await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -342,8 +341,8 @@ async fn accept_loop(
     }
 
     drop(listener);
-    tracing::info!(drain = ?drain, "shutting down: no new connections, draining in-flight requests");
-    match tokio::time::timeout(drain, graceful.shutdown()).await {
+    tracing::info!(drain = ?drain_timeout, "shutting down: no new connections, draining in-flight requests");
+    match tokio::time::timeout(drain_timeout, drain.stop()).await {
         Ok(()) => tracing::info!("drained; bye"),
         Err(_) => tracing::warn!("drain time is up; closing the remaining connections"),
     }
@@ -351,7 +350,7 @@ async fn accept_loop(
 
 async fn serve_connection<S>(
     builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    drain: &drain::Drain,
     gw: Arc<Gateway>,
     proxy: Proxy,
     stream: S,
@@ -369,7 +368,7 @@ async fn serve_connection<S>(
         async move { Ok::<_, Infallible>(handler::handle(&gw, &proxy, &client, req).await) }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-    if let Err(e) = watcher.watch(conn).await {
+    if let Err(e) = drain.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
