@@ -80,7 +80,7 @@ impl Pool {
     fn take(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let conn = idle.pop()?;
-        if conn.idle_since.elapsed() < self.idle_timeout {
+        if crate::coarse::now().saturating_duration_since(conn.idle_since) < self.idle_timeout {
             return Some(conn);
         }
         // The rest waited longer still.
@@ -89,7 +89,7 @@ impl Pool {
     }
 
     fn put(&self, mut conn: Conn) {
-        conn.idle_since = Instant::now();
+        conn.idle_since = crate::coarse::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
             idle.push(conn);

@@ -433,7 +433,7 @@ impl Proxy {
             &head,
             head_request,
         );
-        let resp = match tokio::time::timeout(self.response_timeout, exchange).await {
+        let resp = match crate::coarse::timeout(self.response_timeout, exchange).await {
             Ok(Ok(resp)) => resp,
             Ok(Err(failure)) => {
                 return Err(ProxyError::Unavailable {
