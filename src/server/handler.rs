@@ -27,10 +27,15 @@ pub async fn handle(
     client: &ClientInfo,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let start = Instant::now();
     let log = gw.config.logging.access_log && tracing::enabled!(tracing::Level::INFO);
-    // Only the log needs these copies.
-    let logged = log.then(|| (req.method().clone(), req.uri().path().to_string()));
+    // Only the log needs these copies (and the clock).
+    let logged = log.then(|| {
+        (
+            req.method().clone(),
+            req.uri().path().to_string(),
+            Instant::now(),
+        )
+    });
     let json = is_api_client(req.headers());
     let mut outcome = Outcome {
         log,
@@ -52,7 +57,7 @@ pub async fn handle(
     };
     let status = resp.status().as_u16();
     gw.metrics.count_status(status);
-    if let Some((method, raw_path)) = logged {
+    if let Some((method, raw_path, start)) = logged {
         let path = normalize(&raw_path)
             .map(|p| p.forward_path().to_string())
             .unwrap_or(raw_path);
