@@ -171,7 +171,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                     // This thread's coarse clock and deadlines (see `coarse`).
                     let ticker = tokio::spawn(crate::coarse::ticker());
                     tokio::task::yield_now().await;
-                    accept_loop(listener, gw, proxy, tls, shutdown, true).await;
+                    accept_loop(listener, gw, proxy, tls, shutdown).await;
                     ticker.abort();
                 });
             })
@@ -273,30 +273,25 @@ pub async fn serve(
     let local = listener.local_addr().ok();
     tracing::info!(listen = ?local, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
     let proxy = gateway.proxy.clone();
-    accept_loop(listener, gateway, proxy, tls, shutdown, false).await;
+    accept_loop(listener, gateway, proxy, tls, shutdown).await;
     Ok(())
 }
 
-/// Accepts connections until `shutdown`, then stops accepting and drains. On a worker
-/// (`coarse_timer`), hyper's header-read timeout runs on the worker's coarse clock.
+/// Accepts connections until `shutdown`, then stops accepting and drains. hyper's
+/// header-read timeout runs on the coarse clock on a worker, on tokio's timers elsewhere.
 async fn accept_loop(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     proxy: Proxy,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
-    coarse_timer: bool,
 ) {
     let drain_timeout = gateway.config.server.drain_timeout;
     let header_timeout = gateway.config.server.header_read_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    if coarse_timer {
-        builder.http1().timer(crate::coarse::Timer);
-    } else {
-        builder.http1().timer(TokioTimer::new());
-    }
     builder
         .http1()
+        .timer(crate::coarse::Timer)
         .header_read_timeout(header_timeout)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
