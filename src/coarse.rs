@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 /// How far the coarse clock may lag, and how late a deadline may fire.
 pub const TICK: Duration = Duration::from_millis(100);
 
+/// A deadline nearer than this is a tokio timer even on a worker: a tick would be a
+/// noticeable share of it (a configured `response_timeout = "250ms"` must not become 350).
+const COARSE_FROM: Duration = Duration::from_secs(1);
+
 thread_local! {
     static WHEEL: RefCell<Option<Wheel>> = const { RefCell::new(None) };
 }
@@ -170,9 +174,14 @@ enum Inner {
     Tokio(Pin<Box<tokio::time::Sleep>>),
 }
 
-/// Completes at `deadline` (up to `TICK` later on a worker thread).
+/// Completes at `deadline`; on a worker thread, a deadline at least `COARSE_FROM` away
+/// completes within a `TICK` of it.
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    let coarse = WHEEL.with(|w| w.borrow().is_some());
+    let coarse = WHEEL.with(|w| {
+        w.borrow()
+            .as_ref()
+            .is_some_and(|w| deadline.saturating_duration_since(w.now) >= COARSE_FROM)
+    });
     Sleep {
         inner: if coarse {
             Inner::Coarse {
@@ -307,11 +316,29 @@ mod tests {
     fn a_deadline_fires_within_a_tick_of_its_time() {
         on_worker(async {
             let start = Instant::now();
-            sleep_until(now() + Duration::from_millis(300)).await;
+            let sleep = sleep_until(now() + Duration::from_millis(1200));
+            assert!(matches!(sleep.inner, Inner::Coarse { .. }));
+            sleep.await;
             let took = start.elapsed();
-            assert!(took >= Duration::from_millis(200), "fired early: {took:?}");
+            assert!(took >= Duration::from_millis(1100), "fired early: {took:?}");
             assert!(
-                took < Duration::from_millis(300) + 3 * TICK,
+                took < Duration::from_millis(1200) + 3 * TICK,
+                "fired late: {took:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn a_near_deadline_keeps_tokio_precision() {
+        on_worker(async {
+            let start = Instant::now();
+            let sleep = sleep_until(Instant::now() + Duration::from_millis(30));
+            assert!(matches!(sleep.inner, Inner::Tokio(_)));
+            sleep.await;
+            let took = start.elapsed();
+            assert!(took >= Duration::from_millis(30), "fired early: {took:?}");
+            assert!(
+                took < Duration::from_millis(30) + TICK,
                 "fired late: {took:?}"
             );
         });
@@ -321,7 +348,7 @@ mod tests {
     fn timeout_passes_a_quick_result_and_cuts_a_slow_one() {
         on_worker(async {
             assert_eq!(timeout(Duration::from_secs(5), async { 7 }).await, Ok(7));
-            let slow = timeout(Duration::from_millis(200), std::future::pending::<()>());
+            let slow = timeout(Duration::from_secs(1), std::future::pending::<()>());
             assert_eq!(slow.await, Err(Elapsed));
         });
     }
