@@ -258,16 +258,33 @@ impl Drop for Sleep {
 }
 
 /// `fut`, or `Elapsed` once `after` has passed.
-pub async fn timeout<F: Future>(after: Duration, fut: F) -> Result<F::Output, Elapsed> {
-    let sleep = sleep_until(now() + after);
-    tokio::pin!(fut, sleep);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+pub fn timeout<F: Future>(after: Duration, fut: F) -> Timeout<F> {
+    Timeout {
+        fut,
+        sleep: sleep_until(now() + after),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of `timeout`: no bigger than `fut` and a `Sleep` (an `async fn` would keep
+    /// `fut` twice, as its argument and pinned).
+    pub struct Timeout<F> {
+        #[pin]
+        fut: F,
+        sleep: Sleep,
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
             return Poll::Ready(Ok(out));
         }
-        sleep.as_mut().poll(cx).map(|()| Err(Elapsed))
-    })
-    .await
+        Pin::new(this.sleep).poll(cx).map(|()| Err(Elapsed))
+    }
 }
 
 /// The deadline of `timeout` passed first.

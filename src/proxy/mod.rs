@@ -323,7 +323,7 @@ impl Proxy {
     pub async fn forward(
         &self,
         upstream: &Upstream,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         new_path: Option<&str>,
         client: &ClientInfo,
         out: Outgoing<'_>,
@@ -339,6 +339,20 @@ impl Proxy {
                     .await;
             }
         }
+        // Boxed: hyper's client future is KBs, and inline it would make every request's
+        // future (moved several times per request) that much larger.
+        Box::pin(self.forward_client(upstream, req, new_path, client, out)).await
+    }
+
+    /// Everything the inline path does not take: bodies, upgrades, `https://` upstreams.
+    async fn forward_client(
+        &self,
+        upstream: &Upstream,
+        mut req: Request<Incoming>,
+        new_path: Option<&str>,
+        client: &ClientInfo,
+        out: Outgoing<'_>,
+    ) -> Result<Response<Body>, ProxyError> {
         let uri = upstream
             .uri(
                 new_path.unwrap_or(req.uri().path()),

@@ -274,7 +274,9 @@ impl Auth {
         let name = &self.sessions.cookie_name;
         let Some(value) = codec::read_cookie(headers, name) else {
             return match bearer_token(headers) {
-                Some(token) => self.authenticate_bearer(token, now).await,
+                // Boxed, as the slow paths below: inline, their states would make every
+                // request's future (moved several times per request) tens of KB larger.
+                Some(token) => Box::pin(self.authenticate_bearer(token, now)).await,
                 None => Err(AuthAnswer::SignIn { clear: Vec::new() }),
             };
         };
@@ -289,7 +291,7 @@ impl Auth {
                 self.metrics
                     .session_cache_misses
                     .fetch_add(1, Ordering::Relaxed);
-                match self.sessions.load(&value, now).await {
+                match Box::pin(self.sessions.load(&value, now)).await {
                     Ok(Some(session)) => {
                         let live = Arc::new(self.live(session, None));
                         self.decoded.insert(value.to_string(), live.clone());
@@ -313,7 +315,7 @@ impl Auth {
         if live.session.refresh_due > now {
             return Ok(live);
         }
-        self.refresh(&value, live, headers, now).await
+        Box::pin(self.refresh(&value, live, headers, now)).await
     }
 
     fn live(&self, session: Session, set_cookies: Option<Vec<HeaderValue>>) -> LiveSession {

@@ -113,6 +113,7 @@ async fn stages<'g>(
     };
 
     // authenticate, refresh, authorise, identify.
+    let mut signed_in = None;
     if route.rule.needs_sign_in() {
         let auth = gw
             .auth
@@ -133,17 +134,20 @@ async fn stages<'g>(
                 user: principal.user.clone(),
             });
         }
-        out.identity = &live.headers.upstream;
-        let mut resp = forward(gw, proxy, route, req, new_path.as_deref(), client, out).await?;
-        if let Some(cookies) = &live.set_cookies {
-            for c in cookies {
-                resp.headers_mut()
-                    .append(http::header::SET_COOKIE, c.clone());
-            }
-        }
-        return Ok(resp);
+        out.identity = &signed_in.insert(live).headers.upstream;
     }
-    forward(gw, proxy, route, req, new_path.as_deref(), client, out).await
+    // One call site: each `.await` of `forward` would be a state of its own in this future.
+    let mut resp = forward(gw, proxy, route, req, new_path.as_deref(), client, out).await?;
+    if let Some(cookies) = signed_in
+        .as_ref()
+        .and_then(|live| live.set_cookies.as_ref())
+    {
+        for c in cookies {
+            resp.headers_mut()
+                .append(http::header::SET_COOKIE, c.clone());
+        }
+    }
+    Ok(resp)
 }
 
 async fn forward(
