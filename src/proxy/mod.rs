@@ -41,6 +41,42 @@ pub enum Body {
     Full(Full<Bytes>),
 }
 
+/// Body of a request from a client: hyper's, or none (a request head read by the
+/// gateway's own HTTP/1.1 loop, which takes only requests without a body).
+pub enum RequestBody {
+    Hyper(Incoming),
+    Empty,
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Hyper(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Hyper(b) => b.is_end_stream(),
+            RequestBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Hyper(b) => b.size_hint(),
+            RequestBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
 /// A page or JSON document of the gateway's own.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Body::Full(Full::new(bytes.into()))
@@ -323,7 +359,7 @@ impl Proxy {
     pub async fn forward(
         &self,
         upstream: &Upstream,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         new_path: Option<&str>,
         client: &ClientInfo,
         out: Outgoing<'_>,
@@ -348,7 +384,7 @@ impl Proxy {
     async fn forward_client(
         &self,
         upstream: &Upstream,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         new_path: Option<&str>,
         client: &ClientInfo,
         out: Outgoing<'_>,
@@ -432,7 +468,7 @@ impl Proxy {
         &self,
         pool: &Arc<h1::Pool>,
         upstream: &Upstream,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         new_path: Option<&str>,
         client: &ClientInfo,
         out: Outgoing<'_>,
@@ -477,14 +513,14 @@ impl Proxy {
 /// time the upstream gets to answer once it has the whole request, so an upload that takes
 /// longer than that (a large file on a slow link) is not cut off while it is moving.
 struct UploadBody {
-    inner: Incoming,
+    inner: RequestBody,
     /// `false` on each chunk sent, `true` once the body is complete; `None` when done.
     progress: Option<watch::Sender<bool>>,
 }
 
 impl UploadBody {
     /// The request with its body wrapped, and the progress to watch (none for an empty body).
-    fn wrap(req: Request<Incoming>) -> (Request<UploadBody>, Option<watch::Receiver<bool>>) {
+    fn wrap(req: Request<RequestBody>) -> (Request<UploadBody>, Option<watch::Receiver<bool>>) {
         let (parts, inner) = req.into_parts();
         let (progress, watcher) = if inner.is_end_stream() {
             (None, None)

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::pages::{escape, html_response, is_api_client, json_response, redirect, GatewayError};
@@ -17,7 +16,7 @@ use crate::config::{Config, HeaderPreset, ProviderKind, StoreKind};
 use crate::identity::{AssertionSigner, IdentityHeaders, TokensForHeaders};
 use crate::oidc::{self, jwt, Provider, ProviderError, VerifyError};
 use crate::policy::{safe_redirect, RouteRule};
-use crate::proxy::{full, Body, ClientInfo};
+use crate::proxy::{full, Body, ClientInfo, RequestBody};
 use crate::session::codec::{self, CookieAttrs};
 use crate::session::{Session, Sessions, StoreError};
 use crate::telemetry::Metrics;
@@ -660,7 +659,7 @@ impl Auth {
     pub async fn endpoint(
         &self,
         endpoint: &str,
-        req: &mut Request<Incoming>,
+        req: &mut Request<RequestBody>,
         client: &ClientInfo,
     ) -> Result<Response<Body>, GatewayError> {
         match endpoint {
@@ -680,7 +679,7 @@ impl Auth {
     /// navigating, 401 JSON for a program.
     pub fn sign_in_answer(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<RequestBody>,
         clear: Vec<HeaderValue>,
     ) -> Response<Body> {
         let mut resp = if is_api_client(req.headers()) {
@@ -714,7 +713,7 @@ impl Auth {
     }
 
     /// A safe `rd` from the query, or `/`.
-    fn redirect_target(&self, req: &Request<Incoming>, client: &ClientInfo) -> String {
+    fn redirect_target(&self, req: &Request<RequestBody>, client: &ClientInfo) -> String {
         let rd = query_param(req.uri(), "rd").unwrap_or_default();
         let own_host = client.host(req.headers(), req.uri());
         safe_redirect(&rd, own_host, &self.config.server.allowed_redirect_hosts)
@@ -724,7 +723,7 @@ impl Auth {
 
     fn start(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<RequestBody>,
         client: &ClientInfo,
     ) -> Result<Response<Body>, GatewayError> {
         if !self.provider.is_ready() {
@@ -782,7 +781,7 @@ impl Auth {
 
     async fn callback(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<RequestBody>,
         client: &ClientInfo,
     ) -> Result<Response<Body>, GatewayError> {
         let fail = |reason: &str| {
@@ -925,7 +924,7 @@ impl Auth {
         Ok(resp)
     }
 
-    fn sign_in_page(&self, req: &Request<Incoming>) -> Response<Body> {
+    fn sign_in_page(&self, req: &Request<RequestBody>) -> Response<Body> {
         let rd = query_param(req.uri(), "rd").unwrap_or_else(|| "/".into());
         let href = format!(
             "{}/start?rd={}",
@@ -944,7 +943,7 @@ impl Auth {
 
     async fn sign_out(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<RequestBody>,
         client: &ClientInfo,
     ) -> Result<Response<Body>, GatewayError> {
         let origin = self.origin(req.headers(), req.uri(), client);
@@ -996,7 +995,7 @@ impl Auth {
         Ok(resp)
     }
 
-    fn signed_out(&self, req: &Request<Incoming>, client: &ClientInfo) -> Response<Body> {
+    fn signed_out(&self, req: &Request<RequestBody>, client: &ClientInfo) -> Response<Body> {
         let origin = self.origin(req.headers(), req.uri(), client);
         let attrs = self.cookie_attrs(&origin);
         let rd_cookie = format!("{}_signout", self.sessions.cookie_name);
@@ -1029,7 +1028,7 @@ impl Auth {
         resp
     }
 
-    async fn userinfo(&self, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    async fn userinfo(&self, req: &Request<RequestBody>) -> Result<Response<Body>, GatewayError> {
         let live = match self.authenticate(req.headers()).await {
             Ok(l) => l,
             Err(AuthAnswer::SignIn { .. }) => return Err(GatewayError::SignInRequired),
@@ -1050,7 +1049,10 @@ impl Auth {
 
     /// Forward-auth for nginx `auth_request`, Traefik `forwardAuth` and friends:
     /// 202 + `X-Auth-Request-*`, 401, or 403. `?allowed_groups=a,b` narrows the groups.
-    async fn forward_auth(&self, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    async fn forward_auth(
+        &self,
+        req: &Request<RequestBody>,
+    ) -> Result<Response<Body>, GatewayError> {
         let live = match self.authenticate(req.headers()).await {
             Ok(l) => l,
             Err(AuthAnswer::SignIn { .. }) => return Err(GatewayError::SignInRequired),
@@ -1143,7 +1145,7 @@ impl AuthAnswer {
     pub fn into_response(
         self,
         auth: &Auth,
-        req: &Request<Incoming>,
+        req: &Request<RequestBody>,
     ) -> Result<Response<Body>, GatewayError> {
         match self {
             AuthAnswer::SignIn { clear } => Ok(auth.sign_in_answer(req, clear)),

@@ -27,6 +27,27 @@ impl<C: GracefulConnection> Graceful for C {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A connection that reads `Drain::stopping` itself (between requests, and while idle:
+    /// the stop wakes every watched connection).
+    pub(super) struct SelfWatching<F> {
+        #[pin]
+        pub(super) conn: F,
+    }
+}
+
+impl<F: Future> Future for SelfWatching<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().conn.poll(cx)
+    }
+}
+
+impl<F: Future> Graceful for SelfWatching<F> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {}
+}
+
 /// The open connections of one accept loop.
 #[derive(Default)]
 pub(super) struct Drain {
@@ -62,6 +83,11 @@ impl Drain {
             id,
             told: false,
         }
+    }
+
+    /// Whether the stop has begun (for connections that watch for it themselves).
+    pub(super) fn stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::Acquire)
     }
 
     /// Tells every open connection to close once its request in flight is answered, and

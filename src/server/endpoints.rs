@@ -2,17 +2,16 @@
 //! endpoints, which `auth` answers.
 
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::pages::{json_response, GatewayError};
 use super::Gateway;
-use crate::proxy::{Body, ClientInfo};
+use crate::proxy::{Body, ClientInfo, RequestBody};
 
 /// `Some` when the path is one of ours.
 pub async fn handle(
     gw: &Gateway,
     client: &ClientInfo,
-    req: &mut Request<Incoming>,
+    req: &mut Request<RequestBody>,
 ) -> Option<Result<Response<Body>, GatewayError>> {
     let server = &gw.config.server;
     let path = req.uri().path();

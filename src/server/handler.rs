@@ -4,12 +4,11 @@
 use std::time::Instant;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use super::pages::{is_api_client, GatewayError};
 use super::Gateway;
 use crate::policy::{normalize, Route};
-use crate::proxy::{Body, ClientInfo, Outgoing, Proxy};
+use crate::proxy::{Body, ClientInfo, Outgoing, Proxy, RequestBody};
 
 /// What the access log line says about a request, filled in as it travels.
 #[derive(Default)]
@@ -25,7 +24,7 @@ pub async fn handle(
     gw: &Gateway,
     proxy: &Proxy,
     client: &ClientInfo,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     let log = gw.config.logging.access_log && tracing::enabled!(tracing::Level::INFO);
     // Only the log needs these copies (and the clock).
@@ -87,7 +86,7 @@ async fn stages<'g>(
     gw: &'g Gateway,
     proxy: &Proxy,
     client: &ClientInfo,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     outcome: &mut Outcome<'g>,
 ) -> Result<Response<Body>, GatewayError> {
     // classify: the gateway's own endpoints first.
@@ -154,7 +153,7 @@ async fn forward(
     gw: &Gateway,
     proxy: &Proxy,
     route: &Route,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     new_path: Option<&str>,
     client: &ClientInfo,
     out: Outgoing<'_>,

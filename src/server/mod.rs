@@ -5,6 +5,7 @@
 mod auth;
 mod drain;
 mod endpoints;
+mod fast;
 mod handler;
 pub mod pages;
 
@@ -22,7 +23,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::identity::InboundFilter;
 use crate::policy::RouteTable;
-use crate::proxy::{ClientInfo, Proxy, Upstream};
+use crate::proxy::{ClientInfo, Proxy, RequestBody, Upstream};
 use crate::telemetry::Metrics;
 
 pub use auth::Auth;
@@ -320,7 +321,10 @@ async fn accept_loop(
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(&builder, &drain, gw, proxy, stream, peer, false).await,
+                None => {
+                    let conn = fast::serve(&builder, &drain, gw, proxy, stream, peer);
+                    drain.watch(drain::SelfWatching { conn }).await
+                }
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
@@ -360,7 +364,11 @@ async fn serve_connection<S>(
         let gw = gw.clone();
         let client = client.clone();
         let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(handler::handle(&gw, &proxy, &client, req).await) }
+        async move {
+            Ok::<_, Infallible>(
+                handler::handle(&gw, &proxy, &client, req.map(RequestBody::Hyper)).await,
+            )
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     if let Err(e) = drain.watch(conn).await {

@@ -1,0 +1,525 @@
+//! Plain-TCP HTTP/1.1 connections served without hyper while their requests are the common
+//! kind: GET or HEAD, HTTP/1.1, no body, no upgrade, no `Expect`. The loop reads a head,
+//! runs the request through the stages and writes the response head and a body that is
+//! already there in one write. On the first request it does not take (a body, another
+//! method, HTTP/1.0 or /2, a head it cannot parse) it hands the connection, with the bytes
+//! already read, to hyper, which serves it from then on exactly as it serves every TLS
+//! connection. So everything unusual keeps hyper's behaviour (its 400s, `Expect`,
+//! upgrades, HTTP/2), and what nearly all traffic costs is this loop.
+//!
+//! Like hyper with `header_read_timeout`, a connection that does not complete a request
+//! head within the timeout (an idle keep-alive one included) is closed.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::drain::Drain;
+use super::{handler, Gateway};
+use crate::proxy::{Body, Proxy, RequestBody};
+
+/// A request head larger than this goes to hyper (which has its own, larger, limit).
+const MAX_HEAD: usize = 16 * 1024;
+/// More header lines than this: the request goes to hyper (which refuses more than 100).
+const MAX_HEADERS: usize = 64;
+/// Bytes asked of the socket per read.
+const READ_SIZE: usize = 4096;
+/// Response bytes gathered before they are written.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Serves `stream` until the client closes, the header-read timeout or the drain; hands it
+/// to hyper on the first request this loop does not take.
+pub(super) async fn serve(
+    builder: &auto::Builder<TokioExecutor>,
+    drain: &Drain,
+    gw: Arc<Gateway>,
+    proxy: Proxy,
+    mut io: TcpStream,
+    peer: SocketAddr,
+) {
+    let client = gw.client_info(peer, false);
+    let header_timeout = gw.config.server.header_read_timeout;
+    let mut rbuf = BytesMut::with_capacity(READ_SIZE);
+    let mut wbuf = Vec::new();
+    loop {
+        let (req, keep_alive) = match read_request(&mut io, &mut rbuf, header_timeout, drain).await
+        {
+            Next::Request(req, keep_alive) => (req, keep_alive),
+            Next::Handoff => {
+                let io = Rewind {
+                    pre: rbuf.freeze(),
+                    inner: io,
+                };
+                super::serve_connection(builder, drain, gw, proxy, io, peer, false).await;
+                return;
+            }
+            Next::BadRequest => {
+                let _ = write_response(&mut io, &mut wbuf, bad_request(), false, false).await;
+                let _ = io.shutdown().await;
+                return;
+            }
+            Next::Close => return,
+        };
+        let head_request = req.method() == Method::HEAD;
+        let resp = handler::handle(&gw, &proxy, &client, req).await;
+        let keep_alive = keep_alive && !drain.stopping();
+        match write_response(&mut io, &mut wbuf, resp, head_request, keep_alive).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = io.shutdown().await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                return;
+            }
+        }
+    }
+}
+
+// The request is the common variant: boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    /// A request this loop takes, and whether the client keeps the connection open.
+    Request(Request<RequestBody>, bool),
+    /// Not one for this loop: hyper takes the connection over.
+    Handoff,
+    /// A head this loop cannot turn into a request although it parsed (a bad target).
+    BadRequest,
+    /// The client closed, went quiet past the timeout, or the drain began while idle.
+    Close,
+}
+
+async fn read_request(
+    io: &mut TcpStream,
+    buf: &mut BytesMut,
+    timeout: Duration,
+    drain: &Drain,
+) -> Next {
+    let mut deadline = None;
+    loop {
+        if !buf.is_empty() {
+            match parse(buf) {
+                Parsed::Request(req, keep_alive) => return Next::Request(req, keep_alive),
+                Parsed::Handoff => return Next::Handoff,
+                Parsed::BadRequest => return Next::BadRequest,
+                Parsed::Partial if buf.len() >= MAX_HEAD => return Next::Handoff,
+                Parsed::Partial => {}
+            }
+        }
+        buf.reserve(READ_SIZE);
+        match io.try_read_buf(buf) {
+            Ok(0) => return Next::Close,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Next::Close,
+        }
+        let idle = buf.is_empty();
+        if idle && drain.stopping() {
+            return Next::Close;
+        }
+        let sleep = deadline
+            .get_or_insert_with(|| crate::coarse::sleep_until(crate::coarse::now() + timeout));
+        let ready = poll_fn(|cx| {
+            if let Poll::Ready(r) = io.poll_read_ready(cx) {
+                return Poll::Ready(r.is_ok());
+            }
+            if idle && drain.stopping() {
+                return Poll::Ready(false);
+            }
+            Pin::new(&mut *sleep).poll(cx).map(|()| false)
+        })
+        .await;
+        if !ready {
+            return Next::Close;
+        }
+    }
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    Request(Request<RequestBody>, bool),
+    Partial,
+    Handoff,
+    BadRequest,
+}
+
+/// Parses a request head at the start of `buf`, taking it out of the buffer when it is one
+/// this loop takes; anything else is left in place for hyper.
+fn parse(buf: &mut BytesMut) -> Parsed {
+    if buf.len() >= 24 && buf.starts_with(b"PRI * HTTP/2.0") {
+        return Parsed::Handoff;
+    }
+    // Header positions in `buf`, so the values can share the head's bytes once it is frozen.
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let (len, head_method, target, count, keep_alive) = {
+        let mut req = httparse::Request::new(&mut []);
+        let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+            &mut req,
+            buf,
+            &mut headers,
+        ) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Parsed::Partial,
+            Err(_) => return Parsed::Handoff,
+        };
+        let head_method = match req.method {
+            Some("GET") => false,
+            Some("HEAD") => true,
+            _ => return Parsed::Handoff,
+        };
+        if req.version != Some(1) {
+            return Parsed::Handoff;
+        }
+        let base = buf.as_ptr() as usize;
+        // The head is at most MAX_HEAD plus one read: offsets fit in u32.
+        let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        let Some(target) = req.path.map(str::as_bytes) else {
+            return Parsed::Handoff;
+        };
+        let target = (at(target) as usize, target.len());
+        let mut keep_alive = true;
+        for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
+            let name = h.name.as_bytes();
+            // Whatever frames a body or changes the protocol is hyper's to handle.
+            if name.eq_ignore_ascii_case(b"content-length")
+                || name.eq_ignore_ascii_case(b"transfer-encoding")
+                || name.eq_ignore_ascii_case(b"expect")
+                || name.eq_ignore_ascii_case(b"upgrade")
+            {
+                return Parsed::Handoff;
+            }
+            if name.eq_ignore_ascii_case(b"connection") {
+                for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        keep_alive = false;
+                    } else if token.eq_ignore_ascii_case(b"upgrade") {
+                        return Parsed::Handoff;
+                    }
+                }
+            }
+            *span = (
+                at(name),
+                name.len() as u32,
+                at(h.value),
+                h.value.len() as u32,
+            );
+        }
+        (len, head_method, target, req.headers.len(), keep_alive)
+    };
+
+    let head = buf.split_to(len).freeze();
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)) else {
+        return Parsed::BadRequest;
+    };
+    let mut map = HeaderMap::with_capacity(count);
+    for &(name_at, name_len, value_at, value_len) in &spans[..count] {
+        let (name_at, value_at) = (name_at as usize, value_at as usize);
+        let Ok(name) = HeaderName::from_bytes(&head[name_at..name_at + name_len as usize]) else {
+            return Parsed::BadRequest;
+        };
+        let Ok(value) =
+            HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len as usize))
+        else {
+            return Parsed::BadRequest;
+        };
+        map.append(name, value);
+    }
+    let mut req = Request::new(RequestBody::Empty);
+    *req.method_mut() = if head_method {
+        Method::HEAD
+    } else {
+        Method::GET
+    };
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = map;
+    Parsed::Request(req, keep_alive)
+}
+
+fn bad_request() -> Response<Body> {
+    let mut resp = Response::new(crate::proxy::full(Bytes::new()));
+    *resp.status_mut() = StatusCode::BAD_REQUEST;
+    resp
+}
+
+/// Writes `resp`; returns whether the connection stays open. A body whose length is known
+/// is sent with Content-Length, any other chunked.
+async fn write_response(
+    io: &mut TcpStream,
+    wbuf: &mut Vec<u8>,
+    resp: Response<Body>,
+    head_request: bool,
+    mut keep_alive: bool,
+) -> io::Result<bool> {
+    let (parts, body) = resp.into_parts();
+    let status = parts.status;
+    let no_body = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let length = body.size_hint().exact();
+    let chunked = !no_body && length.is_none();
+
+    wbuf.clear();
+    wbuf.extend_from_slice(b"HTTP/1.1 ");
+    wbuf.extend_from_slice(status.as_str().as_bytes());
+    wbuf.push(b' ');
+    wbuf.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    wbuf.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    for (name, value) in &parts.headers {
+        if *name == header::CONTENT_LENGTH {
+            // Ours below, from the body itself; a HEAD or 304 answer keeps the upstream's.
+            if !no_body {
+                continue;
+            }
+        } else if *name == header::TRANSFER_ENCODING || *name == header::CONNECTION {
+            continue;
+        } else if *name == header::DATE {
+            has_date = true;
+        }
+        wbuf.extend_from_slice(name.as_str().as_bytes());
+        wbuf.extend_from_slice(b": ");
+        wbuf.extend_from_slice(value.as_bytes());
+        wbuf.extend_from_slice(b"\r\n");
+    }
+    if !no_body {
+        match length {
+            Some(n) => {
+                wbuf.extend_from_slice(b"content-length: ");
+                wbuf.extend_from_slice(itoa_u64(n, &mut [0; 20]));
+                wbuf.extend_from_slice(b"\r\n");
+            }
+            None => wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        }
+    }
+    if !has_date {
+        wbuf.extend_from_slice(b"date: ");
+        wbuf.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        wbuf.extend_from_slice(b"\r\n");
+    }
+    if !keep_alive {
+        wbuf.extend_from_slice(b"connection: close\r\n");
+    }
+    wbuf.extend_from_slice(b"\r\n");
+
+    if !no_body {
+        let mut body = pin!(body);
+        let mut sent = 0u64;
+        while !body.is_end_stream() {
+            // Gathered bytes go out before waiting for the next piece.
+            let next = match poll_now(&mut body) {
+                Some(next) => next,
+                None => {
+                    write_out(io, wbuf).await?;
+                    body.frame().await
+                }
+            };
+            let data = match next {
+                None => break,
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue, // trailers are not passed on
+                },
+            };
+            if data.is_empty() {
+                continue;
+            }
+            sent += data.len() as u64;
+            if chunked {
+                wbuf.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            }
+            if wbuf.len() + data.len() > WRITE_BATCH {
+                write_out(io, wbuf).await?;
+                io.write_all(&data).await?;
+            } else {
+                wbuf.extend_from_slice(&data);
+            }
+            if chunked {
+                wbuf.extend_from_slice(b"\r\n");
+            }
+        }
+        if chunked {
+            wbuf.extend_from_slice(b"0\r\n\r\n");
+        } else if length != Some(sent) {
+            // The body broke off (or overran): the client cannot tell, so the connection ends.
+            keep_alive = false;
+        }
+    }
+    write_out(io, wbuf).await?;
+    Ok(keep_alive)
+}
+
+/// The body's next frame if it is ready without waiting.
+fn poll_now(
+    body: &mut Pin<&mut Body>,
+) -> Option<Option<Result<http_body::Frame<Bytes>, <Body as http_body::Body>::Error>>> {
+    let waker = futures_util::task::noop_waker_ref();
+    match body.as_mut().poll_frame(&mut Context::from_waker(waker)) {
+        Poll::Ready(next) => Some(next),
+        Poll::Pending => None,
+    }
+}
+
+async fn write_out(io: &mut TcpStream, wbuf: &mut Vec<u8>) -> io::Result<()> {
+    if !wbuf.is_empty() {
+        io.write_all(wbuf).await?;
+        wbuf.clear();
+    }
+    Ok(())
+}
+
+fn itoa_u64(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
+    let mut at = out.len();
+    loop {
+        at -= 1;
+        out[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &out[at..];
+        }
+    }
+}
+
+/// The connection for hyper, with the bytes this loop read first.
+struct Rewind {
+    pre: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.pre.is_empty() {
+            let n = self.pre.len().min(buf.remaining());
+            buf.put_slice(&self.pre.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(raw: &[u8]) -> (Parsed, BytesMut) {
+        let mut buf = BytesMut::from(raw);
+        (parse(&mut buf), buf)
+    }
+
+    #[test]
+    fn plain_gets_and_heads_are_taken_with_the_rest_left_in_the_buffer() {
+        let (p, rest) =
+            parsed(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\n\r\nGET /next");
+        let Parsed::Request(req, keep_alive) = p else {
+            panic!("taken")
+        };
+        assert!(keep_alive);
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(req.uri().path(), "/a");
+        assert_eq!(req.uri().query(), Some("b=1"));
+        assert_eq!(req.headers()["host"], "x");
+        assert_eq!(req.headers().get_all("x-a").iter().count(), 2);
+        assert_eq!(
+            &rest[..],
+            b"GET /next",
+            "a pipelined request stays for the next turn"
+        );
+
+        let (p, _) = parsed(b"HEAD / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n");
+        let Parsed::Request(req, keep_alive) = p else {
+            panic!("taken")
+        };
+        assert_eq!((req.method(), keep_alive), (&Method::HEAD, false));
+
+        assert!(matches!(
+            parsed(b"GET / HTTP/1.1\r\nHost: x\r\n").0,
+            Parsed::Partial
+        ));
+    }
+
+    #[test]
+    fn anything_unusual_goes_to_hyper_untouched() {
+        for raw in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"[..],
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            b"GET / HTTP/1.1\r\nConnection: upgrade\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+            b"get / HTTP/1.1\r\n\r\n",
+        ] {
+            let (p, rest) = parsed(raw);
+            assert!(matches!(p, Parsed::Handoff), "{raw:?}");
+            assert_eq!(&rest[..], raw, "left in place for hyper: {raw:?}");
+        }
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..MAX_HEADERS + 1 {
+            many.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert!(matches!(parsed(&many).0, Parsed::Handoff));
+    }
+
+    #[test]
+    fn numbers_print_in_decimal() {
+        for n in [0u64, 7, 10, 1234567890, u64::MAX] {
+            assert_eq!(itoa_u64(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The HTTP/1.1 conversation with clients, byte by byte: keep-alive, pipelining, a request
+//! with a body after plain ones on the same connection (the gateway's own loop hands the
+//! connection to hyper), HTTP/1.0, HEAD, the header-read timeout on idle and half-sent
+//! heads, and the drain of idle keep-alive connections.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{public_config, Gateway, Upstream};
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(2),
+    )
+    .expect("connect to the gateway");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// One response off a keep-alive connection: status, headers (lower-case names), body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Reads exactly one response from `s` (using `pending` for bytes already read), framed by
+/// Content-Length or chunked; `head` says the request was HEAD (no body follows).
+fn read_answer(s: &mut TcpStream, pending: &mut Vec<u8>, head: bool) -> Answer {
+    let fill = |s: &mut TcpStream, pending: &mut Vec<u8>| {
+        let mut chunk = [0u8; 8192];
+        let n = s.read(&mut chunk).expect("read from the gateway");
+        assert!(
+            n > 0,
+            "the gateway closed mid-response: {:?}",
+            String::from_utf8_lossy(pending)
+        );
+        pending.extend_from_slice(&chunk[..n]);
+    };
+    let end = loop {
+        if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        fill(s, pending);
+    };
+    let head_text = String::from_utf8(pending[..end].to_vec()).expect("UTF-8 head");
+    pending.drain(..end + 4);
+    let mut lines = head_text.split("\r\n");
+    let status_line = lines.next().unwrap().to_string();
+    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
+    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut answer = Answer {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head || status == 204 || status == 304 {
+        return answer;
+    }
+    if answer.header("transfer-encoding") == Some("chunked") {
+        loop {
+            let line_end = loop {
+                if let Some(at) = pending.windows(2).position(|w| w == b"\r\n") {
+                    break at;
+                }
+                fill(s, pending);
+            };
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&pending[..line_end])
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .trim(),
+                16,
+            )
+            .expect("chunk size");
+            pending.drain(..line_end + 2);
+            while pending.len() < size + 2 {
+                fill(s, pending);
+            }
+            answer.body.extend_from_slice(&pending[..size]);
+            pending.drain(..size + 2);
+            if size == 0 {
+                return answer;
+            }
+        }
+    }
+    let len: usize = answer
+        .header("content-length")
+        .expect("a keep-alive answer says its length")
+        .parse()
+        .unwrap();
+    while pending.len() < len {
+        fill(s, pending);
+    }
+    answer.body = pending.drain(..len).collect();
+    answer
+}
+
+/// Whether the gateway closes `s` within `within` (nothing more arrives, then EOF).
+fn closes_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut byte = [0u8; 1];
+    matches!(s.read(&mut byte), Ok(0))
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(&public_config(&upstream.url, ""));
+    let mut s = connect(gw.port);
+    s.write_all(
+        b"GET /one?x=1 HTTP/1.1\r\nHost: a\r\n\r\n\
+          HEAD /two HTTP/1.1\r\nHost: a\r\n\r\n\
+          GET /three HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut pending = Vec::new();
+    let one = read_answer(&mut s, &mut pending, false);
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["path"], "/one?x=1");
+    assert_eq!(one.header("connection"), None, "kept alive");
+    assert!(one.header("date").is_some(), "every answer is dated");
+
+    let two = read_answer(&mut s, &mut pending, true);
+    assert_eq!(two.status, 200);
+    assert_eq!(two.header("x-upstream"), Some("echo"));
+
+    let three = read_answer(&mut s, &mut pending, false);
+    assert_eq!(three.json()["path"], "/three");
+    assert_eq!(three.header("connection"), Some("close"));
+    assert!(pending.is_empty(), "nothing after the last answer");
+    assert!(closes_within(&mut s, Duration::from_secs(5)));
+
+    let methods: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(methods, ["GET /one?x=1", "HEAD /two", "GET /three"]);
+}
+
+#[test]
+fn a_request_with_a_body_after_plain_ones_on_the_same_connection_is_served_whole() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(&public_config(&upstream.url, ""));
+    let mut s = connect(gw.port);
+    let mut pending = Vec::new();
+
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let first = read_answer(&mut s, &mut pending, false);
+    assert_eq!(first.json()["path"], "/first");
+
+    // A body, and pipelined behind it a GET: hyper takes over with both.
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world\
+          GET /after HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .unwrap();
+    let post = read_answer(&mut s, &mut pending, false);
+    assert_eq!(post.status, 200);
+    assert_eq!(post.json()["method"], "POST");
+    assert_eq!(post.json()["body_len"], 11);
+    let after = read_answer(&mut s, &mut pending, false);
+    assert_eq!(after.json()["path"], "/after");
+
+    // Chunked upload on the same connection, still served.
+    s.write_all(
+        b"PUT /chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    let put = read_answer(&mut s, &mut pending, false);
+    assert_eq!(
+        (put.json()["method"].clone(), put.json()["body_len"].clone()),
+        ("PUT".into(), 5.into())
+    );
+}
+
+#[test]
+fn http_1_0_and_expect_continue_clients_are_answered() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(&public_config(&upstream.url, ""));
+
+    let resp = common::raw_request(gw.port, "GET /old HTTP/1.0\r\n\r\n");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json()["path"], "/old");
+
+    let mut s = connect(gw.port);
+    s.write_all(
+        b"POST /ask HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    let mut pending = Vec::new();
+    let cont = read_answer(&mut s, &mut pending, true);
+    assert_eq!(cont.status, 100, "the client is told to go on");
+    s.write_all(b"abc").unwrap();
+    let done = read_answer(&mut s, &mut pending, false);
+    assert_eq!(done.json()["body_len"], 3);
+}
+
+#[test]
+fn a_request_target_that_is_not_a_uri_gets_400_and_the_connection_closes() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(&public_config(&upstream.url, ""));
+    let resp = common::raw_request(gw.port, "GET /a b{} HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    // Parses as a request line, but the target is no URI.
+    let resp = common::raw_request(gw.port, "GET http://[::1/x HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(upstream.requests().is_empty());
+}
+
+/// A public route to `upstream`, with `server` lines added to `[server]`.
+fn config_with(upstream: &str, server: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{{port}}"
+{server}
+
+[[routes]]
+path_prefix = "/"
+upstream = "{upstream}"
+public = true
+
+[logging]
+format = "json"
+level = "info"
+"#
+    )
+}
+
+#[test]
+fn idle_and_half_sent_heads_are_closed_after_the_header_read_timeout() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(&config_with(&upstream.url, "header_read_timeout = \"1s\""));
+
+    // Idle after one answer.
+    let mut idle = connect(gw.port);
+    idle.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut pending = Vec::new();
+    assert_eq!(read_answer(&mut idle, &mut pending, false).status, 200);
+    // A head sent a byte at a time, too slowly.
+    let mut slow = connect(gw.port);
+    slow.write_all(b"GET /slow HTTP/1.1\r\nHost").unwrap();
+
+    let started = Instant::now();
+    assert!(
+        closes_within(&mut idle, Duration::from_secs(5)),
+        "idle keep-alive connection closed"
+    );
+    assert!(
+        closes_within(&mut slow, Duration::from_secs(5)),
+        "half-sent head closed"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "not closed before the timeout: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "the half-sent head never went upstream"
+    );
+
+    // A connection that keeps asking in time stays open past the timeout.
+    let mut busy = connect(gw.port);
+    for i in 0..4 {
+        busy.write_all(format!("GET /busy/{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .unwrap();
+        let answer = read_answer(&mut busy, &mut pending, false);
+        assert_eq!(answer.json()["path"], format!("/busy/{i}"));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+}
+
+#[test]
+fn sigterm_closes_idle_keep_alive_connections_at_once() {
+    let upstream = Upstream::echo();
+    let mut gw = Gateway::start(&config_with(&upstream.url, "drain_timeout = \"20s\""));
+    let mut s = connect(gw.port);
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut pending = Vec::new();
+    assert_eq!(read_answer(&mut s, &mut pending, false).status, 200);
+
+    let started = Instant::now();
+    gw.sigterm();
+    assert!(
+        closes_within(&mut s, Duration::from_secs(5)),
+        "the idle connection is closed"
+    );
+    let exit = gw
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", gw.logs()));
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "an idle connection does not hold the drain for its 20 s"
+    );
+}
