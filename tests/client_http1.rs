@@ -326,3 +326,59 @@ fn sigterm_closes_idle_keep_alive_connections_at_once() {
         "an idle connection does not hold the drain for its 20 s"
     );
 }
+
+#[test]
+fn the_upstreams_headers_reach_the_client_without_its_hop_by_hop_ones_whoever_serves_it() {
+    let upstream = common::ScriptedUpstream::start(|_| common::Script {
+        pieces: vec![b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\n\
+              Keep-Alive: timeout=5\r\nX-Private: hop\r\nX-Kept: yes\r\n\
+              Set-Cookie: app=1; Path=/\r\nDate: Fri, 27 Nov 2026 16:00:00 GMT\r\n\
+              Content-Length: 2\r\n\r\nok"
+            .to_vec()],
+        close: false,
+    });
+    let gw = Gateway::start(&public_config(&upstream.url, ""));
+    let check = |answer: &Answer, who: &str| {
+        assert_eq!(answer.status, 200, "{who}");
+        assert_eq!(answer.body, b"ok", "{who}");
+        assert_eq!(answer.header("x-kept"), Some("yes"), "{who}");
+        assert_eq!(answer.header("set-cookie"), Some("app=1; Path=/"), "{who}");
+        for gone in ["keep-alive", "x-private"] {
+            assert_eq!(answer.header(gone), None, "{who}: {gone} passed");
+        }
+        let dates = answer.headers.iter().filter(|(n, _)| n == "date").count();
+        assert_eq!(dates, 1, "{who}: the upstream's Date, once");
+        assert_eq!(
+            answer.header("date"),
+            Some("Fri, 27 Nov 2026 16:00:00 GMT"),
+            "{who}"
+        );
+        let lengths = answer
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "content-length")
+            .count();
+        assert_eq!(lengths, 1, "{who}: one Content-Length");
+    };
+
+    // The gateway's own loop; then, after a request with a body, hyper on the same connection.
+    let mut s = connect(gw.port);
+    let mut pending = Vec::new();
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let first = read_answer(&mut s, &mut pending, false);
+    check(&first, "own loop");
+    assert_eq!(first.header("connection"), None);
+    s.write_all(
+        b"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n\
+          GET /c HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .unwrap();
+    check(
+        &read_answer(&mut s, &mut pending, false),
+        "hyper, body upstream",
+    );
+    check(
+        &read_answer(&mut s, &mut pending, false),
+        "hyper, inline upstream",
+    );
+}

@@ -17,9 +17,9 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::Authority;
-use http::{Response, StatusCode, Version};
+use http::StatusCode;
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -105,7 +105,7 @@ impl Pool {
         connect_timeout: Duration,
         head: &[u8],
         head_request: bool,
-    ) -> Result<Response<InlineBody>, Failure> {
+    ) -> Result<(Head, InlineBody), Failure> {
         loop {
             let (mut conn, reused) = match self.take() {
                 Some(conn) => (conn, true),
@@ -120,7 +120,7 @@ impl Pool {
             match read_head(&mut conn, head_request).await {
                 Err(Failure::Closed | Failure::Io(_)) if reused && conn.buf.is_empty() => continue,
                 Err(e) => return Err(e),
-                Ok((parts, framing, reusable)) => {
+                Ok((head, framing, reusable)) => {
                     let mut body = InlineBody {
                         conn: Some(conn),
                         framing,
@@ -130,7 +130,7 @@ impl Pool {
                     if body.settle().is_err() {
                         return Err(Failure::Invalid("malformed chunked body"));
                     }
-                    return Ok(Response::from_parts(parts, body));
+                    return Ok((head, body));
                 }
             }
         }
@@ -176,15 +176,12 @@ enum Chunk {
 
 /// Reads until a final (non-1xx) response head is complete; returns its parts, the body's
 /// framing and whether the connection may be reused after the body.
-async fn read_head(
-    conn: &mut Conn,
-    head_request: bool,
-) -> Result<(http::response::Parts, Framing, bool), Failure> {
+async fn read_head(conn: &mut Conn, head_request: bool) -> Result<(Head, Framing, bool), Failure> {
     loop {
         if let Some(parsed) = parse_head(&mut conn.buf, head_request)? {
             match parsed {
                 Parsed::Interim => continue,
-                Parsed::Final(parts, framing, reusable) => return Ok((parts, framing, reusable)),
+                Parsed::Final(head, framing, reusable) => return Ok((head, framing, reusable)),
             }
         }
         if conn.buf.len() >= MAX_HEAD {
@@ -202,7 +199,93 @@ async fn read_head(
 enum Parsed {
     /// A 1xx response other than 101, consumed: the real one follows.
     Interim,
-    Final(http::response::Parts, Framing, bool),
+    Final(Head, Framing, bool),
+}
+
+/// A final response head as the client will get it.
+pub(super) struct Head {
+    pub(super) status: StatusCode,
+    pub(super) lines: RawHead,
+}
+
+/// Runs of kept header lines a `RawHead` refers to before it copies them instead.
+const RUNS: usize = 4;
+
+/// An upstream's end-to-end header lines, passed on as received: runs of the head's own
+/// bytes, with the hop-by-hop lines (and what `Connection` names) left out. A response
+/// with a body keeps its Content-Length only when the body is sent with that length.
+/// Nothing is parsed into a `HeaderMap` unless hyper serves the client (`lines`).
+#[derive(Clone)]
+pub struct RawHead {
+    head: Bytes,
+    runs: [(u32, u32); RUNS],
+    used: u8,
+    has_date: bool,
+    has_length: bool,
+}
+
+impl RawHead {
+    /// The kept lines, each `name: value\r\n`, in runs of whole lines.
+    pub fn runs(&self) -> impl Iterator<Item = &[u8]> {
+        self.runs[..self.used as usize]
+            .iter()
+            .map(|&(at, len)| &self.head[at as usize..(at + len) as usize])
+    }
+
+    /// Whether a Date line is among them.
+    pub fn has_date(&self) -> bool {
+        self.has_date
+    }
+
+    /// Whether a Content-Length line is among them.
+    pub fn has_length(&self) -> bool {
+        self.has_length
+    }
+
+    /// Appends the kept headers to `map` (for hyper, which needs a `HeaderMap`).
+    pub fn append_to(&self, map: &mut HeaderMap) {
+        for run in self.runs() {
+            for line in run.split(|&b| b == b'\n') {
+                let Some(colon) = line.iter().position(|&b| b == b':') else {
+                    continue;
+                };
+                let value = line[colon + 1..].trim_ascii();
+                let at = value.as_ptr() as usize - self.head.as_ptr() as usize;
+                let name = HeaderName::from_bytes(&line[..colon]);
+                let value = HeaderValue::from_maybe_shared(self.head.slice(at..at + value.len()));
+                if let (Ok(name), Ok(value)) = (name, value) {
+                    map.append(name, value);
+                }
+            }
+        }
+    }
+}
+
+/// What a response header line means to the proxy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    EndToEnd,
+    Date,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    /// Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade.
+    HopByHop,
+}
+
+fn role(name: &[u8]) -> Role {
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        4 if is(b"date") => Role::Date,
+        14 if is(b"content-length") => Role::ContentLength,
+        17 if is(b"transfer-encoding") => Role::TransferEncoding,
+        10 if is(b"connection") => Role::Connection,
+        10 if is(b"keep-alive") => Role::HopByHop,
+        16 if is(b"proxy-connection") => Role::HopByHop,
+        2 if is(b"te") => Role::HopByHop,
+        7 if is(b"trailer") || is(b"upgrade") => Role::HopByHop,
+        _ => Role::EndToEnd,
+    }
 }
 
 /// Parses a response head at the start of `buf`, taking it out of the buffer when complete.
@@ -210,7 +293,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
     if buf.is_empty() {
         return Ok(None);
     }
-    // Header positions in `buf`, so the values can share the head's bytes once it is frozen.
+    // Header positions in `buf`, so the lines can be passed on from the head's bytes.
     let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
     let (len, code, minor, count) = {
@@ -256,60 +339,53 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
         return Ok(Some(Parsed::Interim));
     }
     let status = StatusCode::from_u16(code).map_err(|_| Failure::Invalid("bad status code"))?;
+    let name = |i: usize| {
+        let (at, len, _, _) = spans[i];
+        &head[at as usize..(at + len) as usize]
+    };
+    let value = |i: usize| {
+        let (_, _, at, len) = spans[i];
+        &head[at as usize..(at + len) as usize]
+    };
 
-    // Hop-by-hop headers are left out here, unless Connection names other headers too:
-    // then all are kept for `remove_hop_by_hop` to sort out.
-    let names_others = spans[..count]
-        .iter()
-        .any(|&(name_at, name_len, value_at, value_len)| {
-            let (n, v) = (name_at as usize, value_at as usize);
-            head[n..n + name_len as usize].eq_ignore_ascii_case(b"connection")
-                && head[v..v + value_len as usize]
-                    .split(|&b| b == b',')
-                    .map(<[u8]>::trim_ascii)
-                    .any(|t| {
-                        !(t.is_empty()
-                            || t.eq_ignore_ascii_case(b"keep-alive")
-                            || t.eq_ignore_ascii_case(b"close")
-                            || t.eq_ignore_ascii_case(b"upgrade"))
-                    })
-        });
-    let mut map = HeaderMap::with_capacity(count);
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut encoded = false;
     let mut close = minor == 0;
-    for &(name_at, name_len, value_at, value_len) in &spans[..count] {
-        let (name_at, value_at) = (name_at as usize, value_at as usize);
-        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len as usize])
-            .map_err(|_| Failure::Invalid("bad header name"))?;
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len as usize))
-                .map_err(|_| Failure::Invalid("bad header value"))?;
-        if name == header::CONTENT_LENGTH {
-            let n = parse_length(value.as_bytes())?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Failure::Invalid("conflicting Content-Length"));
+    // Whether a Connection header names other headers, to be left out too (rare).
+    let mut names_others = false;
+    for i in 0..count {
+        match role(name(i)) {
+            Role::ContentLength => {
+                let n = parse_length(value(i))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(Failure::Invalid("conflicting Content-Length"));
+                }
+                length = Some(n);
             }
-            length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
-            encoded = true;
-            // Only the last coding counts; a later header line replaces the verdict.
-            chunked = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.rsplit(',').next())
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-        } else if name == header::CONNECTION {
-            let v = value.as_bytes();
-            if contains_token(v, b"close") {
-                close = true;
-            } else if minor == 0 && contains_token(v, b"keep-alive") {
-                close = false;
+            Role::TransferEncoding => {
+                encoded = true;
+                // Only the last coding counts; a later header line replaces the verdict.
+                chunked = value(i)
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             }
-        }
-        if names_others || !super::is_hop_by_hop(&name) {
-            map.append(name, value);
+            Role::Connection => {
+                let v = value(i);
+                if contains_token(v, b"close") {
+                    close = true;
+                } else if minor == 0 && contains_token(v, b"keep-alive") {
+                    close = false;
+                }
+                names_others |= v.split(|&b| b == b',').map(<[u8]>::trim_ascii).any(|t| {
+                    !(t.is_empty()
+                        || t.eq_ignore_ascii_case(b"keep-alive")
+                        || t.eq_ignore_ascii_case(b"close")
+                        || t.eq_ignore_ascii_case(b"upgrade"))
+                });
+            }
+            _ => {}
         }
     }
 
@@ -335,16 +411,91 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
         close = true;
         Framing::Close
     };
+    // The client gets the upstream's Content-Length when the body goes on with that length
+    // (or there is none: HEAD, 204, 304); otherwise the gateway frames the body itself.
+    let pass_length = no_body || matches!(framing, Framing::Length(_));
 
-    let mut parts = Response::new(()).into_parts().0;
-    parts.status = status;
-    parts.version = if minor == 0 {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
+    let named_by_connection = |n: &[u8]| {
+        names_others
+            && (0..count).any(|j| {
+                role(name(j)) == Role::Connection
+                    && value(j)
+                        .split(|&b| b == b',')
+                        .any(|t| t.trim_ascii().eq_ignore_ascii_case(n))
+            })
     };
-    parts.headers = map;
-    Ok(Some(Parsed::Final(parts, framing, !close)))
+    let mut runs = [(0u32, 0u32); RUNS];
+    let mut used = 0;
+    let (mut has_date, mut has_length) = (false, false);
+    // Lines run from one name to the next (the last to the blank line), CRLF included.
+    let end_of = |i: usize| {
+        if i + 1 < count {
+            spans[i + 1].0 as usize
+        } else {
+            len - 2
+        }
+    };
+    let mut fits = true;
+    for (i, &(from, ..)) in spans[..count].iter().enumerate() {
+        let role = role(name(i));
+        let keep = match role {
+            Role::ContentLength => pass_length && !has_length,
+            Role::TransferEncoding | Role::Connection | Role::HopByHop => false,
+            Role::Date | Role::EndToEnd => !named_by_connection(name(i)),
+        };
+        if !keep {
+            continue;
+        }
+        has_length |= role == Role::ContentLength;
+        has_date |= role == Role::Date;
+        let to = end_of(i) as u32;
+        if !head[..to as usize].ends_with(b"\r\n") {
+            fits = false; // a bare LF line end: copied below, with CRLF
+        }
+        if used > 0 && runs[used - 1].0 + runs[used - 1].1 == from {
+            runs[used - 1].1 += to - from;
+        } else if used < RUNS {
+            runs[used] = (from, to - from);
+            used += 1;
+        } else {
+            fits = false;
+        }
+    }
+    let lines = if fits {
+        RawHead {
+            head,
+            runs,
+            used: used as u8,
+            has_date,
+            has_length,
+        }
+    } else {
+        // Too many gaps (or bare LF line ends): the kept lines are copied, as one run.
+        let mut copy = BytesMut::with_capacity(len);
+        let mut length_kept = false;
+        for i in 0..count {
+            let keep = match role(name(i)) {
+                Role::ContentLength => pass_length && !std::mem::replace(&mut length_kept, true),
+                Role::TransferEncoding | Role::Connection | Role::HopByHop => false,
+                Role::Date | Role::EndToEnd => !named_by_connection(name(i)),
+            };
+            if keep {
+                copy.extend_from_slice(name(i));
+                copy.extend_from_slice(b": ");
+                copy.extend_from_slice(value(i));
+                copy.extend_from_slice(b"\r\n");
+            }
+        }
+        let copied = copy.len() as u32;
+        RawHead {
+            head: copy.freeze(),
+            runs: [(0, copied), (0, 0), (0, 0), (0, 0)],
+            used: 1,
+            has_date,
+            has_length,
+        }
+    };
+    Ok(Some(Parsed::Final(Head { status, lines }, framing, !close)))
 }
 
 fn parse_length(v: &[u8]) -> Result<u64, Failure> {
@@ -584,10 +735,7 @@ impl http_body::Body for InlineBody {
 mod tests {
     use super::*;
 
-    fn parse(
-        raw: &[u8],
-        head_request: bool,
-    ) -> Result<(http::response::Parts, Framing, bool, BytesMut), Failure> {
+    fn parse(raw: &[u8], head_request: bool) -> Result<(Head, Framing, bool, BytesMut), Failure> {
         let mut buf = BytesMut::from(raw);
         loop {
             match parse_head(&mut buf, head_request)? {
@@ -598,6 +746,79 @@ mod tests {
         }
     }
 
+    /// The header lines a client would get, as one string.
+    fn passed(lines: &RawHead) -> String {
+        lines
+            .runs()
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .collect()
+    }
+
+    fn lines_of(raw: &str, head_request: bool) -> RawHead {
+        parse(raw.as_bytes(), head_request).unwrap().0.lines
+    }
+
+    #[test]
+    fn hop_by_hop_lines_stay_behind_and_the_rest_pass_as_received() {
+        let lines = lines_of(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: keep-alive\r\n\
+             Keep-Alive: timeout=5\r\nDate: Fri, 27 Nov 2026 16:00:00 GMT\r\nX-Custom:  v  \r\n\
+             Content-Length: 2\r\n\r\nok",
+            false,
+        );
+        assert_eq!(
+            passed(&lines),
+            "Content-Type: text/plain\r\nDate: Fri, 27 Nov 2026 16:00:00 GMT\r\n\
+             X-Custom:  v  \r\nContent-Length: 2\r\n"
+        );
+        assert!(lines.has_date() && lines.has_length());
+        assert_eq!(
+            lines.runs().count(),
+            2,
+            "one gap, two runs of the head's bytes"
+        );
+        let mut map = HeaderMap::new();
+        lines.append_to(&mut map);
+        assert_eq!(map["x-custom"], "v", "values trimmed for hyper");
+        assert_eq!(map["content-length"], "2");
+        assert_eq!(map.len(), 4);
+
+        // Chunked: Transfer-Encoding and a Content-Length beside it never reach the client.
+        let lines = lines_of(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\nA: 1\r\n\r\n",
+            false,
+        );
+        assert_eq!(passed(&lines), "A: 1\r\n");
+        assert!(!lines.has_length() && !lines.has_date());
+
+        // HEAD keeps the upstream's Content-Length; a repeated one is passed once.
+        let lines = lines_of(
+            "HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n",
+            true,
+        );
+        assert_eq!(passed(&lines), "Content-Length: 7\r\n");
+
+        // Connection names another header: it stays behind too.
+        let lines = lines_of(
+            "HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nx-secret: s\r\nB: 2\r\n\
+             Content-Length: 0\r\n\r\n",
+            false,
+        );
+        assert_eq!(passed(&lines), "B: 2\r\nContent-Length: 0\r\n");
+
+        // More gaps than runs, and bare LF line ends: copied, in canonical form.
+        let gappy = "HTTP/1.1 200 OK\r\nA: 1\r\nTE: x\r\nB: 2\r\nTrailer: x\r\nC: 3\r\n\
+                     Upgrade: x\r\nD: 4\r\nKeep-Alive: x\r\nE: 5\r\nContent-Length: 0\r\n\r\n";
+        let lines = lines_of(gappy, false);
+        assert_eq!(
+            passed(&lines),
+            "A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nContent-Length: 0\r\n"
+        );
+        assert_eq!(lines.runs().count(), 1);
+        let lines = lines_of("HTTP/1.1 200 OK\nA:1\nContent-Length: 0\n\n", false);
+        assert_eq!(passed(&lines), "A: 1\r\nContent-Length: 0\r\n");
+    }
+
     #[test]
     fn framing_follows_rfc_9112() {
         let (p, f, reuse, rest) = parse(
@@ -606,7 +827,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.status, 200);
-        assert_eq!(p.headers["x-a"], "b");
+        assert_eq!(passed(&p.lines), "Content-Length: 5\r\nX-A: b\r\n");
         assert_eq!(f, Framing::Length(5));
         assert!(reuse);
         assert_eq!(&rest[..], b"hello");

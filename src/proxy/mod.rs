@@ -31,14 +31,51 @@ use url::Url;
 use crate::config::UpstreamConfig;
 use crate::identity::{CookieHeader, InboundFilter};
 
-/// Body of every response the gateway sends: an upstream's, or a page of our own.
-pub enum Body {
+/// Body of every response the gateway sends: an upstream's, or a page of our own. An
+/// upstream response from the inline path also carries the upstream's header lines as
+/// received (`upstream_head`): the gateway's own HTTP/1.1 loop writes them out as they are,
+/// and only a response hyper serves is given a `HeaderMap` of them (`for_hyper`).
+pub struct Body {
+    kind: Kind,
+    head: Option<h1::RawHead>,
+}
+
+enum Kind {
     /// Streamed from hyper's client.
     Upstream(Incoming),
     /// Streamed from an inline exchange.
     Inline(h1::InlineBody),
     /// Complete: a page of ours, or an upstream body that arrived with its head.
     Full(Full<Bytes>),
+}
+
+impl Body {
+    fn new(kind: Kind) -> Body {
+        Body { kind, head: None }
+    }
+
+    /// The upstream's end-to-end header lines, when they are not in the response's
+    /// `HeaderMap` (which then holds only what the gateway adds).
+    pub fn upstream_head(&self) -> Option<&h1::RawHead> {
+        self.head.as_ref()
+    }
+}
+
+pub use h1::RawHead;
+
+/// `resp` with the upstream's header lines moved into its `HeaderMap`, for hyper.
+pub fn for_hyper(mut resp: Response<Body>) -> Response<Body> {
+    if let Some(head) = resp.body_mut().head.take() {
+        let added = std::mem::take(resp.headers_mut());
+        let map = resp.headers_mut();
+        head.append_to(map);
+        for (name, value) in added {
+            if let Some(name) = name {
+                map.append(name, value);
+            }
+        }
+    }
+    resp
 }
 
 /// Body of a request from a client: hyper's, or none (a request head read by the
@@ -79,7 +116,7 @@ impl http_body::Body for RequestBody {
 
 /// A page or JSON document of the gateway's own.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Body::Full(Full::new(bytes.into()))
+    Body::new(Kind::Full(Full::new(bytes.into())))
 }
 
 impl http_body::Body for Body {
@@ -90,26 +127,26 @@ impl http_body::Body for Body {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.get_mut() {
-            Body::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Body::Inline(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Body::Full(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
+        match &mut self.get_mut().kind {
+            Kind::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Kind::Inline(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Kind::Full(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Body::Upstream(b) => b.is_end_stream(),
-            Body::Inline(b) => b.is_end_stream(),
-            Body::Full(b) => b.is_end_stream(),
+        match &self.kind {
+            Kind::Upstream(b) => b.is_end_stream(),
+            Kind::Inline(b) => b.is_end_stream(),
+            Kind::Full(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Body::Upstream(b) => b.size_hint(),
-            Body::Inline(b) => b.size_hint(),
-            Body::Full(b) => b.size_hint(),
+        match &self.kind {
+            Kind::Upstream(b) => b.size_hint(),
+            Kind::Inline(b) => b.size_hint(),
+            Kind::Full(b) => b.size_hint(),
         }
     }
 }
@@ -460,7 +497,7 @@ impl Proxy {
             }
         }
         remove_hop_by_hop(resp.headers_mut(), switching);
-        Ok(resp.map(Body::Upstream))
+        Ok(resp.map(|b| Body::new(Kind::Upstream(b))))
     }
 
     /// The inline path: the request head is written here, on a pooled connection.
@@ -498,14 +535,18 @@ impl Proxy {
                 })
             }
         };
-        let (mut parts, body) = resp.into_parts();
-        remove_hop_by_hop(&mut parts.headers, false);
-        let body = match body.into_complete() {
-            Ok(Some(bytes)) => Body::Full(Full::new(bytes)),
-            Ok(None) => Body::Full(Full::default()),
-            Err(streaming) => Body::Inline(streaming),
+        let (head, body) = resp;
+        let kind = match body.into_complete() {
+            Ok(Some(bytes)) => Kind::Full(Full::new(bytes)),
+            Ok(None) => Kind::Full(Full::default()),
+            Err(streaming) => Kind::Inline(streaming),
         };
-        Ok(Response::from_parts(parts, body))
+        let mut resp = Response::new(Body {
+            kind,
+            head: Some(head.lines),
+        });
+        *resp.status_mut() = head.status;
+        Ok(resp)
     }
 }
 

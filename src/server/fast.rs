@@ -283,7 +283,16 @@ async fn write_response(
     wbuf.push(b' ');
     wbuf.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     wbuf.extend_from_slice(b"\r\n");
+    // An upstream's header lines go out as they came (hop-by-hop ones already left out).
     let mut has_date = false;
+    let mut has_length = false;
+    if let Some(head) = body.upstream_head() {
+        for run in head.runs() {
+            wbuf.extend_from_slice(run);
+        }
+        has_date = head.has_date();
+        has_length = head.has_length();
+    }
     for (name, value) in &parts.headers {
         if *name == header::CONTENT_LENGTH {
             // Ours below, from the body itself; a HEAD or 304 answer keeps the upstream's.
@@ -300,7 +309,7 @@ async fn write_response(
         wbuf.extend_from_slice(value.as_bytes());
         wbuf.extend_from_slice(b"\r\n");
     }
-    if !no_body {
+    if !no_body && !has_length {
         match length {
             Some(n) => {
                 wbuf.extend_from_slice(b"content-length: ");

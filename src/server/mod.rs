@@ -365,9 +365,8 @@ async fn serve_connection<S>(
         let client = client.clone();
         let proxy = proxy.clone();
         async move {
-            Ok::<_, Infallible>(
-                handler::handle(&gw, &proxy, &client, req.map(RequestBody::Hyper)).await,
-            )
+            let resp = handler::handle(&gw, &proxy, &client, req.map(RequestBody::Hyper)).await;
+            Ok::<_, Infallible>(crate::proxy::for_hyper(resp))
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
