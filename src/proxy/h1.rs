@@ -188,8 +188,10 @@ async fn read_head(conn: &mut Conn, head_request: bool) -> Result<(Head, Framing
             return Err(Failure::Invalid("response head too large"));
         }
         conn.buf.reserve(READ_SIZE);
+        let asked = conn.buf.capacity() - conn.buf.len();
         match conn.io.read_buf(&mut conn.buf).await {
             Ok(0) => return Err(Failure::Closed),
+            Ok(n) if n < asked => drained(&conn.io),
             Ok(_) => {}
             Err(e) => return Err(Failure::Io(e)),
         }
@@ -647,6 +649,16 @@ impl InlineBody {
     }
 }
 
+/// Called after a read returned less than it asked for: the socket's receive queue was
+/// empty then, so tokio's readiness is cleared without the read that would only say
+/// `WouldBlock` (nginx reads the same way). Data arriving later is a new (edge-triggered)
+/// event and sets it again; an end of stream stays seen (tokio keeps closed states).
+pub fn drained(io: &TcpStream) {
+    let _ = io.try_io(tokio::io::Interest::READABLE, || {
+        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+    });
+}
+
 /// Takes one CRLF-terminated line (without the CRLF) off the front of `buf`.
 fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, &'static str> {
     match buf.windows(2).position(|w| w == b"\r\n") {
@@ -695,7 +707,9 @@ impl http_body::Body for InlineBody {
                 return Poll::Ready(None);
             };
             conn.buf.reserve(READ_SIZE);
+            let asked = conn.buf.capacity() - conn.buf.len();
             match conn.io.try_read_buf(&mut conn.buf) {
+                Ok(n) if n > 0 && n < asked => drained(&conn.io),
                 Ok(0) if this.framing == Framing::Close => {
                     this.conn = None;
                     this.framing = Framing::Done;

@@ -123,8 +123,13 @@ async fn read_request(
             }
         }
         buf.reserve(READ_SIZE);
+        let asked = buf.capacity() - buf.len();
         match io.try_read_buf(buf) {
             Ok(0) => return Next::Close,
+            Ok(n) if n < asked => {
+                crate::proxy::drained(io);
+                continue;
+            }
             Ok(_) => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return Next::Close,
