@@ -34,7 +34,10 @@ const MAX_LINE: usize = 4096;
 
 /// Idle keep-alive connections to one upstream, most recently used last.
 pub(super) struct Pool {
-    idle: Mutex<Vec<Conn>>,
+    /// Boxed, so a response body holding one stays small (it is moved several times per
+    /// request) and the box goes back and forth with the connection, never reallocated.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<Conn>>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -77,7 +80,7 @@ impl Pool {
         }
     }
 
-    fn take(&self) -> Option<Conn> {
+    fn take(&self) -> Option<Box<Conn>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let conn = idle.pop()?;
         if crate::coarse::now().saturating_duration_since(conn.idle_since) < self.idle_timeout {
@@ -88,7 +91,7 @@ impl Pool {
         None
     }
 
-    fn put(&self, mut conn: Conn) {
+    fn put(&self, mut conn: Box<Conn>) {
         conn.idle_since = crate::coarse::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
@@ -137,7 +140,7 @@ impl Pool {
     }
 }
 
-async fn connect(authority: &Authority, timeout: Duration) -> Result<Conn, Failure> {
+async fn connect(authority: &Authority, timeout: Duration) -> Result<Box<Conn>, Failure> {
     let host = authority.host();
     let host = host
         .strip_prefix('[')
@@ -150,11 +153,11 @@ async fn connect(authority: &Authority, timeout: Duration) -> Result<Conn, Failu
         Err(_) => return Err(Failure::ConnectTimeout(timeout)),
     };
     let _ = io.set_nodelay(true);
-    Ok(Conn {
+    Ok(Box::new(Conn {
         io,
         buf: BytesMut::with_capacity(READ_SIZE),
         idle_since: Instant::now(),
-    })
+    }))
 }
 
 /// How the response body is delimited.
@@ -519,7 +522,7 @@ fn contains_token(value: &[u8], token: &[u8]) -> bool {
 /// `is_end_stream` says so); dropped early, the connection is closed.
 pub struct InlineBody {
     /// `None` once the body is complete (or failed).
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     framing: Framing,
     reusable: bool,
     pool: Arc<Pool>,

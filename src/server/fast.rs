@@ -33,8 +33,9 @@ use super::drain::Drain;
 use super::{handler, Gateway};
 use crate::proxy::{Body, Proxy, RequestBody};
 
-/// A request head larger than this goes to hyper (which has its own, larger, limit).
-const MAX_HEAD: usize = 16 * 1024;
+/// A request head larger than this goes to hyper (which has its own, larger, limit). Big
+/// enough for a session split over several cookies.
+const MAX_HEAD: usize = 64 * 1024;
 /// More header lines than this: the request goes to hyper (which refuses more than 100).
 const MAX_HEADERS: usize = 64;
 /// Bytes asked of the socket per read.
