@@ -280,15 +280,17 @@ enum Role {
 
 fn role(name: &[u8]) -> Role {
     let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
-    match name.len() {
-        4 if is(b"date") => Role::Date,
-        14 if is(b"content-length") => Role::ContentLength,
-        17 if is(b"transfer-encoding") => Role::TransferEncoding,
-        10 if is(b"connection") => Role::Connection,
-        10 if is(b"keep-alive") => Role::HopByHop,
-        16 if is(b"proxy-connection") => Role::HopByHop,
-        2 if is(b"te") => Role::HopByHop,
-        7 if is(b"trailer") || is(b"upgrade") => Role::HopByHop,
+    // Length and first letter first: most names are decided without comparing bytes.
+    match (name.len(), name.first().map_or(0, |b| b | 0x20)) {
+        (4, b'd') if is(b"date") => Role::Date,
+        (14, b'c') if is(b"content-length") => Role::ContentLength,
+        (17, b't') if is(b"transfer-encoding") => Role::TransferEncoding,
+        (10, b'c') if is(b"connection") => Role::Connection,
+        (10, b'k') if is(b"keep-alive") => Role::HopByHop,
+        (16, b'p') if is(b"proxy-connection") => Role::HopByHop,
+        (2, b't') if is(b"te") => Role::HopByHop,
+        (7, b't') if is(b"trailer") => Role::HopByHop,
+        (7, b'u') if is(b"upgrade") => Role::HopByHop,
         _ => Role::EndToEnd,
     }
 }
@@ -359,8 +361,10 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
     let mut close = minor == 0;
     // Whether a Connection header names other headers, to be left out too (rare).
     let mut names_others = false;
-    for i in 0..count {
-        match role(name(i)) {
+    let mut roles = [Role::EndToEnd; MAX_HEADERS];
+    for (i, slot) in roles[..count].iter_mut().enumerate() {
+        *slot = role(name(i));
+        match *slot {
             Role::ContentLength => {
                 let n = parse_length(value(i))?;
                 if length.is_some_and(|l| l != n) {
@@ -423,7 +427,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
     let named_by_connection = |n: &[u8]| {
         names_others
             && (0..count).any(|j| {
-                role(name(j)) == Role::Connection
+                roles[j] == Role::Connection
                     && value(j)
                         .split(|&b| b == b',')
                         .any(|t| t.trim_ascii().eq_ignore_ascii_case(n))
@@ -442,7 +446,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
     };
     let mut fits = true;
     for (i, &(from, ..)) in spans[..count].iter().enumerate() {
-        let role = role(name(i));
+        let role = roles[i];
         let keep = match role {
             Role::ContentLength => pass_length && !has_length,
             Role::TransferEncoding | Role::Connection | Role::HopByHop => false,
@@ -478,8 +482,8 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
         // Too many gaps (or bare LF line ends): the kept lines are copied, as one run.
         let mut copy = BytesMut::with_capacity(len);
         let mut length_kept = false;
-        for i in 0..count {
-            let keep = match role(name(i)) {
+        for (i, role) in roles[..count].iter().enumerate() {
+            let keep = match role {
                 Role::ContentLength => pass_length && !std::mem::replace(&mut length_kept, true),
                 Role::TransferEncoding | Role::Connection | Role::HopByHop => false,
                 Role::Date | Role::EndToEnd => !named_by_connection(name(i)),
