@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{public_config, Gateway, Upstream};
+use common::{public_config, public_config_with, Gateway, Upstream};
 
 fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect_timeout(
@@ -236,30 +236,14 @@ fn a_request_target_that_is_not_a_uri_gets_400_and_the_connection_closes() {
     assert!(upstream.requests().is_empty());
 }
 
-/// A public route to `upstream`, with `server` lines added to `[server]`.
-fn config_with(upstream: &str, server: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:{{port}}"
-{server}
-
-[[routes]]
-path_prefix = "/"
-upstream = "{upstream}"
-public = true
-
-[logging]
-format = "json"
-level = "info"
-"#
-    )
-}
-
 #[test]
 fn idle_and_half_sent_heads_are_closed_after_the_header_read_timeout() {
     let upstream = Upstream::echo();
-    let gw = Gateway::start(&config_with(&upstream.url, "header_read_timeout = \"1s\""));
+    let gw = Gateway::start(&public_config_with(
+        &upstream.url,
+        "header_read_timeout = \"1s\"",
+        "",
+    ));
 
     // Idle after one answer.
     let mut idle = connect(gw.port);
@@ -305,7 +289,11 @@ fn idle_and_half_sent_heads_are_closed_after_the_header_read_timeout() {
 #[test]
 fn sigterm_closes_idle_keep_alive_connections_at_once() {
     let upstream = Upstream::echo();
-    let mut gw = Gateway::start(&config_with(&upstream.url, "drain_timeout = \"20s\""));
+    let mut gw = Gateway::start(&public_config_with(
+        &upstream.url,
+        "drain_timeout = \"20s\"",
+        "",
+    ));
     let mut s = connect(gw.port);
     s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     let mut pending = Vec::new();

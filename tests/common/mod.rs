@@ -928,10 +928,16 @@ impl WebSocketEcho {
 /// (more sections, or keys for `[upstream]` / `[server]` written as whole sections).
 /// The gateway listens on `127.0.0.1:{port}`.
 pub fn public_config(upstream: &str, extra: &str) -> String {
+    public_config_with(upstream, "", extra)
+}
+
+/// `public_config` with `server` lines added to its `[server]` table.
+pub fn public_config_with(upstream: &str, server: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
 listen = "127.0.0.1:{{port}}"
+{server}
 
 [[routes]]
 path_prefix = "/"
