@@ -203,8 +203,9 @@ fn parse(buf: &mut BytesMut) -> Parsed {
         let mut keep_alive = true;
         for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
             let name = h.name.as_bytes();
-            // Whatever frames a body or changes the protocol is hyper's to handle.
-            if name.eq_ignore_ascii_case(b"content-length")
+            // Whatever frames a body or changes the protocol is hyper's to handle. A
+            // `Content-Length: 0` (some clients send it on every GET) frames no body.
+            if (name.eq_ignore_ascii_case(b"content-length") && h.value.trim_ascii() != b"0")
                 || name.eq_ignore_ascii_case(b"transfer-encoding")
                 || name.eq_ignore_ascii_case(b"expect")
                 || name.eq_ignore_ascii_case(b"upgrade")
@@ -503,6 +504,13 @@ mod tests {
             parsed(b"GET / HTTP/1.1\r\nHost: x\r\n").0,
             Parsed::Partial
         ));
+        assert!(
+            matches!(
+                parsed(b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").0,
+                Parsed::Request(..)
+            ),
+            "a zero length frames no body"
+        );
     }
 
     #[test]
@@ -510,7 +518,8 @@ mod tests {
         for raw in [
             &b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"[..],
             b"GET / HTTP/1.0\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+            b"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 00\r\n\r\n",
             b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
             b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
