@@ -320,7 +320,7 @@ async fn write_response(
         match length {
             Some(n) => {
                 wbuf.extend_from_slice(b"content-length: ");
-                wbuf.extend_from_slice(itoa_u64(n, &mut [0; 20]));
+                wbuf.extend_from_slice(digits(n, 10, &mut [0; 20]));
                 wbuf.extend_from_slice(b"\r\n");
             }
             None => wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -361,7 +361,8 @@ async fn write_response(
             }
             sent += data.len() as u64;
             if chunked {
-                wbuf.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                wbuf.extend_from_slice(digits(data.len() as u64, 16, &mut [0; 20]));
+                wbuf.extend_from_slice(b"\r\n");
             }
             if wbuf.len() + data.len() > WRITE_BATCH {
                 write_out(io, wbuf).await?;
@@ -403,12 +404,13 @@ async fn write_out(io: &mut TcpStream, wbuf: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
-fn itoa_u64(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
+/// `n` in base 10 or 16 (lower case), written into `out` without allocating.
+fn digits(mut n: u64, base: u64, out: &mut [u8; 20]) -> &[u8] {
     let mut at = out.len();
     loop {
         at -= 1;
-        out[at] = b'0' + (n % 10) as u8;
-        n /= 10;
+        out[at] = b"0123456789abcdef"[(n % base) as usize];
+        n /= base;
         if n == 0 {
             return &out[at..];
         }
@@ -541,9 +543,10 @@ mod tests {
     }
 
     #[test]
-    fn numbers_print_in_decimal() {
-        for n in [0u64, 7, 10, 1234567890, u64::MAX] {
-            assert_eq!(itoa_u64(n, &mut [0; 20]), n.to_string().as_bytes());
+    fn numbers_print_in_decimal_and_hex() {
+        for n in [0u64, 7, 10, 255, 1234567890, u64::MAX] {
+            assert_eq!(digits(n, 10, &mut [0; 20]), n.to_string().as_bytes());
+            assert_eq!(digits(n, 16, &mut [0; 20]), format!("{n:x}").as_bytes());
         }
     }
 }
