@@ -233,6 +233,11 @@ fn a_request_target_that_is_not_a_uri_gets_400_and_the_connection_closes() {
     let resp = common::raw_request(gw.port, "GET http://[::1/x HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(resp.status, 400, "{}", resp.text());
     assert_eq!(resp.header("connection"), Some("close"));
+    assert!(
+        resp.text().contains("The address is malformed."),
+        "the page says what is wrong: {}",
+        resp.text()
+    );
     assert!(upstream.requests().is_empty());
 }
 

@@ -387,12 +387,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
                 } else if minor == 0 && contains_token(v, b"keep-alive") {
                     close = false;
                 }
-                names_others |= v.split(|&b| b == b',').map(<[u8]>::trim_ascii).any(|t| {
-                    !(t.is_empty()
-                        || t.eq_ignore_ascii_case(b"keep-alive")
-                        || t.eq_ignore_ascii_case(b"close")
-                        || t.eq_ignore_ascii_case(b"upgrade"))
-                });
+                names_others |= super::names_other_headers(v);
             }
             _ => {}
         }

@@ -682,17 +682,11 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// Headers a `Connection` header names besides its own tokens (rare: allocates only then).
 fn connection_named(headers: &HeaderMap, keep_upgrade: bool) -> Vec<HeaderName> {
-    let names_others = |v: &HeaderValue| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',').map(str::trim).any(|t| {
-                !(t.is_empty()
-                    || t.eq_ignore_ascii_case("keep-alive")
-                    || t.eq_ignore_ascii_case("close")
-                    || t.eq_ignore_ascii_case("upgrade"))
-            })
-        })
-    };
-    if !headers.get_all(header::CONNECTION).iter().any(names_others) {
+    if !headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| names_other_headers(v.as_bytes()))
+    {
         return Vec::new();
     }
     headers
@@ -703,6 +697,21 @@ fn connection_named(headers: &HeaderMap, keep_upgrade: bool) -> Vec<HeaderName> 
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .filter(|n| !(keep_upgrade && n == header::UPGRADE))
         .collect()
+}
+
+/// Whether a `Connection` value names headers besides its own tokens (`keep-alive`,
+/// `close`, `upgrade`): those headers are hop-by-hop too. Shared by both directions and
+/// both upstream paths (`h1` reads response heads as bytes).
+fn names_other_headers(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .any(|t| {
+            !(t.is_empty()
+                || t.eq_ignore_ascii_case(b"keep-alive")
+                || t.eq_ignore_ascii_case(b"close")
+                || t.eq_ignore_ascii_case(b"upgrade"))
+        })
 }
 
 /// The request headers for the upstream, in one pass over the client's, handed to `emit`

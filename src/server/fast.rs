@@ -260,10 +260,9 @@ fn parse(buf: &mut BytesMut) -> Parsed {
     Parsed::Request(req, keep_alive)
 }
 
+/// The gateway's "malformed address" page (400), as for a path that cannot be normalised.
 fn bad_request() -> Response<Body> {
-    let mut resp = Response::new(crate::proxy::full(Bytes::new()));
-    *resp.status_mut() = StatusCode::BAD_REQUEST;
-    resp
+    super::pages::GatewayError::BadPath.into_response(false, None)
 }
 
 /// Writes `resp`; returns whether the connection stays open. A body whose length is known
