@@ -1,7 +1,8 @@
 //! Logs (tracing-subscriber, json or pretty, through a non-blocking writer) and Prometheus
 //! metrics (plain atomic counters: no lock on the request path).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
@@ -57,6 +58,40 @@ pub struct Metrics {
     pub refresh_failures: AtomicU64,
     pub session_cache_hits: AtomicU64,
     pub session_cache_misses: AtomicU64,
+    /// Set by `ssogate serve`, which runs workers.
+    pub open_connections: OnceLock<Arc<OpenConnections>>,
+}
+
+/// Open client connections, per worker. Written when a connection opens or closes, read by
+/// the workers' balance and by `/metrics`.
+#[derive(Debug)]
+pub struct OpenConnections(Box<[Padded]>);
+
+/// One counter per cache line, so workers counting their own do not contend.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded(AtomicUsize);
+
+impl OpenConnections {
+    pub fn new(workers: usize) -> Self {
+        OpenConnections((0..workers).map(|_| Padded::default()).collect())
+    }
+
+    pub fn workers(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn get(&self, worker: usize) -> usize {
+        self.0[worker].0.load(Ordering::Relaxed)
+    }
+
+    pub fn opened(&self, worker: usize) {
+        self.0[worker].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn closed(&self, worker: usize) {
+        self.0[worker].0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -130,6 +165,16 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 get(c)
             );
+        }
+        if let Some(open) = self.open_connections.get() {
+            out.push_str("# HELP ssogate_open_connections Open client connections, by worker.\n# TYPE ssogate_open_connections gauge\n");
+            for w in 0..open.workers() {
+                let _ = writeln!(
+                    out,
+                    "ssogate_open_connections{{worker=\"{w}\"}} {}",
+                    open.get(w)
+                );
+            }
         }
         out
     }

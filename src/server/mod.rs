@@ -3,6 +3,7 @@
 //! it calls `oidc`, `session`, `policy`, `identity` and `proxy`.
 
 mod auth;
+mod balance;
 mod drain;
 mod endpoints;
 mod fast;
@@ -138,8 +139,16 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<(), ServerError>>();
+    let open = Arc::new(crate::telemetry::OpenConnections::new(workers));
+    let _ = gateway.metrics.open_connections.set(open.clone());
+    let (balance, inboxes) = balance::Balance::new(open);
     let mut threads = Vec::with_capacity(workers);
-    for i in 0..workers {
+    for (i, inbox) in inboxes.into_iter().enumerate() {
+        let placement = Placement {
+            balance: balance.clone(),
+            me: i,
+            inbox,
+        };
         let gw = gateway.clone();
         let tls = tls.clone();
         let mut stop = stop_rx.clone();
@@ -172,7 +181,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                     // This thread's coarse clock and deadlines (see `coarse`).
                     let ticker = tokio::spawn(crate::coarse::ticker());
                     tokio::task::yield_now().await;
-                    accept_loop(listener, gw, proxy, tls, shutdown).await;
+                    accept_loop(listener, Some(placement), gw, proxy, tls, shutdown).await;
                     ticker.abort();
                 });
             })
@@ -274,14 +283,58 @@ pub async fn serve(
     let local = listener.local_addr().ok();
     tracing::info!(listen = ?local, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
     let proxy = gateway.proxy.clone();
-    accept_loop(listener, gateway, proxy, tls, shutdown).await;
+    accept_loop(listener, None, gateway, proxy, tls, shutdown).await;
     Ok(())
+}
+
+/// Where a worker's connections are served: `balance` says which worker takes each accepted
+/// connection, and `inbox` brings the connections other workers hand to this one.
+struct Placement {
+    balance: Arc<balance::Balance>,
+    me: usize,
+    inbox: tokio::sync::mpsc::UnboundedReceiver<balance::Handover>,
+}
+
+impl Placement {
+    /// Keeps a connection this worker accepted, or hands it to a worker with fewer.
+    fn place(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+    ) -> Option<(tokio::net::TcpStream, balance::Open)> {
+        let (target, open) = self.balance.place(self.me);
+        if target == self.me {
+            return Some((stream, open));
+        }
+        // A stream that cannot leave this worker's poller is closed (dropped) here.
+        let stream = stream.into_std().ok()?;
+        match self
+            .balance
+            .hand_over(balance::Handover { stream, peer, open })
+        {
+            Ok(()) => None,
+            // That worker has stopped: serve it here.
+            Err(h) => {
+                let stream = tokio::net::TcpStream::from_std(h.stream).ok()?;
+                Some((stream, h.open.moved_to(self.me)))
+            }
+        }
+    }
+}
+
+/// The next connection another worker hands over; never, without a placement.
+async fn handed_over(placement: &mut Option<Placement>) -> Option<balance::Handover> {
+    match placement {
+        Some(p) => p.inbox.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Accepts connections until `shutdown`, then stops accepting and drains. hyper's
 /// header-read timeout runs on the coarse clock on a worker, on tokio's timers elsewhere.
 async fn accept_loop(
     listener: TcpListener,
+    mut placement: Option<Placement>,
     gateway: Arc<Gateway>,
     proxy: Proxy,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -301,10 +354,19 @@ async fn accept_loop(
 
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, peer, open) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    match &placement {
+                        None => (stream, peer, None),
+                        Some(p) => match p.place(stream, peer) {
+                            Some((stream, open)) => (stream, peer, Some(open)),
+                            None => continue,
+                        },
+                    }
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -312,14 +374,24 @@ async fn accept_loop(
                     continue;
                 }
             },
+            Some(h) = handed_over(&mut placement) => {
+                match tokio::net::TcpStream::from_std(h.stream) {
+                    Ok(stream) => (stream, h.peer, Some(h.open)),
+                    Err(e) => {
+                        tracing::debug!(peer = %h.peer, error = %e, "a handed-over connection could not be registered");
+                        continue;
+                    }
+                }
+            }
         };
-        let _ = stream.set_nodelay(true);
         let gw = gateway.clone();
         let proxy = proxy.clone();
         let builder = builder.clone();
         let drain = drain.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            // Counted on this worker until the connection ends.
+            let _open = open;
             match tls {
                 None => {
                     let conn = fast::serve(&builder, &drain, gw, proxy, stream, peer);
@@ -340,6 +412,8 @@ async fn accept_loop(
     }
 
     drop(listener);
+    // Other workers now serve what they accept themselves.
+    drop(placement);
     tracing::info!(drain = ?drain_timeout, "shutting down: no new connections, draining in-flight requests");
     match tokio::time::timeout(drain_timeout, drain.stop()).await {
         Ok(()) => tracing::info!("drained; bye"),
