@@ -32,6 +32,7 @@
 #     BENCH_SECONDS=10       length of each measured wrk run
 #     BENCH_ROUNDS=3         how many times every row is measured (medians are reported)
 #     SSOGATE_BIN=path       use this binary instead of `cargo build --release`
+#     SSOGATE_WORKERS=N      set `server.workers` in every ssogate row (default: ssogate's own)
 #     BENCH_SKIP_SSOGATE=1   skip the build and the ssogate row(s)
 #     BENCH_SKIP_SIGNED_IN=1 skip the signed-in rows (test provider tests/support/idp.mjs; ssogate with
 #                            cookie/memory/redis stores; Apache + mod_auth_openidc when installed)
@@ -54,6 +55,7 @@ BENCH_WARMUP=${BENCH_WARMUP:-2}
 BENCH_SKIP_SSOGATE=${BENCH_SKIP_SSOGATE:-0}
 BENCH_KEEP_TMP=${BENCH_KEEP_TMP:-0}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+SSOGATE_WORKERS=${SSOGATE_WORKERS:-}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT_DIR="$REPO/bench/out"
@@ -279,6 +281,7 @@ start_ssogate() { # PORT UPSTREAM_PORT ; sets SSO_PID
     cat >"$dir/ssogate.toml" <<EOF
 [server]
 listen = "127.0.0.1:$port"
+${SSOGATE_WORKERS:+workers = $SSOGATE_WORKERS}
 
 [[routes]]
 path_prefix = "/"
@@ -327,6 +330,7 @@ start_ssogate_signed_in() {
         echo "[server]"
         echo "listen = \"127.0.0.1:$port\""
         echo "public_url = \"http://127.0.0.1:$port\""
+        [[ -n $SSOGATE_WORKERS ]] && echo "workers = $SSOGATE_WORKERS"
         echo "[provider]"
         echo "kind = \"cognito\""
         echo "user_pool_id = \"eu-central-1_TestPool1\""

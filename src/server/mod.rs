@@ -226,12 +226,11 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     }
 }
 
-/// Two workers per CPU core the process may use. The gateway shares its cores with the app
-/// beside it (or the load balancer in front): a worker waiting for a core holds all its
-/// connections, and with smaller workers such a wait stalls fewer of them. On the 2-core
-/// bench, 4 workers instead of 2 took p99 from ~4 ms to ~0.9 ms at the same requests/s.
+/// One worker per CPU core the process may use (nginx's `worker_processes auto`). With the
+/// connections shared evenly (`balance`), more workers than cores only add thread switches:
+/// on the 2-core bench, 4 workers spent ~10% more CPU per request than 2.
 fn default_workers() -> usize {
-    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
