@@ -61,7 +61,7 @@ pub struct ServerConfig {
     /// file events miss that). Default 10s; "0s" turns it off.
     pub secret_poll_interval: Duration,
     /// Worker threads of `ssogate serve`, each with its own listener and upstream pool.
-    /// `None`: one per CPU core the process may use.
+    /// `None`: two per CPU core the process may use.
     pub workers: Option<usize>,
     pub tls: Option<TlsConfig>,
 }
