@@ -182,6 +182,39 @@ async fn memory_sessions_are_small_and_end_at_sign_out_even_for_a_copied_cookie(
 }
 
 #[tokio::test]
+async fn a_worker_that_just_served_a_session_sees_its_sign_out_at_once() {
+    // One worker: the requests before and after the sign-out meet the same per-worker memo.
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let gw = Gateway::start(
+        &config(port, &idp, &upstream.url, "store = \"memory\"")
+            .replace("[server]\n", "[server]\nworkers = 1\n"),
+    );
+    gw.wait_ready(Duration::from_secs(15));
+    let cookie = signed_in_cookie(&gw, "alice").await;
+    for i in 0..3 {
+        assert_eq!(
+            with_cookie(&gw, &cookie, &format!("/before-{i}")).await,
+            StatusCode::OK
+        );
+    }
+    let served = upstream.requests().len();
+
+    sign_out(&gw, &cookie).await;
+    assert_eq!(
+        with_cookie(&gw, &cookie, "/after").await,
+        StatusCode::UNAUTHORIZED,
+        "the session ended with the sign-out"
+    );
+    assert_eq!(
+        upstream.requests().len(),
+        served,
+        "nothing reached the upstream after the sign-out"
+    );
+}
+
+#[tokio::test]
 async fn redis_replicas_share_sessions_and_sign_out() {
     let redis = Redis::start();
     let Replicas {

@@ -86,6 +86,33 @@ pub struct LiveSession {
 }
 
 impl LiveSession {
+    #[cfg(test)]
+    pub(super) fn for_test(user: &str) -> LiveSession {
+        LiveSession {
+            session: Session {
+                id: None,
+                principal: crate::identity::Principal {
+                    sub: user.into(),
+                    user: user.into(),
+                    email: None,
+                    email_verified: None,
+                    preferred_username: None,
+                    groups: Vec::new(),
+                    mapped: Default::default(),
+                },
+                created: 0,
+                expires: u64::MAX,
+                refresh_due: u64::MAX,
+                tokens_expire: u64::MAX,
+                refresh_token: None,
+                access_token: None,
+                id_token: None,
+            },
+            headers: IdentityHeaders::default(),
+            set_cookies: None,
+        }
+    }
+
     /// The same session for later requests, which have nothing to set.
     fn for_later(&self) -> Arc<LiveSession> {
         Arc::new(LiveSession {
@@ -125,8 +152,11 @@ pub struct Auth {
     sessions: Sessions,
     signer: Option<AssertionSigner>,
     metrics: Arc<Metrics>,
-    /// Decoded sessions by cookie value.
+    /// Decoded sessions by cookie value. Change it only through `remember` and `forget`,
+    /// which tell `front`.
     decoded: moka::sync::Cache<String, Arc<LiveSession>, TailHash>,
+    /// Each thread's memo of the last sessions it took from `decoded`.
+    front: super::front::Front,
     /// Refreshes in flight or just done, by the cookie value that asked: one refresh per
     /// session at a time, and the refreshed session for requests still sending the old cookie.
     refreshed: moka::future::Cache<String, Arc<LiveSession>>,
@@ -194,6 +224,7 @@ impl Auth {
                 .max_capacity(100_000)
                 .time_to_live(decoded_ttl)
                 .build_with_hasher(TailHash::default()),
+            front: super::front::Front::new(),
             refreshed: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(REFRESH_MEMO)
@@ -312,7 +343,14 @@ impl Auth {
                 None => Err(AuthAnswer::SignIn { clear: Vec::new() }),
             };
         };
-        let live = match self.decoded.get(value.as_ref()) {
+        let at = self.front.stamp(now);
+        let known = self.front.get(at, &value).or_else(|| {
+            let live = self.decoded.get(value.as_ref())?;
+            // A copy of its own: the memo's reference count stays on this core.
+            self.front.put(at, &value, live.for_later());
+            Some(live)
+        });
+        let live = match known {
             Some(live) if live.session.expires > now => {
                 self.metrics
                     .session_cache_hits
@@ -326,7 +364,7 @@ impl Auth {
                 match Box::pin(self.sessions.load(&value, now)).await {
                     Ok(Some(session)) => {
                         let live = Arc::new(self.live(session, None));
-                        self.decoded.insert(value.to_string(), live.clone());
+                        self.remember(value.to_string(), live.clone());
                         live
                     }
                     Ok(None) => {
@@ -348,6 +386,16 @@ impl Auth {
             return Ok(live);
         }
         Box::pin(self.refresh(&value, live, headers, now)).await
+    }
+
+    fn remember(&self, cookie_value: String, live: Arc<LiveSession>) {
+        self.decoded.insert(cookie_value, live);
+        self.front.changed();
+    }
+
+    fn forget(&self, cookie_value: &str) {
+        self.decoded.invalidate(cookie_value);
+        self.front.changed();
     }
 
     fn live(&self, session: Session, set_cookies: Option<Vec<HeaderValue>>) -> LiveSession {
@@ -403,15 +451,14 @@ impl Auth {
                     // A server-side session keeps its cookie: later requests with it must
                     // find the refreshed session, not the one that was due.
                     if !self.sessions.is_stateless() {
-                        self.decoded
-                            .insert(cookie_value.to_string(), live.for_later());
+                        self.remember(cookie_value.to_string(), live.for_later());
                     }
                     return Ok(live);
                 }
                 Err(answer) => {
                     return match &*answer {
                         RefreshFailure::SignedOut => {
-                            self.decoded.invalidate(cookie_value);
+                            self.forget(cookie_value);
                             Err(AuthAnswer::SignIn {
                                 clear: self.clear_session_cookies(headers, None),
                             })
@@ -424,7 +471,7 @@ impl Auth {
                 }
             }
         }
-        self.decoded.invalidate(cookie_value);
+        self.forget(cookie_value);
         Err(AuthAnswer::SignIn {
             clear: self.clear_session_cookies(headers, None),
         })
@@ -565,7 +612,7 @@ impl Auth {
             )
         });
         let live = Arc::new(self.live(s, set));
-        self.decoded.insert(value, live.for_later());
+        self.remember(value, live.for_later());
         Ok(live)
     }
 
@@ -985,7 +1032,7 @@ impl Auth {
         let now = oidc::unix_now();
         let mut id_token = None;
         if let Some(value) = codec::read_cookie(req.headers(), &self.sessions.cookie_name) {
-            self.decoded.invalidate(value.as_ref());
+            self.forget(value.as_ref());
             if let Ok(Some(session)) = self.sessions.load(&value, now).await {
                 if let Err(e) = self.sessions.delete(&session).await {
                     tracing::warn!(error = %e, "could not delete the server-side session");

@@ -7,6 +7,7 @@ mod balance;
 mod drain;
 mod endpoints;
 mod fast;
+mod front;
 mod handler;
 pub mod pages;
 
