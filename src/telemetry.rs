@@ -47,19 +47,48 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// Counters exported at `/metrics` on the metrics listener.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub requests_2xx: AtomicU64,
-    pub requests_3xx: AtomicU64,
-    pub requests_4xx: AtomicU64,
-    pub requests_5xx: AtomicU64,
-    pub upstream_errors: AtomicU64,
-    pub sign_ins: AtomicU64,
-    pub sign_in_failures: AtomicU64,
-    pub refreshes: AtomicU64,
-    pub refresh_failures: AtomicU64,
-    pub session_cache_hits: AtomicU64,
-    pub session_cache_misses: AtomicU64,
+    pub requests_2xx: Counter,
+    pub requests_3xx: Counter,
+    pub requests_4xx: Counter,
+    pub requests_5xx: Counter,
+    pub upstream_errors: Counter,
+    pub sign_ins: Counter,
+    pub sign_in_failures: Counter,
+    pub refreshes: Counter,
+    pub refresh_failures: Counter,
+    pub session_cache_hits: Counter,
+    pub session_cache_misses: Counter,
     /// Set by `ssogate serve`, which runs workers.
     pub open_connections: OnceLock<Arc<OpenConnections>>,
+}
+
+/// A counter that each thread adds to on a cache line of its own (threads take the lines in
+/// turn), summed when read. Requests on different cores then never write the same line:
+/// two counts per request would otherwise move a line between cores each time.
+#[derive(Debug, Default)]
+pub struct Counter([Padded64; SHARDS]);
+
+const SHARDS: usize = 8;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded64(AtomicU64);
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        let shard = SHARD.with(|s| *s);
+        self.0[shard].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// Open client connections, per worker. Written when a connection opens or closes, read by
@@ -102,14 +131,14 @@ impl Metrics {
             400..=499 => &self.requests_4xx,
             _ => &self.requests_5xx,
         };
-        c.fetch_add(1, Ordering::Relaxed);
+        c.add(1);
     }
 
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let get = |c: &Counter| c.get();
         out.push_str("# HELP ssogate_requests_total Requests answered, by status class.\n# TYPE ssogate_requests_total counter\n");
         for (class, c) in [
             ("2xx", &self.requests_2xx),
@@ -177,5 +206,34 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_many_threads_add_up_in_the_metrics_text() {
+        let m = Metrics::default();
+        std::thread::scope(|s| {
+            for _ in 0..12 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        m.count_status(200);
+                    }
+                    m.count_status(503);
+                });
+            }
+        });
+        let text = m.render();
+        assert!(
+            text.contains("ssogate_requests_total{class=\"2xx\"} 12000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ssogate_requests_total{class=\"5xx\"} 12\n"),
+            "{text}"
+        );
     }
 }

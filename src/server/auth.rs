@@ -352,15 +352,11 @@ impl Auth {
         });
         let live = match known {
             Some(live) if live.session.expires > now => {
-                self.metrics
-                    .session_cache_hits
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.session_cache_hits.add(1);
                 live
             }
             _ => {
-                self.metrics
-                    .session_cache_misses
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.session_cache_misses.add(1);
                 match Box::pin(self.sessions.load(&value, now)).await {
                     Ok(Some(session)) => {
                         let live = Arc::new(self.live(session, None));
@@ -507,17 +503,13 @@ impl Auth {
             }
             Err(e) if e.is_refusal() => {
                 // invalid_grant: the user was disabled or deleted, or the token revoked.
-                self.metrics
-                    .refresh_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.refresh_failures.add(1);
                 tracing::info!(user = %old.principal.user, error = %e, "refresh refused: session ended");
                 let _ = self.sessions.delete(old).await;
                 Err(RefreshFailure::SignedOut)
             }
             Err(e) => {
-                self.metrics
-                    .refresh_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.refresh_failures.add(1);
                 let grace_ends = old.refresh_due + self.config.session.refresh_grace.as_secs();
                 if now < grace_ends {
                     tracing::warn!(user = %old.principal.user, error = %e, grace_left_s = grace_ends - now,
@@ -566,7 +558,7 @@ impl Auth {
         attrs: &CookieAttrs,
         now: u64,
     ) -> Result<Arc<LiveSession>, RefreshFailure> {
-        self.metrics.refreshes.fetch_add(1, Ordering::Relaxed);
+        self.metrics.refreshes.add(1);
         let mut s = old.clone();
         match tokens.id_token.as_deref() {
             Some(id_token) => match self
@@ -865,9 +857,7 @@ impl Auth {
         client: &ClientInfo,
     ) -> Result<Response<Body>, GatewayError> {
         let fail = |reason: &str| {
-            self.metrics
-                .sign_in_failures
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.sign_in_failures.add(1);
             tracing::warn!(reason, "sign-in callback rejected");
             GatewayError::SignInFailed {
                 reason: reason.to_string(),
@@ -888,9 +878,7 @@ impl Auth {
         let forget_state = codec::set_cookie(&cookie_name, "", &state_attrs, Some(0));
 
         if let Some(error) = query_param(uri, "error") {
-            self.metrics
-                .sign_in_failures
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.sign_in_failures.add(1);
             tracing::info!(error = %error, "the identity provider refused the sign-in");
             let mut resp = GatewayError::ProviderRefused {
                 error,
@@ -986,7 +974,7 @@ impl Auth {
                 reason: e.to_string(),
             }
         })?;
-        self.metrics.sign_ins.fetch_add(1, Ordering::Relaxed);
+        self.metrics.sign_ins.add(1);
         tracing::info!(user = %session.principal.user, groups = ?session.principal.groups, "signed in");
         let mut resp = redirect(&pending.rd);
         let h = resp.headers_mut();

@@ -45,9 +45,7 @@ pub async fn handle(
         Ok(resp) => resp,
         Err(e) => {
             if let GatewayError::Upstream(err) = &e {
-                gw.metrics
-                    .upstream_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                gw.metrics.upstream_errors.add(1);
                 outcome.upstream_error = Some(err.to_string());
             }
             let sign_out = format!("{}/sign_out", gw.config.server.auth_prefix);
