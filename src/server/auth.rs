@@ -346,8 +346,7 @@ impl Auth {
         let at = self.front.stamp(now);
         let known = self.front.get(at, &value).or_else(|| {
             let live = self.decoded.get(value.as_ref())?;
-            // A copy of its own: the memo's reference count stays on this core.
-            self.front.put(at, &value, live.for_later());
+            self.front.put(at, &value, live.clone());
             Some(live)
         });
         let live = match known {

@@ -82,11 +82,20 @@ impl Front {
             if memo.is_empty() {
                 memo.resize_with(SLOTS, || None);
             }
-            memo[index(key)] = Some(Slot {
-                at,
-                key: key.into(),
-                live,
-            });
+            match &mut memo[index(key)] {
+                // The same session again after a second or a change: no new copy of the key.
+                Some(slot) if *slot.key == *key => {
+                    slot.at = at;
+                    slot.live = live;
+                }
+                other => {
+                    *other = Some(Slot {
+                        at,
+                        key: key.into(),
+                        live,
+                    })
+                }
+            }
         });
     }
 }
@@ -133,6 +142,10 @@ mod tests {
         assert!(front.get(front.stamp(100), "cookie-a").is_none());
         front.put(before, "cookie-a", live("alice"));
         assert!(front.get(front.stamp(100), "cookie-a").is_none());
+        // Asked again after the change, the memo answers again.
+        front.put(front.stamp(100), "cookie-a", live("alice2"));
+        let hit = front.get(front.stamp(100), "cookie-a").expect("memo");
+        assert_eq!(hit.session.principal.user, "alice2");
     }
 
     #[test]
