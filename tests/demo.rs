@@ -140,6 +140,20 @@ impl Demo {
     fn logs(&self) -> String {
         self.stderr_log.lock().unwrap().clone()
     }
+
+    /// How often `needle` is in the log once it is there `at_least` times, or after `within`.
+    /// Log lines reach the test after the answer they belong to (the gateway writes its log
+    /// from another thread, and a reader thread here collects it).
+    fn log_count(&self, needle: &str, at_least: usize, within: Duration) -> usize {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let n = self.logs().matches(needle).count();
+            if n >= at_least || std::time::Instant::now() >= deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Demo {
@@ -447,7 +461,7 @@ async fn a_real_app_behind_the_demo_with_an_overlay_keeps_its_session_across_ref
             Some("bob")
         );
     }
-    let refreshed = demo.logs().matches("session refreshed").count();
+    let refreshed = demo.log_count("session refreshed", 2, Duration::from_secs(5));
     assert!(refreshed >= 2, "two refreshes; log:\n{}", demo.logs());
 }
 
