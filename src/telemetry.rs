@@ -66,13 +66,15 @@ pub struct Metrics {
 /// turn), summed when read. Requests on different cores then never write the same line:
 /// two counts per request would otherwise move a line between cores each time.
 #[derive(Debug, Default)]
-pub struct Counter([Padded64; SHARDS]);
+pub struct Counter([Padded<AtomicU64>; SHARDS]);
 
 const SHARDS: usize = 8;
 
+/// A value on a cache line of its own (two lines: the adjacent-line prefetcher pairs them),
+/// so threads writing neighbouring values do not contend.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Padded64(AtomicU64);
+struct Padded<T>(T);
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
@@ -94,12 +96,7 @@ impl Counter {
 /// Open client connections, per worker. Written when a connection opens or closes, read by
 /// the workers' balance and by `/metrics`.
 #[derive(Debug)]
-pub struct OpenConnections(Box<[Padded]>);
-
-/// One counter per cache line, so workers counting their own do not contend.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Padded(AtomicUsize);
+pub struct OpenConnections(Box<[Padded<AtomicUsize>]>);
 
 impl OpenConnections {
     pub fn new(workers: usize) -> Self {
