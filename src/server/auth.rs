@@ -160,8 +160,11 @@ pub struct Auth {
     /// Refreshes in flight or just done, by the cookie value that asked: one refresh per
     /// session at a time, and the refreshed session for requests still sending the old cookie.
     refreshed: moka::future::Cache<String, Arc<LiveSession>>,
-    /// Verified bearer tokens.
-    bearers: moka::sync::Cache<String, Arc<LiveSession>>,
+    /// Verified bearer tokens, by the whole token (hashed by its tail, as `decoded`).
+    bearers: moka::sync::Cache<String, Arc<LiveSession>, TailHash>,
+    /// Each thread's memo of the last tokens it took from `bearers`. Nothing takes a token out
+    /// of `bearers` before its time-to-live, and every hit checks the token's `exp`.
+    bearer_front: super::front::Front,
     state_prefix: String,
     state_path: String,
     keep_access_token: bool,
@@ -229,10 +232,13 @@ impl Auth {
                 .max_capacity(100_000)
                 .time_to_live(REFRESH_MEMO)
                 .build(),
+            // Only verified tokens are inserted, so, as for `decoded`, a client cannot fill the
+            // table with chosen colliding keys.
             bearers: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(300))
-                .build(),
+                .build_with_hasher(TailHash::default()),
+            bearer_front: super::front::Front::new(),
             config,
             provider,
             sessions,
@@ -339,7 +345,10 @@ impl Auth {
             return match bearer_token(headers) {
                 // Boxed, as the slow paths below: inline, their states would make every
                 // request's future (moved several times per request) tens of KB larger.
-                Some(token) => Box::pin(self.authenticate_bearer(token, now)).await,
+                Some(token) => match self.known_bearer(token, now) {
+                    Some(answer) => answer,
+                    None => Box::pin(self.verify_bearer(token, now)).await,
+                },
                 None => Err(AuthAnswer::SignIn { clear: Vec::new() }),
             };
         };
@@ -614,19 +623,23 @@ impl Auth {
         by_interval.min(by_tokens).min(expires)
     }
 
-    async fn authenticate_bearer(
-        &self,
-        token: &str,
-        now: u64,
-    ) -> Result<Arc<LiveSession>, AuthAnswer> {
+    /// A bearer token verified before (no allocation, no lock on a worker's memo hit).
+    fn known_bearer(&self, token: &str, now: u64) -> Option<Result<Arc<LiveSession>, AuthAnswer>> {
+        let at = self.bearer_front.stamp(now);
+        let live = self.bearer_front.get(at, token).or_else(|| {
+            let live = self.bearers.get(token)?;
+            self.bearer_front.put(at, token, live.clone());
+            Some(live)
+        })?;
+        Some(if live.session.expires > now {
+            Ok(live)
+        } else {
+            Err(AuthAnswer::Error(GatewayError::SignInRequired))
+        })
+    }
+
+    async fn verify_bearer(&self, token: &str, now: u64) -> Result<Arc<LiveSession>, AuthAnswer> {
         let unauthorized = || AuthAnswer::Error(GatewayError::SignInRequired);
-        if let Some(live) = self.bearers.get(token) {
-            return if live.session.expires > now {
-                Ok(live)
-            } else {
-                Err(unauthorized())
-            };
-        }
         let claims = match self.provider.verify_signature(token).await {
             Ok(c) => c,
             Err(e) => {
