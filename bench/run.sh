@@ -22,9 +22,9 @@
 #   process tree, MiB), and errors (socket errors + non-2xx/3xx from wrk, plus a
 #   flag if a curl pre-flight did not get a 2xx).
 #
-#   wrk and the servers share the machine's cores; absolute numbers depend on
-#   the machine, the ratios are what matter. These are measurements, not tests:
-#   the script does not fail because a number is "bad".
+#   wrk and the servers share the machine's cores (unless BENCH_SERVER_CPUS/BENCH_WRK_CPUS
+#   split them); absolute numbers depend on the machine, the ratios are what matter. These are
+#   measurements, not tests: the script does not fail because a number is "bad".
 #
 # How to run (as root: it installs nginx-light/wrk with apt-get if missing)
 #     bash bench/run.sh
@@ -37,6 +37,9 @@
 #     BENCH_SKIP_SIGNED_IN=1 skip the signed-in rows (test provider tests/support/idp.mjs; ssogate with
 #                            cookie/memory/redis stores; Apache + mod_auth_openidc when installed)
 #     BENCH_THREADS=2 BENCH_CONNECTIONS=32 BENCH_WARMUP=2   wrk knobs
+#     BENCH_SERVER_CPUS=list BENCH_WRK_CPUS=list   pin the servers (upstream, proxies, provider,
+#                            redis, Apache) and wrk to these CPUs (`taskset -c` lists, e.g. 0 and
+#                            1), so the load generator does not take CPU from the server measured
 #     BENCH_KEEP_TMP=1       keep the temp dir (configs, logs) for inspection
 #   Output: Markdown table on stdout, also written to bench/out/results-<date>.md
 #
@@ -56,6 +59,13 @@ BENCH_SKIP_SSOGATE=${BENCH_SKIP_SSOGATE:-0}
 BENCH_KEEP_TMP=${BENCH_KEEP_TMP:-0}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 SSOGATE_WORKERS=${SSOGATE_WORKERS:-}
+BENCH_SERVER_CPUS=${BENCH_SERVER_CPUS:-}
+BENCH_WRK_CPUS=${BENCH_WRK_CPUS:-}
+# Command prefixes: `taskset -c LIST` when pinned, nothing otherwise.
+ON_SERVER_CPUS=()
+[[ -n $BENCH_SERVER_CPUS ]] && ON_SERVER_CPUS=(taskset -c "$BENCH_SERVER_CPUS")
+ON_WRK_CPUS=()
+[[ -n $BENCH_WRK_CPUS ]] && ON_WRK_CPUS=(taskset -c "$BENCH_WRK_CPUS")
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT_DIR="$REPO/bench/out"
@@ -183,7 +193,7 @@ start_nginx() {
     local args=(-p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" -g "pid $dir/nginx.pid;")
     "$NGINX" -t -q "${args[@]}" >"$dir/configtest.log" 2>&1 ||
         { cat "$dir/configtest.log" >&2; die "$name: nginx config test failed"; }
-    "$NGINX" "${args[@]}" >"$dir/stdout.log" 2>&1 &
+    ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} "$NGINX" "${args[@]}" >"$dir/stdout.log" 2>&1 &
     LAST_PID=$!
     STARTED_PIDS+=("$LAST_PID")
     log "$name: nginx pid $LAST_PID"
@@ -292,7 +302,7 @@ public = true
 level = "warn"
 format = "json"
 EOF
-    "$SSOGATE_BIN" serve --config "$dir/ssogate.toml" >"$dir/ssogate.log" 2>&1 &
+    ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} "$SSOGATE_BIN" serve --config "$dir/ssogate.toml" >"$dir/ssogate.log" 2>&1 &
     SSO_PID=$!
     STARTED_PIDS+=("$SSO_PID")
     log "ssogate: pid $SSO_PID"
@@ -307,7 +317,7 @@ start_idp() {
         npm ci --prefix "$REPO/tests/support" --no-audit --no-fund --loglevel=error >&2
     local args=() uri
     for uri in "$@"; do args+=(--redirect-uri "$uri"); done
-    node "$REPO/tests/support/idp.mjs" --port 0 "${args[@]}" >"$WORK/idp.out" 2>"$WORK/idp.log" &
+    ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} node "$REPO/tests/support/idp.mjs" --port 0 "${args[@]}" >"$WORK/idp.out" 2>"$WORK/idp.log" &
     IDP_PID=$!
     STARTED_PIDS+=("$IDP_PID")
     local i
@@ -349,7 +359,7 @@ start_ssogate_signed_in() {
         echo "level = \"warn\""
         echo "format = \"json\""
     } >"$dir/ssogate.toml"
-    "$SSOGATE_BIN" serve --config "$dir/ssogate.toml" >"$dir/ssogate.log" 2>&1 &
+    ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} "$SSOGATE_BIN" serve --config "$dir/ssogate.toml" >"$dir/ssogate.log" 2>&1 &
     SIGNED_PID=$!
     STARTED_PIDS+=("$SIGNED_PID")
     wait_http "$name" "http://127.0.0.1:$port/oauth2/ready" "$SIGNED_PID" 30 "$dir/ssogate.log"
@@ -394,7 +404,7 @@ start_apache_oidc() {
         echo "ProxyPass /redirect_uri !"
         echo "ProxyPass / http://127.0.0.1:$up/ keepalive=On"
     } >"$dir/httpd.conf"
-    /usr/sbin/apache2 -f "$dir/httpd.conf" -DFOREGROUND >"$dir/stdout.log" 2>&1 &
+    ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} /usr/sbin/apache2 -f "$dir/httpd.conf" -DFOREGROUND >"$dir/stdout.log" 2>&1 &
     APACHE_PID=$!
     STARTED_PIDS+=("$APACHE_PID")
     local i code=""
@@ -411,7 +421,7 @@ start_apache_oidc() {
 
 start_redis() { # PORT ; sets REDIS_PID
     local port=$1
-    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
+    ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
     REDIS_PID=$!
     STARTED_PIDS+=("$REDIS_PID")
     local i
@@ -463,7 +473,7 @@ fmt_ms() { [[ $1 == n/a ]] && { echo n/a; return; }; awk -v u="$1" 'BEGIN { prin
 run_wrk() {
     local outf=$1 rc=0
     shift
-    "$WRK" "$@" >"$outf" 2>&1 &
+    ${ON_WRK_CPUS[@]+"${ON_WRK_CPUS[@]}"} "$WRK" "$@" >"$outf" 2>&1 &
     WRK_PID=$!
     wait "$WRK_PID" || rc=$?
     WRK_PID=""
@@ -654,7 +664,11 @@ main() {
     {
         echo "# ssogate benchmark $stamp"
         echo
-        echo "- host: $(uname -srm), $(nproc) CPUs (wrk and servers share them)"
+        if [[ -n $BENCH_SERVER_CPUS$BENCH_WRK_CPUS ]]; then
+            echo "- host: $(uname -srm), $(nproc --all) CPUs; servers on CPUs ${BENCH_SERVER_CPUS:-any}, wrk on CPUs ${BENCH_WRK_CPUS:-any}"
+        else
+            echo "- host: $(uname -srm), $(nproc) CPUs (wrk and servers share them)"
+        fi
         local rev
         if rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null); then
             git -C "$REPO" diff --quiet HEAD -- . ':!bench/out' 2>/dev/null || rev="$rev (plus uncommitted changes)"
