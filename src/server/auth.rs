@@ -352,12 +352,9 @@ impl Auth {
                 None => Err(AuthAnswer::SignIn { clear: Vec::new() }),
             };
         };
-        let at = self.front.stamp(now);
-        let known = self.front.get(at, &value).or_else(|| {
-            let live = self.decoded.get(value.as_ref())?;
-            self.front.put(at, &value, live.clone());
-            Some(live)
-        });
+        let known = self
+            .front
+            .get_or_else(now, &value, || self.decoded.get(value.as_ref()));
         let live = match known {
             Some(live) if live.session.expires > now => {
                 self.metrics.session_cache_hits.add(1);
@@ -625,12 +622,9 @@ impl Auth {
 
     /// A bearer token verified before (no allocation, no lock on a worker's memo hit).
     fn known_bearer(&self, token: &str, now: u64) -> Option<Result<Arc<LiveSession>, AuthAnswer>> {
-        let at = self.bearer_front.stamp(now);
-        let live = self.bearer_front.get(at, token).or_else(|| {
-            let live = self.bearers.get(token)?;
-            self.bearer_front.put(at, token, live.clone());
-            Some(live)
-        })?;
+        let live = self
+            .bearer_front
+            .get_or_else(now, token, || self.bearers.get(token))?;
         Some(if live.session.expires > now {
             Ok(live)
         } else {

@@ -34,7 +34,7 @@ struct Slot {
 
 /// Whose memo, which generation of the cache, which second.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) struct Stamp {
+struct Stamp {
     owner: u64,
     generation: u64,
     second: u64,
@@ -58,9 +58,26 @@ impl Front {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// The memo's answer for `key`, or else what the cache behind answers (`behind`), kept in
+    /// the memo.
+    pub(super) fn get_or_else(
+        &self,
+        now: u64,
+        key: &str,
+        behind: impl FnOnce() -> Option<Arc<LiveSession>>,
+    ) -> Option<Arc<LiveSession>> {
+        let at = self.stamp(now);
+        if let Some(live) = self.get(at, key) {
+            return Some(live);
+        }
+        let live = behind()?;
+        self.put(at, key, live.clone());
+        Some(live)
+    }
+
     /// Take this before asking the cache behind, and `put` what it answered with it: a change
     /// in between then voids the memo of that answer.
-    pub(super) fn stamp(&self, now: u64) -> Stamp {
+    fn stamp(&self, now: u64) -> Stamp {
         Stamp {
             owner: self.owner,
             generation: self.generation.load(Ordering::Acquire),
@@ -68,7 +85,7 @@ impl Front {
         }
     }
 
-    pub(super) fn get(&self, at: Stamp, key: &str) -> Option<Arc<LiveSession>> {
+    fn get(&self, at: Stamp, key: &str) -> Option<Arc<LiveSession>> {
         MEMO.with(|memo| {
             let memo = memo.borrow();
             let slot = memo.get(index(key))?.as_ref()?;
@@ -76,7 +93,7 @@ impl Front {
         })
     }
 
-    pub(super) fn put(&self, at: Stamp, key: &str, live: Arc<LiveSession>) {
+    fn put(&self, at: Stamp, key: &str, live: Arc<LiveSession>) {
         MEMO.with(|memo| {
             let mut memo = memo.borrow_mut();
             if memo.is_empty() {
@@ -146,6 +163,26 @@ mod tests {
         front.put(front.stamp(100), "cookie-a", live("alice2"));
         let hit = front.get(front.stamp(100), "cookie-a").expect("memo");
         assert_eq!(hit.session.principal.user, "alice2");
+    }
+
+    #[test]
+    fn the_cache_behind_is_asked_only_when_the_memo_has_no_answer() {
+        let front = Front::new();
+        let asked = std::cell::Cell::new(0);
+        let behind = || {
+            asked.set(asked.get() + 1);
+            Some(live("alice"))
+        };
+        for _ in 0..3 {
+            let hit = front.get_or_else(7, "cookie-a", behind).expect("an answer");
+            assert_eq!(hit.session.principal.user, "alice");
+        }
+        assert_eq!(asked.get(), 1, "asked once, then memoised");
+        front.get_or_else(8, "cookie-a", behind);
+        assert_eq!(asked.get(), 2, "asked again in the next second");
+        // Nothing behind: no answer, and nothing memoised.
+        assert!(front.get_or_else(8, "cookie-b", || None).is_none());
+        assert!(front.get_or_else(8, "cookie-b", || None).is_none());
     }
 
     #[test]
