@@ -215,6 +215,66 @@ async fn https_serves_http1_and_h2_and_plain_http_on_the_tls_port_is_refused() {
     assert_eq!(status, 200);
 }
 
+#[tokio::test]
+async fn one_https_connection_carries_many_requests_a_large_download_and_a_body() {
+    let certs = SelfSigned::generate();
+    let upstream = Upstream::echo();
+    let gw = Gateway::start_tls(
+        &tls_public_config(&upstream.url, &certs.cert(), &certs.key()),
+        certs.cert(),
+    );
+    let tls = connect_tls(gw.port, &certs.cert(), &[b"http/1.1"]).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("HTTP/1.1 handshake");
+    let conn = tokio::spawn(conn);
+    let host = format!("localhost:{}", gw.port);
+
+    // Plain GETs, then 3 MB streamed from the upstream, then a POST with a body (the gateway's
+    // own loop hands the connection to hyper for it), then GETs again: all on one connection.
+    let mut seen_paths = Vec::new();
+    for (method, path, body) in [
+        ("GET", "/keep/1", ""),
+        ("GET", "/keep/2?q=1", ""),
+        ("GET", "/download/3000000", ""),
+        ("POST", "/keep/form", "a=1&b=2"),
+        ("GET", "/keep/3", ""),
+    ] {
+        sender.ready().await.expect("the connection is still open");
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &host)
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .unwrap();
+        let resp = sender.send_request(req).await.expect("an answer");
+        assert_eq!(resp.status(), 200, "{method} {path}");
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        if path.starts_with("/download/") {
+            assert_eq!(bytes.len(), 3_000_000, "the whole download arrived");
+        } else {
+            let doc: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(doc["method"], method);
+            assert_eq!(doc["path"], path);
+            assert_eq!(doc["body_len"], body.len());
+            assert_eq!(doc["headers"]["x-forwarded-proto"], "https", "{doc}");
+        }
+        seen_paths.push(upstream.last_request().unwrap().path);
+    }
+    assert_eq!(
+        seen_paths,
+        [
+            "/keep/1",
+            "/keep/2?q=1",
+            "/download/3000000",
+            "/keep/form",
+            "/keep/3"
+        ]
+    );
+    drop(sender);
+    conn.await.unwrap().expect("the connection ended cleanly");
+}
+
 /// Sends a plain HTTP/1.1 request to `port` and reads until the peer closes (5 s at most):
 /// what came back (perhaps a TLS alert), or the error, and how long it took.
 fn plain_http_exchange(port: u16) -> (std::io::Result<Vec<u8>>, Duration) {

@@ -1,11 +1,11 @@
-//! Plain-TCP HTTP/1.1 connections served without hyper while their requests are the common
-//! kind: GET or HEAD, HTTP/1.1, no body, no upgrade, no `Expect`. The loop reads a head,
-//! runs the request through the stages and writes the response head and a body that is
-//! already there in one write. On the first request it does not take (a body, another
-//! method, HTTP/1.0 or /2, a head it cannot parse) it hands the connection, with the bytes
-//! already read, to hyper, which serves it from then on exactly as it serves every TLS
-//! connection. So everything unusual keeps hyper's behaviour (its 400s, `Expect`,
-//! upgrades, HTTP/2), and what nearly all traffic costs is this loop.
+//! HTTP/1.1 connections (plain TCP, or TLS that did not negotiate h2) served without hyper
+//! while their requests are the common kind: GET or HEAD, HTTP/1.1, no body, no upgrade, no
+//! `Expect`. The loop reads a head, runs the request through the stages and writes the
+//! response head and a body that is already there in one write. On the first request it does
+//! not take (a body, another method, HTTP/1.0 or /2, a head it cannot parse) it hands the
+//! connection, with the bytes already read, to hyper, which serves it from then on exactly as
+//! it serves every h2 connection. So everything unusual keeps hyper's behaviour (its 400s,
+//! `Expect`, upgrades, HTTP/2), and what nearly all traffic costs is this loop.
 //!
 //! Like hyper with `header_read_timeout`, a connection that does not complete a request
 //! head within the timeout (an idle keep-alive one included) is closed.
@@ -28,6 +28,7 @@ use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use super::drain::Drain;
 use super::{handler, Gateway};
@@ -43,17 +44,76 @@ const READ_SIZE: usize = 4096;
 /// Response bytes gathered before they are written.
 const WRITE_BATCH: usize = 64 * 1024;
 
+/// A client connection as this loop reads it: what is there now, without waiting, and a wait
+/// for more.
+pub(super) trait Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether the client reached us over TLS.
+    const TLS: bool;
+
+    /// Reads what has arrived into `buf`; `WouldBlock` when nothing has.
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+
+    /// Ready when a read may find more (it may also have read some into `buf`).
+    fn poll_more(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<()>>;
+
+    /// A read came back shorter than asked: nothing more has arrived.
+    fn drained(&self) {}
+}
+
+impl Conn for TcpStream {
+    const TLS: bool = false;
+
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        TcpStream::try_read_buf(self, buf)
+    }
+
+    fn poll_more(&mut self, cx: &mut Context<'_>, _: &mut BytesMut) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+
+    fn drained(&self) {
+        crate::proxy::drained(self)
+    }
+}
+
+/// rustls has no readiness of its own: what it decrypted may already be waiting in it, and a
+/// read may have to wait for the socket either way. So both reads are reads.
+impl Conn for TlsStream<TcpStream> {
+    const TLS: bool = true;
+
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        let waker = futures_util::task::noop_waker_ref();
+        match read_tls(self, &mut Context::from_waker(waker), buf) {
+            Poll::Ready(read) => read,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn poll_more(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<()>> {
+        read_tls(self, cx, buf).map_ok(|_| ())
+    }
+}
+
+/// One read of decrypted bytes onto the end of `buf`.
+fn read_tls(
+    io: &mut TlsStream<TcpStream>,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+}
+
 /// Serves `stream` until the client closes, the header-read timeout or the drain; hands it
 /// to hyper on the first request this loop does not take.
-pub(super) async fn serve(
+pub(super) async fn serve<S: Conn>(
     builder: &auto::Builder<TokioExecutor>,
     drain: &Drain,
     gw: Arc<Gateway>,
     proxy: Proxy,
-    mut io: TcpStream,
+    mut io: S,
     peer: SocketAddr,
 ) {
-    let client = gw.client_info(peer, false);
+    let client = gw.client_info(peer, S::TLS);
     let header_timeout = gw.config.server.header_read_timeout;
     let mut rbuf = BytesMut::with_capacity(READ_SIZE);
     let mut wbuf = Vec::new();
@@ -66,7 +126,7 @@ pub(super) async fn serve(
                     pre: rbuf.freeze(),
                     inner: io,
                 };
-                super::serve_connection(builder, drain, gw, proxy, io, peer, false).await;
+                super::serve_connection(builder, drain, gw, proxy, io, peer, S::TLS).await;
                 return;
             }
             Next::BadRequest => {
@@ -106,8 +166,8 @@ enum Next {
     Close,
 }
 
-async fn read_request(
-    io: &mut TcpStream,
+async fn read_request<S: Conn>(
+    io: &mut S,
     buf: &mut BytesMut,
     timeout: Duration,
     drain: &Drain,
@@ -128,7 +188,7 @@ async fn read_request(
         match io.try_read_buf(buf) {
             Ok(0) => return Next::Close,
             Ok(n) if n < asked => {
-                crate::proxy::drained(io);
+                io.drained();
                 continue;
             }
             Ok(_) => continue,
@@ -142,7 +202,7 @@ async fn read_request(
         let sleep = deadline
             .get_or_insert_with(|| crate::coarse::sleep_until(crate::coarse::now() + timeout));
         let ready = poll_fn(|cx| {
-            if let Poll::Ready(r) = io.poll_read_ready(cx) {
+            if let Poll::Ready(r) = io.poll_more(cx, buf) {
                 return Poll::Ready(r.is_ok());
             }
             if idle && drain.stopping() {
@@ -267,8 +327,8 @@ fn bad_request() -> Response<Body> {
 
 /// Writes `resp`; returns whether the connection stays open. A body whose length is known
 /// is sent with Content-Length, any other chunked.
-async fn write_response(
-    io: &mut TcpStream,
+async fn write_response<S: AsyncWrite + Unpin>(
+    io: &mut S,
     wbuf: &mut Vec<u8>,
     resp: Response<Body>,
     head_request: bool,
@@ -395,7 +455,7 @@ fn poll_now(
     }
 }
 
-async fn write_out(io: &mut TcpStream, wbuf: &mut Vec<u8>) -> io::Result<()> {
+async fn write_out<S: AsyncWrite + Unpin>(io: &mut S, wbuf: &mut Vec<u8>) -> io::Result<()> {
     if !wbuf.is_empty() {
         io.write_all(wbuf).await?;
         wbuf.clear();
@@ -417,12 +477,12 @@ fn digits(mut n: u64, base: u64, out: &mut [u8; 20]) -> &[u8] {
 }
 
 /// The connection for hyper, with the bytes this loop read first.
-struct Rewind {
+struct Rewind<S> {
     pre: Bytes,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl AsyncRead for Rewind {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -437,7 +497,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -402,9 +402,17 @@ async fn accept_loop(
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
+                        // HTTP/2 goes to hyper; HTTP/1.1 to the gateway's own loop, as on
+                        // plain TCP.
+                        Ok(Ok(tls_stream))
+                            if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") =>
+                        {
                             serve_connection(&builder, &drain, gw, proxy, tls_stream, peer, true)
                                 .await
+                        }
+                        Ok(Ok(tls_stream)) => {
+                            let conn = fast::serve(&builder, &drain, gw, proxy, tls_stream, peer);
+                            drain.watch(drain::SelfWatching { conn }).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
