@@ -37,6 +37,8 @@
 #     BENCH_SKIP_SIGNED_IN=1 skip the signed-in rows (test provider tests/support/idp.mjs; ssogate with
 #                            cookie/memory/redis stores; Apache + mod_auth_openidc when installed)
 #     BENCH_THREADS=2 BENCH_CONNECTIONS=32 BENCH_WARMUP=2   wrk knobs
+#     BENCH_TLS=1            two more rows over HTTPS (self-signed P-256 certificate made with
+#                            openssl): nginx proxy and ssogate public, both TLS-terminating
 #     BENCH_SERVER_CPUS=list BENCH_WRK_CPUS=list   pin the servers (upstream, proxies, provider,
 #                            redis, Apache) and wrk to these CPUs (`taskset -c` lists, e.g. 0 and
 #                            1), so the load generator does not take CPU from the server measured
@@ -60,6 +62,7 @@ BENCH_KEEP_TMP=${BENCH_KEEP_TMP:-0}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 SSOGATE_WORKERS=${SSOGATE_WORKERS:-}
 BENCH_SERVER_CPUS=${BENCH_SERVER_CPUS:-}
+BENCH_TLS=${BENCH_TLS:-0}
 BENCH_WRK_CPUS=${BENCH_WRK_CPUS:-}
 # Command prefixes: `taskset -c LIST` when pinned, nothing otherwise.
 ON_SERVER_CPUS=()
@@ -173,7 +176,7 @@ wait_http() {
             tail -n 30 "$logf" >&2 || true
             die "$name failed to start"
         fi
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
+        code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
         [[ $code == 200 ]] && return 0
         if ((SECONDS >= deadline)); then
             log "$name: $url did not answer 200 within ${timeout}s (last status: ${code:-none}); last log lines:"
@@ -245,8 +248,10 @@ EOF
     wait_http upstream "http://127.0.0.1:$port/" "$UP_PID" 10 "$dir/error.log"
 }
 
-start_nginx_proxy() { # PORT UPSTREAM_PORT ; sets NGX_PID
-    local port=$1 up=$2 dir="$WORK/nginx-proxy"
+start_nginx_proxy() { # PORT UPSTREAM_PORT [tls] ; sets NGX_PID
+    local port=$1 up=$2 tls=${3:-} dir="$WORK/nginx-proxy${3:+-tls}" listen
+    listen="listen 127.0.0.1:$port;"
+    [[ -n $tls ]] && listen="listen 127.0.0.1:$port ssl; ssl_certificate $WORK/tls/cert.pem; ssl_certificate_key $WORK/tls/key.pem;"
     mkdir -p "$dir/tmp"
     {
         nginx_common "$dir" 2
@@ -259,7 +264,7 @@ start_nginx_proxy() { # PORT UPSTREAM_PORT ; sets NGX_PID
         keepalive_requests 1000000;
     }
     server {
-        listen 127.0.0.1:$port;
+        $listen
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -269,9 +274,9 @@ start_nginx_proxy() { # PORT UPSTREAM_PORT ; sets NGX_PID
 }
 EOF
     } >"$dir/nginx.conf"
-    start_nginx nginx-proxy "$dir"
+    start_nginx "nginx-proxy${tls:+-tls}" "$dir"
     NGX_PID=$LAST_PID
-    wait_http nginx-proxy "http://127.0.0.1:$port/" "$NGX_PID" 10 "$dir/error.log"
+    wait_http "nginx-proxy${tls:+-tls}" "http${tls:+s}://127.0.0.1:$port/" "$NGX_PID" 10 "$dir/error.log"
 }
 
 build_ssogate() {
@@ -285,13 +290,14 @@ build_ssogate() {
     [[ -x $SSOGATE_BIN ]] || die "$SSOGATE_BIN not found after build"
 }
 
-start_ssogate() { # PORT UPSTREAM_PORT ; sets SSO_PID
-    local port=$1 up=$2 dir="$WORK/ssogate"
+start_ssogate() { # PORT UPSTREAM_PORT [tls] ; sets SSO_PID
+    local port=$1 up=$2 tls=${3:-} dir="$WORK/ssogate${3:+-tls}"
     mkdir -p "$dir"
     cat >"$dir/ssogate.toml" <<EOF
 [server]
 listen = "127.0.0.1:$port"
 ${SSOGATE_WORKERS:+workers = $SSOGATE_WORKERS}
+$([[ -n $tls ]] && printf '[server.tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$WORK/tls/cert.pem" "$WORK/tls/key.pem")
 
 [[routes]]
 path_prefix = "/"
@@ -306,7 +312,7 @@ EOF
     SSO_PID=$!
     STARTED_PIDS+=("$SSO_PID")
     log "ssogate: pid $SSO_PID"
-    wait_http ssogate "http://127.0.0.1:$port/oauth2/ping" "$SSO_PID" 20 "$dir/ssogate.log"
+    wait_http "ssogate${tls:+-tls}" "http${tls:+s}://127.0.0.1:$port/oauth2/ping" "$SSO_PID" 20 "$dir/ssogate.log"
 }
 
 # The Cognito-shaped test provider (npm oidc-provider, tests/support/idp.mjs), registered
@@ -419,6 +425,16 @@ start_apache_oidc() {
     log "apache mod_auth_openidc: signed in as alice"
 }
 
+# A self-signed P-256 certificate for 127.0.0.1 in $WORK/tls (the TLS rows).
+make_cert() {
+    mkdir -p "$WORK/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+        -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" -subj "/CN=localhost" \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1 ||
+        die "openssl could not make a certificate for the TLS rows"
+    chmod 644 "$WORK/tls/key.pem" # nginx workers run as www-data
+}
+
 start_redis() { # PORT ; sets REDIS_PID
     local port=$1
     ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
@@ -503,7 +519,7 @@ bench_row() {
         i=$((i + 1))
     done
     local pre
-    pre=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${curl_hdr[@]+"${curl_hdr[@]}"} "$url" || true)
+    pre=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 5 ${curl_hdr[@]+"${curl_hdr[@]}"} "$url" || true)
     [[ $pre == 2?? ]] || log "WARNING: $name: pre-flight GET $url answered HTTP ${pre:-none}, not 2xx"
 
     log "$name: warm-up ${BENCH_WARMUP}s"
@@ -569,14 +585,17 @@ def med(vals):
 def ms(us):
     return "n/a" if us is None else f"{us / 1000:.3f} ms"
 nginx = {r["round"]: r["rps"] for r in by.get("nginx proxy", [])}
+nginx_tls = {r["round"]: r["rps"] for r in by.get("nginx proxy, TLS", [])}
 direct = med([r["rps"] for r in by.get("direct upstream", [])])
-proxy = med(list(nginx.values()))
 print("| target | req/s | p50 | p99 | vs direct | vs nginx proxy (per-round range) | CPU-us/req | peak RSS MiB | errors |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
 for name, rs in by.items():
     rps = med([r["rps"] for r in rs])
-    per_round = sorted(r["rps"] / nginx[r["round"]] for r in rs if nginx.get(r["round"]))
-    vs_proxy = "n/a" if not proxy else f"{rps / proxy:.2f}"
+    # HTTPS rows against the HTTPS nginx proxy, the others against the plain one.
+    base = nginx_tls if name.endswith(", TLS") else nginx
+    base_med = med(list(base.values()))
+    per_round = sorted(r["rps"] / base[r["round"]] for r in rs if base.get(r["round"]))
+    vs_proxy = "n/a" if not base_med else f"{rps / base_med:.2f}"
     if len(per_round) > 1:
         vs_proxy += f" ({per_round[0]:.2f}-{per_round[-1]:.2f})"
     vs_direct = "n/a" if not direct else f"{rps / direct:.2f}"
@@ -601,8 +620,9 @@ main() {
     : >"$WORK/wrk.log"
 
     local ports PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS PORT_APACHE
-    ports=$(free_ports 8)
-    read -r PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS PORT_APACHE <<<"$ports"
+    ports=$(free_ports 10)
+    read -r PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS PORT_APACHE \
+        PORT_NGX_TLS PORT_SSO_TLS <<<"$ports"
     log "ports: upstream=$PORT_UP nginx-proxy=$PORT_NGX ssogate=$PORT_SSO; temp dir $WORK"
 
     start_upstream "$PORT_UP"
@@ -638,6 +658,17 @@ main() {
             else
                 log "no apache2 + libapache2-mod-auth-openidc: no mod_auth_openidc row (apt-get install apache2 libapache2-mod-auth-openidc)"
             fi
+        fi
+    fi
+
+    # HTTPS rows last: their own nginx and ssogate, TLS-terminating, same upstream.
+    if [[ $BENCH_TLS == 1 ]]; then
+        make_cert
+        start_nginx_proxy "$PORT_NGX_TLS" "$PORT_UP" tls
+        add_target "nginx proxy, TLS" "https://127.0.0.1:$PORT_NGX_TLS/" "$NGX_PID"
+        if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then
+            start_ssogate "$PORT_SSO_TLS" "$PORT_UP" tls
+            add_target "ssogate public, TLS" "https://127.0.0.1:$PORT_SSO_TLS/" "$SSO_PID"
         fi
     fi
 
