@@ -130,14 +130,20 @@ async fn get_h1(port: u16, ca_file: &Path, path: &str) -> (u16, Value) {
     (status, doc)
 }
 
-#[tokio::test]
-async fn https_serves_http1_and_h2_and_plain_http_on_the_tls_port_is_refused() {
+/// A gateway serving HTTPS with a fresh certificate, public routes to an echo upstream.
+fn https_gateway() -> (SelfSigned, Upstream, Gateway) {
     let certs = SelfSigned::generate();
     let upstream = Upstream::echo();
     let gw = Gateway::start_tls(
         &tls_public_config(&upstream.url, &certs.cert(), &certs.key()),
         certs.cert(),
     );
+    (certs, upstream, gw)
+}
+
+#[tokio::test]
+async fn https_serves_http1_and_h2_and_plain_http_on_the_tls_port_is_refused() {
+    let (certs, upstream, gw) = https_gateway();
     assert!(gw.base.starts_with("https://"), "{}", gw.base);
 
     // HTTP/1.1 over TLS: the upstream (plain HTTP) is told the client used https.
@@ -217,12 +223,7 @@ async fn https_serves_http1_and_h2_and_plain_http_on_the_tls_port_is_refused() {
 
 #[tokio::test]
 async fn one_https_connection_carries_many_requests_a_large_download_and_a_body() {
-    let certs = SelfSigned::generate();
-    let upstream = Upstream::echo();
-    let gw = Gateway::start_tls(
-        &tls_public_config(&upstream.url, &certs.cert(), &certs.key()),
-        certs.cert(),
-    );
+    let (certs, upstream, gw) = https_gateway();
     let tls = connect_tls(gw.port, &certs.cert(), &[b"http/1.1"]).await;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
