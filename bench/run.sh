@@ -37,8 +37,9 @@
 #     BENCH_SKIP_SIGNED_IN=1 skip the signed-in rows (test provider tests/support/idp.mjs; ssogate with
 #                            cookie/memory/redis stores; Apache + mod_auth_openidc when installed)
 #     BENCH_THREADS=2 BENCH_CONNECTIONS=32 BENCH_WARMUP=2   wrk knobs
-#     BENCH_TLS=1            two more rows over HTTPS (self-signed P-256 certificate made with
-#                            openssl): nginx proxy and ssogate public, both TLS-terminating
+#     BENCH_TLS=1            more rows over HTTPS (self-signed P-256 certificate made with
+#                            openssl): nginx proxy, ssogate public and (unless the signed-in rows
+#                            are skipped) ssogate signed-in with the cookie store, all TLS-terminating
 #     BENCH_SERVER_CPUS=list BENCH_WRK_CPUS=list   pin the servers (upstream, proxies, provider,
 #                            redis, Apache) and wrk to these CPUs (`taskset -c` lists, e.g. 0 and
 #                            1), so the load generator does not take CPU from the server measured
@@ -338,15 +339,20 @@ start_idp() {
 
 # `ssogate serve` with a protected route (any signed-in user) in front of the upstream,
 # signing in at the test provider; signs in as alice and sets SESSION_COOKIE.
-# start_ssogate_signed_in NAME PORT UPSTREAM_PORT STORE [REDIS_URL]
+# start_ssogate_signed_in NAME PORT UPSTREAM_PORT STORE [REDIS_URL] [tls]
 start_ssogate_signed_in() {
-    local name=$1 port=$2 up=$3 store=$4 redis=${5:-} dir="$WORK/$1"
+    local name=$1 port=$2 up=$3 store=$4 redis=${5:-} tls=${6:-} dir="$WORK/$1"
     mkdir -p "$dir"
     {
         echo "[server]"
         echo "listen = \"127.0.0.1:$port\""
-        echo "public_url = \"http://127.0.0.1:$port\""
+        echo "public_url = \"http${tls:+s}://127.0.0.1:$port\""
         [[ -n $SSOGATE_WORKERS ]] && echo "workers = $SSOGATE_WORKERS"
+        if [[ -n $tls ]]; then
+            echo "[server.tls]"
+            echo "cert_file = \"$WORK/tls/cert.pem\""
+            echo "key_file = \"$WORK/tls/key.pem\""
+        fi
         echo "[provider]"
         echo "kind = \"cognito\""
         echo "user_pool_id = \"eu-central-1_TestPool1\""
@@ -368,8 +374,9 @@ start_ssogate_signed_in() {
     ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} "$SSOGATE_BIN" serve --config "$dir/ssogate.toml" >"$dir/ssogate.log" 2>&1 &
     SIGNED_PID=$!
     STARTED_PIDS+=("$SIGNED_PID")
-    wait_http "$name" "http://127.0.0.1:$port/oauth2/ready" "$SIGNED_PID" 30 "$dir/ssogate.log"
-    SESSION_COOKIE=$(python3 "$REPO/bench/sign_in.py" "http://127.0.0.1:$port/" alice 'Passw0rd!') ||
+    wait_http "$name" "http${tls:+s}://127.0.0.1:$port/oauth2/ready" "$SIGNED_PID" 30 "$dir/ssogate.log"
+    SESSION_COOKIE=$(SIGN_IN_CA_FILE=${tls:+$WORK/tls/cert.pem} python3 "$REPO/bench/sign_in.py" \
+        "http${tls:+s}://127.0.0.1:$port/" alice 'Passw0rd!') ||
         die "$name: could not sign in (see $dir/ssogate.log)"
     log "$name: signed in as alice (${#SESSION_COOKIE} cookie bytes)"
 }
@@ -620,9 +627,9 @@ main() {
     : >"$WORK/wrk.log"
 
     local ports PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS PORT_APACHE
-    ports=$(free_ports 10)
+    ports=$(free_ports 11)
     read -r PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS PORT_APACHE \
-        PORT_NGX_TLS PORT_SSO_TLS <<<"$ports"
+        PORT_NGX_TLS PORT_SSO_TLS PORT_COOKIE_TLS <<<"$ports"
     log "ports: upstream=$PORT_UP nginx-proxy=$PORT_NGX ssogate=$PORT_SSO; temp dir $WORK"
 
     start_upstream "$PORT_UP"
@@ -639,7 +646,8 @@ main() {
         add_target "ssogate public" "http://127.0.0.1:$PORT_SSO/" "$SSO_PID"
         if [[ ${BENCH_SKIP_SIGNED_IN:-0} != 1 ]]; then
             start_idp "http://127.0.0.1:$PORT_COOKIE/oauth2/callback" "http://127.0.0.1:$PORT_MEM/oauth2/callback" \
-                "http://127.0.0.1:$PORT_REDIS_GW/oauth2/callback" "http://127.0.0.1:$PORT_APACHE/redirect_uri"
+                "http://127.0.0.1:$PORT_REDIS_GW/oauth2/callback" "http://127.0.0.1:$PORT_APACHE/redirect_uri" \
+                "https://127.0.0.1:$PORT_COOKIE_TLS/oauth2/callback"
             start_ssogate_signed_in "signed-in-cookie" "$PORT_COOKIE" "$PORT_UP" cookie
             add_target "ssogate signed-in, cookie store" "http://127.0.0.1:$PORT_COOKIE/" "$SIGNED_PID" "$SESSION_COOKIE"
             start_ssogate_signed_in "signed-in-memory" "$PORT_MEM" "$PORT_UP" memory
@@ -669,6 +677,11 @@ main() {
         if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then
             start_ssogate "$PORT_SSO_TLS" "$PORT_UP" tls
             add_target "ssogate public, TLS" "https://127.0.0.1:$PORT_SSO_TLS/" "$SSO_PID"
+            if [[ ${BENCH_SKIP_SIGNED_IN:-0} != 1 ]]; then
+                start_ssogate_signed_in "signed-in-cookie-tls" "$PORT_COOKIE_TLS" "$PORT_UP" cookie "" tls
+                add_target "ssogate signed-in, cookie store, TLS" "https://127.0.0.1:$PORT_COOKIE_TLS/" \
+                    "$SIGNED_PID" "$SESSION_COOKIE"
+            fi
         fi
     fi
 

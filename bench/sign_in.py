@@ -8,10 +8,13 @@ Follows the redirects from the protected URL to the provider's login form (any f
 follows the redirects back through the gateway's callback, and prints `name=value` pairs
 of the gateway's session cookies (`_ssogate` and its chunks, or those whose names start
 with COOKIE_PREFIX) joined with `; `, ready for
-`-H "Cookie: ..."`. Standard library only; loopback only.
+`-H "Cookie: ..."`. Standard library only; loopback only. For a gateway serving HTTPS with
+a certificate of its own, name the certificate to trust in SIGN_IN_CA_FILE.
 """
 import html.parser
 import http.cookiejar
+import os
+import ssl
 import sys
 import urllib.parse
 import urllib.request
@@ -35,9 +38,11 @@ def main():
     url, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
     prefix = sys.argv[4] if len(sys.argv) > 4 else None
     jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(jar)
-    )
+    handlers = [urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(jar)]
+    if os.environ.get("SIGN_IN_CA_FILE"):
+        ca = ssl.create_default_context(cafile=os.environ["SIGN_IN_CA_FILE"])
+        handlers.append(urllib.request.HTTPSHandler(context=ca))
+    opener = urllib.request.build_opener(*handlers)
     # Look like a browser navigating: some gateways answer other clients with 401.
     opener.addheaders = [("Accept", "text/html,application/xhtml+xml,*/*;q=0.8"), ("User-Agent", "ssogate-bench")]
     page = opener.open(url, timeout=10)
