@@ -298,7 +298,7 @@ start_ssogate() { # PORT UPSTREAM_PORT [tls] ; sets SSO_PID
 [server]
 listen = "127.0.0.1:$port"
 ${SSOGATE_WORKERS:+workers = $SSOGATE_WORKERS}
-$([[ -n $tls ]] && printf '[server.tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$WORK/tls/cert.pem" "$WORK/tls/key.pem")
+$([[ -n $tls ]] && ssogate_tls_section)
 
 [[routes]]
 path_prefix = "/"
@@ -348,11 +348,7 @@ start_ssogate_signed_in() {
         echo "listen = \"127.0.0.1:$port\""
         echo "public_url = \"http${tls:+s}://127.0.0.1:$port\""
         [[ -n $SSOGATE_WORKERS ]] && echo "workers = $SSOGATE_WORKERS"
-        if [[ -n $tls ]]; then
-            echo "[server.tls]"
-            echo "cert_file = \"$WORK/tls/cert.pem\""
-            echo "key_file = \"$WORK/tls/key.pem\""
-        fi
+        [[ -n $tls ]] && ssogate_tls_section
         echo "[provider]"
         echo "kind = \"cognito\""
         echo "user_pool_id = \"eu-central-1_TestPool1\""
@@ -440,6 +436,11 @@ make_cert() {
         -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1 ||
         die "openssl could not make a certificate for the TLS rows"
     chmod 644 "$WORK/tls/key.pem" # nginx workers run as www-data
+}
+
+# ssogate's `[server.tls]` table for that certificate.
+ssogate_tls_section() {
+    printf '[server.tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$WORK/tls/cert.pem" "$WORK/tls/key.pem"
 }
 
 start_redis() { # PORT ; sets REDIS_PID
