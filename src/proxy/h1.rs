@@ -295,13 +295,60 @@ fn role(name: &[u8]) -> Role {
     }
 }
 
+/// Where one header line's name and value sit in a parsed head, as offsets, so they can be
+/// read from (or shared with) the head's bytes once the parser has let go of the buffer.
+/// The request loop (`server::fast`) and the upstream response parser both record them.
+#[derive(Clone, Copy, Default)]
+pub struct HeaderSpan {
+    name_at: u32,
+    name_len: u32,
+    value_at: u32,
+    value_len: u32,
+}
+
+impl HeaderSpan {
+    /// The span of `h`, a header httparse found in the buffer that starts at `base`.
+    #[inline]
+    pub fn of(base: *const u8, h: &httparse::Header<'_>) -> HeaderSpan {
+        // A head is at most MAX_HEAD plus one read: offsets fit in u32.
+        let at = |s: &[u8]| (s.as_ptr() as usize - base as usize) as u32;
+        HeaderSpan {
+            name_at: at(h.name.as_bytes()),
+            name_len: h.name.len() as u32,
+            value_at: at(h.value),
+            value_len: h.value.len() as u32,
+        }
+    }
+
+    /// Where the header line starts in the head.
+    #[inline]
+    pub fn start(&self) -> usize {
+        self.name_at as usize
+    }
+
+    #[inline]
+    pub fn name<'h>(&self, head: &'h [u8]) -> &'h [u8] {
+        &head[self.name_at as usize..(self.name_at + self.name_len) as usize]
+    }
+
+    #[inline]
+    pub fn value_range(&self) -> std::ops::Range<usize> {
+        self.value_at as usize..(self.value_at + self.value_len) as usize
+    }
+
+    #[inline]
+    pub fn value<'h>(&self, head: &'h [u8]) -> &'h [u8] {
+        &head[self.value_range()]
+    }
+}
+
 /// Parses a response head at the start of `buf`, taking it out of the buffer when complete.
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, Failure> {
     if buf.is_empty() {
         return Ok(None);
     }
     // Header positions in `buf`, so the lines can be passed on from the head's bytes.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let mut spans = [HeaderSpan::default(); MAX_HEADERS];
     let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
     let (len, code, minor, count) = {
         let mut resp = httparse::Response::new(&mut []);
@@ -318,16 +365,8 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
             }
             Err(_) => return Err(Failure::Invalid("malformed response head")),
         };
-        let base = buf.as_ptr() as usize;
         for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-            // The head is at most MAX_HEAD plus one read: offsets fit in u32.
-            let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-            *span = (
-                at(h.name.as_bytes()),
-                h.name.len() as u32,
-                at(h.value),
-                h.value.len() as u32,
-            );
+            *span = HeaderSpan::of(buf.as_ptr(), h);
         }
         (
             len,
@@ -346,14 +385,8 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
         return Ok(Some(Parsed::Interim));
     }
     let status = StatusCode::from_u16(code).map_err(|_| Failure::Invalid("bad status code"))?;
-    let name = |i: usize| {
-        let (at, len, _, _) = spans[i];
-        &head[at as usize..(at + len) as usize]
-    };
-    let value = |i: usize| {
-        let (_, _, at, len) = spans[i];
-        &head[at as usize..(at + len) as usize]
-    };
+    let name = |i: usize| spans[i].name(&head);
+    let value = |i: usize| spans[i].value(&head);
 
     let mut length: Option<u64> = None;
     let mut chunked = false;
@@ -434,13 +467,14 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
     // Lines run from one name to the next (the last to the blank line), CRLF included.
     let end_of = |i: usize| {
         if i + 1 < count {
-            spans[i + 1].0 as usize
+            spans[i + 1].start()
         } else {
             len - 2
         }
     };
     let mut fits = true;
-    for (i, &(from, ..)) in spans[..count].iter().enumerate() {
+    for (i, span) in spans[..count].iter().enumerate() {
+        let from = span.start() as u32;
         let role = roles[i];
         let keep = match role {
             Role::ContentLength => pass_length && !has_length,

@@ -61,7 +61,7 @@ impl Body {
     }
 }
 
-pub use h1::{drained, RawHead};
+pub use h1::{drained, HeaderSpan, RawHead};
 
 /// `resp` with the upstream's header lines moved into its `HeaderMap`, for hyper.
 pub fn for_hyper(mut resp: Response<Body>) -> Response<Body> {

@@ -32,7 +32,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::drain::Drain;
 use super::{handler, Gateway};
-use crate::proxy::{Body, Proxy, RequestBody};
+use crate::proxy::{Body, HeaderSpan, Proxy, RequestBody};
 
 /// A request head larger than this goes to hyper (which has its own, larger, limit). Big
 /// enough for a session split over several cookies.
@@ -232,7 +232,7 @@ fn parse(buf: &mut BytesMut) -> Parsed {
         return Parsed::Handoff;
     }
     // Header positions in `buf`, so the values can share the head's bytes once it is frozen.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let mut spans = [HeaderSpan::default(); MAX_HEADERS];
     let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
     let (len, head_method, target, count, keep_alive) = {
         let mut req = httparse::Request::new(&mut []);
@@ -253,13 +253,11 @@ fn parse(buf: &mut BytesMut) -> Parsed {
         if req.version != Some(1) {
             return Parsed::Handoff;
         }
-        let base = buf.as_ptr() as usize;
-        // The head is at most MAX_HEAD plus one read: offsets fit in u32.
-        let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
         let Some(target) = req.path.map(str::as_bytes) else {
             return Parsed::Handoff;
         };
-        let target = (at(target) as usize, target.len());
+        let start = target.as_ptr() as usize - buf.as_ptr() as usize;
+        let target = start..start + target.len();
         let mut keep_alive = true;
         for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
             let name = h.name.as_bytes();
@@ -281,29 +279,21 @@ fn parse(buf: &mut BytesMut) -> Parsed {
                     }
                 }
             }
-            *span = (
-                at(name),
-                name.len() as u32,
-                at(h.value),
-                h.value.len() as u32,
-            );
+            *span = HeaderSpan::of(buf.as_ptr(), h);
         }
         (len, head_method, target, req.headers.len(), keep_alive)
     };
 
     let head = buf.split_to(len).freeze();
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)) else {
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(target)) else {
         return Parsed::BadRequest;
     };
     let mut map = HeaderMap::with_capacity(count);
-    for &(name_at, name_len, value_at, value_len) in &spans[..count] {
-        let (name_at, value_at) = (name_at as usize, value_at as usize);
-        let Ok(name) = HeaderName::from_bytes(&head[name_at..name_at + name_len as usize]) else {
+    for span in &spans[..count] {
+        let Ok(name) = HeaderName::from_bytes(span.name(&head)) else {
             return Parsed::BadRequest;
         };
-        let Ok(value) =
-            HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len as usize))
-        else {
+        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(span.value_range())) else {
             return Parsed::BadRequest;
         };
         map.append(name, value);
