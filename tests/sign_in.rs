@@ -805,3 +805,81 @@ async fn api_clients_with_a_bearer_id_token_pass_and_forged_ones_get_401() {
     );
     assert!(!s.gw.logs().contains(&token), "tokens never reach the logs");
 }
+
+/// The claims of a JWT's payload, unverified (the test only reads who it names).
+fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn with_pass_id_token_the_upstream_gets_only_the_gateways_authorization() {
+    let s = stand_with("basic-client", "", "[headers]\npass_id_token = true\n");
+    let b = browser();
+    let (resp, trail) = sign_in(&b, &s.gw.url("/app"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK, "trail: {trail:#?}");
+
+    // A signed-in browser that also sends an Authorization header of its own: the upstream
+    // gets alice's ID token, once, never the client's.
+    let r = b
+        .get(s.gw.url("/app"))
+        .header("Authorization", "Bearer forged-by-mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = s.upstream.last_request().unwrap();
+    let values: Vec<&str> = seen
+        .headers
+        .get_all("authorization")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(values.len(), 1, "one Authorization upstream: {values:?}");
+    let token = values[0].strip_prefix("Bearer ").expect("a bearer token");
+    assert_eq!(jwt_claims(token)["cognito:username"], "alice");
+    assert_eq!(jwt_claims(token)["token_use"], "id");
+
+    // On a public route the client's Authorization is stripped too: the app cannot tell it
+    // from the gateway's.
+    let anon = common::client();
+    let r = anon
+        .get(s.gw.url("/public/page"))
+        .header("Authorization", "Bearer forged-by-mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = s.upstream.last_request().unwrap();
+    assert_eq!(seen.path, "/public/page");
+    assert_eq!(seen.header("authorization"), None);
+
+    // An API client's verified bearer token is what the upstream gets, as it was sent.
+    let tokens = idp::tokens_by_code_flow(
+        &s.idp.issuer,
+        "basic-client",
+        "basic-secret",
+        &s.gw.url("/oauth2/callback"),
+        "bob",
+    )
+    .await;
+    let bob = tokens["id_token"].as_str().unwrap();
+    let r = anon
+        .get(s.gw.url("/api/items"))
+        .bearer_auth(bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = s.upstream.last_request().unwrap();
+    assert_eq!(seen.headers.get_all("authorization").iter().count(), 1);
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {bob}").as_str())
+    );
+    assert_eq!(seen.header("x-forwarded-user"), Some("bob"));
+}

@@ -60,6 +60,11 @@ impl InboundFilter {
             .iter()
             .map(|h| h.as_bytes().to_vec())
             .collect();
+        // With `pass_id_token` the gateway sets `Authorization` itself: a client's own would
+        // reach the upstream beside (before) the gateway's and could be taken for it.
+        if config.headers.pass_id_token {
+            strip.push(b"authorization".to_vec());
+        }
         for (name, _) in &config.headers.claims {
             let n = canonical(name.as_str().as_bytes());
             if !strip.contains(&n) {

@@ -138,3 +138,15 @@ fn alb_preset_signs_a_verifiable_assertion() {
         serde_json::from_slice(&b64.decode(input.split('.').nth(1).unwrap()).unwrap()).unwrap();
     assert_eq!(payload["email"], "alice@example.com");
 }
+
+#[test]
+fn authorization_is_stripped_only_when_the_gateway_sets_it() {
+    let name = http::header::AUTHORIZATION;
+    assert!(!filter().is_spoofed(&name), "left to the app by default");
+    let config = Config::from_toml_str(
+        "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n[headers]\npass_id_token = true\n",
+        &ProcessSource,
+    )
+    .unwrap();
+    assert!(InboundFilter::from_config(&config).is_spoofed(&name));
+}

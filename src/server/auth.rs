@@ -678,7 +678,9 @@ impl Auth {
             tokens_expire: exp,
             refresh_token: None,
             access_token: Some(token.to_string()),
-            id_token: None,
+            // With `pass_id_token` the client's `Authorization` is stripped; the upstream gets
+            // the token it verified in its place, whichever kind it is (as oauth2-proxy does).
+            id_token: self.config.headers.pass_id_token.then(|| token.to_string()),
         };
         let live = Arc::new(self.live(session, None));
         self.bearers.insert(token.to_string(), live.clone());
