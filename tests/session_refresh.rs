@@ -190,3 +190,43 @@ async fn an_unreachable_provider_is_survived_within_the_grace_then_fails_closed(
         "past the grace it fails closed"
     );
 }
+
+#[tokio::test]
+async fn a_provider_answering_503_or_429_at_refresh_is_an_outage_not_a_sign_out() {
+    let s = stand("refresh_interval = \"1s\"\nrefresh_grace = \"60s\"");
+    // One signed-in browser per kind of trouble: a session whose refresh failed is asked
+    // again only after a while, not on every request.
+    let mut browsers = Vec::new();
+    for user in ["bob", "alice"] {
+        let b = browser();
+        let (resp, _) = sign_in(&b, &s.gw.url("/"), user).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        browsers.push(b);
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    for (b, status) in browsers.iter().zip([503, 429]) {
+        s.idp
+            .control(&format!("token-outage?status={status}"), None)
+            .await;
+        let asked = s.idp.stats().await["token_requests"].as_u64().unwrap();
+        let during = b.get(s.gw.url("/during")).send().await.unwrap();
+        assert_eq!(
+            during.status(),
+            StatusCode::OK,
+            "a {status} from the token endpoint must not sign the user out\n{}",
+            s.gw.logs()
+        );
+        assert_eq!(
+            s.idp.stats().await["token_requests"].as_u64().unwrap(),
+            asked + 1,
+            "the due refresh was tried and got {status}"
+        );
+    }
+    s.gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the session keeps working within the grace period"))
+    });
+    s.idp.control("token-outage?status=0", None).await;
+}

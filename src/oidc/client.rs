@@ -41,9 +41,17 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
-    /// The provider said no (as opposed to: could not be asked).
+    /// The provider refused the request itself (an OAuth error answer: 400, or 401 for the
+    /// client's credentials), as opposed to: could not be asked, or was in trouble (5xx,
+    /// 429 throttling, a proxy's 403 or 404 in front of it), which may pass.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, ProviderError::Refused { .. })
+        matches!(
+            self,
+            ProviderError::Refused {
+                status: 400 | 401,
+                ..
+            }
+        )
     }
 
     pub fn oauth_error(&self) -> Option<&str> {

@@ -518,7 +518,7 @@ impl Auth {
                 let grace_ends = old.refresh_due + self.config.session.refresh_grace.as_secs();
                 if now < grace_ends {
                     tracing::warn!(user = %old.principal.user, error = %e, grace_left_s = grace_ends - now,
-                        "cannot refresh: the provider is unreachable; the session keeps working within the grace period");
+                        "cannot refresh: the provider is unreachable or unavailable; the session keeps working within the grace period");
                     Ok(live.clone())
                 } else {
                     tracing::warn!(user = %old.principal.user, error = %e, "cannot refresh and the grace period is over: signing out");

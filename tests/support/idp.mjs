@@ -150,6 +150,9 @@ class SharedAdapter {
 // keys[0] signs; older keys stay published (unless dropped) so already-issued tokens verify.
 let keys = [];
 let signingKeyHidden = false;
+// While set, the token endpoint answers this HTTP status instead of a grant (an outage or
+// throttling at the provider, not a refusal of the grant).
+let tokenOutage = 0;
 
 // Test-only RSA keys shipped in keys/, used in turn. Node 20's generateKeyPairSync can
 // deadlock in a GC callback (seen here: the idp hung before printing its port), so no key
@@ -288,6 +291,13 @@ function buildProvider() {
     if (ctx.path === '/oauth2/revoke' && ctx.method === 'POST') stats.revocations += 1;
     const isToken = ctx.path === '/oauth2/token' && ctx.method === 'POST';
     if (isToken) stats.token_requests += 1;
+    if (isToken && tokenOutage) {
+      ctx.status = tokenOutage;
+      ctx.body = tokenOutage === 429
+        ? { error: 'TooManyRequestsException', error_description: 'Rate exceeded' }
+        : 'Service Unavailable';
+      return undefined;
+    }
 
     await next();
 
@@ -439,6 +449,10 @@ async function control(req, res, url) {
   if (route === 'POST /__test/hide-signing-key' || route === 'POST /__test/show-signing-key') {
     signingKeyHidden = route.endsWith('hide-signing-key');
     return json(res, 200, { hidden: signingKeyHidden, kid: keys[0].kid });
+  }
+  if (route === 'POST /__test/token-outage') {
+    tokenOutage = Number(url.searchParams.get('status') ?? 0) || 0;
+    return json(res, 200, { status: tokenOutage });
   }
   const userRoute = url.pathname.match(/^\/__test\/users\/([^/]+)\/(groups|disable|enable|delete)$/);
   if (userRoute && req.method === 'POST') {
