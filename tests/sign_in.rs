@@ -555,6 +555,61 @@ async fn sign_out_ends_the_session_at_the_gateway_and_the_provider() {
 }
 
 #[tokio::test]
+async fn without_a_domain_sign_out_finds_cognitos_logout_and_revoke_from_discovery() {
+    // A pool's discovery document from before 2024: no revocation or end-session endpoint,
+    // and the config names no hosted-UI domain.
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    idp.control("legacy-discovery?on=1", None).await;
+    let discovery: serde_json::Value = common::client()
+        .get(format!("{}/.well-known/openid-configuration", idp.issuer))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(discovery["authorization_endpoint"].is_string());
+    assert!(
+        discovery.get("revocation_endpoint").is_none(),
+        "{discovery}"
+    );
+    assert!(
+        discovery.get("end_session_endpoint").is_none(),
+        "{discovery}"
+    );
+    let with_domain = config(port, &idp, "basic-client", &upstream.url, "", "");
+    let domain_line = format!("domain = \"{}\"\n", idp.issuer);
+    assert!(with_domain.contains(&domain_line));
+    let gw = Gateway::start(&with_domain.replace(&domain_line, ""));
+    gw.wait_ready(Duration::from_secs(15));
+
+    let b = browser();
+    let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let before = idp.stats().await;
+    let (done, trail) = follow(&b, &gw.url("/oauth2/sign_out?rd=/public/bye"), None).await;
+    let logout = format!("{}/logout?client_id=basic-client&logout_uri=", idp.issuer);
+    assert!(
+        trail.iter().any(|u| u.starts_with(&logout)),
+        "Cognito's own /logout on the hosted UI: {trail:#?}\n{}",
+        gw.logs()
+    );
+    assert_eq!(done.url().path(), "/public/bye");
+    let after = idp.stats().await;
+    assert_eq!(
+        after["logouts"].as_u64().unwrap(),
+        before["logouts"].as_u64().unwrap() + 1
+    );
+    assert_eq!(
+        after["revocations"].as_u64().unwrap(),
+        before["revocations"].as_u64().unwrap() + 1,
+        "the refresh token was revoked at {{hosted UI}}/oauth2/revoke"
+    );
+}
+
+#[tokio::test]
 async fn unsafe_redirect_targets_fall_back_to_the_root() {
     let s = stand();
     for rd in [

@@ -375,13 +375,19 @@ impl Provider {
     /// Revokes a refresh token (and what was issued from it) when the provider can.
     pub async fn revoke(&self, refresh_token: &str) -> Result<bool, ProviderError> {
         let meta = self.metadata().ok_or(ProviderError::NotReady)?;
-        let Some(endpoint) = &meta.revocation_endpoint else {
+        // Cognito documents fetched before 2024 name no revocation endpoint; it is on the
+        // hosted UI's domain all the same.
+        let Some(endpoint) = meta
+            .revocation_endpoint
+            .clone()
+            .or_else(|| self.hosted_ui("oauth2/revoke"))
+        else {
             return Ok(false);
         };
         let secret = self.client_secret.load_full();
         self.http
             .post_form(
-                endpoint,
+                &endpoint,
                 &[
                     ("token", refresh_token),
                     ("token_type_hint", "refresh_token"),
@@ -417,18 +423,11 @@ impl Provider {
     /// Cognito: `{domain}/logout?client_id&logout_uri` (its own, not OIDC's); OIDC:
     /// `end_session_endpoint` with `id_token_hint` and `post_logout_redirect_uri`.
     pub fn logout_url(&self, return_to: &str, id_token: Option<&str>) -> Option<Url> {
-        if self.config.kind == ProviderKind::Cognito {
-            if let Some(domain) = &self.config.domain {
-                let mut url = domain.join("logout").ok()?;
-                if domain.path() != "/" {
-                    url = Url::parse(&format!("{}/logout", domain.as_str().trim_end_matches('/')))
-                        .ok()?;
-                }
-                url.query_pairs_mut()
-                    .append_pair("client_id", &self.config.client_id)
-                    .append_pair("logout_uri", return_to);
-                return Some(url);
-            }
+        if let Some(mut url) = self.hosted_ui("logout") {
+            url.query_pairs_mut()
+                .append_pair("client_id", &self.config.client_id)
+                .append_pair("logout_uri", return_to);
+            return Some(url);
         }
         let meta = self.metadata()?;
         let mut url = meta.end_session_endpoint.clone()?;
@@ -441,6 +440,25 @@ impl Provider {
             }
         }
         Some(url)
+    }
+
+    /// `path` on a Cognito pool's hosted UI (managed login): `provider.domain`, or else where
+    /// discovery puts the authorization endpoint (`{domain}/oauth2/authorize`). None for
+    /// `kind = "oidc"`, or before the metadata is in when no domain is configured.
+    fn hosted_ui(&self, path: &str) -> Option<Url> {
+        if self.config.kind != ProviderKind::Cognito {
+            return None;
+        }
+        let base = match &self.config.domain {
+            Some(domain) => domain.as_str().trim_end_matches('/').to_string(),
+            None => self
+                .metadata()?
+                .authorization_endpoint
+                .as_str()
+                .strip_suffix("/oauth2/authorize")?
+                .to_string(),
+        };
+        Url::parse(&format!("{base}/{path}")).ok()
     }
 }
 

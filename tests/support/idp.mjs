@@ -153,6 +153,9 @@ let signingKeyHidden = false;
 // While set, the token endpoint answers this HTTP status instead of a grant (an outage or
 // throttling at the provider, not a refusal of the grant).
 let tokenOutage = 0;
+// While set, discovery leaves out revocation_endpoint and end_session_endpoint, as Cognito's
+// documents fetched before 2024 did.
+let legacyDiscovery = false;
 
 // Test-only RSA keys shipped in keys/, used in turn. Node 20's generateKeyPairSync can
 // deadlock in a GC callback (seen here: the idp hung before printing its port), so no key
@@ -280,6 +283,14 @@ function buildProvider() {
 
   // Runs before oidc-provider's own routing; ctx.path is relative to /<pool>.
   provider.use(async (ctx, next) => {
+    if (legacyDiscovery && ctx.path === '/.well-known/openid-configuration') {
+      await next();
+      if (ctx.body && typeof ctx.body === 'object') {
+        delete ctx.body.revocation_endpoint;
+        delete ctx.body.end_session_endpoint;
+      }
+      return undefined;
+    }
     const login = ctx.path.match(/^\/login\/([\w-]+)$/);
     if (login) return loginPage(ctx, provider, login[1]);
     if (ctx.path === '/logout') return cognitoLogout(ctx, provider);
@@ -449,6 +460,10 @@ async function control(req, res, url) {
   if (route === 'POST /__test/hide-signing-key' || route === 'POST /__test/show-signing-key') {
     signingKeyHidden = route.endsWith('hide-signing-key');
     return json(res, 200, { hidden: signingKeyHidden, kid: keys[0].kid });
+  }
+  if (route === 'POST /__test/legacy-discovery') {
+    legacyDiscovery = ['1', 'true'].includes(url.searchParams.get('on'));
+    return json(res, 200, { legacy: legacyDiscovery });
   }
   if (route === 'POST /__test/token-outage') {
     tokenOutage = Number(url.searchParams.get('status') ?? 0) || 0;
