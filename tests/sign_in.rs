@@ -814,6 +814,22 @@ async fn api_clients_with_a_bearer_id_token_pass_and_forged_ones_get_401() {
         assert_eq!(seen.header("x-forwarded-user"), Some("bob"));
         assert_eq!(seen.header("x-forwarded-groups"), Some("staff"));
     }
+    // A stale session cookie sent along does not hide the token.
+    let ok = api
+        .get(s.gw.url("/api/items"))
+        .header("Cookie", "_ssogate=stale-or-foreign")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(
+        s.upstream
+            .last_request()
+            .unwrap()
+            .header("x-forwarded-user"),
+        Some("bob")
+    );
     let reached = s.upstream.requests().len();
 
     // A token of the same length with the same signature, one letter of its payload changed:

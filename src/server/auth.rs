@@ -343,12 +343,7 @@ impl Auth {
         let name = &self.sessions.cookie_name;
         let Some(value) = codec::read_cookie(headers, name) else {
             return match bearer_token(headers) {
-                // Boxed, as the slow paths below: inline, their states would make every
-                // request's future (moved several times per request) tens of KB larger.
-                Some(token) => match self.known_bearer(token, now) {
-                    Some(answer) => answer,
-                    None => Box::pin(self.verify_bearer(token, now)).await,
-                },
+                Some(token) => self.bearer(token, now).await,
                 None => Err(AuthAnswer::SignIn { clear: Vec::new() }),
             };
         };
@@ -369,9 +364,14 @@ impl Auth {
                         live
                     }
                     Ok(None) => {
+                        // A stale or foreign session cookie does not hide a bearer token
+                        // sent with it (an API client that also keeps cookies).
+                        if let Some(token) = bearer_token(headers) {
+                            return self.bearer(token, now).await;
+                        }
                         return Err(AuthAnswer::SignIn {
                             clear: self.clear_session_cookies(headers, None),
-                        })
+                        });
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "session store unavailable");
@@ -387,6 +387,16 @@ impl Auth {
             return Ok(live);
         }
         Box::pin(self.refresh(&value, live, headers, now)).await
+    }
+
+    /// The principal behind a bearer token: verified before (no crypto), or verified now.
+    async fn bearer(&self, token: &str, now: u64) -> Result<Arc<LiveSession>, AuthAnswer> {
+        match self.known_bearer(token, now) {
+            Some(answer) => answer,
+            // Boxed, as the other slow paths: inline, its state would make every request's
+            // future (moved several times per request) tens of KB larger.
+            None => Box::pin(self.verify_bearer(token, now)).await,
+        }
     }
 
     fn remember(&self, cookie_value: String, live: Arc<LiveSession>) {
