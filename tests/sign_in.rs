@@ -673,6 +673,83 @@ async fn forward_auth_answers_202_with_headers_or_401() {
         .await
         .unwrap();
     assert_eq!(admins_only.status(), StatusCode::FORBIDDEN);
+
+    // Without trusted_proxies a client's X-Forwarded-Uri is not believed: [access] decides.
+    let named = anon
+        .get(s.gw.url("/oauth2/auth"))
+        .header("X-Forwarded-Uri", "/public/page")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(named.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn forward_auth_decides_as_the_routes_do_for_the_request_it_asks_about() {
+    let s = stand_with("basic-client", "trusted_proxies = [\"127.0.0.1\"]", "");
+    let anon = common::client();
+    let ask =
+        |c: &reqwest::Client, method: reqwest::Method, path: &str, header: Option<(&str, &str)>| {
+            let mut req = c.request(method, s.gw.url(path));
+            if let Some((name, value)) = header {
+                req = req.header(name, value);
+            }
+            req.send()
+        };
+    use reqwest::Method;
+    // A public route is open to anybody, named the Traefik way, the nginx way or Envoy's.
+    for (path, header) in [
+        (
+            "/oauth2/auth",
+            Some(("X-Forwarded-Uri", "/public/page?x=1")),
+        ),
+        ("/oauth2/auth", Some(("X-Original-URI", "/public/page"))),
+        ("/oauth2/auth/public/page", None),
+    ] {
+        let r = ask(&anon, Method::GET, path, header).await.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{path} {header:?}");
+        assert!(r.headers().get("x-auth-request-user").is_none());
+    }
+    // The path is normalised before it is matched: no way out of /public/ by dots.
+    for uri in [
+        "/public/../admin/x",
+        "/public/%2e%2e/admin/x",
+        "/public/..;/admin",
+    ] {
+        let r = ask(
+            &anon,
+            Method::GET,
+            "/oauth2/auth",
+            Some(("X-Forwarded-Uri", uri)),
+        )
+        .await
+        .unwrap();
+        assert_ne!(r.status(), StatusCode::ACCEPTED, "{uri}");
+    }
+
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // bob (staff) may use / but not /admin, whichever way the proxy asks.
+    for (path, header) in [
+        ("/oauth2/auth", Some(("X-Forwarded-Uri", "/admin/panel"))),
+        ("/oauth2/auth", Some(("X-Original-URI", "/admin/"))),
+        ("/oauth2/auth/admin/panel", None),
+    ] {
+        let r = ask(&b, Method::GET, path, header).await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path} {header:?}");
+    }
+    // nginx's auth_request asks with the original method: a POST is answered like a GET.
+    let r = ask(
+        &b,
+        Method::POST,
+        "/oauth2/auth",
+        Some(("X-Original-URI", "/orders")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-auth-request-user"], "bob");
 }
 
 #[tokio::test]

@@ -169,6 +169,8 @@ pub struct Auth {
     state_path: String,
     keep_access_token: bool,
     keep_id_token: bool,
+    /// `[access]`: what forward-auth asks of a request it knows no route for.
+    access_rule: RouteRule,
     ready: AtomicBool,
 }
 
@@ -214,6 +216,10 @@ impl Auth {
             "/".to_string()
         };
         Ok(Auth {
+            access_rule: match config.access.allowed_groups.as_slice() {
+                [] => RouteRule::SignedIn,
+                groups => RouteRule::AnyOf(groups.to_vec()),
+            },
             keep_access_token: config.headers.pass_access_token
                 || config.headers.preset == HeaderPreset::Alb,
             keep_id_token: config.headers.pass_id_token
@@ -759,7 +765,6 @@ impl Auth {
             "/sign_out" => self.sign_out(req, client).await,
             "/signed_out" => Ok(self.signed_out(req, client)),
             "/userinfo" => self.userinfo(req).await,
-            "/auth" => self.forward_auth(req).await,
             "/jwks.json" => Ok(self.assertion_jwks()),
             _ => Err(GatewayError::NotFound),
         }
@@ -1134,25 +1139,35 @@ impl Auth {
     }
 
     /// Forward-auth for nginx `auth_request`, Traefik `forwardAuth` and friends:
-    /// 202 + `X-Auth-Request-*`, 401, or 403. `?allowed_groups=a,b` narrows the groups.
-    async fn forward_auth(
+    /// 202 + `X-Auth-Request-*`, 401, or 403. The rule is `?allowed_groups=a,b` when given,
+    /// else that of `route` (the route of the request asked about: a public one answers 202
+    /// to anybody), else `[access]`.
+    pub async fn forward_auth(
         &self,
         req: &Request<RequestBody>,
+        route: Option<&RouteRule>,
     ) -> Result<Response<Body>, GatewayError> {
-        let live = match self.authenticate(req.headers()).await {
-            Ok(l) => l,
-            Err(AuthAnswer::SignIn { .. }) => return Err(GatewayError::SignInRequired),
-            Err(AuthAnswer::Error(e)) => return Err(e),
-        };
-        let rule = match query_param(req.uri(), "allowed_groups") {
-            Some(list) => RouteRule::AnyOf(
+        let asked = query_param(req.uri(), "allowed_groups").map(|list| {
+            RouteRule::AnyOf(
                 list.split(',')
                     .map(|g| g.trim().to_string())
                     .filter(|g| !g.is_empty())
                     .collect(),
-            ),
-            None if self.config.access.allowed_groups.is_empty() => RouteRule::SignedIn,
-            None => RouteRule::AnyOf(self.config.access.allowed_groups.clone()),
+            )
+        });
+        let rule = match (&asked, route) {
+            (Some(rule), _) | (None, Some(rule)) => rule,
+            (None, None) => &self.access_rule,
+        };
+        if !rule.needs_sign_in() {
+            let mut resp = Response::new(full(""));
+            *resp.status_mut() = StatusCode::ACCEPTED;
+            return Ok(resp);
+        }
+        let live = match self.authenticate(req.headers()).await {
+            Ok(l) => l,
+            Err(AuthAnswer::SignIn { .. }) => return Err(GatewayError::SignInRequired),
+            Err(AuthAnswer::Error(e)) => return Err(e),
         };
         if !rule.admits(&live.session.principal.groups) {
             return Err(GatewayError::Forbidden {

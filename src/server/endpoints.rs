@@ -5,7 +5,12 @@ use http::{Method, Request, Response, StatusCode};
 
 use super::pages::{json_response, GatewayError};
 use super::Gateway;
+use crate::policy::{normalize, Route};
 use crate::proxy::{Body, ClientInfo, RequestBody};
+
+/// Where a forward-auth proxy names the request it asks about: Traefik and Caddy send
+/// `X-Forwarded-Uri`; nginx set-ups pass `$request_uri` as `X-Original-URI`.
+const ORIGINAL_URI: [&str; 2] = ["x-forwarded-uri", "x-original-uri"];
 
 /// `Some` when the path is one of ours.
 pub async fn handle(
@@ -27,6 +32,20 @@ pub async fn handle(
         rest.to_string()
     };
     let endpoint = endpoint.as_str();
+    // Forward-auth takes any method (nginx's auth_request asks with the original request's)
+    // and any path below it (Envoy's ext_authz appends the original path).
+    if let Some(below) = endpoint
+        .strip_prefix("/auth")
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+    {
+        return Some(match &gw.auth {
+            Some(auth) => match asked_about(gw, client, req, below) {
+                Ok(route) => Box::pin(auth.forward_auth(req, route.map(|r| &r.rule))).await,
+                Err(e) => Err(e),
+            },
+            None => Err(GatewayError::NotFound),
+        });
+    }
     Some(match endpoint {
         "/ping" => Ok(json_response(
             StatusCode::OK,
@@ -53,4 +72,35 @@ pub async fn handle(
             None => Err(GatewayError::NotFound),
         },
     })
+}
+
+/// The route of the request a forward-auth call asks about, so it gets the decision the
+/// gateway would make itself: the path after `/auth` (Envoy), or the one a trusted proxy
+/// names in `X-Forwarded-Uri` / `X-Original-URI`, on the host it names. None when the call
+/// names no request (then `[access]` decides) or no route matches it.
+fn asked_about<'g>(
+    gw: &'g Gateway,
+    client: &ClientInfo,
+    req: &Request<RequestBody>,
+    below: &str,
+) -> Result<Option<&'g Route>, GatewayError> {
+    let named = if below.is_empty() {
+        if !client.trusted {
+            return Ok(None);
+        }
+        let header = ORIGINAL_URI
+            .iter()
+            .find_map(|name| req.headers().get(*name)?.to_str().ok());
+        match header {
+            Some(uri) => uri,
+            None => return Ok(None),
+        }
+    } else {
+        below
+    };
+    // The query and fragment never decide a route.
+    let path = named.split(['?', '#']).next().unwrap_or("");
+    let path = normalize(path).map_err(|_| GatewayError::BadPath)?;
+    let host = client.host(req.headers(), req.uri());
+    Ok(gw.routes.lookup(host, path.match_path()))
 }
