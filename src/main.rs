@@ -43,6 +43,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => match Config::load(&config, &ProcessSource) {
             Ok(c) => {
+                for warning in c.warnings() {
+                    eprintln!("{}: warning: {warning}", config.display());
+                }
                 println!("# {}: valid\n{}", config.display(), c.effective_toml());
                 ExitCode::SUCCESS
             }
@@ -60,6 +63,9 @@ fn main() -> ExitCode {
                 }
             };
             let _guard = ssogate::telemetry::init(&loaded.logging);
+            for warning in loaded.warnings() {
+                tracing::warn!("{warning}");
+            }
             // `serve` runs its own runtimes: single-threaded workers, two per core by default.
             match ssogate::server::run(loaded) {
                 Ok(()) => ExitCode::SUCCESS,

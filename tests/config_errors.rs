@@ -248,3 +248,37 @@ fn booleans_numbers_and_lists_can_still_be_set_from_the_environment() {
     );
     assert!(out.stdout.contains("\"10.0.0.0/8\""), "{}", out.stdout);
 }
+
+#[test]
+fn plain_http_public_url_off_loopback_is_valid_but_warned_about() {
+    let config = protected_config(&format!("127.0.0.1:{}", free_port()));
+    let with_url = |url: &str| {
+        config.replacen(
+            "[server]\n",
+            &format!("[server]\npublic_url = \"{url}\"\n"),
+            1,
+        )
+    };
+    let out = check_config(&with_url("http://app.example.com"), &[]);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("warning") && l.contains("server.public_url"))
+        .unwrap_or_else(|| panic!("no warning:\n{}", out.stderr));
+    assert!(line.contains("https://"), "{line}");
+    assert!(
+        line.contains("Cognito accepts http:// callback URLs only for localhost"),
+        "{line}"
+    );
+
+    for fine in [
+        "https://app.example.com",
+        "http://127.0.0.1:4180",
+        "http://localhost:4180",
+    ] {
+        let out = check_config(&with_url(fine), &[]);
+        assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+        assert!(!out.stderr.contains("warning"), "{fine}: {}", out.stderr);
+    }
+}

@@ -433,6 +433,38 @@ impl Config {
         toml::to_string_pretty(&raw).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 
+    /// What is valid but will not work as the operator expects: printed by `check-config`,
+    /// logged by `serve` at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(url) = &self.server.public_url {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if url.scheme() == "http" && !loopback && self.needs_sign_in() {
+                let cognito = self
+                    .provider
+                    .as_ref()
+                    .is_some_and(|p| p.kind == ProviderKind::Cognito);
+                warnings.push(format!(
+                    "server.public_url: {url} is plain http on a host that is not loopback: the \
+                     gateway's cookies are Secure there, so browsers will not send them back over \
+                     http and sign-in cannot complete{}; write the https:// address browsers use \
+                     (TLS here with [server.tls], or at a load balancer in front)",
+                    if cognito {
+                        " (and Cognito accepts http:// callback URLs only for localhost)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        warnings
+    }
+
     /// Whether any route needs a signed-in user.
     pub fn needs_sign_in(&self) -> bool {
         self.routes.iter().any(|r| !r.public)
