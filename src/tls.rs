@@ -1,14 +1,18 @@
 //! TLS both ways with rustls and the ring provider: the outbound connector (webpki roots plus
 //! an optional CA file) and the inbound acceptor for `[server.tls]`.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,24 +73,9 @@ pub fn https_connector(
         .wrap_connector(http))
 }
 
-/// The server side of `[server.tls]`, offering h2 and http/1.1.
-pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let file_err = |key, path: &Path, e: &dyn std::fmt::Display| TlsError::File {
-        key,
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
-    let certs = CertificateDer::pem_file_iter(cert_file)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| file_err("server.tls.cert_file", cert_file, &e))?;
-    if certs.is_empty() {
-        return Err(TlsError::Config {
-            key: "server.tls.cert_file",
-            reason: format!("{} holds no PEM certificate", cert_file.display()),
-        });
-    }
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| file_err("server.tls.key_file", key_file, &e))?;
+/// The server side of `[server.tls]`, offering h2 and http/1.1, with the certificate that
+/// `CertFiles` holds (and may replace while the gateway runs).
+pub fn server_config(files: Arc<CertFiles>) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config {
@@ -94,11 +83,93 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConf
             reason: e.to_string(),
         })?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Config {
-            key: "server.tls",
-            reason: format!("the key does not fit the certificate: {e}"),
-        })?;
+        .with_cert_resolver(files);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// `server.tls.cert_file` and `key_file`, and the certificate they held when last read:
+/// every handshake takes the current one. `reload` reads them again (cert-manager and
+/// Let's Encrypt renew certificates in place); a pair that does not load keeps the old one.
+#[derive(Debug)]
+pub struct CertFiles {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    current: ArcSwap<CertifiedKey>,
+    /// The files' bytes behind `current`, to tell a change.
+    read: Mutex<(Vec<u8>, Vec<u8>)>,
+}
+
+impl CertFiles {
+    pub fn load(cert_file: &Path, key_file: &Path) -> Result<CertFiles, TlsError> {
+        let (cert_pem, key_pem) = read_pair(cert_file, key_file)?;
+        let key = certified_key(cert_file, &cert_pem, key_file, &key_pem)?;
+        Ok(CertFiles {
+            cert_file: cert_file.to_path_buf(),
+            key_file: key_file.to_path_buf(),
+            current: ArcSwap::from_pointee(key),
+            read: Mutex::new((cert_pem, key_pem)),
+        })
+    }
+
+    /// Reads the files again; true when they changed and the new pair is in use.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let (cert_pem, key_pem) = read_pair(&self.cert_file, &self.key_file)?;
+        let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        if read.0 == cert_pem && read.1 == key_pem {
+            return Ok(false);
+        }
+        let key = certified_key(&self.cert_file, &cert_pem, &self.key_file, &key_pem)?;
+        self.current.store(Arc::new(key));
+        *read = (cert_pem, key_pem);
+        Ok(true)
+    }
+}
+
+impl ResolvesServerCert for CertFiles {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+fn read_pair(cert_file: &Path, key_file: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    let read = |key, path: &Path| {
+        std::fs::read(path).map_err(|e| TlsError::File {
+            key,
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    };
+    Ok((
+        read("server.tls.cert_file", cert_file)?,
+        read("server.tls.key_file", key_file)?,
+    ))
+}
+
+fn certified_key(
+    cert_file: &Path,
+    cert_pem: &[u8],
+    key_file: &Path,
+    key_pem: &[u8],
+) -> Result<CertifiedKey, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Config {
+            key: "server.tls.cert_file",
+            reason: format!("{}: {e}", cert_file.display()),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Config {
+            key: "server.tls.cert_file",
+            reason: format!("{} holds no PEM certificate", cert_file.display()),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Config {
+        key: "server.tls.key_file",
+        reason: format!("{}: {e}", key_file.display()),
+    })?;
+    CertifiedKey::from_der(certs, key, &provider()).map_err(|e| TlsError::Config {
+        key: "server.tls",
+        reason: format!("the key does not fit the certificate: {e}"),
+    })
 }

@@ -352,3 +352,60 @@ fn a_missing_cert_file_stops_serve_with_a_non_zero_exit_naming_the_key() {
         "stderr does not name the missing file:\n{stderr}"
     );
 }
+
+/// Whether a TLS handshake with the gateway succeeds when only `ca_file` is trusted.
+async fn handshake(port: u16, ca_file: &Path) -> std::io::Result<()> {
+    let connector = tokio_rustls::TlsConnector::from(tls_client_config(ca_file));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_not() {
+    let (old, new) = (SelfSigned::generate(), SelfSigned::generate());
+    // The files the gateway reads, renewed in place as cert-manager or certbot do.
+    let served = tempfile::tempdir().unwrap();
+    let (cert, key) = (served.path().join("tls.crt"), served.path().join("tls.key"));
+    std::fs::copy(old.cert(), &cert).unwrap();
+    std::fs::copy(old.key(), &key).unwrap();
+    let upstream = Upstream::echo();
+    let config = tls_public_config(&upstream.url, &cert, &key).replace(
+        "listen = \"127.0.0.1:{port}\"\n",
+        "listen = \"127.0.0.1:{port}\"\nsecret_poll_interval = \"1s\"\n",
+    );
+    let gw = Gateway::start_tls(&config, old.cert());
+    handshake(gw.port, &old.cert())
+        .await
+        .expect("the first certificate");
+    assert!(handshake(gw.port, &new.cert()).await.is_err());
+
+    // A half-written or broken file: the current certificate stays, and the log says why.
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    gw.wait_for_log(Duration::from_secs(10), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot load the TLS certificate files again"))
+    });
+    handshake(gw.port, &old.cert())
+        .await
+        .expect("still the first certificate");
+
+    // The renewed pair: new connections get it within a poll interval or two.
+    std::fs::copy(new.key(), &key).unwrap();
+    std::fs::copy(new.cert(), &cert).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handshake(gw.port, &new.cert()).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate is not served\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(handshake(gw.port, &old.cert()).await.is_err());
+    let (status, seen) = get_h1(gw.port, &new.cert(), "/after-renewal").await;
+    assert_eq!(status, 200, "{seen}");
+}

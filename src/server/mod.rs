@@ -27,6 +27,7 @@ use crate::identity::InboundFilter;
 use crate::policy::RouteTable;
 use crate::proxy::{ClientInfo, Proxy, RequestBody, Upstream};
 use crate::telemetry::Metrics;
+use crate::tls::CertFiles;
 
 pub use auth::Auth;
 
@@ -127,7 +128,7 @@ impl Gateway {
 pub fn run(config: Config) -> Result<(), ServerError> {
     let workers = config.server.workers.unwrap_or_else(default_workers);
     let listen = config.server.listen;
-    let tls = load_tls(&config)?;
+    let (tls, cert_files) = load_tls(&config)?;
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
     let gateway = Arc::new(Gateway::new(config)?);
     // SO_REUSEPORT would let a second ssogate share a busy port silently: a plain bind first
@@ -213,6 +214,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         None => control.block_on(async {
             let started = async {
                 gateway.start_background();
+                watch_certificates(cert_files, gateway.config.server.secret_poll_interval);
                 start_metrics(metrics_listen, &gateway).await?;
                 tracing::info!(listen = %listen, workers, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
                 shutdown_signal().await;
@@ -261,14 +263,58 @@ fn reuseport_listener(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     socket.listen(1024).map_err(listen_err)
 }
 
-fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, ServerError> {
+/// `[server.tls]`: the acceptor every worker uses, and the certificate files behind it.
+fn load_tls(
+    config: &Config,
+) -> Result<(Option<tokio_rustls::TlsAcceptor>, Option<Arc<CertFiles>>), ServerError> {
     Ok(match &config.server.tls {
-        Some(t) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
-            &t.cert_file,
-            &t.key_file,
-        )?)),
-        None => None,
+        Some(t) => {
+            let files = Arc::new(CertFiles::load(&t.cert_file, &t.key_file)?);
+            let acceptor =
+                tokio_rustls::TlsAcceptor::from(crate::tls::server_config(files.clone())?);
+            (Some(acceptor), Some(files))
+        }
+        None => (None, None),
     })
+}
+
+/// Reads the TLS certificate files again every `every` (as `*_file` secrets are): a renewed
+/// certificate is used for new connections; one that does not load is logged once and the
+/// current one kept.
+fn watch_certificates(files: Option<Arc<CertFiles>>, every: Duration) {
+    let Some(files) = files else {
+        return;
+    };
+    if every.is_zero() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut last_error = None;
+        loop {
+            tokio::time::sleep(every).await;
+            let reading = files.clone();
+            let Ok(result) = tokio::task::spawn_blocking(move || reading.reload()).await else {
+                continue;
+            };
+            match result {
+                Ok(changed) => {
+                    if changed {
+                        tracing::info!(
+                            "TLS certificate files changed: new connections get the new certificate"
+                        );
+                    }
+                    last_error = None;
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    if last_error.as_ref() != Some(&e) {
+                        tracing::warn!(error = %e, "cannot load the TLS certificate files again; keeping the current certificate");
+                        last_error = Some(e);
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Serves on an already bound listener, on the current runtime, until `shutdown` completes
@@ -278,10 +324,11 @@ pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let tls = load_tls(&config)?;
+    let (tls, cert_files) = load_tls(&config)?;
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
     let gateway = Arc::new(Gateway::new(config)?);
     gateway.start_background();
+    watch_certificates(cert_files, gateway.config.server.secret_poll_interval);
     start_metrics(metrics_listen, &gateway).await?;
     let local = listener.local_addr().ok();
     tracing::info!(listen = ?local, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
