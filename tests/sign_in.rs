@@ -739,6 +739,25 @@ async fn forward_auth_decides_as_the_routes_do_for_the_request_it_asks_about() {
         let r = ask(&b, Method::GET, path, header).await.unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path} {header:?}");
     }
+    // The query only narrows: a client's own `?allowed_groups=staff` (Envoy and Caddy pass
+    // the client's query on) does not open /admin to bob.
+    for path in [
+        "/oauth2/auth/admin/x?allowed_groups=staff",
+        "/oauth2/auth?allowed_groups=staff",
+    ] {
+        let header = Some(("X-Forwarded-Uri", "/admin/x"));
+        let r = ask(&b, Method::GET, path, header).await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let r = ask(
+        &b,
+        Method::GET,
+        "/oauth2/auth/orders?allowed_groups=admins",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "narrowed to admins");
     // nginx's auth_request asks with the original method: a POST is answered like a GET.
     let r = ask(
         &b,

@@ -1139,9 +1139,10 @@ impl Auth {
     }
 
     /// Forward-auth for nginx `auth_request`, Traefik `forwardAuth` and friends:
-    /// 202 + `X-Auth-Request-*`, 401, or 403. The rule is `?allowed_groups=a,b` when given,
-    /// else that of `route` (the route of the request asked about: a public one answers 202
-    /// to anybody), else `[access]`.
+    /// 202 + `X-Auth-Request-*`, 401, or 403. The rule is that of `route` (the route of the
+    /// request asked about: a public one answers 202 to anybody), else `[access]`.
+    /// `?allowed_groups=a,b` only narrows it, never widens it: Envoy and Caddy pass the
+    /// client's own query along, so the client may write it.
     pub async fn forward_auth(
         &self,
         req: &Request<RequestBody>,
@@ -1155,11 +1156,8 @@ impl Auth {
                     .collect(),
             )
         });
-        let rule = match (&asked, route) {
-            (Some(rule), _) | (None, Some(rule)) => rule,
-            (None, None) => &self.access_rule,
-        };
-        if !rule.needs_sign_in() {
+        let rule = route.unwrap_or(&self.access_rule);
+        if !rule.needs_sign_in() && asked.is_none() {
             let mut resp = Response::new(full(""));
             *resp.status_mut() = StatusCode::ACCEPTED;
             return Ok(resp);
@@ -1169,7 +1167,8 @@ impl Auth {
             Err(AuthAnswer::SignIn { .. }) => return Err(GatewayError::SignInRequired),
             Err(AuthAnswer::Error(e)) => return Err(e),
         };
-        if !rule.admits(&live.session.principal.groups) {
+        let groups = &live.session.principal.groups;
+        if !rule.admits(groups) || asked.is_some_and(|narrower| !narrower.admits(groups)) {
             return Err(GatewayError::Forbidden {
                 user: live.session.principal.user.clone(),
             });
