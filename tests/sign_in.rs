@@ -214,6 +214,23 @@ async fn groups_decide_who_passes_where() {
             .header("x-forwarded-user"),
         None
     );
+
+    // A path that only some upstreams read as leaving /admin (Tomcat resolves `..;`, nginx
+    // or Go do not) is refused, rather than routed public and served as /admin/...
+    let reached = s.upstream.requests().len();
+    for path in [
+        "/admin/..;/public/x",
+        "/admin%2F..%2Fpublic/x",
+        "/admin\\..\\public/x",
+        "/public/..;/admin/x",
+        "/public/%c0%ae%c0%ae/admin/x",
+    ] {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let answer = common::raw_request(s.gw.port, &request);
+        assert_eq!(answer.status, 400, "{path}");
+    }
+    assert_eq!(s.upstream.requests().len(), reached, "none reached the app");
 }
 
 #[tokio::test]

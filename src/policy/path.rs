@@ -5,9 +5,13 @@
 //!   other escapes in upper case, `.`/`..` segments resolved, duplicate slashes merged;
 //! - the *match* path, used to pick the route: the forward path read as pessimistically as any
 //!   upstream might read it (`;params` dropped from each segment as Tomcat does, `%2F`, `%5C`
-//!   and `\` taken as slashes), then resolved again.
+//!   and `\` taken as slashes).
 //!
-//! A route decision made on the match path therefore holds for whatever the upstream makes of
+//! A path that hides a `.` or `..` segment from the forward view (`..;/`, `%2F..%2F`, `\..\`)
+//! is refused: Tomcat would resolve it and nginx, Go or Express would not, so no one route
+//! decision could hold for every upstream. So is an escape that is not UTF-8 (`%C0%AE` is an
+//! overlong `.` to old decoders). Otherwise the match path only splits and unwraps segments
+//! the forward path keeps, and a decision made on it holds for whatever the upstream makes of
 //! the forward path.
 
 use std::borrow::Cow;
@@ -18,6 +22,10 @@ pub enum PathError {
     BadEscape,
     #[error("the path does not start with '/'")]
     NotAbsolute,
+    #[error("the path hides a '.' or '..' segment behind ';', an encoded slash or a backslash")]
+    HiddenDotSegment,
+    #[error("the path has percent-escapes that are not UTF-8")]
+    NotUtf8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +66,7 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath<'_>, PathError> {
     }
     let decoded = decode_unreserved(raw)?;
     let forward = resolve_segments(decoded.split('/'), raw_ends_with_slash(&decoded));
-    let matching = match_view(&forward);
+    let matching = match_view(&forward)?;
     Ok(NormalizedPath {
         matching: (matching != forward).then_some(matching),
         forward: Cow::Owned(forward),
@@ -102,8 +110,14 @@ fn is_unreserved(c: u8) -> bool {
 fn decode_unreserved(raw: &str) -> Result<String, PathError> {
     let b = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
+    // The bytes of the escapes of the current run of `%XX`, checked as UTF-8 at its end.
+    let mut escaped: Vec<u8> = Vec::new();
     let mut i = 0;
     while i < b.len() {
+        if b[i] != b'%' && !escaped.is_empty() {
+            std::str::from_utf8(&escaped).map_err(|_| PathError::NotUtf8)?;
+            escaped.clear();
+        }
         if b[i] == b'%' {
             let (h, l) = match (
                 b.get(i + 1).and_then(|&c| hex(c)),
@@ -113,6 +127,7 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
                 _ => return Err(PathError::BadEscape),
             };
             let v = h * 16 + l;
+            escaped.push(v);
             if is_unreserved(v) {
                 out.push(v as char);
             } else {
@@ -128,6 +143,7 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
             i += ch.len_utf8();
         }
     }
+    std::str::from_utf8(&escaped).map_err(|_| PathError::NotUtf8)?;
     Ok(out)
 }
 
@@ -158,19 +174,17 @@ fn resolve_segments<'s>(segments: impl Iterator<Item = &'s str>, trailing_slash:
     out
 }
 
-fn match_view(forward: &str) -> String {
+fn match_view(forward: &str) -> Result<String, PathError> {
     let slashed = forward
         .replace("%2F", "/")
         .replace("%5C", "/")
         .replace('\\', "/");
-    let trailing = raw_ends_with_slash(&slashed)
-        || slashed.ends_with("/..;")
-        || slashed.rsplit('/').next().is_some_and(|last| {
-            let name = last.split(';').next().unwrap_or("");
-            name == ".." || name == "."
-        });
     let segments = slashed
         .split('/')
         .map(|seg| seg.split(';').next().unwrap_or(""));
-    resolve_segments(segments, trailing)
+    // The forward path has no `.` or `..` segment left: one here was hidden from it.
+    if segments.clone().any(|seg| seg == "." || seg == "..") {
+        return Err(PathError::HiddenDotSegment);
+    }
+    Ok(resolve_segments(segments, slashed.ends_with('/')))
 }
