@@ -763,3 +763,23 @@ async fn a_second_gateway_on_a_busy_port_fails_instead_of_sharing_it() {
         "{err}"
     );
 }
+
+#[test]
+fn a_request_naming_two_hosts_is_refused() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(&public_config(&upstream.url, ""));
+    for request in [
+        "GET /x HTTP/1.1\r\nHost: a.example\r\nHost: admin.example\r\nConnection: close\r\n\r\n",
+        "GET http://a.example/x HTTP/1.1\r\nHost: admin.example\r\nConnection: close\r\n\r\n",
+    ] {
+        let resp = raw_request(gw.port, request);
+        assert_eq!(resp.status, 400, "{request:?}: {}", resp.text());
+    }
+    assert!(upstream.requests().is_empty(), "none reached the app");
+    // One host, said once (or twice the same way), is fine.
+    let resp = raw_request(
+        gw.port,
+        "GET http://a.example/x HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}

@@ -73,7 +73,8 @@ impl RouteTable {
     /// The route for a request: among routes naming this host, the longest matching prefix;
     /// when none of them matches, the same among routes without a host.
     pub fn lookup(&self, host: Option<&str>, match_path: &str) -> Option<&Route> {
-        let host = host.map(strip_port);
+        // `app.example.com.` is the same name, fully qualified.
+        let host = host.map(|h| strip_port(h).trim_end_matches('.'));
         let best = |want_host: bool| {
             self.routes
                 .iter()
@@ -110,7 +111,7 @@ impl Route {
             host: r
                 .host
                 .as_deref()
-                .map(|h| strip_port(h).to_ascii_lowercase()),
+                .map(|h| strip_port(h).trim_end_matches('.').to_ascii_lowercase()),
             path_prefix,
             rule,
             name: match &r.host {

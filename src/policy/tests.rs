@@ -50,6 +50,9 @@ fn host_routes_come_first_and_ignore_port_and_case() {
     let t = table(ROUTES);
     assert_eq!(route_for(&t, Some("Other.Example.com:8443"), "/admin"), 3);
     assert_eq!(route_for(&t, Some("app.example.com"), "/admin"), 1);
+    // The fully qualified spelling is the same host.
+    assert_eq!(route_for(&t, Some("other.example.com."), "/admin"), 3);
+    assert_eq!(route_for(&t, Some("OTHER.example.com.:443"), "/"), 3);
 }
 
 #[test]

@@ -11,6 +11,8 @@ use crate::proxy::{full, Body, ProxyError};
 pub enum GatewayError {
     #[error("the request path is malformed")]
     BadPath,
+    #[error("the request names its host twice, differently")]
+    AmbiguousHost,
     #[error("no route for this host and path")]
     NoRoute,
     #[error(transparent)]
@@ -39,7 +41,9 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::BadPath | GatewayError::SignInFailed { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::BadPath
+            | GatewayError::AmbiguousHost
+            | GatewayError::SignInFailed { .. } => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute | GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::Upstream(ProxyError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -58,6 +62,7 @@ impl GatewayError {
     fn words(&self) -> (&'static str, &'static str, String) {
         match self {
             GatewayError::BadPath => ("bad_request", "Bad request", "The address is malformed.".into()),
+            GatewayError::AmbiguousHost => ("bad_request", "Bad request", "The request names more than one host.".into()),
             GatewayError::NoRoute => ("not_found", "Not found", "Nothing is served at this address.".into()),
             GatewayError::NotFound => ("not_found", "Not found", "Nothing is served at this address.".into()),
             GatewayError::Upstream(ProxyError::Timeout { .. }) => (
