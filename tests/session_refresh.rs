@@ -230,3 +230,38 @@ async fn a_provider_answering_503_or_429_at_refresh_is_an_outage_not_a_sign_out(
     });
     s.idp.control("token-outage?status=0", None).await;
 }
+
+#[tokio::test]
+async fn refreshed_cookies_are_secure_when_a_trusted_proxy_says_https() {
+    // No public_url: the origin is what the request says, through a trusted proxy.
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let with_url = config(port, &idp, &upstream.url, "refresh_interval = \"1s\"");
+    let public_url = format!("public_url = \"http://127.0.0.1:{port}\"\n");
+    assert!(with_url.contains(&public_url));
+    let gw = Gateway::start(&with_url.replace(&public_url, "trusted_proxies = [\"127.0.0.1\"]\n"));
+    gw.wait_ready(Duration::from_secs(15));
+    let b = browser();
+    let (resp, _) = sign_in(&b, &gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let r = b
+        .get(gw.url("/after"))
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let set: Vec<&str> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(!set.is_empty(), "the refresh re-seals the session cookie");
+    for cookie in set {
+        assert!(cookie.contains("; Secure"), "{cookie}");
+    }
+}

@@ -344,7 +344,12 @@ impl Auth {
     // ---- the request path ----
 
     /// The session (or bearer token) behind a request, refreshed when due.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<LiveSession>, AuthAnswer> {
+    pub async fn authenticate(
+        &self,
+        req: &Request<RequestBody>,
+        client: &ClientInfo,
+    ) -> Result<Arc<LiveSession>, AuthAnswer> {
+        let headers = req.headers();
         let now = oidc::unix_now();
         let name = &self.sessions.cookie_name;
         let Some(value) = codec::read_cookie(headers, name) else {
@@ -376,7 +381,10 @@ impl Auth {
                             return self.bearer(token, now).await;
                         }
                         return Err(AuthAnswer::SignIn {
-                            clear: self.clear_session_cookies(headers, None),
+                            clear: self.clear_session_cookies(
+                                headers,
+                                &self.request_cookie_attrs(req, client),
+                            ),
                         });
                     }
                     Err(e) => {
@@ -392,7 +400,7 @@ impl Auth {
         if live.session.refresh_due > now {
             return Ok(live);
         }
-        Box::pin(self.refresh(&value, live, headers, now)).await
+        Box::pin(self.refresh(&value, live, req, client, now)).await
     }
 
     /// The principal behind a bearer token: verified before (no crypto), or verified now.
@@ -438,10 +446,12 @@ impl Auth {
         &self,
         cookie_value: &str,
         live: Arc<LiveSession>,
-        headers: &HeaderMap,
+        req: &Request<RequestBody>,
+        client: &ClientInfo,
         now: u64,
     ) -> Result<Arc<LiveSession>, AuthAnswer> {
-        let attrs = self.cookie_attrs_for(headers);
+        let headers = req.headers();
+        let attrs = self.request_cookie_attrs(req, client);
         let grace = self.config.session.refresh_grace.as_secs();
         // One refresh per session and due time: a server-side session keeps its cookie across
         // refreshes, and its next refresh must not be answered by this one's memo.
@@ -477,7 +487,7 @@ impl Auth {
                         RefreshFailure::SignedOut => {
                             self.forget(cookie_value);
                             Err(AuthAnswer::SignIn {
-                                clear: self.clear_session_cookies(headers, None),
+                                clear: self.clear_session_cookies(headers, &attrs),
                             })
                         }
                         RefreshFailure::Store(e) => Err(GatewayError::SessionsUnavailable {
@@ -490,7 +500,7 @@ impl Auth {
         }
         self.forget(cookie_value);
         Err(AuthAnswer::SignIn {
-            clear: self.clear_session_cookies(headers, None),
+            clear: self.clear_session_cookies(headers, &attrs),
         })
     }
 
@@ -721,33 +731,14 @@ impl Auth {
         }
     }
 
-    /// Cookie attributes when only headers are at hand (refresh on the request path).
-    fn cookie_attrs_for(&self, headers: &HeaderMap) -> CookieAttrs {
-        let origin = match &self.config.server.public_url {
-            Some(u) => u.as_str().to_string(),
-            None => {
-                let host = headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("");
-                format!("http://{host}")
-            }
-        };
-        self.cookie_attrs(&origin)
+    /// Cookie attributes for an answer to `req`: by the origin the browser used, as at
+    /// sign-in (TLS, or a trusted proxy's X-Forwarded-Proto, means `Secure`).
+    fn request_cookie_attrs(&self, req: &Request<RequestBody>, client: &ClientInfo) -> CookieAttrs {
+        self.cookie_attrs(&self.origin(req.headers(), req.uri(), client))
     }
 
-    fn clear_session_cookies(
-        &self,
-        headers: &HeaderMap,
-        attrs: Option<&CookieAttrs>,
-    ) -> Vec<HeaderValue> {
-        let default = self.cookie_attrs_for(headers);
-        codec::delete_chunks_from(
-            headers,
-            &self.sessions.cookie_name,
-            0,
-            attrs.unwrap_or(&default),
-        )
+    fn clear_session_cookies(&self, headers: &HeaderMap, attrs: &CookieAttrs) -> Vec<HeaderValue> {
+        codec::delete_chunks_from(headers, &self.sessions.cookie_name, 0, attrs)
     }
 
     // ---- endpoints ----
@@ -764,7 +755,7 @@ impl Auth {
             "/sign_in" => Ok(self.sign_in_page(req)),
             "/sign_out" => self.sign_out(req, client).await,
             "/signed_out" => Ok(self.signed_out(req, client)),
-            "/userinfo" => self.userinfo(req).await,
+            "/userinfo" => self.userinfo(req, client).await,
             "/jwks.json" => Ok(self.assertion_jwks()),
             _ => Err(GatewayError::NotFound),
         }
@@ -1074,7 +1065,7 @@ impl Auth {
             .unwrap_or(signed_out);
         let mut resp = redirect(&target);
         let h = resp.headers_mut();
-        for c in self.clear_session_cookies(req.headers(), Some(&attrs)) {
+        for c in self.clear_session_cookies(req.headers(), &attrs) {
             h.append(header::SET_COOKIE, c);
         }
         let rd_cookie = format!("{}_signout", self.sessions.cookie_name);
@@ -1119,8 +1110,12 @@ impl Auth {
         resp
     }
 
-    async fn userinfo(&self, req: &Request<RequestBody>) -> Result<Response<Body>, GatewayError> {
-        let live = match self.authenticate(req.headers()).await {
+    async fn userinfo(
+        &self,
+        req: &Request<RequestBody>,
+        client: &ClientInfo,
+    ) -> Result<Response<Body>, GatewayError> {
+        let live = match self.authenticate(req, client).await {
             Ok(l) => l,
             Err(AuthAnswer::SignIn { .. }) => return Err(GatewayError::SignInRequired),
             Err(AuthAnswer::Error(e)) => return Err(e),
@@ -1146,6 +1141,7 @@ impl Auth {
     pub async fn forward_auth(
         &self,
         req: &Request<RequestBody>,
+        client: &ClientInfo,
         route: Option<&RouteRule>,
     ) -> Result<Response<Body>, GatewayError> {
         let asked = query_param(req.uri(), "allowed_groups").map(|list| {
@@ -1162,7 +1158,7 @@ impl Auth {
             *resp.status_mut() = StatusCode::ACCEPTED;
             return Ok(resp);
         }
-        let live = match self.authenticate(req.headers()).await {
+        let live = match self.authenticate(req, client).await {
             Ok(l) => l,
             Err(AuthAnswer::SignIn { .. }) => return Err(GatewayError::SignInRequired),
             Err(AuthAnswer::Error(e)) => return Err(e),

@@ -40,7 +40,7 @@ pub async fn handle(
     {
         return Some(match &gw.auth {
             Some(auth) => match asked_about(gw, client, req, below) {
-                Ok(route) => Box::pin(auth.forward_auth(req, route.map(|r| &r.rule))).await,
+                Ok(route) => Box::pin(auth.forward_auth(req, client, route.map(|r| &r.rule))).await,
                 Err(e) => Err(e),
             },
             None => Err(GatewayError::NotFound),

@@ -121,7 +121,7 @@ async fn stages<'g>(
             .ok_or_else(|| GatewayError::SignInUnavailable {
                 reason: "no provider configured".into(),
             })?;
-        let live = match auth.authenticate(req.headers()).await {
+        let live = match auth.authenticate(&req, client).await {
             Ok(s) => s,
             Err(answer) => return answer.into_response(auth, &req),
         };
