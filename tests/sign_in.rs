@@ -635,6 +635,7 @@ async fn unsafe_redirect_targets_fall_back_to_the_root() {
         "https://evil.com/",
         "https:evil.com",
         "/%2F%2Fevil.com",
+        "/.//evil.com",
     ] {
         let b = browser();
         let start = format!("/oauth2/start?rd={}", url_encode(rd));

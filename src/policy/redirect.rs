@@ -1,16 +1,19 @@
 //! Where the browser may be sent after sign-in and sign-out.
 //!
-//! Accepted: a same-origin path (`/x?y`), or an absolute `http(s)://` URL whose host is our own
-//! or listed in `server.allowed_redirect_hosts` (`.example.com` admits its subdomains).
+//! Accepted: a same-origin path (`/x?y`), or an absolute `http(s)://` URL on our own origin
+//! (same scheme, host and port) or on a host listed in `server.allowed_redirect_hosts`
+//! (`.example.com` admits its subdomains).
 //! Refused (the caller falls back to `/`): protocol-relative and backslash tricks (`//evil`,
-//! `/\evil`, `\/evil`), scheme tricks (`https:evil`, `javascript:`), userinfo (`@`), control
-//! characters and whitespace (raw or percent-encoded), and any non-ASCII character
+//! `/\evil`, `\/evil`), `.`/`..` segments and `//` anywhere in the path (`/.//evil`, which a
+//! browser resolves to `//evil`), scheme tricks (`https:evil`, `javascript:`), userinfo (`@`),
+//! control characters and whitespace (raw or percent-encoded), and any non-ASCII character
 //! (look-alike slashes and hosts).
 
-/// Returns the target to redirect to, or `None` when it is not safe.
+/// Returns the target to redirect to, or `None` when it is not safe. `own_origin` is
+/// `scheme://host[:port]` as the browser sees the gateway.
 pub fn safe_redirect<'a>(
     rd: &'a str,
-    own_host: Option<&str>,
+    own_origin: &str,
     allowed_hosts: &[String],
 ) -> Option<&'a str> {
     if rd.is_empty() || !rd.is_ascii() {
@@ -25,19 +28,19 @@ pub fn safe_redirect<'a>(
         return None;
     }
     if rd.starts_with('/') {
-        let protocol_relative = |b: &[u8]| b.len() > 1 && (b[1] == b'/' || b[1] == b'\\');
-        if protocol_relative(rd.as_bytes()) || protocol_relative(&decoded) {
-            return None;
-        }
-        return Some(rd);
+        return (!odd_path(rd.as_bytes()) && !odd_path(&decoded)).then_some(rd);
     }
     let lower = rd.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))?;
+    let (scheme, rest) = match lower.split_once("://") {
+        Some((scheme @ ("https" | "http"), rest)) => (scheme, rest),
+        _ => return None,
+    };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     if authority.is_empty() || authority.contains('@') || authority.contains('%') {
+        return None;
+    }
+    if odd_path(&rest.as_bytes()[authority_end..]) {
         return None;
     }
     let host = match authority.rsplit_once(':') {
@@ -49,8 +52,7 @@ pub fn safe_redirect<'a>(
         }
         _ => authority,
     };
-    let own = own_host.map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h));
-    let admitted = own.is_some_and(|o| o.eq_ignore_ascii_case(host))
+    let admitted = same_origin(scheme, authority, own_origin)
         || allowed_hosts.iter().any(|a| {
             let a = a.as_str();
             match a.strip_prefix('.') {
@@ -59,6 +61,41 @@ pub fn safe_redirect<'a>(
             }
         });
     admitted.then_some(rd)
+}
+
+/// Whether the path part (up to `?` or `#`) of `target` starts with `//` or has `//`, `.` or
+/// `..` segments anywhere: the browser would resolve it to another path (`/.//evil` becomes
+/// the protocol-relative `//evil`).
+fn odd_path(target: &[u8]) -> bool {
+    let end = target
+        .iter()
+        .position(|&c| c == b'?' || c == b'#')
+        .unwrap_or(target.len());
+    let path = &target[..end];
+    path.windows(2).any(|w| w == b"//")
+        || path
+            .split(|&c| c == b'/')
+            .skip(1)
+            .any(|seg| seg == b"." || seg == b"..")
+}
+
+/// Whether `scheme://authority` is `own_origin` (`scheme://host[:port]`), default ports
+/// spelled or not.
+fn same_origin(scheme: &str, authority: &str, own_origin: &str) -> bool {
+    let without_default = |scheme: &str, authority: &str| -> String {
+        let default = if scheme == "https" { ":443" } else { ":80" };
+        authority
+            .strip_suffix(default)
+            .unwrap_or(authority)
+            .to_ascii_lowercase()
+    };
+    let Some((own_scheme, own_rest)) = own_origin.split_once("://") else {
+        return false;
+    };
+    let own_authority = own_rest.split('/').next().unwrap_or("");
+    own_scheme.eq_ignore_ascii_case(scheme)
+        && without_default(scheme, authority)
+            == without_default(&own_scheme.to_ascii_lowercase(), own_authority)
 }
 
 /// Controls (tab, newline, NUL...), DEL, backslash.

@@ -145,12 +145,21 @@ fn redirects_accept_same_origin_paths_and_listed_hosts() {
         "partner.example.org".to_string(),
         ".example.net".to_string(),
     ];
-    let ok = |rd: &str| safe_redirect(rd, Some("app.example.com:443"), &allowed).is_some();
+    let ok = |rd: &str| safe_redirect(rd, "https://app.example.com", &allowed).is_some();
     assert!(ok("/"));
     assert!(ok("/dashboard?tab=1#x"));
     assert!(ok("/search?q=a%20b"));
+    assert!(ok("/search?next=//x/../y"), "the query is not the path");
     assert!(ok("https://app.example.com/x"));
     assert!(ok("HTTPS://app.example.com/x"));
+    assert!(ok("https://app.example.com:443/x"));
+    let on_port = |rd: &str| safe_redirect(rd, "http://127.0.0.1:4180", &allowed).is_some();
+    assert!(on_port("http://127.0.0.1:4180/x"));
+    assert!(
+        !on_port("http://127.0.0.1:9999/x"),
+        "another port is another origin"
+    );
+    assert!(!on_port("https://127.0.0.1:4180/x"), "another scheme too");
     assert!(ok("https://partner.example.org/"));
     assert!(ok("https://a.example.net/"));
     assert!(ok("https://example.net"));
@@ -161,6 +170,14 @@ fn redirect_tricks_are_refused() {
     let allowed = vec!["partner.example.org".to_string()];
     for trick in [
         "//evil.com",
+        "/.//evil.com",
+        "/./%2Fevil.com",
+        "/x/..//evil.com",
+        "/a/../b",
+        "/a//b",
+        "https://app.example.com/.//evil.com",
+        "http://app.example.com/",
+        "https://app.example.com:8443/",
         "/\\evil.com",
         "\\/evil.com",
         "https:evil.com",
@@ -191,7 +208,7 @@ fn redirect_tricks_are_refused() {
         "https://app.example.com:evil/",
     ] {
         assert!(
-            safe_redirect(trick, Some("app.example.com"), &allowed).is_none(),
+            safe_redirect(trick, "https://app.example.com", &allowed).is_none(),
             "{trick:?} was accepted"
         );
     }

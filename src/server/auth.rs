@@ -801,8 +801,8 @@ impl Auth {
     /// A safe `rd` from the query, or `/`.
     fn redirect_target(&self, req: &Request<RequestBody>, client: &ClientInfo) -> String {
         let rd = query_param(req.uri(), "rd").unwrap_or_default();
-        let own_host = client.host(req.headers(), req.uri());
-        safe_redirect(&rd, own_host, &self.config.server.allowed_redirect_hosts)
+        let origin = self.origin(req.headers(), req.uri(), client);
+        safe_redirect(&rd, &origin, &self.config.server.allowed_redirect_hosts)
             .unwrap_or("/")
             .to_string()
     }
@@ -1085,12 +1085,7 @@ impl Auth {
             .find(|(n, _)| *n == rd_cookie)
             .and_then(|(_, v)| self.sessions.codec().open(&rd_cookie, v))
             .filter(|rd| {
-                safe_redirect(
-                    rd,
-                    client.host(req.headers(), req.uri()),
-                    &self.config.server.allowed_redirect_hosts,
-                )
-                .is_some()
+                safe_redirect(rd, &origin, &self.config.server.allowed_redirect_hosts).is_some()
             });
         let mut resp = match rd {
             Some(rd) if rd != "/" => redirect(&rd),
