@@ -248,11 +248,11 @@ pub fn check_claims(
     }
     let num = |k: &str| claims.get(k).and_then(Value::as_u64);
     match num("exp") {
-        Some(exp) if exp + LEEWAY_SECS > want.now => {}
+        Some(exp) if exp.saturating_add(LEEWAY_SECS) > want.now => {}
         _ => return Err(TokenError::Expired),
     }
-    if num("nbf").is_some_and(|nbf| nbf > want.now + LEEWAY_SECS)
-        || num("iat").is_some_and(|iat| iat > want.now + LEEWAY_SECS)
+    if num("nbf").is_some_and(|nbf| nbf > want.now.saturating_add(LEEWAY_SECS))
+        || num("iat").is_some_and(|iat| iat > want.now.saturating_add(LEEWAY_SECS))
     {
         return Err(TokenError::NotYetValid);
     }

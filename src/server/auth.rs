@@ -893,7 +893,8 @@ impl Auth {
 
         if let Some(error) = query_param(uri, "error") {
             self.metrics.sign_in_failures.add(1);
-            tracing::info!(error = %error, "the identity provider refused the sign-in");
+            // Debug-formatted: the value is the client's, and must not start a log line of its own.
+            tracing::info!(error = ?error, "the identity provider refused the sign-in");
             let mut resp = GatewayError::ProviderRefused {
                 error,
                 description: query_param(uri, "error_description"),
