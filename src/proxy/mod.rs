@@ -332,17 +332,39 @@ impl ClientInfo {
         }
     }
 
-    /// The host the client asked for: Host (or :authority), or a trusted proxy's X-Forwarded-Host.
-    pub fn host<'a>(&self, headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
-        if self.trusted {
-            if let Some(h) = headers.get(&X_FORWARDED_HOST).and_then(|v| v.to_str().ok()) {
-                return h.split(',').next().map(str::trim);
+    /// `host` for choosing a route, or `None` when the request names two hosts (two Host
+    /// headers, or a target authority, HTTP/2's `:authority` included, and a Host that
+    /// differ): which one names the site would be up to whoever reads it (RFC 9112 3.2,
+    /// RFC 9113 8.3.1). One lookup of Host, as `host` does.
+    pub fn route_host<'a>(&self, headers: &'a HeaderMap, uri: &'a Uri) -> Option<Option<&'a str>> {
+        let mut hosts = headers.get_all(header::HOST).iter();
+        let host = hosts.next();
+        if hosts.next().is_some() {
+            return None;
+        }
+        if let (Some(host), Some(authority)) = (host, uri.authority()) {
+            if !host
+                .as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes())
+            {
+                return None;
             }
         }
-        headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| uri.authority().map(|a| a.as_str()))
+        if self.trusted {
+            if let Some(h) = headers.get(&X_FORWARDED_HOST).and_then(|v| v.to_str().ok()) {
+                return Some(h.split(',').next().map(str::trim));
+            }
+        }
+        Some(
+            host.and_then(|v| v.to_str().ok())
+                .or_else(|| uri.authority().map(|a| a.as_str())),
+        )
+    }
+
+    /// The host the client asked for: Host (or :authority), or a trusted proxy's X-Forwarded-Host;
+    /// `None` also when it names two (`route_host`).
+    pub fn host<'a>(&self, headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
+        self.route_host(headers, uri).flatten()
     }
 }
 

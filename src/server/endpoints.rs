@@ -12,41 +12,41 @@ use crate::proxy::{Body, ClientInfo, RequestBody};
 /// `X-Forwarded-Uri`; nginx set-ups pass `$request_uri` as `X-Original-URI`.
 const ORIGINAL_URI: [&str; 2] = ["x-forwarded-uri", "x-original-uri"];
 
-/// `Some` when the path is one of ours.
+/// Which of the gateway's own endpoints `path` is (`/ping`, `/callback`, `/auth/x`...), or
+/// `None` for a path that goes to a route. Synchronous, so the common case (not ours) costs
+/// two string comparisons and no future.
+pub fn endpoint_of(server: &crate::config::ServerConfig, path: &str) -> Option<String> {
+    if path == server.callback_path {
+        return Some("/callback".to_string());
+    }
+    match path.strip_prefix(server.auth_prefix.as_str()) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => Some(rest.to_string()),
+        _ => None,
+    }
+}
+
+/// Answers a request for one of the gateway's own endpoints (`endpoint_of`).
 pub async fn handle(
     gw: &Gateway,
     client: &ClientInfo,
     req: &mut Request<RequestBody>,
-) -> Option<Result<Response<Body>, GatewayError>> {
-    let server = &gw.config.server;
-    let path = req.uri().path();
-    let is_callback = path == server.callback_path;
-    let rest = match path.strip_prefix(server.auth_prefix.as_str()) {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
-        _ if is_callback => "/callback",
-        _ => return None,
-    };
-    let endpoint = if is_callback {
-        "/callback".to_string()
-    } else {
-        rest.to_string()
-    };
-    let endpoint = endpoint.as_str();
+    endpoint: &str,
+) -> Result<Response<Body>, GatewayError> {
     // Forward-auth takes any method (nginx's auth_request asks with the original request's)
     // and any path below it (Envoy's ext_authz appends the original path).
     if let Some(below) = endpoint
         .strip_prefix("/auth")
         .filter(|r| r.is_empty() || r.starts_with('/'))
     {
-        return Some(match &gw.auth {
+        return match &gw.auth {
             Some(auth) => match asked_about(gw, client, req, below) {
                 Ok(route) => Box::pin(auth.forward_auth(req, client, route.map(|r| &r.rule))).await,
                 Err(e) => Err(e),
             },
             None => Err(GatewayError::NotFound),
-        });
+        };
     }
-    Some(match endpoint {
+    match endpoint {
         "/ping" => Ok(json_response(
             StatusCode::OK,
             &serde_json::json!({"status": "ok"}),
@@ -71,7 +71,7 @@ pub async fn handle(
             Some(auth) => Box::pin(auth.endpoint(endpoint, req, client)).await,
             None => Err(GatewayError::NotFound),
         },
-    })
+    }
 }
 
 /// The route of the request a forward-auth call asks about, so it gets the decision the

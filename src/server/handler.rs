@@ -88,15 +88,17 @@ async fn stages<'g>(
     outcome: &mut Outcome<'g>,
 ) -> Result<Response<Body>, GatewayError> {
     // classify: the gateway's own endpoints first.
-    if let Some(resp) = super::endpoints::handle(gw, client, &mut req).await {
-        return resp;
+    if let Some(endpoint) = super::endpoints::endpoint_of(&gw.config.server, req.uri().path()) {
+        if client.route_host(req.headers(), req.uri()).is_none() {
+            return Err(GatewayError::AmbiguousHost);
+        }
+        return super::endpoints::handle(gw, client, &mut req, &endpoint).await;
     }
     let (route, new_path) = {
         let path = normalize(req.uri().path()).map_err(|_| GatewayError::BadPath)?;
-        if ambiguous_host(&req) {
-            return Err(GatewayError::AmbiguousHost);
-        }
-        let host = client.host(req.headers(), req.uri());
+        let host = client
+            .route_host(req.headers(), req.uri())
+            .ok_or(GatewayError::AmbiguousHost)?;
         let route = gw
             .routes
             .lookup(host, path.match_path())
@@ -162,21 +164,4 @@ async fn forward(
     Ok(proxy
         .forward(&gw.upstreams[route.id], req, new_path, client, out)
         .await?)
-}
-
-/// Two Host headers, or a request target's authority (HTTP/2's `:authority`, or an
-/// absolute-form target) and a Host that differ: which one names the site would be up to
-/// whoever reads it, so the request is refused (RFC 9112 3.2, RFC 9113 8.3.1).
-fn ambiguous_host(req: &Request<RequestBody>) -> bool {
-    let mut hosts = req.headers().get_all(http::header::HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
-        return true;
-    }
-    match (first, req.uri().authority()) {
-        (Some(host), Some(authority)) => !host
-            .as_bytes()
-            .eq_ignore_ascii_case(authority.as_str().as_bytes()),
-        _ => false,
-    }
 }
