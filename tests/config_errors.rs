@@ -93,10 +93,12 @@ path_prefix = "/"
         "all problems at once:\n{}",
         out.stderr
     );
-    for (key, remedy) in [
-        ("server.listen", "write IP:PORT"),
-        ("routes[0].upstream", "set the app's URL"),
-        ("session.secret", "openssl rand -base64 32"),
+    // Each problem names its key, what to do, and where in the file: the key's line, or
+    // for a missing key its table's (none when the table is missing too).
+    for (key, remedy, at) in [
+        ("server.listen", "write IP:PORT", Some("line 3: ")),
+        ("routes[0].upstream", "set the app's URL", Some("line 9: ")),
+        ("session.secret", "openssl rand -base64 32", None),
     ] {
         let line = out
             .stderr
@@ -104,6 +106,10 @@ path_prefix = "/"
             .find(|l| l.contains(key))
             .unwrap_or_else(|| panic!("{key} is not named:\n{}", out.stderr));
         assert!(line.contains(remedy), "{key} without its remedy: {line}");
+        match at {
+            Some(at) => assert!(line.contains(&format!("{at}{key}")), "{line}"),
+            None => assert!(!line.contains("line "), "{line}"),
+        }
     }
     assert!(out.stdout.is_empty(), "nothing printed as effective config");
 }
@@ -128,8 +134,8 @@ public = true
     );
     assert_eq!(out.code, Some(2), "stderr:\n{}", out.stderr);
     assert!(
-        out.stderr.contains("server.listn"),
-        "the key is named:\n{}",
+        out.stderr.contains("line 4: server.listn"),
+        "the key is named, with its line:\n{}",
         out.stderr
     );
     assert!(out.stderr.contains("unknown field"), "{}", out.stderr);
@@ -168,6 +174,19 @@ fn an_environment_override_shows_in_the_effective_config() {
         out.stdout
     );
     assert!(!out.stdout.contains(&from_file), "{}", out.stdout);
+
+    // A bad value from the environment is named by its key, with no line of the file.
+    let out = check_config(
+        &protected_config(&from_file),
+        &[("SSOGATE_SERVER__LISTEN", "not-an-address")],
+    );
+    assert_eq!(out.code, Some(2), "stderr:\n{}", out.stderr);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("server.listen"))
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert!(!line.contains("line "), "{line}");
 }
 
 #[test]

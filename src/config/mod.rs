@@ -2,6 +2,7 @@
 //! secrets, validated into typed structs. Every problem is collected and reported at once,
 //! each naming its key and what to do. Never does network I/O.
 
+mod lines;
 mod raw;
 mod validate;
 
@@ -231,10 +232,15 @@ impl fmt::Debug for Secret {
 pub struct ConfigError {
     pub key: String,
     pub message: String,
+    /// The line of the config file the key is on (or, when it is missing, its table's).
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
         if self.key.is_empty() {
             f.write_str(&self.message)
         } else {
@@ -267,6 +273,7 @@ impl ConfigErrors {
         ConfigErrors(vec![ConfigError {
             key: key.to_string(),
             message: message.into(),
+            line: None,
         }])
     }
 }
@@ -294,6 +301,17 @@ impl ConfigSource for ProcessSource {
 }
 
 const ENV_PREFIX: &str = "SSOGATE_";
+
+/// Whether `SSOGATE_SECTION__KEY` is set for `key` (`section.key`, indexes ignored).
+fn set_by_env(env: &[(String, String)], key: &str) -> bool {
+    let name = key
+        .split('.')
+        .map(|part| part.split('[').next().unwrap_or(part).to_ascii_uppercase())
+        .collect::<Vec<_>>()
+        .join("__");
+    env.iter()
+        .any(|(k, _)| k.strip_prefix(ENV_PREFIX) == Some(name.as_str()))
+}
 
 /// Environment overrides: `SSOGATE_SERVER__LISTEN=...` sets `server.listen`.
 struct EnvOverrides(Vec<(String, String)>);
@@ -368,8 +386,19 @@ impl Config {
                 ),
             ));
         }
-        let figment = Figment::from(Toml::file_exact(path)).merge(EnvOverrides(source.env_vars()));
-        Self::from_figment(figment, source)
+        let env = source.env_vars();
+        let figment = Figment::from(Toml::file_exact(path)).merge(EnvOverrides(env.clone()));
+        Self::from_figment(figment, source).map_err(|mut errors| {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                for e in &mut errors.0 {
+                    // A key the environment sets is not the file's to answer for.
+                    if !e.key.is_empty() && !set_by_env(&env, &e.key) {
+                        e.line = lines::line_of(&text, &e.key);
+                    }
+                }
+            }
+            errors
+        })
     }
 
     /// Validates a TOML document given as text (tests, `demo`).
@@ -384,6 +413,7 @@ impl Config {
                 .map(|e| ConfigError {
                     key: String::new(),
                     message: explain_figment_error(&e),
+                    line: None,
                 })
                 .collect::<Vec<_>>()
         };
@@ -409,6 +439,7 @@ impl Config {
                             None => "unknown field: remove it or check its spelling against config/ssogate.example.toml".into(),
                         },
                         key,
+                        line: None,
                     })
                     .collect();
                 let rest = Figment::from(figment::providers::Serialized::defaults(cleaned))

@@ -20,6 +20,7 @@ impl Errors {
         self.0.push(ConfigError {
             key: key.to_string(),
             message: message.into(),
+            line: None,
         });
     }
 
