@@ -301,3 +301,25 @@ fn plain_http_public_url_off_loopback_is_valid_but_warned_about() {
         assert!(!out.stderr.contains("warning"), "{fine}: {}", out.stderr);
     }
 }
+
+#[test]
+fn authorize_params_cannot_replace_what_the_gateway_sets() {
+    let config = format!(
+        "{}\n[provider.authorize_params]\nlang = \"de\"\nstate = \"fixed\"\nscope = \"openid groups\"\n",
+        protected_config(&format!("127.0.0.1:{}", free_port()))
+    );
+    let out = check_config(&config, &[]);
+    assert_eq!(out.code, Some(2), "stderr:\n{}", out.stderr);
+    for (key, remedy) in [
+        ("provider.authorize_params.state", "the gateway sets it"),
+        ("provider.authorize_params.scope", "provider.scopes"),
+    ] {
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.contains(key))
+            .unwrap_or_else(|| panic!("{key} is not named:\n{}", out.stderr));
+        assert!(line.contains(remedy), "{line}");
+    }
+    assert!(!out.stderr.contains(".lang"), "{}", out.stderr);
+}

@@ -1068,3 +1068,19 @@ async fn with_pass_id_token_the_upstream_gets_only_the_gateways_authorization() 
     );
     assert_eq!(seen.header("x-forwarded-user"), Some("bob"));
 }
+
+#[tokio::test]
+async fn authorize_params_are_added_to_the_authorization_request() {
+    let s = stand_with(
+        "basic-client",
+        "",
+        "[provider.authorize_params]\nlang = \"de\"\nlogin_hint = \"bob\"\n",
+    );
+    let b = browser();
+    let url = start_attempt(&b, &s.gw).await;
+    assert_eq!(query_value(&url, "lang"), "de");
+    assert_eq!(query_value(&url, "login_hint"), "bob");
+    assert_eq!(query_value(&url, "code_challenge_method"), "S256");
+    let (resp, trail) = sign_in(&b, &s.gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK, "{trail:#?}");
+}

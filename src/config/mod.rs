@@ -112,6 +112,8 @@ pub struct ProviderConfig {
     pub groups_claim: String,
     pub user_claim: String,
     pub identity_provider: Option<String>,
+    /// More parameters for the authorization request (`lang`, `prompt`, `login_hint`...).
+    pub authorize_params: Vec<(String, String)>,
     pub ca_file: Option<PathBuf>,
     /// Limit for each call to the provider. Default 10s.
     pub timeout: Duration,

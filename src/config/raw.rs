@@ -74,6 +74,7 @@ pub struct RawProvider {
     pub groups_claim: Option<String>,
     pub user_claim: Option<String>,
     pub identity_provider: Option<String>,
+    pub authorize_params: Option<BTreeMap<String, String>>,
     pub ca_file: Option<String>,
     pub timeout: Option<String>,
 }

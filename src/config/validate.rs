@@ -721,6 +721,7 @@ fn provider(e: &mut Errors, source: &dyn ConfigSource, p: &RawProvider) -> Optio
             .unwrap_or_else(|| groups_default.into()),
         user_claim: p.user_claim.clone().unwrap_or_else(|| user_default.into()),
         identity_provider: p.identity_provider.clone(),
+        authorize_params: authorize_params(e, p.authorize_params.as_ref()),
         ca_file: p.ca_file.as_ref().map(PathBuf::from),
         timeout: e.duration("provider.timeout", &p.timeout, "10s"),
     })
@@ -792,6 +793,8 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
             groups_claim: Some(p.groups_claim.clone()),
             user_claim: Some(p.user_claim.clone()),
             identity_provider: p.identity_provider.clone(),
+            authorize_params: (!p.authorize_params.is_empty())
+                .then(|| p.authorize_params.iter().cloned().collect()),
             ca_file: p.ca_file.as_ref().map(|f| f.display().to_string()),
             timeout: dur(p.timeout),
         }
@@ -891,4 +894,42 @@ fn mask_url_password(u: &str) -> String {
         }
         _ => u.to_string(),
     }
+}
+
+/// `provider.authorize_params`: added to every authorization request, except the parameters
+/// the gateway sets itself for the flow's safety.
+fn authorize_params(
+    e: &mut Errors,
+    params: Option<&std::collections::BTreeMap<String, String>>,
+) -> Vec<(String, String)> {
+    const OURS: [&str; 9] = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "identity_provider",
+    ];
+    let mut kept = Vec::new();
+    for (name, value) in params.into_iter().flatten() {
+        if OURS.contains(&name.as_str()) {
+            e.add(
+                &format!("provider.authorize_params.{name}"),
+                if name == "identity_provider" {
+                    "set provider.identity_provider instead".to_string()
+                } else if name == "scope" {
+                    "set provider.scopes instead".to_string()
+                } else {
+                    "the gateway sets it on every sign-in (for the flow's safety); remove it"
+                        .to_string()
+                },
+            );
+        } else {
+            kept.push((name.clone(), value.clone()));
+        }
+    }
+    kept
 }

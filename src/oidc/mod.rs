@@ -326,6 +326,9 @@ impl Provider {
             if let Some(idp) = &self.config.identity_provider {
                 q.append_pair("identity_provider", idp);
             }
+            for (name, value) in &self.config.authorize_params {
+                q.append_pair(name, value);
+            }
         }
         Ok(url)
     }
