@@ -235,7 +235,8 @@ fn a_request_target_that_is_not_a_uri_gets_400_and_the_connection_closes() {
     assert_eq!(resp.status, 400, "{}", resp.text());
     assert_eq!(resp.header("connection"), Some("close"));
     assert!(
-        resp.text().contains("The address is malformed."),
+        resp.text()
+            .contains("The address is malformed: the request target is not a URI."),
         "the page says what is wrong: {}",
         resp.text()
     );

@@ -728,6 +728,17 @@ async fn forward_auth_decides_as_the_routes_do_for_the_request_it_asks_about() {
         assert_eq!(r.status(), StatusCode::ACCEPTED, "{path} {header:?}");
         assert!(r.headers().get("x-auth-request-user").is_none());
     }
+    // nginx passes the client's headers on to the subrequest: a client's X-Forwarded-Uri
+    // beside the X-Original-URI nginx sets is refused, not believed.
+    let r = anon
+        .get(s.gw.url("/oauth2/auth"))
+        .header("X-Forwarded-Uri", "/public/page")
+        .header("X-Original-URI", "/admin/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("X-Original-URI"));
     // The path is normalised before it is matched: no way out of /public/ by dots.
     for uri in [
         "/public/../admin/x",
@@ -1083,4 +1094,30 @@ async fn authorize_params_are_added_to_the_authorization_request() {
     assert_eq!(query_value(&url, "code_challenge_method"), "S256");
     let (resp, trail) = sign_in(&b, &s.gw.url("/"), "bob").await;
     assert_eq!(resp.status(), StatusCode::OK, "{trail:#?}");
+}
+
+#[tokio::test]
+async fn a_throttled_or_failing_code_exchange_is_unavailable_not_a_refusal() {
+    let s = stand();
+    for status in [429, 503] {
+        let b = browser();
+        let callback =
+            sign_in_until_callback(&b, &s.gw.url("/"), "alice", &s.gw.url("/oauth2/callback"))
+                .await;
+        s.idp
+            .control(&format!("token-outage?status={status}"), None)
+            .await;
+        let answer = b.get(&callback).send().await.unwrap();
+        s.idp.control("token-outage?status=0", None).await;
+        assert_eq!(
+            answer.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a {status} at the token endpoint is the provider's trouble"
+        );
+        assert!(answer
+            .text()
+            .await
+            .unwrap()
+            .contains("temporarily unavailable"));
+    }
 }

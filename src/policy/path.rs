@@ -9,8 +9,8 @@
 //!
 //! A path that hides a `.` or `..` segment from the forward view (`..;/`, `%2F..%2F`, `\..\`)
 //! is refused: Tomcat would resolve it and nginx, Go or Express would not, so no one route
-//! decision could hold for every upstream. So is an escape that is not UTF-8 (`%C0%AE` is an
-//! overlong `.` to old decoders). Otherwise the match path only splits and unwraps segments
+//! decision could hold for every upstream. So is an overlong UTF-8 escape (`%C0%AE` is a `.`
+//! to old decoders). Otherwise the match path only splits and unwraps segments
 //! the forward path keeps, and a decision made on it holds for whatever the upstream makes of
 //! the forward path.
 
@@ -22,10 +22,12 @@ pub enum PathError {
     BadEscape,
     #[error("the path does not start with '/'")]
     NotAbsolute,
+    #[error("the request target is not a URI")]
+    BadTarget,
     #[error("the path hides a '.' or '..' segment behind ';', an encoded slash or a backslash")]
     HiddenDotSegment,
-    #[error("the path has percent-escapes that are not UTF-8")]
-    NotUtf8,
+    #[error("the path has an overlong UTF-8 escape (like %C0%AE for '.')")]
+    Overlong,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,12 +112,14 @@ fn is_unreserved(c: u8) -> bool {
 fn decode_unreserved(raw: &str) -> Result<String, PathError> {
     let b = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
-    // The bytes of the escapes of the current run of `%XX`, checked as UTF-8 at its end.
+    // The bytes of the current run of `%XX` escapes, checked for overlong forms at its end.
     let mut escaped: Vec<u8> = Vec::new();
     let mut i = 0;
     while i < b.len() {
         if b[i] != b'%' && !escaped.is_empty() {
-            std::str::from_utf8(&escaped).map_err(|_| PathError::NotUtf8)?;
+            if overlong(&escaped) {
+                return Err(PathError::Overlong);
+            }
             escaped.clear();
         }
         if b[i] == b'%' {
@@ -143,8 +147,19 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
             i += ch.len_utf8();
         }
     }
-    std::str::from_utf8(&escaped).map_err(|_| PathError::NotUtf8)?;
+    if overlong(&escaped) {
+        return Err(PathError::Overlong);
+    }
     Ok(out)
+}
+
+/// An overlong UTF-8 form: no encoder makes one, and decoders that accept them read `%C0%AE`
+/// as `.` and `%C0%AF` as `/`. Other bytes (Latin-1 `%E9`, say) are the upstream's business.
+fn overlong(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| b == 0xC0 || b == 0xC1)
+        || bytes
+            .windows(2)
+            .any(|w| matches!(w, [0xE0, 0x80..=0x9F] | [0xF0, 0x80..=0x8F]))
 }
 
 fn raw_ends_with_slash(p: &str) -> bool {

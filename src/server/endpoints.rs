@@ -88,10 +88,20 @@ fn asked_about<'g>(
         if !client.trusted {
             return Ok(None);
         }
-        let header = ORIGINAL_URI
+        // A proxy sets the one it uses and passes on whatever else the client sent (nginx's
+        // auth_request does), so two that differ mean the client wrote one of them.
+        let mut named = None;
+        for value in ORIGINAL_URI
             .iter()
-            .find_map(|name| req.headers().get(*name)?.to_str().ok());
-        match header {
+            .flat_map(|name| req.headers().get_all(*name))
+        {
+            let value = value.to_str().map_err(|_| GatewayError::AmbiguousUri)?;
+            match named {
+                Some(earlier) if earlier != value => return Err(GatewayError::AmbiguousUri),
+                _ => named = Some(value),
+            }
+        }
+        match named {
             Some(uri) => uri,
             None => return Ok(None),
         }
@@ -100,7 +110,7 @@ fn asked_about<'g>(
     };
     // The query and fragment never decide a route.
     let path = named.split(['?', '#']).next().unwrap_or("");
-    let path = normalize(path).map_err(|_| GatewayError::BadPath)?;
+    let path = normalize(path).map_err(GatewayError::BadPath)?;
     let host = client.host(req.headers(), req.uri());
     Ok(gw.routes.lookup(host, path.match_path()))
 }

@@ -312,7 +312,8 @@ fn parse(buf: &mut BytesMut) -> Parsed {
 
 /// The gateway's "malformed address" page (400), as for a path that cannot be normalised.
 fn bad_request() -> Response<Body> {
-    super::pages::GatewayError::BadPath.into_response(false, None)
+    super::pages::GatewayError::BadPath(crate::policy::PathError::BadTarget)
+        .into_response(false, None)
 }
 
 /// Writes `resp`; returns whether the connection stays open. A body whose length is known

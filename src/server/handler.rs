@@ -95,7 +95,7 @@ async fn stages<'g>(
         return super::endpoints::handle(gw, client, &mut req, &endpoint).await;
     }
     let (route, new_path) = {
-        let path = normalize(req.uri().path()).map_err(|_| GatewayError::BadPath)?;
+        let path = normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
         let host = client
             .route_host(req.headers(), req.uri())
             .ok_or(GatewayError::AmbiguousHost)?;

@@ -9,10 +9,12 @@ use crate::proxy::{full, Body, ProxyError};
 /// Everything a request can fail with, before or while forwarding.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("the request path is malformed")]
-    BadPath,
+    #[error("the request path is malformed: {0}")]
+    BadPath(crate::policy::PathError),
     #[error("the request names its host twice, differently")]
     AmbiguousHost,
+    #[error("the forward-auth request names two different original URIs")]
+    AmbiguousUri,
     #[error("no route for this host and path")]
     NoRoute,
     #[error(transparent)]
@@ -41,8 +43,9 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::BadPath
+            GatewayError::BadPath(_)
             | GatewayError::AmbiguousHost
+            | GatewayError::AmbiguousUri
             | GatewayError::SignInFailed { .. } => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute | GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::Upstream(ProxyError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
@@ -61,8 +64,9 @@ impl GatewayError {
     /// (machine code, title, what the person can do) for pages and JSON.
     fn words(&self) -> (&'static str, &'static str, String) {
         match self {
-            GatewayError::BadPath => ("bad_request", "Bad request", "The address is malformed.".into()),
-            GatewayError::AmbiguousHost => ("bad_request", "Bad request", "The request names more than one host.".into()),
+            GatewayError::BadPath(why) => ("bad_request", "Bad request", format!("The address is malformed: {why}.")),
+            GatewayError::AmbiguousHost => ("bad_request", "Bad request", "The request names more than one host (two Host headers, or a Host that differs from the request target). If a proxy in front sends it, check how it sets Host.".into()),
+            GatewayError::AmbiguousUri => ("bad_request", "Bad request", "X-Forwarded-Uri and X-Original-URI name different requests: the proxy in front should set one of them, and clear or overwrite what the client sent.".into()),
             GatewayError::NoRoute => ("not_found", "Not found", "Nothing is served at this address.".into()),
             GatewayError::NotFound => ("not_found", "Not found", "Nothing is served at this address.".into()),
             GatewayError::Upstream(ProxyError::Timeout { .. }) => (
