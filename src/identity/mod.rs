@@ -28,14 +28,68 @@ const PRESET_HEADERS: &[&str] = &[
     "x-amzn-oidc-data",
 ];
 
+/// Headers by which a proxy in front tells an app about the client (address, scheme, host,
+/// port, path prefix, original URI): apps that read them (Spring's ForwardedHeaderFilter,
+/// Rails, Flask's ProxyFix, Symfony...) must only see a trusted proxy's. X-Forwarded-For,
+/// -Proto and -Host, which the gateway sets itself, are handled apart (`proxy`); here they
+/// only catch underscore spellings.
+const FORWARDING_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "x-forwarded-method",
+    "x-url-scheme",
+    "front-end-https",
+    "x-original-uri",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+/// Header names compared in any spelling (case, `_` for `-`). Kept by length: a header is
+/// compared only with the few names as long as it, and most are ruled out by length alone.
+#[derive(Debug, Clone)]
+struct NameSet {
+    /// Lower-case, `-`-separated names, at the index of their length.
+    by_length: Vec<Vec<Vec<u8>>>,
+}
+
+impl NameSet {
+    fn new(names: Vec<Vec<u8>>) -> NameSet {
+        let mut by_length: Vec<Vec<Vec<u8>>> = Vec::new();
+        for name in names {
+            if by_length.len() <= name.len() {
+                by_length.resize(name.len() + 1, Vec::new());
+            }
+            if !by_length[name.len()].contains(&name) {
+                by_length[name.len()].push(name);
+            }
+        }
+        NameSet { by_length }
+    }
+
+    fn contains(&self, name: &[u8]) -> bool {
+        self.by_length
+            .get(name.len())
+            .is_some_and(|names| names.iter().any(|s| same_name(s, name)))
+    }
+}
+
 /// Cleans inbound requests: spoofable identity headers and the gateway's cookies.
 #[derive(Debug, Clone)]
 pub struct InboundFilter {
-    /// Lower-case, `-`-separated names.
-    strip: Vec<Vec<u8>>,
-    /// Bit `n` set when some name in `strip` is `n` bytes long (names of 64 bytes or more
-    /// set bit 63): most header names are ruled out by their length alone.
-    lengths: u64,
+    /// Every header a preset or mapping can set.
+    strip: NameSet,
+    forwarding: NameSet,
     cookie_name: String,
 }
 
@@ -48,10 +102,6 @@ pub enum CookieHeader {
     Remove,
     /// The client's other cookies, joined with "; ".
     Replace(String),
-}
-
-fn length_bit(len: usize) -> u64 {
-    1 << len.min(63)
 }
 
 impl InboundFilter {
@@ -72,8 +122,13 @@ impl InboundFilter {
             }
         }
         InboundFilter {
-            lengths: strip.iter().fold(0, |bits, n| bits | length_bit(n.len())),
-            strip,
+            strip: NameSet::new(strip),
+            forwarding: NameSet::new(
+                FORWARDING_HEADERS
+                    .iter()
+                    .map(|h| h.as_bytes().to_vec())
+                    .collect(),
+            ),
             cookie_name: config.session.cookie_name.clone(),
         }
     }
@@ -81,8 +136,15 @@ impl InboundFilter {
     /// An identity header a client could spoof, in any spelling (hyper lower-cases names;
     /// `_` counts as `-`).
     pub fn is_spoofed(&self, name: &HeaderName) -> bool {
+        self.strip.contains(name.as_str().as_bytes())
+    }
+
+    /// Whether `name` is a forwarding header (`FORWARDING_HEADERS`), in any spelling:
+    /// `Some(true)` spelled as proxies send it, `Some(false)` with underscores, which no
+    /// proxy sends (never passed on).
+    pub fn forwarding(&self, name: &HeaderName) -> Option<bool> {
         let n = name.as_str().as_bytes();
-        self.lengths & length_bit(n.len()) != 0 && self.strip.iter().any(|s| same_name(s, n))
+        self.forwarding.contains(n).then(|| !n.contains(&b'_'))
     }
 
     /// One `Cookie` header without the gateway's cookies (`{cookie_name}`, `{cookie_name}_*`).

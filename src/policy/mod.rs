@@ -22,6 +22,15 @@ pub enum RouteRule {
 }
 
 impl RouteRule {
+    /// Any signed-in user when `groups` is empty, else those in one of them.
+    pub fn from_groups(groups: &[String]) -> RouteRule {
+        if groups.is_empty() {
+            RouteRule::SignedIn
+        } else {
+            RouteRule::AnyOf(groups.to_vec())
+        }
+    }
+
     pub fn needs_sign_in(&self) -> bool {
         !matches!(self, RouteRule::Public)
     }
@@ -74,7 +83,10 @@ impl RouteTable {
     /// when none of them matches, the same among routes without a host.
     pub fn lookup(&self, host: Option<&str>, match_path: &str) -> Option<&Route> {
         // `app.example.com.` is the same name, fully qualified.
-        let host = host.map(|h| strip_port(h).trim_end_matches('.'));
+        let host = host.map(|h| {
+            let h = strip_port(h);
+            h.strip_suffix('.').unwrap_or(h)
+        });
         let best = |want_host: bool| {
             self.routes
                 .iter()
@@ -95,12 +107,7 @@ impl Route {
         let rule = if r.public {
             RouteRule::Public
         } else {
-            let groups = r.allowed_groups.as_deref().unwrap_or(default_groups);
-            if groups.is_empty() {
-                RouteRule::SignedIn
-            } else {
-                RouteRule::AnyOf(groups.to_vec())
-            }
+            RouteRule::from_groups(r.allowed_groups.as_deref().unwrap_or(default_groups))
         };
         let path_prefix = match normalize(&r.path_prefix) {
             Ok(p) => p.match_path().to_string(),
@@ -108,10 +115,10 @@ impl Route {
         };
         Route {
             id,
-            host: r
-                .host
-                .as_deref()
-                .map(|h| strip_port(h).trim_end_matches('.').to_ascii_lowercase()),
+            host: r.host.as_deref().map(|h| {
+                let h = strip_port(h);
+                h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
+            }),
             path_prefix,
             rule,
             name: match &r.host {

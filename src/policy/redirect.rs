@@ -4,8 +4,7 @@
 //! (same scheme, host and port) or on a host listed in `server.allowed_redirect_hosts`
 //! (`.example.com` admits its subdomains).
 //! Refused (the caller falls back to `/`): protocol-relative and backslash tricks (`//evil`,
-//! `/\evil`, `\/evil`), `.`/`..` segments and `//` anywhere in the path (`/.//evil`, which a
-//! browser resolves to `//evil`), scheme tricks (`https:evil`, `javascript:`), userinfo (`@`),
+//! `/\evil`, `\/evil`, and `/.//evil`, which a browser resolves to `//evil`), scheme tricks (`https:evil`, `javascript:`), userinfo (`@`),
 //! control characters and whitespace (raw or percent-encoded), and any non-ASCII character
 //! (look-alike slashes and hosts).
 
@@ -28,7 +27,7 @@ pub fn safe_redirect<'a>(
         return None;
     }
     if rd.starts_with('/') {
-        return (!odd_path(rd.as_bytes()) && !odd_path(&decoded)).then_some(rd);
+        return (!leaves_the_origin(rd.as_bytes()) && !leaves_the_origin(&decoded)).then_some(rd);
     }
     let lower = rd.to_ascii_lowercase();
     let (scheme, rest) = match lower.split_once("://") {
@@ -38,9 +37,6 @@ pub fn safe_redirect<'a>(
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     if authority.is_empty() || authority.contains('@') || authority.contains('%') {
-        return None;
-    }
-    if odd_path(&rest.as_bytes()[authority_end..]) {
         return None;
     }
     let host = match authority.rsplit_once(':') {
@@ -63,24 +59,30 @@ pub fn safe_redirect<'a>(
     admitted.then_some(rd)
 }
 
-/// Whether the path part (up to `?` or `#`) of `target` starts with `//` or has `//`, `.` or
-/// `..` segments anywhere: the browser would resolve it to another path (`/.//evil` becomes
-/// the protocol-relative `//evil`).
-fn odd_path(target: &[u8]) -> bool {
+/// Whether the path part (up to `?` or `#`) of `target`, once a browser has resolved its
+/// `.` and `..` segments (RFC 3986 5.2.4), starts with `//`: `/.//evil` and `/x/..//evil`
+/// become the protocol-relative `//evil`, another site. `/docs//intro` stays on ours.
+fn leaves_the_origin(target: &[u8]) -> bool {
     let end = target
         .iter()
         .position(|&c| c == b'?' || c == b'#')
         .unwrap_or(target.len());
-    let path = &target[..end];
-    path.windows(2).any(|w| w == b"//")
-        || path
-            .split(|&c| c == b'/')
-            .skip(1)
-            .any(|seg| seg == b"." || seg == b"..")
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for segment in target[..end].split(|&c| c == b'/').skip(1) {
+        match segment {
+            b"." => {}
+            b".." => {
+                kept.pop();
+            }
+            s => kept.push(s),
+        }
+    }
+    kept.len() > 1 && kept[0].is_empty()
 }
 
 /// Whether `scheme://authority` is `own_origin` (`scheme://host[:port]`), default ports
-/// spelled or not.
+/// spelled or not; or its https twin on the default port (`rd=$scheme://$host...` from a TLS
+/// proxy in front, which the gateway sees as plain http). Never a downgrade to http.
 fn same_origin(scheme: &str, authority: &str, own_origin: &str) -> bool {
     let without_default = |scheme: &str, authority: &str| -> String {
         let default = if scheme == "https" { ":443" } else { ":80" };
@@ -92,10 +94,17 @@ fn same_origin(scheme: &str, authority: &str, own_origin: &str) -> bool {
     let Some((own_scheme, own_rest)) = own_origin.split_once("://") else {
         return false;
     };
-    let own_authority = own_rest.split('/').next().unwrap_or("");
-    own_scheme.eq_ignore_ascii_case(scheme)
-        && without_default(scheme, authority)
-            == without_default(&own_scheme.to_ascii_lowercase(), own_authority)
+    let own_scheme = own_scheme.to_ascii_lowercase();
+    let own_authority = without_default(&own_scheme, own_rest.split('/').next().unwrap_or(""));
+    let target = without_default(scheme, authority);
+    if own_scheme == scheme {
+        return target == own_authority;
+    }
+    let own_host = own_authority
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(own_authority.as_str(), |(host, _)| host);
+    own_scheme == "http" && scheme == "https" && target == own_host
 }
 
 /// Controls (tab, newline, NUL...), DEL, backslash.

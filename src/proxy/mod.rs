@@ -736,50 +736,6 @@ fn names_other_headers(value: &[u8]) -> bool {
         })
 }
 
-/// Headers by which a proxy in front tells an app about the client (address, scheme, host,
-/// port, path prefix, original URI): apps that read them (Spring's ForwardedHeaderFilter,
-/// Rails, Flask's ProxyFix, Symfony...) must only see a trusted proxy's. The three the
-/// gateway sets itself are handled apart; here only their underscore spellings.
-const FORWARDING: [&[u8]; 19] = [
-    b"forwarded",
-    b"x-real-ip",
-    b"x-client-ip",
-    b"true-client-ip",
-    b"x-forwarded-port",
-    b"x-forwarded-prefix",
-    b"x-forwarded-uri",
-    b"x-forwarded-ssl",
-    b"x-forwarded-scheme",
-    b"x-forwarded-server",
-    b"x-forwarded-method",
-    b"x-url-scheme",
-    b"front-end-https",
-    b"x-original-uri",
-    b"x-original-url",
-    b"x-rewrite-url",
-    b"x-forwarded-for",
-    b"x-forwarded-proto",
-    b"x-forwarded-host",
-];
-
-/// Whether `name` (lower case, as hyper gives it) is a forwarding header, in any spelling
-/// (`_` for `-`): `Some(true)` spelled as proxies send it, `Some(false)` with underscores
-/// (which no proxy sends; never passed on).
-fn forwarding_header(name: &[u8]) -> Option<bool> {
-    if !matches!(name.first(), Some(b'x' | b'f' | b't')) || !(9..=18).contains(&name.len()) {
-        return None;
-    }
-    FORWARDING
-        .iter()
-        .find(|f| {
-            f.len() == name.len()
-                && f.iter()
-                    .zip(name)
-                    .all(|(&a, &b)| a == b || (a == b'-' && b == b'_'))
-        })
-        .map(|_| !name.contains(&b'_'))
-}
-
 /// The request headers for the upstream, in one pass over the client's, handed to `emit`
 /// one by one. Stay behind: hop-by-hop headers and those `Connection` names (`Upgrade`
 /// stays for a tunnel, with `Connection: upgrade`), spoofable identity headers, the
@@ -831,7 +787,7 @@ fn outgoing_headers<'h>(
             }
             continue;
         }
-        if let Some(exact) = forwarding_header(name.as_str().as_bytes()) {
+        if let Some(exact) = out.filter.forwarding(name) {
             if exact && client.trusted {
                 emit(name, value);
             }
