@@ -54,6 +54,13 @@ impl ProviderError {
         )
     }
 
+    /// The provider refused the grant itself (`invalid_grant`: a refresh token revoked,
+    /// expired, or its user disabled or deleted), not the client (`invalid_client`, as with a
+    /// secret being rotated): only this ends a session at a refresh.
+    pub fn refuses_grant(&self) -> bool {
+        self.is_refusal() && self.oauth_error() == Some("invalid_grant")
+    }
+
     pub fn oauth_error(&self) -> Option<&str> {
         match self {
             ProviderError::Refused { error, .. } => Some(error),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::pages::{escape, html_response, is_api_client, json_response, redirect, GatewayError};
 use crate::config::{Config, HeaderPreset, ProviderKind, StoreKind};
 use crate::identity::{AssertionSigner, IdentityHeaders, TokensForHeaders};
-use crate::oidc::{self, jwt, Provider, ProviderError, VerifyError};
+use crate::oidc::{self, jwt, Provider, VerifyError};
 use crate::policy::{safe_redirect, RouteRule};
 use crate::proxy::{full, Body, ClientInfo, RequestBody};
 use crate::session::codec::{self, CookieAttrs};
@@ -216,10 +216,7 @@ impl Auth {
             "/".to_string()
         };
         Ok(Auth {
-            access_rule: match config.access.allowed_groups.as_slice() {
-                [] => RouteRule::SignedIn,
-                groups => RouteRule::AnyOf(groups.to_vec()),
-            },
+            access_rule: RouteRule::from_groups(&config.access.allowed_groups),
             keep_access_token: config.headers.pass_access_token
                 || config.headers.preset == HeaderPreset::Alb,
             keep_id_token: config.headers.pass_id_token
@@ -532,7 +529,7 @@ impl Auth {
                 self.refreshed_session(old, tokens, headers, &attrs, now)
                     .await
             }
-            Err(e) if e.is_refusal() => {
+            Err(e) if e.refuses_grant() => {
                 // invalid_grant: the user was disabled or deleted, or the token revoked.
                 self.metrics.refresh_failures.add(1);
                 tracing::info!(user = %old.principal.user, error = %e, "refresh refused: session ended");
@@ -544,7 +541,7 @@ impl Auth {
                 let grace_ends = old.refresh_due + self.config.session.refresh_grace.as_secs();
                 if now < grace_ends {
                     tracing::warn!(user = %old.principal.user, error = %e, grace_left_s = grace_ends - now,
-                        "cannot refresh: the provider is unreachable or unavailable; the session keeps working within the grace period");
+                        "cannot refresh now; the session keeps working within the grace period");
                     Ok(live.clone())
                 } else {
                     tracing::warn!(user = %old.principal.user, error = %e, "cannot refresh and the grace period is over: signing out");
@@ -726,7 +723,7 @@ impl Auth {
 
     fn cookie_attrs(&self, origin: &str) -> CookieAttrs {
         CookieAttrs {
-            secure: !is_plain_http_loopback(origin),
+            secure: !crate::config::is_plain_http_loopback(origin),
             path: "/".into(),
         }
     }
@@ -931,7 +928,7 @@ impl Auth {
             .await
         {
             Ok(t) => t,
-            Err(e @ ProviderError::Refused { .. }) => {
+            Err(e) if e.is_refusal() => {
                 tracing::warn!(error = %e, "code exchange refused");
                 return Err(fail(&format!(
                     "the identity provider did not accept the sign-in code ({})",
@@ -1213,24 +1210,6 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
     url::form_urlencoded::parse(uri.query()?.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
-}
-
-/// Cookies may go without `Secure` only to plain http on loopback (local development).
-fn is_plain_http_loopback(origin: &str) -> bool {
-    let Some(rest) = origin.strip_prefix("http://") else {
-        return false;
-    };
-    let host = rest.split('/').next().unwrap_or("");
-    let host = if host.starts_with('[') {
-        host.split(']').next().map(|h| &h[1..]).unwrap_or("")
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl AuthAnswer {

@@ -304,9 +304,10 @@ function buildProvider() {
     if (isToken) stats.token_requests += 1;
     if (isToken && tokenOutage) {
       ctx.status = tokenOutage;
-      ctx.body = tokenOutage === 429
-        ? { error: 'TooManyRequestsException', error_description: 'Rate exceeded' }
-        : 'Service Unavailable';
+      ctx.body = {
+        429: { error: 'TooManyRequestsException', error_description: 'Rate exceeded' },
+        401: { error: 'invalid_client', error_description: 'Client authentication failed' },
+      }[tokenOutage] ?? 'Service Unavailable';
       return undefined;
     }
 
