@@ -305,7 +305,7 @@ fn plain_http_public_url_off_loopback_is_valid_but_warned_about() {
 #[test]
 fn authorize_params_cannot_replace_what_the_gateway_sets() {
     let config = format!(
-        "{}\n[provider.authorize_params]\nlang = \"de\"\nstate = \"fixed\"\nscope = \"openid groups\"\n",
+        "{}\n[provider.authorize_params]\nlang = \"de\"\nstate = \"fixed\"\nscope = \"openid groups\"\nrequest_uri = \"urn:x\"\n",
         protected_config(&format!("127.0.0.1:{}", free_port()))
     );
     let out = check_config(&config, &[]);
@@ -313,6 +313,7 @@ fn authorize_params_cannot_replace_what_the_gateway_sets() {
     for (key, remedy) in [
         ("provider.authorize_params.state", "the gateway sets it"),
         ("provider.authorize_params.scope", "provider.scopes"),
+        ("provider.authorize_params.request_uri", "would override"),
     ] {
         let line = out
             .stderr

@@ -2,11 +2,29 @@
 
 use toml_edit::{ImDocument, Item};
 
-/// The line (from 1) of `key` (`server.listen`, `routes[0].upstream`,
-/// `server.trusted_proxies[1]`) in the TOML `text`; for a key that is not written, the line
-/// of the nearest table that is (where it belongs). None when not even that is there.
-pub fn line_of(text: &str, key: &str) -> Option<usize> {
-    let doc = ImDocument::parse(text).ok()?;
+/// A config file's text, parsed once to find keys in it.
+pub struct Lines<'t> {
+    text: &'t str,
+    doc: Option<ImDocument<&'t str>>,
+}
+
+impl<'t> Lines<'t> {
+    pub fn parse(text: &'t str) -> Lines<'t> {
+        Lines {
+            text,
+            doc: ImDocument::parse(text).ok(),
+        }
+    }
+
+    /// The line (from 1) of `key` (`server.listen`, `routes[0].upstream`,
+    /// `server.trusted_proxies[1]`); for a key that is not written, the line of the nearest
+    /// table that is (where it belongs). None when not even that is there.
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        line_of(self.text, self.doc.as_ref()?, key)
+    }
+}
+
+fn line_of(text: &str, doc: &ImDocument<&str>, key: &str) -> Option<usize> {
     let mut item: &Item = doc.as_item();
     let mut span = None;
     'path: for part in key.split('.') {
@@ -38,7 +56,11 @@ pub fn line_of(text: &str, key: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::line_of;
+    use super::Lines;
+
+    fn line_of(text: &str, key: &str) -> Option<usize> {
+        Lines::parse(text).line_of(key)
+    }
 
     const TEXT: &str = "# ssogate\n[server]\nlisten = \"x\"\ntrusted_proxies = [\"10.0.0.0/8\",\n  \"bad\"]\n\n[[routes]]\npath_prefix = \"/\"\n\n[[routes]]\nupstream = \"y\"\n";
 

@@ -302,6 +302,24 @@ impl ConfigSource for ProcessSource {
     }
 }
 
+/// Cookies may go without `Secure` only to plain http on loopback (local development).
+pub fn is_plain_http_loopback(origin: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = if host.starts_with('[') {
+        host.split(']').next().map(|h| &h[1..]).unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 const ENV_PREFIX: &str = "SSOGATE_";
 
 /// Whether `SSOGATE_SECTION__KEY` is set for `key` (`section.key`, indexes ignored).
@@ -392,10 +410,11 @@ impl Config {
         let figment = Figment::from(Toml::file_exact(path)).merge(EnvOverrides(env.clone()));
         Self::from_figment(figment, source).map_err(|mut errors| {
             if let Ok(text) = std::fs::read_to_string(path) {
+                let lines = lines::Lines::parse(&text);
                 for e in &mut errors.0 {
                     // A key the environment sets is not the file's to answer for.
                     if !e.key.is_empty() && !set_by_env(&env, &e.key) {
-                        e.line = lines::line_of(&text, &e.key);
+                        e.line = lines.line_of(&e.key);
                     }
                 }
             }
@@ -471,13 +490,10 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if let Some(url) = &self.server.public_url {
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            };
-            if url.scheme() == "http" && !loopback && self.needs_sign_in() {
+            if url.scheme() == "http"
+                && !is_plain_http_loopback(url.as_str())
+                && self.needs_sign_in()
+            {
                 let cognito = self
                     .provider
                     .as_ref()

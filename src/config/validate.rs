@@ -902,8 +902,11 @@ fn authorize_params(
     e: &mut Errors,
     params: Option<&std::collections::BTreeMap<String, String>>,
 ) -> Vec<(String, String)> {
-    const OURS: [&str; 9] = [
+    // `response_mode` would move the answer off the callback's GET; a request object
+    // (`request`, `request_uri`) overrides state, nonce and redirect_uri where supported.
+    const OURS: [&str; 12] = [
         "response_type",
+        "response_mode",
         "client_id",
         "redirect_uri",
         "scope",
@@ -911,6 +914,8 @@ fn authorize_params(
         "nonce",
         "code_challenge",
         "code_challenge_method",
+        "request",
+        "request_uri",
         "identity_provider",
     ];
     let mut kept = Vec::new();
@@ -922,6 +927,10 @@ fn authorize_params(
                     "set provider.identity_provider instead".to_string()
                 } else if name == "scope" {
                     "set provider.scopes instead".to_string()
+                } else if matches!(name.as_str(), "response_mode" | "request" | "request_uri") {
+                    "would override what the gateway sets for the flow's safety (state, nonce, \
+                     redirect_uri, an answer by GET to the callback); remove it"
+                        .to_string()
                 } else {
                     "the gateway sets it on every sign-in (for the flow's safety); remove it"
                         .to_string()

@@ -293,8 +293,12 @@ fn watch_certificates(files: Option<Arc<CertFiles>>, every: Duration) {
         loop {
             tokio::time::sleep(every).await;
             let reading = files.clone();
-            let Ok(result) = tokio::task::spawn_blocking(move || reading.reload()).await else {
-                continue;
+            let result = match tokio::task::spawn_blocking(move || reading.reload()).await {
+                Ok(result) => result,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the TLS certificate files failed; keeping the current certificate");
+                    continue;
+                }
             };
             match result {
                 Ok(changed) => {
