@@ -31,9 +31,36 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
-/// A port that was free a moment ago on 127.0.0.1. Someone else may take it before it is
-/// used; `Gateway::start` retries with another port when that happens.
+/// A port that was free a moment ago on 127.0.0.1, for a process the test starts later.
+///
+/// Taken below the kernel's ephemeral range, so that nothing binding port 0 meanwhile (the
+/// test provider, an echo upstream, another test's gateway) can be handed the same port
+/// before it is used; each test binary starts at its own place in that band and never hands
+/// out a port twice. When the ephemeral range leaves no room below it, port 0 it is, and
+/// `Gateway::start` retries with another port if someone takes it.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const BAND: std::ops::Range<u32> = 20_000..32_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(0);
+    if ephemeral_low >= BAND.end {
+        let width = BAND.end - BAND.start;
+        let _ = NEXT.compare_exchange(
+            u32::MAX,
+            (std::process::id().wrapping_mul(7919)) % width,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        for _ in 0..width {
+            let port = BAND.start + NEXT.fetch_add(1, Ordering::Relaxed) % width;
+            if StdTcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                return port as u16;
+            }
+        }
+    }
     let listener = StdTcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr").port()
 }
