@@ -1,5 +1,5 @@
 //! Secrets mounted as files change without a restart (Kubernetes swaps them by symlink):
-//! the gateway re-reads them by polling. A new session secret seals new cookies while the
+//! the gateway re-reads them by polling, and at SIGHUP. A new session secret seals new cookies while the
 //! old one still opens existing ones; a new client secret is used at the next token call.
 
 mod common;
@@ -99,5 +99,54 @@ format = "json"
     assert!(
         !gw.logs().contains("rotated-but-wrong"),
         "secrets never reach the logs"
+    );
+}
+
+#[tokio::test]
+async fn sighup_reads_the_secret_files_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cookie_file = dir.path().join("cookie-secret");
+    std::fs::write(&cookie_file, SECRET_A).unwrap();
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+secret_poll_interval = "0s"
+{provider}
+[session]
+secret_file = "{cookie}"
+[[routes]]
+path_prefix = "/"
+upstream = "{up}"
+[logging]
+format = "json"
+"#,
+        provider = idp.provider_toml("basic-client"),
+        cookie = cookie_file.display(),
+        up = upstream.url,
+    ));
+    gw.wait_ready(Duration::from_secs(15));
+    let b = browser();
+    let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // No polling: the new secret is read when the signal asks, not before.
+    std::fs::write(&cookie_file, format!("{SECRET_B}\n")).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!gw.logs().contains("session secret changed"));
+    gw.signal("HUP");
+    gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("session secret changed"))
+    });
+    assert_eq!(
+        b.get(gw.url("/still")).send().await.unwrap().status(),
+        StatusCode::OK,
+        "the session sealed with the old secret still opens"
     );
 }

@@ -409,3 +409,37 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_n
     let (status, seen) = get_h1(gw.port, &new.cert(), "/after-renewal").await;
     assert_eq!(status, 200, "{seen}");
 }
+
+#[tokio::test]
+async fn sighup_reads_a_renewed_certificate_at_once() {
+    let (old, new) = (SelfSigned::generate(), SelfSigned::generate());
+    let served = tempfile::tempdir().unwrap();
+    let (cert, key) = (served.path().join("tls.crt"), served.path().join("tls.key"));
+    std::fs::copy(old.cert(), &cert).unwrap();
+    std::fs::copy(old.key(), &key).unwrap();
+    let upstream = Upstream::echo();
+    // No polling: only the signal makes the gateway look at the files again.
+    let config = tls_public_config(&upstream.url, &cert, &key).replace(
+        "listen = \"127.0.0.1:{port}\"\n",
+        "listen = \"127.0.0.1:{port}\"\nsecret_poll_interval = \"0s\"\n",
+    );
+    let gw = Gateway::start_tls(&config, old.cert());
+    std::fs::copy(new.key(), &key).unwrap();
+    std::fs::copy(new.cert(), &cert).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    handshake(gw.port, &old.cert())
+        .await
+        .expect("not read again without the signal");
+
+    gw.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while handshake(gw.port, &new.cert()).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not bring the renewed certificate\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gw.logs().contains("SIGHUP"), "{}", gw.logs());
+}

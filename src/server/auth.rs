@@ -252,8 +252,12 @@ impl Auth {
     }
 
     /// Loads the provider (retrying with backoff while it is down) and keeps its keys fresh.
-    pub fn start_background(self: Arc<Self>, ready: Arc<AtomicBool>) {
-        self.clone().start_secret_polling();
+    pub fn start_background(
+        self: Arc<Self>,
+        ready: Arc<AtomicBool>,
+        reread: Arc<tokio::sync::Notify>,
+    ) {
+        self.clone().start_secret_polling(reread);
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(500);
             loop {
@@ -279,17 +283,17 @@ impl Auth {
     }
 
     /// Re-reads `*_file` secrets every `server.secret_poll_interval` (Kubernetes swaps
-    /// mounted secrets by symlink, which file events miss).
-    pub fn start_secret_polling(self: Arc<Self>) {
+    /// mounted secrets by symlink, which file events miss), and at SIGHUP (`reread`).
+    fn start_secret_polling(self: Arc<Self>, reread: Arc<tokio::sync::Notify>) {
         let interval = self.config.server.secret_poll_interval;
         let any_file = self.config.session.secret_file.is_some()
             || self.provider.config().client_secret_file.is_some();
-        if interval.is_zero() || !any_file {
+        if !any_file {
             return;
         }
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(interval).await;
+                super::until_reread(interval, &reread).await;
                 self.reread_secrets().await;
             }
         });

@@ -60,6 +60,8 @@ pub struct Gateway {
     auth: Option<Arc<Auth>>,
     pub metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    /// Asks every file watcher (secrets, certificates) to read its files now (SIGHUP).
+    reread: Arc<tokio::sync::Notify>,
 }
 
 impl Gateway {
@@ -93,6 +95,7 @@ impl Gateway {
             auth,
             metrics,
             ready,
+            reread: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -114,8 +117,10 @@ impl Gateway {
     /// Background work: provider discovery and key refresh, secret re-reads.
     fn start_background(self: &Arc<Self>) {
         if let Some(auth) = &self.auth {
-            auth.clone().start_background(self.ready.clone());
+            auth.clone()
+                .start_background(self.ready.clone(), self.reread.clone());
         }
+        reread_on_sighup(self.reread.clone());
     }
 }
 
@@ -214,7 +219,11 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         None => control.block_on(async {
             let started = async {
                 gateway.start_background();
-                watch_certificates(cert_files, gateway.config.server.secret_poll_interval);
+                watch_certificates(
+                    cert_files,
+                    gateway.config.server.secret_poll_interval,
+                    gateway.reread.clone(),
+                );
                 start_metrics(metrics_listen, &gateway).await?;
                 tracing::info!(listen = %listen, workers, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
                 shutdown_signal().await;
@@ -278,20 +287,49 @@ fn load_tls(
     })
 }
 
-/// Reads the TLS certificate files again every `every` (as `*_file` secrets are): a renewed
-/// certificate is used for new connections; one that does not load is logged once and the
-/// current one kept.
-fn watch_certificates(files: Option<Arc<CertFiles>>, every: Duration) {
+/// Until files should be read again: `every` has passed (never, when zero), or SIGHUP asked.
+async fn until_reread(every: Duration, asked: &tokio::sync::Notify) {
+    if every.is_zero() {
+        asked.notified().await;
+    } else {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = asked.notified() => {}
+        }
+    }
+}
+
+/// SIGHUP: every file watcher reads its files now, as nginx re-reads its certificates on a
+/// reload. (A changed config still takes a restart.)
+fn reread_on_sighup(reread: Arc<tokio::sync::Notify>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reading the secret files and TLS certificates again (a changed config takes a restart)");
+            reread.notify_waiters();
+        }
+    });
+}
+
+/// Reads the TLS certificate files again every `every` (as `*_file` secrets are) and at
+/// SIGHUP: a renewed certificate is used for new connections; one that does not load is
+/// logged once and the current one kept.
+fn watch_certificates(
+    files: Option<Arc<CertFiles>>,
+    every: Duration,
+    reread: Arc<tokio::sync::Notify>,
+) {
     let Some(files) = files else {
         return;
     };
-    if every.is_zero() {
-        return;
-    }
     tokio::spawn(async move {
         let mut last_error = None;
         loop {
-            tokio::time::sleep(every).await;
+            until_reread(every, &reread).await;
             let reading = files.clone();
             let result = match tokio::task::spawn_blocking(move || reading.reload()).await {
                 Ok(result) => result,
@@ -332,7 +370,11 @@ pub async fn serve(
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
     let gateway = Arc::new(Gateway::new(config)?);
     gateway.start_background();
-    watch_certificates(cert_files, gateway.config.server.secret_poll_interval);
+    watch_certificates(
+        cert_files,
+        gateway.config.server.secret_poll_interval,
+        gateway.reread.clone(),
+    );
     start_metrics(metrics_listen, &gateway).await?;
     let local = listener.local_addr().ok();
     tracing::info!(listen = ?local, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");

@@ -339,15 +339,20 @@ impl Gateway {
         proc_status_kib(self.pid(), "VmHWM:") * 1024
     }
 
-    /// Asks the gateway to drain and stop, as Kubernetes does. Uses the `kill` command so the
-    /// tests need no `unsafe` or libc.
+    /// Asks the gateway to drain and stop, as Kubernetes does.
     pub fn sigterm(&mut self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the gateway a signal (`TERM`, `HUP`...) with the `kill` command, so the tests
+    /// need no `unsafe` or libc.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.pid().to_string())
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {} failed", self.pid());
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
     }
 
     /// The exit status, once the process has ended within `timeout`.
