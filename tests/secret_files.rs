@@ -15,27 +15,29 @@ use reqwest::StatusCode;
 const SECRET_A: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const SECRET_B: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
 
-#[tokio::test]
-async fn rotated_secret_files_take_effect_without_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let cookie_file = dir.path().join("cookie-secret");
-    let client_file = dir.path().join("client-secret");
-    std::fs::write(&cookie_file, SECRET_A).unwrap();
-    std::fs::write(&client_file, "basic-secret\n").unwrap();
-
+/// A signed-in route whose session secret (and, when given, client secret) come from files
+/// that are read again every `poll` and at SIGHUP.
+fn gateway_with_secret_files(
+    poll: &str,
+    cookie_file: &std::path::Path,
+    client_file: Option<&std::path::Path>,
+) -> (Gateway, Idp, Upstream) {
     let upstream = Upstream::echo();
     let port = free_port();
     let idp = Idp::start(&[port]);
-    let provider = idp.provider_toml("basic-client").replace(
-        "client_secret = \"basic-secret\"\n",
-        &format!("client_secret_file = \"{}\"\n", client_file.display()),
-    );
+    let mut provider = idp.provider_toml("basic-client");
+    if let Some(file) = client_file {
+        provider = provider.replace(
+            "client_secret = \"basic-secret\"\n",
+            &format!("client_secret_file = \"{}\"\n", file.display()),
+        );
+    }
     let gw = Gateway::start(&format!(
         r#"
 [server]
 listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}"
-secret_poll_interval = "200ms"
+secret_poll_interval = "{poll}"
 {provider}
 [session]
 secret_file = "{cookie}"
@@ -49,6 +51,19 @@ format = "json"
         up = upstream.url,
     ));
     gw.wait_ready(Duration::from_secs(15));
+    (gw, idp, upstream)
+}
+
+#[tokio::test]
+async fn rotated_secret_files_take_effect_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cookie_file = dir.path().join("cookie-secret");
+    let client_file = dir.path().join("client-secret");
+    std::fs::write(&cookie_file, SECRET_A).unwrap();
+    std::fs::write(&client_file, "basic-secret\n").unwrap();
+
+    let (gw, _idp, _upstream) =
+        gateway_with_secret_files("200ms", &cookie_file, Some(&client_file));
 
     let first = browser();
     let (resp, _) = sign_in(&first, &gw.url("/"), "alice").await;
@@ -107,29 +122,7 @@ async fn sighup_reads_the_secret_files_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let cookie_file = dir.path().join("cookie-secret");
     std::fs::write(&cookie_file, SECRET_A).unwrap();
-    let upstream = Upstream::echo();
-    let port = free_port();
-    let idp = Idp::start(&[port]);
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-secret_poll_interval = "0s"
-{provider}
-[session]
-secret_file = "{cookie}"
-[[routes]]
-path_prefix = "/"
-upstream = "{up}"
-[logging]
-format = "json"
-"#,
-        provider = idp.provider_toml("basic-client"),
-        cookie = cookie_file.display(),
-        up = upstream.url,
-    ));
-    gw.wait_ready(Duration::from_secs(15));
+    let (gw, _idp, _upstream) = gateway_with_secret_files("0s", &cookie_file, None);
     let b = browser();
     let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
     assert_eq!(resp.status(), StatusCode::OK);

@@ -353,6 +353,45 @@ fn a_missing_cert_file_stops_serve_with_a_non_zero_exit_naming_the_key() {
     );
 }
 
+/// A gateway serving HTTPS from certificate files that a test renews in place, as
+/// cert-manager or certbot do: `old` is served at first, `new` is the renewal.
+struct Renewable {
+    old: SelfSigned,
+    new: SelfSigned,
+    cert: PathBuf,
+    key: PathBuf,
+    gw: Gateway,
+    _served: tempfile::TempDir,
+    _upstream: Upstream,
+}
+
+impl Renewable {
+    fn start(secret_poll_interval: &str) -> Renewable {
+        let (old, new) = (SelfSigned::generate(), SelfSigned::generate());
+        let served = tempfile::tempdir().unwrap();
+        let (cert, key) = (served.path().join("tls.crt"), served.path().join("tls.key"));
+        std::fs::copy(old.cert(), &cert).unwrap();
+        std::fs::copy(old.key(), &key).unwrap();
+        let upstream = Upstream::echo();
+        let config = tls_public_config(&upstream.url, &cert, &key).replace(
+            "listen = \"127.0.0.1:{port}\"\n",
+            &format!(
+                "listen = \"127.0.0.1:{{port}}\"\nsecret_poll_interval = \"{secret_poll_interval}\"\n"
+            ),
+        );
+        let gw = Gateway::start_tls(&config, old.cert());
+        Renewable {
+            old,
+            new,
+            cert,
+            key,
+            gw,
+            _served: served,
+            _upstream: upstream,
+        }
+    }
+}
+
 /// Whether a TLS handshake with the gateway succeeds when only `ca_file` is trusted.
 async fn handshake(port: u16, ca_file: &Path) -> std::io::Result<()> {
     let connector = tokio_rustls::TlsConnector::from(tls_client_config(ca_file));
@@ -365,18 +404,15 @@ async fn handshake(port: u16, ca_file: &Path) -> std::io::Result<()> {
 
 #[tokio::test]
 async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_not() {
-    let (old, new) = (SelfSigned::generate(), SelfSigned::generate());
-    // The files the gateway reads, renewed in place as cert-manager or certbot do.
-    let served = tempfile::tempdir().unwrap();
-    let (cert, key) = (served.path().join("tls.crt"), served.path().join("tls.key"));
-    std::fs::copy(old.cert(), &cert).unwrap();
-    std::fs::copy(old.key(), &key).unwrap();
-    let upstream = Upstream::echo();
-    let config = tls_public_config(&upstream.url, &cert, &key).replace(
-        "listen = \"127.0.0.1:{port}\"\n",
-        "listen = \"127.0.0.1:{port}\"\nsecret_poll_interval = \"1s\"\n",
-    );
-    let gw = Gateway::start_tls(&config, old.cert());
+    let Renewable {
+        old,
+        new,
+        cert,
+        key,
+        gw,
+        _served,
+        _upstream,
+    } = Renewable::start("1s");
     handshake(gw.port, &old.cert())
         .await
         .expect("the first certificate");
@@ -412,18 +448,16 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_n
 
 #[tokio::test]
 async fn sighup_reads_a_renewed_certificate_at_once() {
-    let (old, new) = (SelfSigned::generate(), SelfSigned::generate());
-    let served = tempfile::tempdir().unwrap();
-    let (cert, key) = (served.path().join("tls.crt"), served.path().join("tls.key"));
-    std::fs::copy(old.cert(), &cert).unwrap();
-    std::fs::copy(old.key(), &key).unwrap();
-    let upstream = Upstream::echo();
     // No polling: only the signal makes the gateway look at the files again.
-    let config = tls_public_config(&upstream.url, &cert, &key).replace(
-        "listen = \"127.0.0.1:{port}\"\n",
-        "listen = \"127.0.0.1:{port}\"\nsecret_poll_interval = \"0s\"\n",
-    );
-    let gw = Gateway::start_tls(&config, old.cert());
+    let Renewable {
+        old,
+        new,
+        cert,
+        key,
+        gw,
+        _served,
+        _upstream,
+    } = Renewable::start("0s");
     std::fs::copy(new.key(), &key).unwrap();
     std::fs::copy(new.cert(), &cert).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
