@@ -390,6 +390,25 @@ impl Renewable {
             _upstream: upstream,
         }
     }
+
+    /// Writes the renewed pair over the served files, key first.
+    fn renew(&self) {
+        std::fs::copy(self.new.key(), &self.key).unwrap();
+        std::fs::copy(self.new.cert(), &self.cert).unwrap();
+    }
+
+    /// Waits until a new connection gets the renewed certificate; panics after `within`.
+    async fn wait_for_the_new_one(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while handshake(self.gw.port, &self.new.cert()).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the renewed certificate is not served\n{}",
+                self.gw.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Whether a TLS handshake with the gateway succeeds when only `ca_file` is trusted.
@@ -404,76 +423,42 @@ async fn handshake(port: u16, ca_file: &Path) -> std::io::Result<()> {
 
 #[tokio::test]
 async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_not() {
-    let Renewable {
-        old,
-        new,
-        cert,
-        key,
-        gw,
-        _served,
-        _upstream,
-    } = Renewable::start("1s");
-    handshake(gw.port, &old.cert())
+    let r = Renewable::start("1s");
+    handshake(r.gw.port, &r.old.cert())
         .await
         .expect("the first certificate");
-    assert!(handshake(gw.port, &new.cert()).await.is_err());
+    assert!(handshake(r.gw.port, &r.new.cert()).await.is_err());
 
     // A half-written or broken file: the current certificate stays, and the log says why.
-    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
-    gw.wait_for_log(Duration::from_secs(10), |l| {
+    std::fs::write(&r.cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    r.gw.wait_for_log(Duration::from_secs(10), |l| {
         l["message"]
             .as_str()
             .is_some_and(|m| m.contains("cannot load the TLS certificate files again"))
     });
-    handshake(gw.port, &old.cert())
+    handshake(r.gw.port, &r.old.cert())
         .await
         .expect("still the first certificate");
 
     // The renewed pair: new connections get it within a poll interval or two.
-    std::fs::copy(new.key(), &key).unwrap();
-    std::fs::copy(new.cert(), &cert).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while handshake(gw.port, &new.cert()).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the renewed certificate is not served\n{}",
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(handshake(gw.port, &old.cert()).await.is_err());
-    let (status, seen) = get_h1(gw.port, &new.cert(), "/after-renewal").await;
+    r.renew();
+    r.wait_for_the_new_one(Duration::from_secs(10)).await;
+    assert!(handshake(r.gw.port, &r.old.cert()).await.is_err());
+    let (status, seen) = get_h1(r.gw.port, &r.new.cert(), "/after-renewal").await;
     assert_eq!(status, 200, "{seen}");
 }
 
 #[tokio::test]
 async fn sighup_reads_a_renewed_certificate_at_once() {
     // No polling: only the signal makes the gateway look at the files again.
-    let Renewable {
-        old,
-        new,
-        cert,
-        key,
-        gw,
-        _served,
-        _upstream,
-    } = Renewable::start("0s");
-    std::fs::copy(new.key(), &key).unwrap();
-    std::fs::copy(new.cert(), &cert).unwrap();
+    let r = Renewable::start("0s");
+    r.renew();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    handshake(gw.port, &old.cert())
+    handshake(r.gw.port, &r.old.cert())
         .await
         .expect("not read again without the signal");
 
-    gw.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while handshake(gw.port, &new.cert()).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "SIGHUP did not bring the renewed certificate\n{}",
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(gw.logs().contains("SIGHUP"), "{}", gw.logs());
+    r.gw.signal("HUP");
+    r.wait_for_the_new_one(Duration::from_secs(5)).await;
+    assert!(r.gw.logs().contains("SIGHUP"), "{}", r.gw.logs());
 }
