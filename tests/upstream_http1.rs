@@ -176,3 +176,61 @@ async fn a_malformed_or_ambiguous_response_gives_502_and_a_short_body_is_cut() {
     let resp = client.get(gw.url("/length")).send().await.unwrap();
     assert_eq!(resp.text().await.unwrap(), "hello");
 }
+
+#[tokio::test]
+async fn bytes_an_upstream_sends_unasked_are_never_another_requests_response() {
+    // Each trick answers, then sends more a moment later: a body after a 204 or a HEAD, a
+    // second response after the Content-Length. Read on a reused connection, those bytes
+    // would be the next request's response, with a cookie of the upstream's choosing.
+    let smuggled =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nSet-Cookie: _ssogate=ATTACKER\r\n\r\nSMUGGLED"
+            .to_vec();
+    let upstream = ScriptedUpstream::start(move |line| match line {
+        "GET /after-204 HTTP/1.1" => Script {
+            pieces: vec![
+                b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+                smuggled.clone(),
+            ],
+            close: false,
+        },
+        "GET /after-length HTTP/1.1" => Script {
+            pieces: vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+                smuggled.clone(),
+            ],
+            close: false,
+        },
+        "HEAD /after-head HTTP/1.1" => Script {
+            pieces: vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n".to_vec(),
+                b"SMUGGLED".to_vec(),
+            ],
+            close: false,
+        },
+        _ => Script {
+            pieces: vec![b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext".to_vec()],
+            close: false,
+        },
+    });
+    // One worker: one pool, so the next request would take the same connection.
+    let gw = Gateway::start(&common::public_config_with(
+        &upstream.url,
+        "workers = 1",
+        "",
+    ));
+    let client = client();
+    for (method, path) in [
+        (reqwest::Method::GET, "/after-204"),
+        (reqwest::Method::GET, "/after-length"),
+        (reqwest::Method::HEAD, "/after-head"),
+    ] {
+        let first = client.request(method, gw.url(path)).send().await.unwrap();
+        assert!(first.status().is_success(), "{path}: {}", first.status());
+        // The unasked bytes arrive while the connection is idle.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let next = client.get(gw.url("/next")).send().await.unwrap();
+        assert_eq!(next.status(), 200, "after {path}");
+        assert!(next.headers().get("set-cookie").is_none(), "after {path}");
+        assert_eq!(next.text().await.unwrap(), "next", "after {path}");
+    }
+}

@@ -7,7 +7,9 @@
 //!
 //! Framing follows RFC 9112 section 6.3: no body for HEAD, 1xx, 204 and 304; chunked when
 //! Transfer-Encoding ends in chunked; Content-Length otherwise; else until the upstream closes.
-//! A connection is reused only after its whole response was read and nothing more arrived.
+//! A connection is reused only after its whole response was read with nothing after it, not
+//! after a HEAD, and only while it stays quiet in the pool (no bytes, not closed: checked when
+//! it is taken).
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -80,15 +82,30 @@ impl Pool {
         }
     }
 
+    /// The most recently used idle connection that is still quiet (`quiet`).
     fn take(&self) -> Option<Box<Conn>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conn = idle.pop()?;
-        if crate::coarse::now().saturating_duration_since(conn.idle_since) < self.idle_timeout {
-            return Some(conn);
+        loop {
+            let conn = {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                let conn = idle.pop()?;
+                let waited = crate::coarse::now().saturating_duration_since(conn.idle_since);
+                if waited >= self.idle_timeout {
+                    // The rest waited longer still.
+                    idle.clear();
+                    return None;
+                }
+                conn
+            };
+            match quiet(&conn.io) {
+                Quiet::Yes => return Some(conn),
+                Quiet::Closed => {}
+                Quiet::Unasked => tracing::warn!(
+                    "the upstream sent bytes no request asked for on an idle connection (a body \
+                     after a HEAD, a 204 or its Content-Length?); closed it rather than read them \
+                     as the next request's response"
+                ),
+            }
         }
-        // The rest waited longer still.
-        idle.clear();
-        None
     }
 
     fn put(&self, mut conn: Box<Conn>) {
@@ -391,7 +408,10 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut encoded = false;
-    let mut close = minor == 0;
+    // Not reused after a HEAD either: apps that answer HEAD as GET send the body anyway, and
+    // bytes arriving after the connection was taken again would be read as the next
+    // request's response (another user's). HEAD is rare; a new connection is cheap.
+    let mut close = minor == 0 || head_request;
     // Whether a Connection header names other headers, to be left out too (rare).
     let mut names_others = false;
     let mut roles = [Role::EndToEnd; MAX_HEADERS];
@@ -682,6 +702,25 @@ impl InlineBody {
         self.conn = None;
         self.framing = Framing::Done;
         Poll::Ready(Some(Err(e)))
+    }
+}
+
+enum Quiet {
+    Yes,
+    Closed,
+    /// Bytes arrived that no request asked for.
+    Unasked,
+}
+
+/// Whether an idle pooled connection is as it was left: not closed by the upstream, and no
+/// bytes in it. Read by readiness, so a quiet connection costs no syscall; one the poller saw
+/// become readable is read (a byte), and dropped either way.
+fn quiet(io: &TcpStream) -> Quiet {
+    let mut byte = [0u8; 1];
+    match io.try_read(&mut byte) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Quiet::Yes,
+        Ok(0) | Err(_) => Quiet::Closed,
+        Ok(_) => Quiet::Unasked,
     }
 }
 
