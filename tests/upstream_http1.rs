@@ -234,3 +234,39 @@ async fn bytes_an_upstream_sends_unasked_are_never_another_requests_response() {
         assert_eq!(next.text().await.unwrap(), "next", "after {path}");
     }
 }
+
+#[tokio::test]
+async fn an_upstream_cannot_set_or_delete_the_gateways_cookies() {
+    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\
+        Set-Cookie: _ssogate=; Max-Age=0; Path=/\r\n\
+        Set-Cookie: _ssogate_1=x; Path=/\r\n\
+        Set-Cookie: app=1; Path=/\r\n\
+        Set-Cookie: _ssogate_state_abc=planted; Path=/\r\n\
+        Set-Cookie:  _ssogate_signout=x\r\n\r\nok"
+        .to_vec();
+    let upstream = ScriptedUpstream::start(move |_| Script {
+        pieces: vec![answer.clone()],
+        close: false,
+    });
+    let gw = Gateway::start(&public_config(&upstream.url, ""));
+    let client = client();
+    // GET takes the inline path, POST hyper's client: both leave the gateway's cookies out.
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let resp = client
+            .request(method.clone(), gw.url("/page"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{method}");
+        let cookies: Vec<&str> = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(cookies, ["app=1; Path=/"], "{method}");
+    }
+    assert!(gw
+        .logs()
+        .contains("Set-Cookie for the gateway's own cookie"));
+}

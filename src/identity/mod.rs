@@ -186,6 +186,16 @@ impl InboundFilter {
         }
     }
 
+    /// Whether a `Set-Cookie` value (`name=value; attributes`) sets one of the gateway's cookies.
+    pub fn sets_gateway_cookie(&self, set_cookie: &[u8]) -> bool {
+        let name = set_cookie
+            .split(|&b| b == b'=')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        self.is_gateway_cookie(name)
+    }
+
     pub fn is_gateway_cookie(&self, name: &[u8]) -> bool {
         let ours = self.cookie_name.as_bytes();
         name == ours

@@ -26,6 +26,8 @@ use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::identity::InboundFilter;
+
 /// A response head larger than this is refused (hyper's client allows about the same).
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
@@ -125,6 +127,7 @@ impl Pool {
         connect_timeout: Duration,
         head: &[u8],
         head_request: bool,
+        filter: &InboundFilter,
     ) -> Result<(Head, InlineBody), Failure> {
         loop {
             let (mut conn, reused) = match self.take() {
@@ -137,7 +140,7 @@ impl Pool {
                 }
                 return Err(Failure::Io(e));
             }
-            match read_head(&mut conn, head_request).await {
+            match read_head(&mut conn, head_request, filter).await {
                 Err(Failure::Closed | Failure::Io(_)) if reused && conn.buf.is_empty() => continue,
                 Err(e) => return Err(e),
                 Ok((head, framing, reusable)) => {
@@ -196,9 +199,13 @@ enum Chunk {
 
 /// Reads until a final (non-1xx) response head is complete; returns its parts, the body's
 /// framing and whether the connection may be reused after the body.
-async fn read_head(conn: &mut Conn, head_request: bool) -> Result<(Head, Framing, bool), Failure> {
+async fn read_head(
+    conn: &mut Conn,
+    head_request: bool,
+    filter: &InboundFilter,
+) -> Result<(Head, Framing, bool), Failure> {
     loop {
-        if let Some(parsed) = parse_head(&mut conn.buf, head_request)? {
+        if let Some(parsed) = parse_head(&mut conn.buf, head_request, filter)? {
             match parsed {
                 Parsed::Interim => continue,
                 Parsed::Final(head, framing, reusable) => return Ok((head, framing, reusable)),
@@ -293,6 +300,8 @@ enum Role {
     Connection,
     /// Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade.
     HopByHop,
+    /// Set-Cookie: end to end, unless it sets one of the gateway's own cookies.
+    SetCookie,
 }
 
 fn role(name: &[u8]) -> Role {
@@ -308,6 +317,7 @@ fn role(name: &[u8]) -> Role {
         (2, b't') if is(b"te") => Role::HopByHop,
         (7, b't') if is(b"trailer") => Role::HopByHop,
         (7, b'u') if is(b"upgrade") => Role::HopByHop,
+        (10, b's') if is(b"set-cookie") => Role::SetCookie,
         _ => Role::EndToEnd,
     }
 }
@@ -360,7 +370,12 @@ impl HeaderSpan {
 }
 
 /// Parses a response head at the start of `buf`, taking it out of the buffer when complete.
-fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, Failure> {
+/// Set-Cookie lines for the gateway's own cookies (`filter`) are left out.
+fn parse_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+    filter: &InboundFilter,
+) -> Result<Option<Parsed>, Failure> {
     if buf.is_empty() {
         return Ok(None);
     }
@@ -442,6 +457,14 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
                 }
                 names_others |= super::names_other_headers(v);
             }
+            Role::SetCookie if filter.sets_gateway_cookie(value(i)) => {
+                // An app (a public one on the same host, say) could sign users out, break
+                // their session or plant one of its choosing.
+                tracing::warn!(
+                    "the upstream sent a Set-Cookie for the gateway's own cookie; dropped it"
+                );
+                *slot = Role::HopByHop;
+            }
             _ => {}
         }
     }
@@ -499,7 +522,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
         let keep = match role {
             Role::ContentLength => pass_length && !has_length,
             Role::TransferEncoding | Role::Connection | Role::HopByHop => false,
-            Role::Date | Role::EndToEnd => !named_by_connection(name(i)),
+            Role::Date | Role::EndToEnd | Role::SetCookie => !named_by_connection(name(i)),
         };
         if !keep {
             continue;
@@ -535,7 +558,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
             let keep = match role {
                 Role::ContentLength => pass_length && !std::mem::replace(&mut length_kept, true),
                 Role::TransferEncoding | Role::Connection | Role::HopByHop => false,
-                Role::Date | Role::EndToEnd => !named_by_connection(name(i)),
+                Role::Date | Role::EndToEnd | Role::SetCookie => !named_by_connection(name(i)),
             };
             if keep {
                 copy.extend_from_slice(name(i));
@@ -824,10 +847,20 @@ impl http_body::Body for InlineBody {
 mod tests {
     use super::*;
 
+    /// The filter of a config with the default cookie name (`_ssogate`).
+    fn filter() -> InboundFilter {
+        let config = crate::config::Config::from_toml_str(
+            "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n",
+            &crate::config::ProcessSource,
+        )
+        .unwrap();
+        InboundFilter::from_config(&config)
+    }
+
     fn parse(raw: &[u8], head_request: bool) -> Result<(Head, Framing, bool, BytesMut), Failure> {
         let mut buf = BytesMut::from(raw);
         loop {
-            match parse_head(&mut buf, head_request)? {
+            match parse_head(&mut buf, head_request, &filter())? {
                 Some(Parsed::Interim) => continue,
                 Some(Parsed::Final(p, f, r)) => return Ok((p, f, r, buf)),
                 None => panic!("incomplete head"),
@@ -959,7 +992,7 @@ mod tests {
             b"HTTX/1.1 200 OK\r\n\r\n",
         ] {
             assert!(
-                parse_head(&mut BytesMut::from(bad), false).is_err(),
+                parse_head(&mut BytesMut::from(bad), false, &filter()).is_err(),
                 "{bad:?}"
             );
         }

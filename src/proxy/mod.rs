@@ -519,6 +519,7 @@ impl Proxy {
             }
         }
         remove_hop_by_hop(resp.headers_mut(), switching);
+        remove_gateway_set_cookies(resp.headers_mut(), out.filter);
         Ok(resp.map(|b| Body::new(Kind::Upstream(b))))
     }
 
@@ -541,6 +542,7 @@ impl Proxy {
             self.connect_timeout,
             &head,
             head_request,
+            out.filter,
         );
         let resp = match crate::coarse::timeout(self.response_timeout, exchange).await {
             Ok(Ok(resp)) => resp,
@@ -663,6 +665,26 @@ fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {
 
 /// Removes the hop-by-hop headers and any header `Connection` names from a response.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` stay for the tunnel.
+/// An upstream's Set-Cookie for one of the gateway's own cookies is dropped (as on the inline
+/// path): an app could sign users out, break their session, or plant one of its choosing.
+fn remove_gateway_set_cookies(headers: &mut HeaderMap, filter: &InboundFilter) {
+    let ours = |v: &HeaderValue| filter.sets_gateway_cookie(v.as_bytes());
+    if !headers.get_all(header::SET_COOKIE).iter().any(ours) {
+        return;
+    }
+    tracing::warn!("the upstream sent a Set-Cookie for the gateway's own cookie; dropped it");
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !ours(v))
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for v in kept {
+        headers.append(header::SET_COOKIE, v);
+    }
+}
+
 fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if !headers.keys().any(is_hop_by_hop) {
         return;
