@@ -1121,3 +1121,24 @@ async fn a_throttled_or_failing_code_exchange_is_unavailable_not_a_refusal() {
             .contains("temporarily unavailable"));
     }
 }
+
+#[tokio::test]
+async fn a_very_long_deep_link_still_signs_in_and_keeps_its_path() {
+    let s = stand();
+    // The whole target would make the sign-in attempt's cookie larger than browsers keep.
+    let rd = format!("/report?q={}", "a".repeat(3000));
+    let start = format!("/oauth2/start?rd={}", url_encode(&rd));
+    let attempt = common::client().get(s.gw.url(&start)).send().await.unwrap();
+    assert_eq!(attempt.status(), StatusCode::FOUND);
+    for cookie in attempt.headers().get_all("set-cookie") {
+        assert!(
+            cookie.len() <= 4096,
+            "browsers drop a cookie of {} bytes",
+            cookie.len()
+        );
+    }
+    let b = browser();
+    let (resp, trail) = sign_in(&b, &s.gw.url(&start), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK, "{trail:#?}");
+    assert_eq!(trail.last().unwrap(), &s.gw.url("/report"));
+}

@@ -25,6 +25,9 @@ use crate::telemetry::Metrics;
 const MAX_PENDING_SIGN_INS: usize = 5;
 /// How long a sign-in attempt may take at the provider.
 const STATE_TTL_SECS: u64 = 600;
+/// The longest `rd` kept: sealed (base64, plus the nonce and PKCE verifier) it still fits a
+/// cookie under browsers' 4 KB.
+const MAX_RD: usize = 2048;
 /// How long a refreshed session answers for its old cookie, and how often a provider that
 /// is down is asked again for one session.
 const REFRESH_MEMO: Duration = Duration::from_secs(30);
@@ -799,13 +802,20 @@ impl Auth {
         resp
     }
 
-    /// A safe `rd` from the query, or `/`.
+    /// A safe `rd` from the query, or `/`. It travels sealed in a cookie (the sign-in
+    /// attempt's, or sign-out's), which browsers drop above 4 KB: a longer one keeps only
+    /// its path, and failing that is `/`.
     fn redirect_target(&self, req: &Request<RequestBody>, client: &ClientInfo) -> String {
-        let rd = query_param(req.uri(), "rd").unwrap_or_default();
+        let asked = query_param(req.uri(), "rd").unwrap_or_default();
         let origin = self.origin(req.headers(), req.uri(), client);
-        safe_redirect(&rd, &origin, &self.config.server.allowed_redirect_hosts)
-            .unwrap_or("/")
-            .to_string()
+        let rd = safe_redirect(&asked, &origin, &self.config.server.allowed_redirect_hosts)
+            .unwrap_or("/");
+        let path = rd.split(['?', '#']).next().unwrap_or("/");
+        let kept = [rd, path]
+            .into_iter()
+            .find(|candidate| candidate.len() <= MAX_RD)
+            .unwrap_or("/");
+        kept.to_string()
     }
 
     fn start(
