@@ -765,7 +765,7 @@ async fn a_second_gateway_on_a_busy_port_fails_instead_of_sharing_it() {
 }
 
 #[test]
-fn a_request_naming_two_hosts_is_refused() {
+fn a_request_naming_two_hosts_or_none_is_refused() {
     let upstream = Upstream::echo();
     let gw = Gateway::start(&public_config(&upstream.url, ""));
     for request in [
@@ -775,7 +775,13 @@ fn a_request_naming_two_hosts_is_refused() {
         let resp = raw_request(gw.port, request);
         assert_eq!(resp.status, 400, "{request:?}: {}", resp.text());
     }
+    // HTTP/1.1 must name its host at all (HTTP/1.0 need not).
+    let resp = raw_request(gw.port, "GET /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(resp.text().contains("Host header"), "{}", resp.text());
     assert!(upstream.requests().is_empty(), "none reached the app");
+    let resp = raw_request(gw.port, "GET /old HTTP/1.0\r\n\r\n");
+    assert_eq!(resp.status, 200, "{}", resp.text());
     // One host, said once (or twice the same way), is fine.
     let resp = raw_request(
         gw.port,

@@ -332,40 +332,57 @@ impl ClientInfo {
         }
     }
 
-    /// `host` for choosing a route, or `None` when the request names two hosts (two Host
-    /// headers, or a target authority, HTTP/2's `:authority` included, and a Host that
-    /// differ): which one names the site would be up to whoever reads it (RFC 9112 3.2,
-    /// RFC 9113 8.3.1). One lookup of Host, as `host` does.
-    pub fn route_host<'a>(&self, headers: &'a HeaderMap, uri: &'a Uri) -> Option<Option<&'a str>> {
+    /// `host` for choosing a route (RFC 9112 3.2, RFC 9113 8.3.1): refused when the request
+    /// names two hosts (two Host headers, or a target authority, HTTP/2's `:authority`
+    /// included, and a Host that differ), since which one names the site would be up to
+    /// whoever reads it; and when an HTTP/1.1 request names none. One lookup of Host.
+    pub fn route_host<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        uri: &'a Uri,
+        version: Version,
+    ) -> Result<Option<&'a str>, HostProblem> {
         let mut hosts = headers.get_all(header::HOST).iter();
         let host = hosts.next();
         if hosts.next().is_some() {
-            return None;
+            return Err(HostProblem::Two);
         }
-        if let (Some(host), Some(authority)) = (host, uri.authority()) {
-            if !host
-                .as_bytes()
-                .eq_ignore_ascii_case(authority.as_str().as_bytes())
+        match (host, uri.authority()) {
+            (Some(host), Some(authority))
+                if !host
+                    .as_bytes()
+                    .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
             {
-                return None;
+                return Err(HostProblem::Two)
             }
+            (None, None) if version == Version::HTTP_11 => return Err(HostProblem::None),
+            _ => {}
         }
         if self.trusted {
             if let Some(h) = headers.get(&X_FORWARDED_HOST).and_then(|v| v.to_str().ok()) {
-                return Some(h.split(',').next().map(str::trim));
+                return Ok(h.split(',').next().map(str::trim));
             }
         }
-        Some(
-            host.and_then(|v| v.to_str().ok())
-                .or_else(|| uri.authority().map(|a| a.as_str())),
-        )
+        Ok(host
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| uri.authority().map(|a| a.as_str())))
     }
 
     /// The host the client asked for: Host (or :authority), or a trusted proxy's X-Forwarded-Host;
-    /// `None` also when it names two (`route_host`).
+    /// `None` also when `route_host` refuses it.
     pub fn host<'a>(&self, headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
-        self.route_host(headers, uri).flatten()
+        self.route_host(headers, uri, Version::HTTP_2)
+            .ok()
+            .flatten()
     }
+}
+
+/// Why a request's host cannot choose a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostProblem {
+    Two,
+    /// An HTTP/1.1 request without Host.
+    None,
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -89,16 +89,14 @@ async fn stages<'g>(
 ) -> Result<Response<Body>, GatewayError> {
     // classify: the gateway's own endpoints first.
     if let Some(endpoint) = super::endpoints::endpoint_of(&gw.config.server, req.uri().path()) {
-        if client.route_host(req.headers(), req.uri()).is_none() {
-            return Err(GatewayError::AmbiguousHost);
+        if let Err(problem) = client.route_host(req.headers(), req.uri(), req.version()) {
+            return Err(problem.into());
         }
         return super::endpoints::handle(gw, client, &mut req, &endpoint).await;
     }
     let (route, new_path) = {
         let path = normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
-        let host = client
-            .route_host(req.headers(), req.uri())
-            .ok_or(GatewayError::AmbiguousHost)?;
+        let host = client.route_host(req.headers(), req.uri(), req.version())?;
         let route = gw
             .routes
             .lookup(host, path.match_path())

@@ -13,6 +13,8 @@ pub enum GatewayError {
     BadPath(crate::policy::PathError),
     #[error("the request names its host twice, differently")]
     AmbiguousHost,
+    #[error("the HTTP/1.1 request names no host")]
+    MissingHost,
     #[error("the forward-auth request names two different original URIs")]
     AmbiguousUri,
     #[error("no route for this host and path")]
@@ -45,6 +47,7 @@ impl GatewayError {
         match self {
             GatewayError::BadPath(_)
             | GatewayError::AmbiguousHost
+            | GatewayError::MissingHost
             | GatewayError::AmbiguousUri
             | GatewayError::SignInFailed { .. } => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute | GatewayError::NotFound => StatusCode::NOT_FOUND,
@@ -66,6 +69,7 @@ impl GatewayError {
         match self {
             GatewayError::BadPath(why) => ("bad_request", "Bad request", format!("The address is malformed: {why}.")),
             GatewayError::AmbiguousHost => ("bad_request", "Bad request", "The request names more than one host (two Host headers, or a Host that differs from the request target). If a proxy in front sends it, check how it sets Host.".into()),
+            GatewayError::MissingHost => ("bad_request", "Bad request", "An HTTP/1.1 request must name its host in a Host header.".into()),
             GatewayError::AmbiguousUri => ("bad_request", "Bad request", "X-Forwarded-Uri and X-Original-URI name different requests: the proxy in front should set one of them, and clear or overwrite what the client sent.".into()),
             GatewayError::NoRoute => ("not_found", "Not found", "Nothing is served at this address.".into()),
             GatewayError::NotFound => ("not_found", "Not found", "Nothing is served at this address.".into()),
@@ -273,5 +277,14 @@ mod tests {
             ("accept", "application/json"),
             ("accept", "text/html")
         ]));
+    }
+}
+
+impl From<crate::proxy::HostProblem> for GatewayError {
+    fn from(problem: crate::proxy::HostProblem) -> GatewayError {
+        match problem {
+            crate::proxy::HostProblem::Two => GatewayError::AmbiguousHost,
+            crate::proxy::HostProblem::None => GatewayError::MissingHost,
+        }
     }
 }
