@@ -42,6 +42,15 @@ pub enum GatewayError {
     MethodNotAllowed,
 }
 
+impl From<crate::proxy::HostProblem> for GatewayError {
+    fn from(problem: crate::proxy::HostProblem) -> GatewayError {
+        match problem {
+            crate::proxy::HostProblem::Two => GatewayError::AmbiguousHost,
+            crate::proxy::HostProblem::None => GatewayError::MissingHost,
+        }
+    }
+}
+
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -277,14 +286,5 @@ mod tests {
             ("accept", "application/json"),
             ("accept", "text/html")
         ]));
-    }
-}
-
-impl From<crate::proxy::HostProblem> for GatewayError {
-    fn from(problem: crate::proxy::HostProblem) -> GatewayError {
-        match problem {
-            crate::proxy::HostProblem::Two => GatewayError::AmbiguousHost,
-            crate::proxy::HostProblem::None => GatewayError::MissingHost,
-        }
     }
 }
