@@ -77,6 +77,18 @@ impl Redis {
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
+
+    /// Stops (`STOP`) or resumes (`CONT`) the process: stopped, it still accepts connections
+    /// (the kernel does) and never answers, like a Redis behind a network fault.
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
 }
 
 impl Drop for Redis {
@@ -300,6 +312,51 @@ async fn redis_going_away_gives_503_and_the_gateway_recovers() {
     let (resp, _) = sign_in(&fresh, &gw.url("/"), "alice").await;
     assert_eq!(resp.status(), StatusCode::OK, "sign-in works again");
     assert!(!gw.logs().contains("panicked"));
+}
+
+#[tokio::test]
+async fn a_redis_that_never_answers_costs_each_request_two_seconds_not_a_queue() {
+    let redis = Redis::start();
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let session = format!(
+        "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"",
+        redis.url()
+    );
+    let gw = Gateway::start(&config(port, &idp, &upstream.url, &session));
+    gw.wait_ready(Duration::from_secs(15));
+    let cookie = signed_in_cookie(&gw, "alice").await;
+
+    redis.signal("STOP");
+    // A replica that starts now (a new pod, say) has no connection yet: its first connect
+    // must not hold everyone else's request behind it.
+    let fresh = Gateway::start(&config(free_port(), &idp, &upstream.url, &session));
+    fresh.wait_ready(Duration::from_secs(15));
+    let started = Instant::now();
+    let answers = futures_util::future::join_all((0..10).map(|i| {
+        let cookie = cookie.clone();
+        let fresh = &fresh;
+        async move { with_cookie(fresh, &cookie, &format!("/asset/{i}")).await }
+    }))
+    .await;
+    let took = started.elapsed();
+    redis.signal("CONT");
+    for status in &answers {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{answers:?}");
+    }
+    assert!(
+        took < Duration::from_secs(4),
+        "10 parallel requests took {took:?}: each waits at most Redis's 2 s timeout"
+    );
+    // Redis answers again: so does the session, on both replicas.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while with_cookie(&fresh, &cookie, "/again").await != StatusCode::OK
+        || with_cookie(&gw, &cookie, "/again").await != StatusCode::OK
+    {
+        assert!(Instant::now() < deadline, "{}", fresh.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]

@@ -297,50 +297,80 @@ mod redis_store {
             format!("{}lock:{key}", self.prefix)
         }
 
+        /// `op` (getting a connection included) within `TIMEOUT`: a Redis that accepts
+        /// connections and never answers (stopped, or black-holed by a network fault) costs
+        /// each request at most that, instead of queueing them behind the first connect.
+        async fn within<T>(
+            &self,
+            op: impl std::future::Future<Output = Result<T, StoreError>>,
+        ) -> Result<T, StoreError> {
+            match tokio::time::timeout(TIMEOUT, op).await {
+                Ok(result) => result,
+                Err(_) => self.forget(Err(StoreError::Unavailable(format!(
+                    "Redis did not answer within {TIMEOUT:?}"
+                )))),
+            }
+        }
+
         pub async fn get(&self, id: &str) -> Result<Option<String>, StoreError> {
             let key = self.key(id);
-            match self.conn().await? {
-                Conn::Single(mut c) => get(&mut c, &key).await,
-                Conn::Cluster(mut c) => get(&mut c, &key).await,
-                Conn::Sentinel(mut c) => self.forget(get(&mut c, &key).await),
-            }
+            self.within(async {
+                match self.conn().await? {
+                    Conn::Single(mut c) => get(&mut c, &key).await,
+                    Conn::Cluster(mut c) => get(&mut c, &key).await,
+                    Conn::Sentinel(mut c) => self.forget(get(&mut c, &key).await),
+                }
+            })
+            .await
         }
 
         pub async fn put(&self, id: &str, json: &str, ttl_secs: u64) -> Result<(), StoreError> {
             let key = self.key(id);
-            match self.conn().await? {
-                Conn::Single(mut c) => put(&mut c, &key, json, ttl_secs).await,
-                Conn::Cluster(mut c) => put(&mut c, &key, json, ttl_secs).await,
-                Conn::Sentinel(mut c) => self.forget(put(&mut c, &key, json, ttl_secs).await),
-            }
+            self.within(async {
+                match self.conn().await? {
+                    Conn::Single(mut c) => put(&mut c, &key, json, ttl_secs).await,
+                    Conn::Cluster(mut c) => put(&mut c, &key, json, ttl_secs).await,
+                    Conn::Sentinel(mut c) => self.forget(put(&mut c, &key, json, ttl_secs).await),
+                }
+            })
+            .await
         }
 
         pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
             let key = self.key(id);
-            match self.conn().await? {
-                Conn::Single(mut c) => del(&mut c, &key).await,
-                Conn::Cluster(mut c) => del(&mut c, &key).await,
-                Conn::Sentinel(mut c) => self.forget(del(&mut c, &key).await),
-            }
+            self.within(async {
+                match self.conn().await? {
+                    Conn::Single(mut c) => del(&mut c, &key).await,
+                    Conn::Cluster(mut c) => del(&mut c, &key).await,
+                    Conn::Sentinel(mut c) => self.forget(del(&mut c, &key).await),
+                }
+            })
+            .await
         }
 
         pub async fn try_lock(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
             let key = self.lock_key(key);
-            match self.conn().await? {
-                Conn::Single(mut c) => set_nx(&mut c, &key, ttl_ms).await,
-                Conn::Cluster(mut c) => set_nx(&mut c, &key, ttl_ms).await,
-                Conn::Sentinel(mut c) => self.forget(set_nx(&mut c, &key, ttl_ms).await),
-            }
+            self.within(async {
+                match self.conn().await? {
+                    Conn::Single(mut c) => set_nx(&mut c, &key, ttl_ms).await,
+                    Conn::Cluster(mut c) => set_nx(&mut c, &key, ttl_ms).await,
+                    Conn::Sentinel(mut c) => self.forget(set_nx(&mut c, &key, ttl_ms).await),
+                }
+            })
+            .await
         }
 
         pub async fn unlock(&self, key: &str) {
             let key = self.lock_key(key);
-            let _ = match self.conn().await {
-                Ok(Conn::Single(mut c)) => del(&mut c, &key).await,
-                Ok(Conn::Cluster(mut c)) => del(&mut c, &key).await,
-                Ok(Conn::Sentinel(mut c)) => self.forget(del(&mut c, &key).await),
-                Err(e) => Err(e),
-            };
+            let _ = self
+                .within(async {
+                    match self.conn().await? {
+                        Conn::Single(mut c) => del(&mut c, &key).await,
+                        Conn::Cluster(mut c) => del(&mut c, &key).await,
+                        Conn::Sentinel(mut c) => self.forget(del(&mut c, &key).await),
+                    }
+                })
+                .await;
         }
 
         pub async fn ping(&self) -> Result<(), StoreError> {
