@@ -315,7 +315,7 @@ async fn redis_going_away_gives_503_and_the_gateway_recovers() {
 }
 
 #[tokio::test]
-async fn a_redis_that_never_answers_costs_each_request_two_seconds_not_a_queue() {
+async fn a_redis_that_never_answers_costs_each_request_two_seconds_and_sign_out_says_so() {
     let redis = Redis::start();
     let upstream = Upstream::echo();
     let port = free_port();
@@ -341,7 +341,10 @@ async fn a_redis_that_never_answers_costs_each_request_two_seconds_not_a_queue()
     }))
     .await;
     let took = started.elapsed();
+    // A sign-out that cannot end the server-side session says so (and may be tried again).
+    let signing_out = sign_out(&fresh, &cookie).await;
     redis.signal("CONT");
+    assert_eq!(signing_out, StatusCode::SERVICE_UNAVAILABLE);
     for status in &answers {
         assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{answers:?}");
     }
@@ -357,6 +360,12 @@ async fn a_redis_that_never_answers_costs_each_request_two_seconds_not_a_queue()
         assert!(Instant::now() < deadline, "{}", fresh.logs());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Tried again with Redis back, the sign-out bites: a copy of the cookie is refused.
+    assert_eq!(sign_out(&fresh, &cookie).await, StatusCode::FOUND);
+    assert_eq!(
+        with_cookie(&fresh, &cookie, "/after").await,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]

@@ -1047,10 +1047,16 @@ impl Auth {
         let mut id_token = None;
         if let Some(value) = codec::read_cookie(req.headers(), &self.sessions.cookie_name) {
             self.forget(value.as_ref());
-            if let Ok(Some(session)) = self.sessions.load(&value, now).await {
-                if let Err(e) = self.sessions.delete(&session).await {
-                    tracing::warn!(error = %e, "could not delete the server-side session");
+            // With the store unreachable the server-side session would outlive a sign-out
+            // that looked done: say so instead, and keep the cookie for another try.
+            let unfinished = |e: StoreError| {
+                tracing::warn!(error = %e, "sign-out could not end the server-side session");
+                GatewayError::SessionsUnavailable {
+                    reason: format!("sign-out could not be completed: {e}"),
                 }
+            };
+            if let Some(session) = self.sessions.load(&value, now).await.map_err(unfinished)? {
+                self.sessions.delete(&session).await.map_err(unfinished)?;
                 if let Some(rt) = &session.refresh_token {
                     match self.provider.revoke(rt).await {
                         Ok(true) => tracing::debug!("refresh token revoked"),
