@@ -697,3 +697,35 @@ async fn sessions_survive_a_sentinel_failover() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[tokio::test]
+async fn a_sign_out_reaches_the_other_replica_during_a_provider_outage_too() {
+    let redis = Redis::start();
+    let Replicas {
+        a,
+        b,
+        idp,
+        upstream: _upstream,
+    } = replicas(
+        &redis.url(),
+        "\nrefresh_interval = \"1s\"\nrefresh_grace = \"60s\"",
+    );
+    let cookie = signed_in_cookie(&a, "bob").await;
+    // The provider answers 503: due refreshes fail, sessions live on within the grace.
+    idp.control("token-outage?status=503", None).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(with_cookie(&b, &cookie, "/on-b").await, StatusCode::OK);
+
+    // Signed out on A: B, busy with the session all along, refuses it within its cache time.
+    assert_eq!(sign_out(&a, &cookie).await, StatusCode::FOUND);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while with_cookie(&b, &cookie, "/on-b").await != StatusCode::UNAUTHORIZED {
+        assert!(
+            Instant::now() < deadline,
+            "B still serves a signed-out session\n{}",
+            b.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    idp.control("token-outage?status=0", None).await;
+}

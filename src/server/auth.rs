@@ -480,8 +480,10 @@ impl Auth {
                 }
                 Ok(live) => {
                     // A server-side session keeps its cookie: later requests with it must
-                    // find the refreshed session, not the one that was due.
-                    if !self.sessions.is_stateless() {
+                    // find the refreshed session, not the one that was due. One kept through
+                    // an outage is not remembered again: the entry from the store runs out
+                    // after `cache_ttl`, and a sign-out at another replica then bites here.
+                    if !self.sessions.is_stateless() && live.session.refresh_due > now {
                         self.remember(cookie_value.to_string(), live.for_later());
                     }
                     return Ok(live);
