@@ -729,3 +729,50 @@ async fn a_sign_out_reaches_the_other_replica_during_a_provider_outage_too() {
     }
     idp.control("token-outage?status=0", None).await;
 }
+
+#[tokio::test]
+async fn a_sign_out_during_a_refresh_stands() {
+    for store in ["memory", "redis"] {
+        let redis = Redis::start();
+        let upstream = Upstream::echo();
+        let port = free_port();
+        let idp = Idp::start(&[port]);
+        let session = match store {
+            "redis" => format!(
+                "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"\nrefresh_interval = \"2s\"",
+                redis.url()
+            ),
+            _ => "store = \"memory\"\nrefresh_interval = \"2s\"".to_string(),
+        };
+        let gw = Gateway::start(&config(port, &idp, &upstream.url, &session));
+        gw.wait_ready(Duration::from_secs(15));
+        let cookie = signed_in_cookie(&gw, "bob").await;
+
+        // The refresh waits at the provider while the user signs out in another tab.
+        idp.control("token-delay?ms=1000", None).await;
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        let refreshing = {
+            let (gw, cookie) = (&gw, cookie.clone());
+            async move { with_cookie(gw, &cookie, "/during").await }
+        };
+        let signing_out = async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            sign_out(&gw, &cookie).await
+        };
+        let (during, signed_out) = tokio::join!(refreshing, signing_out);
+        // The request that waited for the refresh finds the user signed out.
+        assert_eq!(during, StatusCode::UNAUTHORIZED, "{store}");
+
+        assert_eq!(signed_out, StatusCode::FOUND, "{store}");
+        idp.control("token-delay?ms=0", None).await;
+
+        // The refresh came back after the sign-out: it must not bring the session back
+        // (until its next refresh, two seconds on, would find the token revoked).
+        assert_eq!(
+            with_cookie(&gw, &cookie, "/after").await,
+            StatusCode::UNAUTHORIZED,
+            "{store}: a copy of the cookie still works after sign-out\n{}",
+            gw.logs()
+        );
+    }
+}

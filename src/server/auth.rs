@@ -625,12 +625,16 @@ impl Auth {
             s.id_token = tokens.id_token.or(s.id_token);
         }
         s.refresh_due = self.refresh_due(now, s.tokens_expire, s.expires);
-        tracing::info!(user = %s.principal.user, groups = ?s.principal.groups, "session refreshed");
-        let value = self
+        let Some(value) = self
             .sessions
-            .save(&mut s)
+            .save_refreshed(&s)
             .await
-            .map_err(RefreshFailure::Store)?;
+            .map_err(RefreshFailure::Store)?
+        else {
+            tracing::info!(user = %s.principal.user, "signed out while the refresh was under way: the sign-out stands");
+            return Err(RefreshFailure::SignedOut);
+        };
+        tracing::info!(user = %s.principal.user, groups = ?s.principal.groups, "session refreshed");
         let set = self.sessions.is_stateless().then(|| {
             codec::set_chunked(
                 headers,

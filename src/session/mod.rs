@@ -128,6 +128,29 @@ impl Sessions {
         }
     }
 
+    /// Stores a refreshed `session` over its earlier record: the cookie value to send (as
+    /// `save`), or `None` when the record is gone meanwhile (signed out while the refresh was
+    /// with the provider), and then nothing is stored: the sign-out stands.
+    pub async fn save_refreshed(&self, session: &Session) -> Result<Option<String>, StoreError> {
+        let json =
+            serde_json::to_string(&session).map_err(|e| StoreError::Encode(e.to_string()))?;
+        match (&self.store, &session.id) {
+            (Store::Cookie, _) | (_, None) => {
+                Ok(Some(self.codec.load().seal(&self.cookie_name, &json)))
+            }
+            (server_side, Some(id)) => {
+                let ttl = session
+                    .expires
+                    .saturating_sub(crate::oidc::unix_now())
+                    .max(1);
+                Ok(server_side
+                    .replace(id, &json, ttl)
+                    .await?
+                    .then(|| self.codec.load().seal(&self.cookie_name, id)))
+            }
+        }
+    }
+
     /// Ends a session everywhere it is stored.
     pub async fn delete(&self, session: &Session) -> Result<(), StoreError> {
         match (&self.store, &session.id) {

@@ -57,6 +57,36 @@ impl Store {
         }
     }
 
+    /// Like `put`, but only over a record that is still there; false when it is gone (a
+    /// sign-out came first), and then nothing is written.
+    pub async fn replace(&self, id: &str, json: &str, ttl_secs: u64) -> Result<bool, StoreError> {
+        match self {
+            Store::Cookie => Ok(true),
+            Store::Memory(cache) => {
+                use moka::ops::compute::{CompResult, Op};
+                let json: Arc<str> = Arc::from(json);
+                let result = cache
+                    .entry(id.to_string())
+                    .and_compute_with(|entry| async move {
+                        match entry {
+                            Some(_) => Op::Put(json),
+                            None => Op::Nop,
+                        }
+                    })
+                    .await;
+                Ok(matches!(result, CompResult::ReplacedWith(_)))
+            }
+            #[cfg(feature = "redis-store")]
+            Store::Redis(r) => r.replace(id, json, ttl_secs).await,
+            #[cfg(not(feature = "redis-store"))]
+            #[allow(unreachable_patterns)]
+            _ => {
+                let _ = ttl_secs;
+                Ok(true)
+            }
+        }
+    }
+
     pub async fn put(&self, id: &str, json: &str, ttl_secs: u64) -> Result<(), StoreError> {
         match self {
             Store::Cookie => Ok(()),
@@ -336,6 +366,25 @@ mod redis_store {
             .await
         }
 
+        pub async fn replace(
+            &self,
+            id: &str,
+            json: &str,
+            ttl_secs: u64,
+        ) -> Result<bool, StoreError> {
+            let key = self.key(id);
+            self.within(async {
+                match self.conn().await? {
+                    Conn::Single(mut c) => set_xx(&mut c, &key, json, ttl_secs).await,
+                    Conn::Cluster(mut c) => set_xx(&mut c, &key, json, ttl_secs).await,
+                    Conn::Sentinel(mut c) => {
+                        self.forget(set_xx(&mut c, &key, json, ttl_secs).await)
+                    }
+                }
+            })
+            .await
+        }
+
         pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
             let key = self.key(id);
             self.within(async {
@@ -409,6 +458,25 @@ mod redis_store {
         c.set_ex::<_, _, ()>(key, json, ttl_secs)
             .await
             .map_err(unavailable)
+    }
+
+    /// SET ... XX: only over a key that exists; whether it did.
+    async fn set_xx<C: ConnectionLike + Send>(
+        c: &mut C,
+        key: &str,
+        json: &str,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(json)
+            .arg("EX")
+            .arg(ttl_secs)
+            .arg("XX")
+            .query_async(c)
+            .await
+            .map_err(unavailable)?;
+        Ok(set.is_some())
     }
 
     async fn del<C: ConnectionLike + Send>(c: &mut C, key: &str) -> Result<(), StoreError> {

@@ -156,6 +156,8 @@ let tokenOutage = 0;
 // While set, discovery leaves out revocation_endpoint and end_session_endpoint, as Cognito's
 // documents fetched before 2024 did.
 let legacyDiscovery = false;
+// While set, the token endpoint waits this many milliseconds after a grant before it answers.
+let tokenDelayMs = 0;
 
 // Test-only RSA keys shipped in keys/, used in turn. Node 20's generateKeyPairSync can
 // deadlock in a GC callback (seen here: the idp hung before printing its port), so no key
@@ -314,6 +316,8 @@ function buildProvider() {
     await next();
 
     if (!isToken) return undefined;
+    // The grant is done (tokens issued) before the wait, as when the answer is slow to travel.
+    if (tokenDelayMs) await new Promise((resolve) => setTimeout(resolve, tokenDelayMs));
     const grantType = ctx.oidc?.body?.grant_type;
     if (grantType === 'authorization_code') stats.authorization_code_grants += 1;
     if (grantType === 'refresh_token') {
@@ -465,6 +469,10 @@ async function control(req, res, url) {
   if (route === 'POST /__test/legacy-discovery') {
     legacyDiscovery = ['1', 'true'].includes(url.searchParams.get('on'));
     return json(res, 200, { legacy: legacyDiscovery });
+  }
+  if (route === 'POST /__test/token-delay') {
+    tokenDelayMs = Number(url.searchParams.get('ms') ?? 0) || 0;
+    return json(res, 200, { ms: tokenDelayMs });
   }
   if (route === 'POST /__test/token-outage') {
     tokenOutage = Number(url.searchParams.get('status') ?? 0) || 0;
