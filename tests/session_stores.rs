@@ -127,6 +127,38 @@ fn replicas(redis_url: &str, more_session: &str) -> Replicas {
     }
 }
 
+/// The `[session]` lines for `redis` (local cache 1 s), and `more`.
+fn redis_session(redis: &Redis, more: &str) -> String {
+    format!(
+        "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"{more}",
+        redis.url()
+    )
+}
+
+/// One gateway with these `[session]` lines, and alice signed in there.
+struct One {
+    gw: Gateway,
+    idp: Idp,
+    upstream: Upstream,
+    /// alice's session cookie value.
+    cookie: String,
+}
+
+async fn signed_in_at_one(session: &str) -> One {
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let gw = Gateway::start(&config(port, &idp, &upstream.url, session));
+    gw.wait_ready(Duration::from_secs(15));
+    let cookie = signed_in_cookie(&gw, "alice").await;
+    One {
+        gw,
+        idp,
+        upstream,
+        cookie,
+    }
+}
+
 /// Signs in at `gw` as `user` with a fresh browser; returns the session cookie's value.
 async fn signed_in_cookie(gw: &Gateway, user: &str) -> String {
     let b = browser();
@@ -267,16 +299,12 @@ async fn redis_replicas_share_sessions_and_sign_out() {
 #[tokio::test]
 async fn redis_going_away_gives_503_and_the_gateway_recovers() {
     let mut redis = Redis::start();
-    let upstream = Upstream::echo();
-    let port = free_port();
-    let idp = Idp::start(&[port]);
-    let session = format!(
-        "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"",
-        redis.url()
-    );
-    let gw = Gateway::start(&config(port, &idp, &upstream.url, &session));
-    gw.wait_ready(Duration::from_secs(15));
-    let cookie = signed_in_cookie(&gw, "alice").await;
+    let One {
+        gw,
+        cookie,
+        idp: _idp,
+        upstream: _upstream,
+    } = signed_in_at_one(&redis_session(&redis, "")).await;
 
     redis.stop();
     tokio::time::sleep(Duration::from_millis(1200)).await; // past the local cache
@@ -317,16 +345,13 @@ async fn redis_going_away_gives_503_and_the_gateway_recovers() {
 #[tokio::test]
 async fn a_redis_that_never_answers_costs_each_request_two_seconds_and_sign_out_says_so() {
     let redis = Redis::start();
-    let upstream = Upstream::echo();
-    let port = free_port();
-    let idp = Idp::start(&[port]);
-    let session = format!(
-        "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"",
-        redis.url()
-    );
-    let gw = Gateway::start(&config(port, &idp, &upstream.url, &session));
-    gw.wait_ready(Duration::from_secs(15));
-    let cookie = signed_in_cookie(&gw, "alice").await;
+    let session = redis_session(&redis, "");
+    let One {
+        gw,
+        idp,
+        upstream,
+        cookie,
+    } = signed_in_at_one(&session).await;
 
     redis.signal("STOP");
     // A replica that starts now (a new pod, say) has no connection yet: its first connect
@@ -734,19 +759,16 @@ async fn a_sign_out_reaches_the_other_replica_during_a_provider_outage_too() {
 async fn a_sign_out_during_a_refresh_stands() {
     for store in ["memory", "redis"] {
         let redis = Redis::start();
-        let upstream = Upstream::echo();
-        let port = free_port();
-        let idp = Idp::start(&[port]);
         let session = match store {
-            "redis" => format!(
-                "store = \"redis\"\nredis_url = \"{}\"\ncache_ttl = \"1s\"\nrefresh_interval = \"2s\"",
-                redis.url()
-            ),
+            "redis" => redis_session(&redis, "\nrefresh_interval = \"2s\""),
             _ => "store = \"memory\"\nrefresh_interval = \"2s\"".to_string(),
         };
-        let gw = Gateway::start(&config(port, &idp, &upstream.url, &session));
-        gw.wait_ready(Duration::from_secs(15));
-        let cookie = signed_in_cookie(&gw, "bob").await;
+        let One {
+            gw,
+            idp,
+            cookie,
+            upstream: _upstream,
+        } = signed_in_at_one(&session).await;
 
         // The refresh waits at the provider while the user signs out in another tab.
         idp.control("token-delay?ms=1000", None).await;

@@ -105,6 +105,17 @@ pub enum CookieHeader {
 }
 
 impl InboundFilter {
+    /// The filter of a minimal config (default cookie name `_ssogate`, no claim headers).
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> InboundFilter {
+        let config = Config::from_toml_str(
+            "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n",
+            &crate::config::ProcessSource,
+        )
+        .unwrap();
+        InboundFilter::from_config(&config)
+    }
+
     pub fn from_config(config: &Config) -> InboundFilter {
         let mut strip: Vec<Vec<u8>> = PRESET_HEADERS
             .iter()

@@ -847,14 +847,8 @@ impl http_body::Body for InlineBody {
 mod tests {
     use super::*;
 
-    /// The filter of a config with the default cookie name (`_ssogate`).
     fn filter() -> InboundFilter {
-        let config = crate::config::Config::from_toml_str(
-            "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n",
-            &crate::config::ProcessSource,
-        )
-        .unwrap();
-        InboundFilter::from_config(&config)
+        InboundFilter::for_tests()
     }
 
     fn parse(raw: &[u8], head_request: bool) -> Result<(Head, Framing, bool, BytesMut), Failure> {

@@ -937,12 +937,7 @@ mod tests {
 
     /// The inbound filter of a config with no `[headers]` or `[session]` settings.
     fn default_filter() -> InboundFilter {
-        let config = crate::config::Config::from_toml_str(
-            "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n",
-            &crate::config::ProcessSource,
-        )
-        .unwrap();
-        InboundFilter::from_config(&config)
+        InboundFilter::for_tests()
     }
 
     /// The headers `outgoing_headers` sends for `h`, with the default filter.
