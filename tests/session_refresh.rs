@@ -46,12 +46,13 @@ async fn refresh_grants(idp: &Idp) -> u64 {
 
 #[tokio::test]
 async fn a_due_session_is_refreshed_transparently() {
-    let s = stand("refresh_interval = \"1s\"");
+    // 3 s, so that a slow sign-in on a busy machine is not itself past the first refresh.
+    let s = stand("refresh_interval = \"3s\"");
     let b = browser();
     let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(refresh_grants(&s.idp).await, 0);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
     let resp = b.get(s.gw.url("/later")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK, "{}", s.gw.logs());
     assert_eq!(refresh_grants(&s.idp).await, 1);
