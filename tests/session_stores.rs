@@ -374,8 +374,8 @@ async fn a_redis_that_never_answers_costs_each_request_two_seconds_and_sign_out_
         assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{answers:?}");
     }
     assert!(
-        took < Duration::from_secs(4),
-        "10 parallel requests took {took:?}: each waits at most Redis's 2 s timeout"
+        took < Duration::from_secs(8),
+        "10 parallel requests took {took:?}: each waits at most Redis's 2 s timeout, not in a queue"
     );
     // Redis answers again: so does the session, on both replicas.
     let deadline = Instant::now() + Duration::from_secs(10);
