@@ -78,6 +78,17 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// `redis-cli` against it; its output, trimmed. (Blocks for a few ms.)
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success(), "redis-cli {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Stops (`STOP`) or resumes (`CONT`) the process: stopped, it still accepts connections
     /// (the kernel does) and never answers, like a Redis behind a network fault.
     fn signal(&self, name: &str) {
@@ -181,6 +192,29 @@ async fn sign_out(gw: &Gateway, cookie: &str) -> StatusCode {
         .await
         .unwrap()
         .status()
+}
+
+/// Polls `/oauth2/ready` until it answers `want` with a body containing `saying`; the body.
+async fn ready_becomes(gw: &Gateway, want: u16, saying: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = common::client()
+            .get(gw.url("/oauth2/ready"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        if status == want && body.contains(saying) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/oauth2/ready still {status} {body} after {within:?}:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn with_cookie(gw: &Gateway, value: &str, path: &str) -> StatusCode {
@@ -320,9 +354,12 @@ async fn redis_going_away_gives_503_and_the_gateway_recovers() {
         .await
         .unwrap()
         .contains("Sessions are temporarily unavailable"));
+    // The replica says it cannot serve, so a load balancer sends users elsewhere.
+    ready_becomes(&gw, 503, "session store", Duration::from_secs(5)).await;
 
     // Redis comes back (empty: it kept nothing): the gateway answers again by itself.
     redis.restart();
+    ready_becomes(&gw, 200, "ready", Duration::from_secs(15)).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let status = with_cookie(&gw, &cookie, "/x").await;
@@ -357,7 +394,9 @@ async fn a_redis_that_never_answers_costs_each_request_two_seconds_and_sign_out_
     // A replica that starts now (a new pod, say) has no connection yet: its first connect
     // must not hold everyone else's request behind it.
     let fresh = Gateway::start(&config(free_port(), &idp, &upstream.url, &session));
-    fresh.wait_ready(Duration::from_secs(15));
+    // It serves, but is not ready: its store does not answer within 2 s.
+    let unready = ready_becomes(&fresh, 503, "session store", Duration::from_secs(15)).await;
+    assert!(unready.contains("did not answer"), "{unready}");
     let started = Instant::now();
     let answers = futures_util::future::join_all((0..10).map(|i| {
         let cookie = cookie.clone();
@@ -385,6 +424,7 @@ async fn a_redis_that_never_answers_costs_each_request_two_seconds_and_sign_out_
         assert!(Instant::now() < deadline, "{}", fresh.logs());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    ready_becomes(&fresh, 200, "ready", Duration::from_secs(10)).await;
     // Tried again with Redis back, the sign-out bites: a copy of the cookie is refused.
     assert_eq!(sign_out(&fresh, &cookie).await, StatusCode::FOUND);
     assert_eq!(
@@ -797,4 +837,47 @@ async fn a_sign_out_during_a_refresh_stands() {
             gw.logs()
         );
     }
+}
+
+#[tokio::test]
+async fn a_refresh_that_outlived_its_lock_leaves_the_next_holders_lock_alone() {
+    let redis = Redis::start();
+    let One {
+        gw,
+        idp,
+        cookie,
+        upstream: _upstream,
+    } = signed_in_at_one(&redis_session(&redis, "\nrefresh_interval = \"2s\"")).await;
+
+    // The refresh waits at the provider; meanwhile its lock expires and another replica
+    // takes it (played here by writing the lock key with another owner).
+    idp.control("token-delay?ms=1500", None).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let refreshing = with_cookie(&gw, &cookie, "/slow");
+    let taking_over = async {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let key = loop {
+            let keys = redis.cli(&["--scan", "--pattern", "*lock:*"]);
+            if !keys.is_empty() {
+                break keys;
+            }
+            assert!(Instant::now() < deadline, "no refresh lock appeared");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(
+            redis.cli(&["SET", &key, "another-replica", "PX", "10000"]),
+            "OK"
+        );
+        key
+    };
+    let (status, key) = tokio::join!(refreshing, taking_over);
+    idp.control("token-delay?ms=0", None).await;
+    assert_eq!(status, StatusCode::OK, "{}", gw.logs());
+    // The first refresh is done; the lock it no longer held is still the other replica's,
+    // so a third replica cannot start a second refresh with the same refresh token.
+    assert_eq!(
+        redis.cli(&["GET", &key]),
+        "another-replica",
+        "a replica released a refresh lock that another one held"
+    );
 }

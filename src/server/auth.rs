@@ -339,6 +339,13 @@ impl Auth {
         }
     }
 
+    /// Why the session store cannot be used now (Redis not answering within its timeout),
+    /// for `/ready`; `None` when it answers or lives in this process.
+    pub async fn store_problem(&self) -> Option<String> {
+        let e = self.sessions.ping().await.err()?;
+        Some(format!("session store: {e}"))
+    }
+
     pub fn not_ready_reason(&self) -> String {
         self.provider
             .last_error()
@@ -525,8 +532,13 @@ impl Auth {
             return Ok(Arc::new(self.live(s, None)));
         };
         let lock_key = old.id.clone();
+        let lock_owner = oidc::random_token(12);
         if let Some(id) = &lock_key {
-            match self.sessions.try_lock(id, REFRESH_LOCK_MS).await {
+            match self
+                .sessions
+                .try_lock(id, &lock_owner, REFRESH_LOCK_MS)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => return self.await_other_replica(old, now).await,
                 Err(e) => return Err(RefreshFailure::Store(e)),
@@ -559,7 +571,7 @@ impl Auth {
             }
         };
         if let Some(id) = &lock_key {
-            self.sessions.unlock(id).await;
+            self.sessions.unlock(id, &lock_owner).await;
         }
         result
     }

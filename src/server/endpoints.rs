@@ -51,14 +51,27 @@ pub async fn handle(
             StatusCode::OK,
             &serde_json::json!({"status": "ok"}),
         )),
-        "/ready" => Ok(if gw.is_ready() {
-            json_response(StatusCode::OK, &serde_json::json!({"status": "ready"}))
-        } else {
-            json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &serde_json::json!({"status": "starting", "detail": gw.auth.as_ref().map(|a| a.not_ready_reason())}),
-            )
-        }),
+        "/ready" => {
+            if !gw.is_ready() {
+                return Ok(json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "starting", "detail": gw.auth.as_ref().map(|a| a.not_ready_reason())}),
+                ));
+            }
+            // As oauth2-proxy's: a session store that does not answer makes the replica
+            // unready, so a load balancer sends users to one that can serve them.
+            let store_problem = match &gw.auth {
+                Some(auth) => Box::pin(auth.store_problem()).await,
+                None => None,
+            };
+            Ok(match store_problem {
+                Some(detail) => json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "unavailable", "detail": detail}),
+                ),
+                None => json_response(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+            })
+        }
         _ if req.method() != Method::GET
             && req.method() != Method::HEAD
             && endpoint != "/sign_out" =>

@@ -160,12 +160,13 @@ impl Sessions {
     }
 
     /// A short-lived lock on a session id across replicas (Redis); always granted elsewhere.
-    pub async fn try_lock(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
-        self.store.try_lock(key, ttl_ms).await
+    /// `owner` is a token unique to this attempt: `unlock` releases only a lock it still holds.
+    pub async fn try_lock(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        self.store.try_lock(key, owner, ttl_ms).await
     }
 
-    pub async fn unlock(&self, key: &str) {
-        self.store.unlock(key).await
+    pub async fn unlock(&self, key: &str, owner: &str) {
+        self.store.unlock(key, owner).await
     }
 
     /// Whether the store answers (for `/ready`).

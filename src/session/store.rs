@@ -117,23 +117,26 @@ impl Store {
         }
     }
 
-    pub async fn try_lock(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+    /// Takes the lock `key` for `owner` (a token unique to this attempt) for `ttl_ms`.
+    pub async fn try_lock(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
         match self {
             #[cfg(feature = "redis-store")]
-            Store::Redis(r) => r.try_lock(key, ttl_ms).await,
+            Store::Redis(r) => r.try_lock(key, owner, ttl_ms).await,
             _ => {
-                let _ = (key, ttl_ms);
+                let _ = (key, owner, ttl_ms);
                 Ok(true)
             }
         }
     }
 
-    pub async fn unlock(&self, key: &str) {
+    /// Releases `key` if `owner` still holds it: a lock that expired and was taken by
+    /// another replica is theirs.
+    pub async fn unlock(&self, key: &str, owner: &str) {
         match self {
             #[cfg(feature = "redis-store")]
-            Store::Redis(r) => r.unlock(key).await,
+            Store::Redis(r) => r.unlock(key, owner).await,
             _ => {
-                let _ = key;
+                let _ = (key, owner);
             }
         }
     }
@@ -397,40 +400,50 @@ mod redis_store {
             .await
         }
 
-        pub async fn try_lock(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        pub async fn try_lock(
+            &self,
+            key: &str,
+            owner: &str,
+            ttl_ms: u64,
+        ) -> Result<bool, StoreError> {
             let key = self.lock_key(key);
             self.within(async {
                 match self.conn().await? {
-                    Conn::Single(mut c) => set_nx(&mut c, &key, ttl_ms).await,
-                    Conn::Cluster(mut c) => set_nx(&mut c, &key, ttl_ms).await,
-                    Conn::Sentinel(mut c) => self.forget(set_nx(&mut c, &key, ttl_ms).await),
+                    Conn::Single(mut c) => set_nx(&mut c, &key, owner, ttl_ms).await,
+                    Conn::Cluster(mut c) => set_nx(&mut c, &key, owner, ttl_ms).await,
+                    Conn::Sentinel(mut c) => self.forget(set_nx(&mut c, &key, owner, ttl_ms).await),
                 }
             })
             .await
         }
 
-        pub async fn unlock(&self, key: &str) {
+        pub async fn unlock(&self, key: &str, owner: &str) {
             let key = self.lock_key(key);
             let _ = self
                 .within(async {
                     match self.conn().await? {
-                        Conn::Single(mut c) => del(&mut c, &key).await,
-                        Conn::Cluster(mut c) => del(&mut c, &key).await,
-                        Conn::Sentinel(mut c) => self.forget(del(&mut c, &key).await),
+                        Conn::Single(mut c) => del_if_owner(&mut c, &key, owner).await,
+                        Conn::Cluster(mut c) => del_if_owner(&mut c, &key, owner).await,
+                        Conn::Sentinel(mut c) => {
+                            self.forget(del_if_owner(&mut c, &key, owner).await)
+                        }
                     }
                 })
                 .await;
         }
 
         pub async fn ping(&self) -> Result<(), StoreError> {
-            let mut ping = redis::cmd("PING");
-            let ping = ping.arg("ssogate");
-            let answer: Result<String, _> = match self.conn().await? {
-                Conn::Single(mut c) => ping.query_async(&mut c).await,
-                Conn::Cluster(mut c) => ping.query_async(&mut c).await,
-                Conn::Sentinel(mut c) => ping.query_async(&mut c).await,
-            };
-            self.forget(answer.map(|_| ()).map_err(unavailable))
+            self.within(async {
+                let mut ping = redis::cmd("PING");
+                let ping = ping.arg("ssogate");
+                let answer: Result<String, _> = match self.conn().await? {
+                    Conn::Single(mut c) => ping.query_async(&mut c).await,
+                    Conn::Cluster(mut c) => ping.query_async(&mut c).await,
+                    Conn::Sentinel(mut c) => ping.query_async(&mut c).await,
+                };
+                self.forget(answer.map(|_| ()).map_err(unavailable))
+            })
+            .await
         }
     }
 
@@ -483,14 +496,38 @@ mod redis_store {
         c.del::<_, ()>(key).await.map_err(unavailable)
     }
 
+    /// DEL `key` only while it still holds `owner` (compare and delete in one script, as the
+    /// Redis docs' single-instance lock does).
+    async fn del_if_owner<C: ConnectionLike + Send>(
+        c: &mut C,
+        key: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        // EVAL, not EVALSHA: one short script per refresh, and the cluster client routes
+        // EVAL by its key.
+        redis::cmd("EVAL")
+            .arg(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                 return redis.call('DEL', KEYS[1]) else return 0 end",
+            )
+            .arg(1)
+            .arg(key)
+            .arg(owner)
+            .query_async::<i64>(c)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
     async fn set_nx<C: ConnectionLike + Send>(
         c: &mut C,
         key: &str,
+        owner: &str,
         ttl_ms: u64,
     ) -> Result<bool, StoreError> {
         let set: Option<String> = redis::cmd("SET")
             .arg(key)
-            .arg("1")
+            .arg(owner)
             .arg("NX")
             .arg("PX")
             .arg(ttl_ms)
