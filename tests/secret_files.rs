@@ -143,3 +143,129 @@ async fn sighup_reads_the_secret_files_at_once() {
         "the session sealed with the old secret still opens"
     );
 }
+
+#[tokio::test]
+async fn a_new_alb_signing_key_signs_new_assertions_and_the_old_one_stays_published() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let new_key = || {
+        let rng = ring::rand::SystemRandom::new();
+        ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        )
+        .unwrap()
+        .as_ref()
+        .to_vec()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("assertion-key.der");
+    std::fs::write(&key_file, new_key()).unwrap();
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+secret_poll_interval = "0s"
+{provider}
+[session]
+secret = "{SECRET_A}"
+[headers]
+preset = "alb"
+signing_key_file = "{key}"
+[[routes]]
+path_prefix = "/"
+upstream = "{up}"
+[logging]
+format = "json"
+"#,
+        provider = idp.provider_toml("basic-client"),
+        key = key_file.display(),
+        up = upstream.url,
+    ));
+    gw.wait_ready(Duration::from_secs(15));
+
+    // The kid of an assertion, and whether it verifies with the key of that kid in jwks.json.
+    let verify = |assertion: &str, jwks: &serde_json::Value| -> String {
+        let (input, sig) = assertion.rsplit_once('.').unwrap();
+        let head: serde_json::Value =
+            serde_json::from_slice(&b64.decode(input.split('.').next().unwrap()).unwrap()).unwrap();
+        let kid = head["kid"].as_str().unwrap().to_string();
+        let key = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid.as_str())
+            .unwrap_or_else(|| panic!("kid {kid} is not in {jwks}"));
+        let mut point = vec![4u8];
+        point.extend(b64.decode(key["x"].as_str().unwrap()).unwrap());
+        point.extend(b64.decode(key["y"].as_str().unwrap()).unwrap());
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
+            .verify(input.as_bytes(), &b64.decode(sig).unwrap())
+            .expect("the assertion verifies with its key from jwks.json");
+        kid
+    };
+    let jwks = || async {
+        common::client()
+            .get(gw.url("/oauth2/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+
+    let alice = browser();
+    let (resp, _) = sign_in(&alice, &gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", gw.logs());
+    let before = upstream
+        .last_request()
+        .unwrap()
+        .header("x-amzn-oidc-data")
+        .unwrap()
+        .to_string();
+    let old_kid = verify(&before, &jwks().await);
+
+    // The key file is replaced (a rotated Kubernetes secret) and the gateway told so.
+    std::fs::write(&key_file, new_key()).unwrap();
+    gw.signal("HUP");
+    gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("headers.signing_key_file changed"))
+    });
+
+    let bob = browser();
+    let (resp, _) = sign_in(&bob, &gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let after = upstream
+        .last_request()
+        .unwrap()
+        .header("x-amzn-oidc-data")
+        .unwrap()
+        .to_string();
+    let published = jwks().await;
+    let new_kid = verify(&after, &published);
+    assert_ne!(new_kid, old_kid, "a new sign-in is signed with the new key");
+    assert_eq!(published["keys"][0]["kid"], new_kid.as_str(), "{published}");
+    // Alice's session still works, and what the app got before still verifies.
+    assert_eq!(
+        alice.get(gw.url("/still")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    verify(&before, &published);
+
+    // A file that is no key is refused with a warning; the key in use stays.
+    std::fs::write(&key_file, "not a key").unwrap();
+    gw.signal("HUP");
+    gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("cannot re-read headers.signing_key_file"))
+    });
+    assert_eq!(jwks().await["keys"][0]["kid"], new_kid.as_str());
+}

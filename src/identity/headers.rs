@@ -38,7 +38,13 @@ pub struct AssertionSigner {
     rng: SystemRandom,
     issuer: String,
     client_id: String,
+    /// Public keys of the keys this one replaced (newest first), still published so that
+    /// assertions they signed keep verifying until they expire.
+    retired: Vec<serde_json::Value>,
 }
+
+/// How many replaced keys `/jwks.json` keeps publishing.
+const RETIRED_KEYS: usize = 2;
 
 impl std::fmt::Debug for AssertionSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,19 +81,40 @@ impl AssertionSigner {
             rng,
             issuer: issuer.to_string(),
             client_id: client_id.to_string(),
+            retired: Vec::new(),
         })
     }
 
-    /// The JWKS document served at `{auth_prefix}/jwks.json`.
-    pub fn jwks_json(&self) -> String {
+    /// The key's id (`kid` in the assertion's header and in the JWKS).
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// This signer, taking over from `old`: `old`'s public key (and the ones it kept) stay
+    /// in the JWKS, so an app that verifies an assertion signed before the change finds it.
+    pub fn succeeding(mut self, old: &AssertionSigner) -> AssertionSigner {
+        self.retired = std::iter::once(old.public_jwk())
+            .chain(old.retired.iter().cloned())
+            .filter(|k| k["kid"] != self.kid.as_str())
+            .take(RETIRED_KEYS)
+            .collect();
+        self
+    }
+
+    fn public_jwk(&self) -> serde_json::Value {
         let point = self.key.public_key().as_ref(); // 0x04 || x || y
         serde_json::json!({
-            "keys": [{
-                "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
-                "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
-            }]
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
+            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
         })
-        .to_string()
+    }
+
+    /// The JWKS document served at `{auth_prefix}/jwks.json`: the signing key first.
+    pub fn jwks_json(&self) -> String {
+        let keys: Vec<serde_json::Value> = std::iter::once(self.public_jwk())
+            .chain(self.retired.iter().cloned())
+            .collect();
+        serde_json::json!({ "keys": keys }).to_string()
     }
 
     fn sign(&self, principal: &Principal, exp: u64) -> Option<String> {

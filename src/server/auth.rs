@@ -3,6 +3,7 @@
 //! due (single-flight), and the sign-in endpoints: start, callback, sign-in page, sign-out,
 //! userinfo, forward-auth and the assertion JWKS.
 
+use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,7 +154,8 @@ pub struct Auth {
     config: Arc<Config>,
     provider: Arc<Provider>,
     sessions: Sessions,
-    signer: Option<AssertionSigner>,
+    /// The `alb` preset's assertion signer; replaced when `headers.signing_key_file` changes.
+    signer: Option<ArcSwap<AssertionSigner>>,
     metrics: Arc<Metrics>,
     /// Decoded sessions by cookie value. Change it only through `remember` and `forget`,
     /// which tell `front`.
@@ -196,11 +198,11 @@ impl Auth {
                 }
                 None => None,
             };
-            Some(AssertionSigner::new(
+            Some(ArcSwap::from_pointee(AssertionSigner::new(
                 key.as_deref(),
                 &provider_config.issuer,
                 &provider_config.client_id,
-            )?)
+            )?))
         } else {
             None
         };
@@ -290,7 +292,8 @@ impl Auth {
     fn start_secret_polling(self: Arc<Self>, reread: Arc<tokio::sync::Notify>) {
         let interval = self.config.server.secret_poll_interval;
         let any_file = self.config.session.secret_file.is_some()
-            || self.provider.config().client_secret_file.is_some();
+            || self.provider.config().client_secret_file.is_some()
+            || (self.signer.is_some() && self.config.headers.signing_key_file.is_some());
         if !any_file {
             return;
         }
@@ -334,6 +337,25 @@ impl Auth {
                 }
                 Err(e) => {
                     tracing::warn!(file = %path.display(), error = %e, "cannot re-read provider.client_secret_file; keeping the current secret")
+                }
+            }
+        }
+        if let (Some(signer), Some(path)) = (&self.signer, &self.config.headers.signing_key_file) {
+            let provider = self.provider.config();
+            let read = tokio::fs::read(path).await.map_err(|e| e.to_string());
+            match read.and_then(|key| {
+                AssertionSigner::new(Some(&key), &provider.issuer, &provider.client_id)
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok(new) if new.kid() != signer.load().kid() => {
+                    let new = new.succeeding(&signer.load());
+                    tracing::info!(file = %path.display(), kid = new.kid(),
+                        "headers.signing_key_file changed: new assertions are signed with it; the key before stays in jwks.json");
+                    signer.store(Arc::new(new));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot re-read headers.signing_key_file; keeping the current key")
                 }
             }
         }
@@ -443,7 +465,11 @@ impl Auth {
                 expires_at: session.tokens_expire.max(oidc::unix_now() + 60),
             },
             &self.config.headers,
-            self.signer.as_ref(),
+            self.signer
+                .as_ref()
+                .map(|s| s.load())
+                .as_deref()
+                .map(|s| &**s),
         );
         LiveSession {
             session,
@@ -1211,7 +1237,7 @@ impl Auth {
         let body = self
             .signer
             .as_ref()
-            .map(|s| s.jwks_json())
+            .map(|s| s.load().jwks_json())
             .unwrap_or_else(|| "{\"keys\":[]}".into());
         let mut resp = Response::new(full(body));
         resp.headers_mut().insert(
