@@ -220,11 +220,15 @@ async fn a_provider_answering_503_429_or_invalid_client_at_refresh_does_not_sign
             "a {status} from the token endpoint must not sign the user out\n{}",
             s.gw.logs()
         );
-        assert_eq!(
-            s.idp.stats().await["token_requests"].as_u64().unwrap(),
-            asked + 1,
-            "the due refresh was tried and got {status}"
-        );
+        // After the first failure the refresh is tried in the background.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while s.idp.stats().await["token_requests"].as_u64().unwrap() != asked + 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the due refresh was tried and got {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     s.gw.wait_for_log(Duration::from_secs(5), |l| {
         l["message"]
@@ -232,6 +236,74 @@ async fn a_provider_answering_503_429_or_invalid_client_at_refresh_does_not_sign
             .is_some_and(|m| m.contains("the session keeps working within the grace period"))
     });
     s.idp.control("token-outage?status=0", None).await;
+}
+
+#[tokio::test]
+async fn a_provider_that_does_not_answer_holds_up_one_request_not_every_users() {
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let session = "refresh_interval = \"1s\"\nrefresh_grace = \"60s\"";
+    let gw = Gateway::start(
+        &config(port, &idp, &upstream.url, session).replace("timeout = \"2s\"", "timeout = \"5s\""),
+    );
+    gw.wait_ready(Duration::from_secs(15));
+    let mut browsers = Vec::new();
+    for user in ["bob", "alice", "bob"] {
+        let b = browser();
+        let (resp, _) = sign_in(&b, &gw.url("/"), user).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        browsers.push(b);
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // The token endpoint stops answering in time (a black-holed or overloaded provider).
+    idp.control("token-delay?ms=8000", None).await;
+    let timed = |b: &reqwest::Client, path: &str| {
+        let request = b.get(gw.url(path)).send();
+        async move {
+            let started = std::time::Instant::now();
+            let status = request.await.unwrap().status();
+            (status, started.elapsed())
+        }
+    };
+    // The first due request finds out, waiting for provider.timeout (5 s)...
+    let (status, took) = timed(&browsers[0], "/first").await;
+    assert_eq!(status, StatusCode::OK, "{}", gw.logs());
+    assert!(took >= Duration::from_secs(4), "{took:?}");
+    // ...and no one else waits for it: each other session is refreshed in the background.
+    for (i, b) in browsers.iter().enumerate() {
+        let (status, took) = timed(b, "/then").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            took < Duration::from_secs(2),
+            "browser {i} waited {took:?} for a provider known to be failing"
+        );
+    }
+    gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the identity provider is failing"))
+    });
+
+    // The provider answers again: the next due session's refresh (in the background) finds
+    // it, and refreshes are inline again.
+    idp.control("token-delay?ms=0", None).await;
+    let later = browser();
+    let (resp, _) = sign_in(&later, &gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = refresh_grants(&idp).await;
+    assert_eq!(
+        later.get(gw.url("/due")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the identity provider answers refreshes again"))
+    });
+    assert!(refresh_grants(&idp).await > before);
 }
 
 #[tokio::test]

@@ -177,10 +177,16 @@ pub struct Auth {
     /// `[access]`: what forward-auth asks of a request it knows no route for.
     access_rule: RouteRule,
     ready: AtomicBool,
+    /// The last refresh failed for want of the provider (unreachable, timed out, 5xx, 429):
+    /// while it is set, a due session within its grace does not wait for the provider; its
+    /// refresh is tried in the background. The next refresh that succeeds clears it.
+    provider_failing: AtomicBool,
+    /// This `Auth`, for the background refreshes (set by `Auth::shared`).
+    me: std::sync::Weak<Auth>,
 }
 
 impl Auth {
-    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Auth, AuthSetupError> {
+    fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Auth, AuthSetupError> {
         // Validation guarantees a provider when Auth is built.
         let provider_config = config
             .provider
@@ -253,7 +259,18 @@ impl Auth {
             signer,
             metrics,
             ready: AtomicBool::new(false),
+            provider_failing: AtomicBool::new(false),
+            me: std::sync::Weak::new(),
         })
+    }
+
+    /// `Auth::new`, shared: it hands its background refreshes a handle to itself.
+    pub fn shared(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Arc<Auth>, AuthSetupError> {
+        let mut auth = Auth::new(config, metrics)?;
+        Ok(Arc::new_cyclic(|me| {
+            auth.me = me.clone();
+            auth
+        }))
     }
 
     /// Loads the provider (retrying with backoff while it is down) and keeps its keys fresh.
@@ -494,13 +511,27 @@ impl Auth {
         // refreshes, and its next refresh must not be answered by this one's memo.
         let key = format!("{}/{cookie_value}", live.session.refresh_due);
         for _ in 0..2 {
-            let result = self
-                .refreshed
-                .try_get_with(
-                    key.clone(),
-                    self.refresh_once(live.clone(), headers, attrs.clone(), now),
-                )
-                .await;
+            let result = if self.provider_failing.load(Ordering::Relaxed)
+                && now < live.session.refresh_due + grace
+            {
+                // The provider is failing: a request does not wait for it (up to
+                // `provider.timeout` each) while the session is within its grace. One
+                // attempt per session runs in the background; a later request finds its result.
+                match self.refreshed.get(&key).await {
+                    Some(done) => Ok(done),
+                    None => {
+                        self.refresh_in_background(key, live.clone(), headers, &attrs, now);
+                        return Ok(live);
+                    }
+                }
+            } else {
+                self.refreshed
+                    .try_get_with(
+                        key.clone(),
+                        self.refresh_once(live.clone(), headers, attrs.clone(), now),
+                    )
+                    .await
+            };
             match result {
                 // A session kept alive through a provider outage is only good until its grace ends;
                 // then ask the provider again (it may be back) before giving up.
@@ -543,6 +574,26 @@ impl Auth {
         })
     }
 
+    /// `refresh_once` in a task of its own, its result memoised in `refreshed` as a request's
+    /// would be (and joined with one already in flight for the same key).
+    fn refresh_in_background(
+        &self,
+        key: String,
+        live: Arc<LiveSession>,
+        headers: &HeaderMap,
+        attrs: &CookieAttrs,
+        now: u64,
+    ) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let (headers, attrs) = (headers.clone(), attrs.clone());
+        tokio::spawn(async move {
+            let attempt = me.refresh_once(live, &headers, attrs, now);
+            let _ = me.refreshed.try_get_with(key, attempt).await;
+        });
+    }
+
     async fn refresh_once(
         &self,
         live: Arc<LiveSession>,
@@ -571,6 +622,13 @@ impl Auth {
             }
         }
         let outcome = self.provider.refresh(&refresh_token).await;
+        if outcome.as_ref().is_err_and(|e| !e.refuses_grant()) {
+            if !self.provider_failing.swap(true, Ordering::Relaxed) {
+                tracing::warn!("the identity provider is failing: due refreshes are tried in the background while sessions are within session.refresh_grace");
+            }
+        } else if self.provider_failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("the identity provider answers refreshes again");
+        }
         let result = match outcome {
             Ok(tokens) => {
                 self.refreshed_session(old, tokens, headers, &attrs, now)

@@ -81,7 +81,7 @@ impl Gateway {
         let metrics = Arc::new(Metrics::default());
         let auth = match &config.provider {
             Some(_) if config.needs_sign_in() || config.provider.is_some() => {
-                Some(Arc::new(Auth::new(config.clone(), metrics.clone())?))
+                Some(Auth::shared(config.clone(), metrics.clone())?)
             }
             _ => None,
         };
