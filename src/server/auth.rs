@@ -474,6 +474,7 @@ impl Auth {
     }
 
     fn live(&self, session: Session, set_cookies: Option<Vec<HeaderValue>>) -> LiveSession {
+        let signer = self.signer.as_ref().map(|s| s.load_full());
         let headers = IdentityHeaders::build(
             &session.principal,
             TokensForHeaders {
@@ -482,11 +483,7 @@ impl Auth {
                 expires_at: session.tokens_expire.max(oidc::unix_now() + 60),
             },
             &self.config.headers,
-            self.signer
-                .as_ref()
-                .map(|s| s.load())
-                .as_deref()
-                .map(|s| &**s),
+            signer.as_deref(),
         );
         LiveSession {
             session,
