@@ -340,3 +340,32 @@ async fn refreshed_cookies_are_secure_when_a_trusted_proxy_says_https() {
         assert!(cookie.contains("; Secure"), "{cookie}");
     }
 }
+
+#[tokio::test]
+async fn forward_auth_says_when_a_refreshed_cookie_session_needs_more_than_one_cookie() {
+    // A user in many groups: the cookie-store session takes several cookies, and nginx's
+    // auth_request_set passes on only the first of them.
+    let s = stand("refresh_interval = \"1s\"");
+    let groups: Vec<String> = (0..120)
+        .map(|i| format!("staff-of-the-department-number-{i:03}"))
+        .chain(["staff".to_string()])
+        .collect();
+    s.idp
+        .control("users/alice/groups", Some(serde_json::json!(groups)))
+        .await;
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", s.gw.logs());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let asked = b.get(s.gw.url("/oauth2/auth")).send().await.unwrap();
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    let cookies = asked.headers().get_all("set-cookie").iter().count();
+    assert!(cookies > 1, "{cookies} Set-Cookie");
+    s.gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"].as_str().is_some_and(|m| {
+            m.starts_with("forward-auth answered with more than one Set-Cookie")
+                && m.contains("store = \"memory\" or \"redis\"")
+        })
+    });
+    s.idp.control("reset-users", None).await;
+}

@@ -703,8 +703,38 @@ async fn forward_auth_answers_202_with_headers_or_401() {
 }
 
 #[tokio::test]
-async fn forward_auth_decides_as_the_routes_do_for_the_request_it_asks_about() {
+async fn forward_auth_believes_no_uri_header_unless_told_which_the_proxy_sets() {
+    // nginx in front on this host, set up as oauth2-proxy's docs show: its auth_request
+    // passes the client's own headers to /oauth2/auth.
     let s = stand_with("basic-client", "trusted_proxies = [\"127.0.0.1\"]", "");
+    let anon = common::client();
+    for header in ["X-Original-URI", "X-Forwarded-Uri"] {
+        let r = anon
+            .get(s.gw.url("/oauth2/auth"))
+            .header(header, "/public/page")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "a client's {header} named a public route"
+        );
+    }
+    s.gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("set server.forward_auth_uri_header"))
+    });
+}
+
+#[tokio::test]
+async fn forward_auth_decides_as_the_routes_do_for_the_request_it_asks_about() {
+    let s = stand_with(
+        "basic-client",
+        "trusted_proxies = [\"127.0.0.1\"]\nforward_auth_uri_header = \"X-Forwarded-Uri\"",
+        "",
+    );
     let anon = common::client();
     let ask =
         |c: &reqwest::Client, method: reqwest::Method, path: &str, header: Option<(&str, &str)>| {
@@ -715,30 +745,43 @@ async fn forward_auth_decides_as_the_routes_do_for_the_request_it_asks_about() {
             req.send()
         };
     use reqwest::Method;
-    // A public route is open to anybody, named the Traefik way, the nginx way or Envoy's.
+    // A public route is open to anybody, named by the configured header or Envoy's way.
     for (path, header) in [
         (
             "/oauth2/auth",
             Some(("X-Forwarded-Uri", "/public/page?x=1")),
         ),
-        ("/oauth2/auth", Some(("X-Original-URI", "/public/page"))),
         ("/oauth2/auth/public/page", None),
     ] {
         let r = ask(&anon, Method::GET, path, header).await.unwrap();
         assert_eq!(r.status(), StatusCode::ACCEPTED, "{path} {header:?}");
         assert!(r.headers().get("x-auth-request-user").is_none());
     }
-    // nginx passes the client's headers on to the subrequest: a client's X-Forwarded-Uri
-    // beside the X-Original-URI nginx sets is refused, not believed.
+    // Another URI header is not believed: a proxy that does not set it passes the client's
+    // own on (nginx's auth_request does), and a client would name a public route with it.
+    let r = ask(
+        &anon,
+        Method::GET,
+        "/oauth2/auth",
+        Some(("X-Original-URI", "/public/page")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A proxy that appends its value to the client's: two that differ are refused.
     let r = anon
         .get(s.gw.url("/oauth2/auth"))
         .header("X-Forwarded-Uri", "/public/page")
-        .header("X-Original-URI", "/admin/x")
+        .header("X-Forwarded-Uri", "/admin/x")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(r.text().await.unwrap().contains("X-Original-URI"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("server.forward_auth_uri_header"));
     // The path is normalised before it is matched: no way out of /public/ by dots.
     for uri in [
         "/public/../admin/x",
@@ -762,7 +805,7 @@ async fn forward_auth_decides_as_the_routes_do_for_the_request_it_asks_about() {
     // bob (staff) may use / but not /admin, whichever way the proxy asks.
     for (path, header) in [
         ("/oauth2/auth", Some(("X-Forwarded-Uri", "/admin/panel"))),
-        ("/oauth2/auth", Some(("X-Original-URI", "/admin/"))),
+        ("/oauth2/auth", Some(("X-Forwarded-Uri", "/admin/"))),
         ("/oauth2/auth/admin/panel", None),
     ] {
         let r = ask(&b, Method::GET, path, header).await.unwrap();
@@ -792,7 +835,7 @@ async fn forward_auth_decides_as_the_routes_do_for_the_request_it_asks_about() {
         &b,
         Method::POST,
         "/oauth2/auth",
-        Some(("X-Original-URI", "/orders")),
+        Some(("X-Forwarded-Uri", "/orders")),
     )
     .await
     .unwrap();
@@ -1141,4 +1184,39 @@ async fn a_very_long_deep_link_still_signs_in_and_keeps_its_path() {
     let (resp, trail) = sign_in(&b, &s.gw.url(&start), "bob").await;
     assert_eq!(resp.status(), StatusCode::OK, "{trail:#?}");
     assert_eq!(trail.last().unwrap(), &s.gw.url("/report"));
+}
+
+#[tokio::test]
+async fn an_nginx_error_page_sign_in_returns_to_the_page_named_in_x_auth_request_redirect() {
+    // nginx: `error_page 401 = /oauth2/start;` with
+    // `proxy_set_header X-Auth-Request-Redirect $request_uri;` (oauth2-proxy's set-up).
+    let s = stand();
+    for (asked, lands) in [
+        ("/page/one?x=1&y=2", "/page/one?x=1&y=2"),
+        ("//evil.example", "/"),
+    ] {
+        let b = browser();
+        let start = b
+            .get(s.gw.url("/oauth2/start"))
+            .header("X-Auth-Request-Redirect", asked)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(start.status(), StatusCode::FOUND);
+        let authorize = start.headers()["location"].to_str().unwrap().to_string();
+        let (resp, trail) = sign_in(&b, &authorize, "bob").await;
+        assert_eq!(resp.status(), StatusCode::OK, "{trail:#?}");
+        assert_eq!(trail.last().unwrap(), &s.gw.url(lands), "{asked}");
+    }
+    // ?rd= still comes first.
+    let b = browser();
+    let start = b
+        .get(s.gw.url("/oauth2/start?rd=%2Ffrom-query"))
+        .header("X-Auth-Request-Redirect", "/from-header")
+        .send()
+        .await
+        .unwrap();
+    let authorize = start.headers()["location"].to_str().unwrap().to_string();
+    let (_, trail) = sign_in(&b, &authorize, "bob").await;
+    assert_eq!(trail.last().unwrap(), &s.gw.url("/from-query"));
 }

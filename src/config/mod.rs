@@ -54,6 +54,10 @@ pub struct ServerConfig {
     pub sign_in_page: bool,
     /// Default `{auth_prefix}/callback`.
     pub callback_path: String,
+    /// The header (lower case) in which a trusted proxy names the request it asks
+    /// `/auth` about (`x-original-uri` for nginx, `x-forwarded-uri` for Traefik and Caddy).
+    /// `None`: no header is believed, and `[access]` decides.
+    pub forward_auth_uri_header: Option<String>,
     /// Time a client has to send request headers, also the idle keep-alive limit. Default 10s.
     pub header_read_timeout: Duration,
     /// Time in-flight requests get to finish after SIGTERM. Default 30s.
@@ -510,6 +514,13 @@ impl Config {
                     }
                 ));
             }
+        }
+        if self.server.forward_auth_uri_header.is_some() && self.server.trusted_proxies.is_empty() {
+            warnings.push(
+                "server.forward_auth_uri_header: believed only from server.trusted_proxies, and \
+                 there are none: /auth answers by [access] alone; list the proxy that asks"
+                    .into(),
+            );
         }
         warnings
     }

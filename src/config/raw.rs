@@ -36,6 +36,7 @@ pub struct RawServer {
     pub allowed_redirect_hosts: Option<Vec<String>>,
     pub sign_in_page: Option<bool>,
     pub callback_path: Option<String>,
+    pub forward_auth_uri_header: Option<String>,
     pub header_read_timeout: Option<String>,
     pub drain_timeout: Option<String>,
     pub secret_poll_interval: Option<String>,

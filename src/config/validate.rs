@@ -204,6 +204,18 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         Some(p) => path_key(&mut e, "server.callback_path", p),
         None => format!("{auth_prefix}/callback"),
     };
+    let forward_auth_uri_header = s.forward_auth_uri_header.as_ref().and_then(|h| {
+        match http::HeaderName::from_bytes(h.trim().as_bytes()) {
+            Ok(name) => Some(name.as_str().to_string()),
+            Err(_) => {
+                e.add(
+                    "server.forward_auth_uri_header",
+                    format!("{h:?} is not a header name; use the one your proxy sets itself: \"X-Original-URI\" (nginx) or \"X-Forwarded-Uri\" (Traefik, Caddy)"),
+                );
+                None
+            }
+        }
+    });
     let mut trusted_proxies = Vec::new();
     for (i, p) in s.trusted_proxies.iter().flatten().enumerate() {
         let parsed = p
@@ -266,6 +278,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         allowed_redirect_hosts,
         sign_in_page: s.sign_in_page.unwrap_or(false),
         callback_path,
+        forward_auth_uri_header,
         header_read_timeout,
         drain_timeout,
         secret_poll_interval,
@@ -747,6 +760,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         allowed_redirect_hosts: Some(s.allowed_redirect_hosts.clone()),
         sign_in_page: Some(s.sign_in_page),
         callback_path: Some(s.callback_path.clone()),
+        forward_auth_uri_header: s.forward_auth_uri_header.clone(),
         header_read_timeout: dur(s.header_read_timeout),
         drain_timeout: dur(s.drain_timeout),
         secret_poll_interval: dur(s.secret_poll_interval),

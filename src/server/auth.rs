@@ -905,7 +905,7 @@ impl Auth {
     /// attempt's, or sign-out's), which browsers drop above 4 KB: a longer one keeps only
     /// its path, and failing that is `/`.
     fn redirect_target(&self, req: &Request<RequestBody>, client: &ClientInfo) -> String {
-        let asked = query_param(req.uri(), "rd").unwrap_or_default();
+        let asked = asked_redirect(req).unwrap_or_default();
         let origin = self.origin(req.headers(), req.uri(), client);
         let rd = safe_redirect(&asked, &origin, &self.config.server.allowed_redirect_hosts)
             .unwrap_or("/");
@@ -1118,7 +1118,7 @@ impl Auth {
     }
 
     fn sign_in_page(&self, req: &Request<RequestBody>) -> Response<Body> {
-        let rd = query_param(req.uri(), "rd").unwrap_or_else(|| "/".into());
+        let rd = asked_redirect(req).unwrap_or_else(|| "/".into());
         let href = format!(
             "{}/start?rd={}",
             self.config.server.auth_prefix,
@@ -1285,6 +1285,11 @@ impl Auth {
         *resp.status_mut() = StatusCode::ACCEPTED;
         IdentityHeaders::apply(&live.headers.auth_request, resp.headers_mut());
         append_cookies(&mut resp, &live);
+        if live.set_cookies.as_ref().is_some_and(|c| c.len() > 1)
+            && !SEVERAL_COOKIES_TOLD.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!("forward-auth answered with more than one Set-Cookie (a cookie-store session split into parts): nginx's auth_request_set passes on only the first, and the user will have to sign in again; use session.store = \"memory\" or \"redis\" with forward-auth");
+        }
         Ok(resp)
     }
 
@@ -1303,10 +1308,26 @@ impl Auth {
     }
 }
 
+/// Where the user asked to go after sign-in or sign-out: `?rd=`, or else the
+/// `X-Auth-Request-Redirect` header, which an nginx in front sets to `$request_uri` when its
+/// `error_page 401` sends the browser here (oauth2-proxy reads it the same way). Either is
+/// checked by `safe_redirect` before it is followed.
+fn asked_redirect(req: &Request<RequestBody>) -> Option<String> {
+    query_param(req.uri(), "rd").or_else(|| {
+        req.headers()
+            .get("x-auth-request-redirect")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    })
+}
+
 enum RefreshFailure {
     SignedOut,
     Store(StoreError),
 }
+
+/// Whether the operator has been told, once, that `/auth` set several cookies.
+static SEVERAL_COOKIES_TOLD: AtomicBool = AtomicBool::new(false);
 
 fn append_cookies(resp: &mut Response<Body>, live: &LiveSession) {
     if let Some(cookies) = &live.set_cookies {

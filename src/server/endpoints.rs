@@ -8,9 +8,14 @@ use super::Gateway;
 use crate::policy::{normalize, Route};
 use crate::proxy::{Body, ClientInfo, RequestBody};
 
-/// Where a forward-auth proxy names the request it asks about: Traefik and Caddy send
-/// `X-Forwarded-Uri`; nginx set-ups pass `$request_uri` as `X-Original-URI`.
+/// Where forward-auth proxies name the request they ask about: Traefik and Caddy send
+/// `X-Forwarded-Uri`; nginx set-ups pass `$request_uri` as `X-Original-URI`. Believed only
+/// when `server.forward_auth_uri_header` names one (and only that one).
 const ORIGINAL_URI: [&str; 2] = ["x-forwarded-uri", "x-original-uri"];
+
+/// Whether the operator has been told, once, that a URI header was not believed.
+static URI_HEADER_IGNORED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// Which of the gateway's own endpoints `path` is (`/ping`, `/callback`, `/auth/x`...), or
 /// `None` for a path that goes to a route. Synchronous, so the common case (not ours) costs
@@ -101,13 +106,20 @@ fn asked_about<'g>(
         if !client.trusted {
             return Ok(None);
         }
-        // A proxy sets the one it uses and passes on whatever else the client sent (nginx's
-        // auth_request does), so two that differ mean the client wrote one of them.
+        // nginx's auth_request hands the subrequest every header the client sent: only the
+        // one header the operator says the proxy sets itself (and so overwrites) is believed.
+        // Trusting any would let a client name a public route for a protected request.
+        let Some(header) = &gw.config.server.forward_auth_uri_header else {
+            if ORIGINAL_URI.iter().any(|h| req.headers().contains_key(*h))
+                && !URI_HEADER_IGNORED.swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!("forward-auth was asked with X-Original-URI or X-Forwarded-Uri, which are not believed: it answers by [access] alone. To decide by the routes, set server.forward_auth_uri_header to the header your proxy sets itself (overwriting the client's)");
+            }
+            return Ok(None);
+        };
+        // Two values that differ mean the proxy appended to what the client sent.
         let mut named = None;
-        for value in ORIGINAL_URI
-            .iter()
-            .flat_map(|name| req.headers().get_all(*name))
-        {
+        for value in req.headers().get_all(header.as_str()) {
             let value = value.to_str().map_err(|_| GatewayError::AmbiguousUri)?;
             match named {
                 Some(earlier) if earlier != value => return Err(GatewayError::AmbiguousUri),

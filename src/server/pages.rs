@@ -79,7 +79,7 @@ impl GatewayError {
             GatewayError::BadPath(why) => ("bad_request", "Bad request", format!("The address is malformed: {why}.")),
             GatewayError::AmbiguousHost => ("bad_request", "Bad request", "The request names more than one host (two Host headers, or a Host that differs from the request target). If a proxy in front sends it, check how it sets Host.".into()),
             GatewayError::MissingHost => ("bad_request", "Bad request", "An HTTP/1.1 request must name its host in a Host header.".into()),
-            GatewayError::AmbiguousUri => ("bad_request", "Bad request", "X-Forwarded-Uri and X-Original-URI name different requests: the proxy in front should set one of them, and clear or overwrite what the client sent.".into()),
+            GatewayError::AmbiguousUri => ("bad_request", "Bad request", "The header that names the request asked about (server.forward_auth_uri_header) came more than once, with different values: the proxy in front should overwrite what the client sent, not add to it.".into()),
             GatewayError::NoRoute => ("not_found", "Not found", "Nothing is served at this address.".into()),
             GatewayError::NotFound => ("not_found", "Not found", "Nothing is served at this address.".into()),
             GatewayError::Upstream(ProxyError::Timeout { .. }) => (
