@@ -236,3 +236,15 @@ fn workers_default_to_the_cpu_count_and_zero_is_refused() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn a_prefix_with_and_without_its_trailing_slash_is_one_route() {
+    let toml = "[[routes]]\npath_prefix = \"/app\"\nupstream = \"http://a\"\npublic = true\n\
+                [[routes]]\npath_prefix = \"/app/\"\nupstream = \"http://b\"\npublic = true\n";
+    let errs = errors_of(toml, &FakeSource::default()).join("\n");
+    assert!(
+        errs.contains("routes[1].path_prefix")
+            && errs.contains("another route already has path_prefix \"/app\" (and no host)"),
+        "{errs}"
+    );
+}

@@ -317,13 +317,22 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             }
         }
         let host = r.host.as_ref().map(|h| h.trim().to_ascii_lowercase());
-        if routes
+        // `/app/` and `/app` are one prefix: prefixes match whole segments.
+        let same_prefix = |a: &str, b: &str| {
+            let trim = |p: &str| p.trim_end_matches('/').to_string();
+            trim(a) == trim(b)
+        };
+        if let Some(other) = routes
             .iter()
-            .any(|o| o.host == host && o.path_prefix == path_prefix)
+            .find(|o| o.host == host && same_prefix(&o.path_prefix, &path_prefix))
         {
+            let which = match &host {
+                Some(h) => format!("host \"{h}\" and path_prefix \"{}\"", other.path_prefix),
+                None => format!("path_prefix \"{}\" (and no host)", other.path_prefix),
+            };
             e.add(
                 &key("path_prefix"),
-                format!("another route already has host {host:?} and path_prefix {path_prefix:?}; merge them"),
+                format!("another route already has {which}; merge them"),
             );
         }
         let public = r.public.unwrap_or(false);

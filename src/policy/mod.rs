@@ -109,10 +109,15 @@ impl Route {
         } else {
             RouteRule::from_groups(r.allowed_groups.as_deref().unwrap_or(default_groups))
         };
-        let path_prefix = match normalize(&r.path_prefix) {
+        let mut path_prefix = match normalize(&r.path_prefix) {
             Ok(p) => p.match_path().to_string(),
             Err(_) => r.path_prefix.clone(),
         };
+        // Prefixes match whole segments, so `/admin/` is `/admin`: the bare `/admin` must not
+        // fall through to a wider route (nginx redirects it to `/admin/`; apps serve both).
+        while path_prefix.len() > 1 && path_prefix.ends_with('/') {
+            path_prefix.pop();
+        }
         Route {
             id,
             host: r.host.as_deref().map(|h| {

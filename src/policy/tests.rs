@@ -42,7 +42,10 @@ fn longest_prefix_wins_and_is_segment_aware() {
     assert_eq!(route_for(&t, None, "/admin/users"), 1);
     assert_eq!(route_for(&t, None, "/adminx"), 0);
     assert_eq!(route_for(&t, None, "/public/a.css"), 2);
-    assert_eq!(route_for(&t, None, "/public"), 0);
+    // `/public/` is the prefix `/public`: the bare path is its too, not the catch-all's.
+    assert_eq!(route_for(&t, None, "/public"), 2);
+    assert_eq!(route_for(&t, None, "/public;jsessionid=1"), 2);
+    assert_eq!(route_for(&t, None, "/publicity"), 0);
 }
 
 #[test]
