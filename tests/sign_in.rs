@@ -1226,3 +1226,36 @@ async fn an_nginx_error_page_sign_in_returns_to_the_page_named_in_x_auth_request
     let (_, trail) = sign_in(&b, &authorize, "bob").await;
     assert_eq!(trail.last().unwrap(), &s.gw.url("/from-query"));
 }
+
+#[tokio::test]
+async fn a_claim_mapped_to_a_preset_header_replaces_it() {
+    // oauth2-proxy's `--prefer-email-to-user`, written as a mapping onto the preset's header.
+    let s = stand_with(
+        "basic-client",
+        "",
+        "[headers.claims]\n\"X-Forwarded-User\" = \"email\"\n\"X-Auth-Request-Email\" = \"sub\"\n\"X-Department\" = \"custom:department\"\n",
+    );
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", s.gw.logs());
+    let seen = s.upstream.last_request().unwrap();
+    let users: Vec<_> = seen.headers.get_all("x-forwarded-user").iter().collect();
+    assert_eq!(
+        users,
+        ["bob@example.com"],
+        "one X-Forwarded-User, the mapped one"
+    );
+    // The preset's other headers stay; a claim the user lacks sends no header.
+    assert_eq!(seen.header("x-forwarded-groups"), Some("staff"));
+    assert_eq!(seen.header("x-department"), None);
+
+    let asked = b.get(s.gw.url("/oauth2/auth")).send().await.unwrap();
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    let emails: Vec<_> = asked
+        .headers()
+        .get_all("x-auth-request-email")
+        .iter()
+        .collect();
+    assert_eq!(emails, ["22222222-2222-4222-8222-222222222222"]);
+    assert_eq!(asked.headers()["x-forwarded-user"], "bob@example.com");
+}

@@ -234,16 +234,6 @@ impl IdentityHeaders {
                 }
             }
         }
-        for (header, claim) in &config.claims {
-            if let Some(v) = principal
-                .mapped
-                .get(claim)
-                .and_then(|v| HeaderValue::from_str(v).ok())
-            {
-                out.upstream.push((header.clone(), v.clone()));
-                out.auth_request.push((header.clone(), v));
-            }
-        }
         push(
             &mut out.auth_request,
             "x-auth-request-user",
@@ -261,6 +251,20 @@ impl IdentityHeaders {
         if config.pass_access_token {
             if let Some(t) = tokens.access_token {
                 push(&mut out.auth_request, "x-auth-request-access-token", t);
+            }
+        }
+        for (header, claim) in &config.claims {
+            // A mapping owns its header: it replaces a preset's header of that name (say,
+            // `X-Forwarded-User` from `email`), and one claim missing leaves none.
+            out.upstream.retain(|(name, _)| name != header);
+            out.auth_request.retain(|(name, _)| name != header);
+            if let Some(v) = principal
+                .mapped
+                .get(claim)
+                .and_then(|v| HeaderValue::from_str(v).ok())
+            {
+                out.upstream.push((header.clone(), v.clone()));
+                out.auth_request.push((header.clone(), v));
             }
         }
         out
