@@ -1259,3 +1259,33 @@ async fn a_claim_mapped_to_a_preset_header_replaces_it() {
     assert_eq!(emails, ["22222222-2222-4222-8222-222222222222"]);
     assert_eq!(asked.headers()["x-forwarded-user"], "bob@example.com");
 }
+
+#[tokio::test]
+async fn a_host_prefixed_cookie_name_gets_cookies_a_browser_keeps() {
+    // `__Host-` cookies must have `Path=/` (and Secure, which https gives them): a state
+    // cookie at `Path=/oauth2` is dropped by browsers, and sign-in never completes.
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let config = idp
+        .gateway_config(port, &upstream.url, "cookie_name = \"__Host-sso\"", "")
+        .replace(&format!("public_url = \"http://127.0.0.1:{port}\"\n"), "");
+    let gw = Gateway::start(&config);
+    gw.wait_ready(Duration::from_secs(15));
+    let b = browser();
+    let start = b.get(gw.url("/oauth2/start?rd=/")).send().await.unwrap();
+    assert_eq!(start.status(), StatusCode::FOUND);
+    let state: Vec<_> = start
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !state.is_empty()
+            && state
+                .iter()
+                .all(|c| c.starts_with("__Host-sso_state_") && c.contains("; Path=/;")),
+        "{state:?}"
+    );
+}

@@ -248,3 +248,19 @@ fn a_prefix_with_and_without_its_trailing_slash_is_one_route() {
         "{errs}"
     );
 }
+
+#[test]
+fn host_and_secure_prefixed_cookie_names_need_https() {
+    for name in ["__Host-sso", "__Secure-sso"] {
+        let toml = format!(
+            "[server]\npublic_url = \"http://app.example.com\"\n[session]\ncookie_name = \"{name}\"\n[[routes]]\nupstream = \"http://a\"\npublic = true\n"
+        );
+        let errs = errors_of(&toml, &FakeSource::default()).join("\n");
+        assert!(
+            errs.contains("session.cookie_name") && errs.contains("only over https"),
+            "{errs}"
+        );
+        let https = toml.replace("http://app", "https://app");
+        assert!(Config::from_toml_str(&https, &FakeSource::default()).is_ok());
+    }
+}

@@ -381,6 +381,18 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             format!("{cookie_name:?} may hold only letters, digits, '_', '-' and '.'"),
         );
     }
+    let lower = cookie_name.to_ascii_lowercase();
+    if (lower.starts_with("__host-") || lower.starts_with("__secure-"))
+        && server
+            .public_url
+            .as_ref()
+            .is_some_and(|u| u.scheme() == "http")
+    {
+        e.add(
+            "session.cookie_name",
+            format!("{cookie_name:?}: browsers accept __Host- and __Secure- cookies only over https, and server.public_url is http; drop the prefix or serve https"),
+        );
+    }
     let secret = e
         .secret(source, "session.secret", &ss.secret, &ss.secret_file)
         .and_then(|s| cookie_key(&mut e, "session.secret", s));

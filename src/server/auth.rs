@@ -218,9 +218,16 @@ impl Auth {
             _ => config.session.cache_ttl,
         };
         let server = &config.server;
-        let state_path = if server
-            .callback_path
-            .starts_with(&format!("{}/", server.auth_prefix))
+        // A `__Host-` cookie must have `Path=/`, or browsers drop it.
+        let host_prefixed = config
+            .session
+            .cookie_name
+            .to_ascii_lowercase()
+            .starts_with("__host-");
+        let state_path = if !host_prefixed
+            && server
+                .callback_path
+                .starts_with(&format!("{}/", server.auth_prefix))
         {
             server.auth_prefix.clone()
         } else {
