@@ -340,6 +340,16 @@ fn set_by_env(env: &[(String, String)], key: &str) -> bool {
 /// Environment overrides: `SSOGATE_SERVER__LISTEN=...` sets `server.listen`.
 struct EnvOverrides(Vec<(String, String)>);
 
+/// The list settings, and what separates items when an environment variable writes one
+/// without brackets (`SSOGATE_ACCESS__ALLOWED_GROUPS=admins,staff`,
+/// `SSOGATE_PROVIDER__SCOPES="openid email"`).
+const LIST_KEYS: [([&str; 2], &[char]); 4] = [
+    (["access", "allowed_groups"], &[',']),
+    (["server", "trusted_proxies"], &[',', ' ']),
+    (["server", "allowed_redirect_hosts"], &[',', ' ']),
+    (["provider", "scopes"], &[',', ' ']),
+];
+
 impl Provider for EnvOverrides {
     fn metadata(&self) -> Metadata {
         Metadata::named("environment variable(s)").interpolater(|_: &Profile, k: &[&str]| {
@@ -364,7 +374,18 @@ impl Provider for EnvOverrides {
             // those: parsed eagerly, an all-digit client id or secret became a number, was
             // rejected, and the error message printed it.
             let looks_structured = value.trim_start().starts_with(['[', '{', '"']);
-            let value: Value = if looks_structured {
+            let list_key = LIST_KEYS.iter().find(|(k, _)| path == *k);
+            let value: Value = if let (false, Some((_, separators))) = (looks_structured, list_key) {
+                // A list written as oauth2-proxy's variables take it: `admins,staff`.
+                Value::from(
+                    value
+                        .split(*separators)
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(Value::from)
+                        .collect::<Vec<_>>(),
+                )
+            } else if looks_structured {
                 // `parse` is infallible for figment's Value: anything not TOML-like stays a string.
                 value.parse().unwrap_or_else(|_| Value::from(value.clone()))
             } else {
@@ -433,15 +454,7 @@ impl Config {
     }
 
     fn from_figment(figment: Figment, source: &dyn ConfigSource) -> Result<Config, ConfigErrors> {
-        let to_errors = |e: figment::Error| {
-            e.into_iter()
-                .map(|e| ConfigError {
-                    key: String::new(),
-                    message: explain_figment_error(&e),
-                    line: None,
-                })
-                .collect::<Vec<_>>()
-        };
+        let to_errors = |e: figment::Error| e.into_iter().map(figment_error).collect::<Vec<_>>();
         match figment.extract_lossy::<RawConfig>() {
             Ok(raw) => validate::validate(raw, source),
             // Unknown keys stop serde at the first one: name them all, drop them, and validate
@@ -531,13 +544,45 @@ impl Config {
     }
 }
 
-fn explain_figment_error(e: &figment::Error) -> String {
+/// A figment (deserialisation) error as a `ConfigError`: the key as the file spells it
+/// (`routes[0].upstream`, so it gets its line), and what to write instead.
+fn figment_error(e: figment::Error) -> ConfigError {
     // Figment names keys with its profile ("default.server.listn"); users never see profiles.
-    let mut text = e.to_string().replace("\"default.", "\"");
-    if let figment::error::Kind::UnknownField(_, _) = &e.kind {
-        text.push_str(" (remove it or check its spelling against config/ssogate.example.toml)");
+    let mut key = String::new();
+    for part in e.path.iter().skip_while(|p| *p == "default") {
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            key.push_str(&format!("[{part}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
     }
-    text
+    let mut message = match &e.kind {
+        figment::error::Kind::Message(m) => m.replace("\"default.", "\""),
+        kind => kind.to_string(),
+    };
+    match &e.kind {
+        figment::error::Kind::UnknownField(_, _) => {
+            message.push_str(" (remove it or check its spelling against config/ssogate.example.toml)")
+        }
+        figment::error::Kind::InvalidType(_, expected) if expected.contains("sequence") => {
+            message.push_str(": write a list, like [\"a\", \"b\"] (also in an environment variable)")
+        }
+        figment::error::Kind::InvalidType(_, expected) if expected.contains("string") => {
+            message.push_str(": write it in double quotes")
+        }
+        _ => {}
+    }
+    if key.is_empty() {
+        message = e.to_string().replace("\"default.", "\"");
+    }
+    ConfigError {
+        key,
+        message,
+        line: None,
+    }
 }
 
 /// Finding every unknown key, using the raw structs' own field names as the schema.

@@ -264,3 +264,35 @@ fn host_and_secure_prefixed_cookie_names_need_https() {
         assert!(Config::from_toml_str(&https, &FakeSource::default()).is_ok());
     }
 }
+
+#[test]
+fn lists_in_the_environment_may_be_written_as_oauth2_proxy_takes_them() {
+    let source = FakeSource {
+        env: vec![
+            ("SSOGATE_ACCESS__ALLOWED_GROUPS".into(), "admins, staff".into()),
+            ("SSOGATE_SERVER__TRUSTED_PROXIES".into(), "10.0.0.0/8,127.0.0.1".into()),
+            ("SSOGATE_PROVIDER__SCOPES".into(), "openid email profile".into()),
+            (
+                "SSOGATE_SERVER__ALLOWED_REDIRECT_HOSTS".into(),
+                r#"["a.example.com"]"#.into(),
+            ),
+        ],
+        ..Default::default()
+    };
+    let c = Config::from_toml_str(&protected(""), &source).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.access.allowed_groups, ["admins", "staff"]);
+    assert_eq!(c.server.trusted_proxies.len(), 2);
+    assert_eq!(c.provider.unwrap().scopes, ["openid", "email", "profile"]);
+    assert_eq!(c.server.allowed_redirect_hosts, ["a.example.com"]);
+}
+
+#[test]
+fn a_value_of_the_wrong_type_names_its_key_and_how_to_write_it() {
+    let toml = "[access]\nallowed_groups = \"admins\"\n[[routes]]\nupstream = \"http://a\"\npublic = true\n";
+    let errs = errors_of(toml, &FakeSource::default()).join("\n");
+    assert!(
+        errs.contains("access.allowed_groups: invalid type")
+            && errs.contains("write a list, like [\"a\", \"b\"]"),
+        "{errs}"
+    );
+}
