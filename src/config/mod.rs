@@ -375,7 +375,8 @@ impl Provider for EnvOverrides {
             // rejected, and the error message printed it.
             let looks_structured = value.trim_start().starts_with(['[', '{', '"']);
             let list_key = LIST_KEYS.iter().find(|(k, _)| path == *k);
-            let value: Value = if let (false, Some((_, separators))) = (looks_structured, list_key) {
+            let value: Value = if let (false, Some((_, separators))) = (looks_structured, list_key)
+            {
                 // A list written as oauth2-proxy's variables take it: `admins,staff`.
                 Value::from(
                     value
@@ -528,6 +529,33 @@ impl Config {
                 ));
             }
         }
+        for net in &self.server.trusted_proxies {
+            if net.prefix_len() == 0 {
+                warnings.push(format!(
+                    "server.trusted_proxies: {net} is every address: any client's X-Forwarded-* \
+                     (its address, scheme, host) is believed; list the proxies in front instead"
+                ));
+            }
+        }
+        if let Some(public) = self.server.public_url.as_ref().and_then(|u| u.host_str()) {
+            for (i, r) in self.routes.iter().enumerate() {
+                let host = r.host.as_deref().map(|h| h.trim_end_matches('.'));
+                if let Some(host) = host.filter(|h| !r.public && !h.eq_ignore_ascii_case(public)) {
+                    warnings.push(format!(
+                        "routes[{i}].host: {host} is not server.public_url's host ({public}): \
+                         sign-in there cannot complete, since the callback goes to {public} and \
+                         cookies belong to one host; leave public_url unset (each host's callback \
+                         URL registered at the provider) or serve this route on {public}"
+                    ));
+                }
+            }
+        }
+        if self.session.redis_url.is_some() && self.session.store != StoreKind::Redis {
+            warnings.push(
+                "session.redis_url is set but session.store is not \"redis\": it is not used"
+                    .into(),
+            );
+        }
         if self.server.forward_auth_uri_header.is_some() && self.server.trusted_proxies.is_empty() {
             warnings.push(
                 "server.forward_auth_uri_header: believed only from server.trusted_proxies, and \
@@ -564,12 +592,10 @@ fn figment_error(e: figment::Error) -> ConfigError {
         kind => kind.to_string(),
     };
     match &e.kind {
-        figment::error::Kind::UnknownField(_, _) => {
-            message.push_str(" (remove it or check its spelling against config/ssogate.example.toml)")
-        }
-        figment::error::Kind::InvalidType(_, expected) if expected.contains("sequence") => {
-            message.push_str(": write a list, like [\"a\", \"b\"] (also in an environment variable)")
-        }
+        figment::error::Kind::UnknownField(_, _) => message
+            .push_str(" (remove it or check its spelling against config/ssogate.example.toml)"),
+        figment::error::Kind::InvalidType(_, expected) if expected.contains("sequence") => message
+            .push_str(": write a list, like [\"a\", \"b\"] (also in an environment variable)"),
         figment::error::Kind::InvalidType(_, expected) if expected.contains("string") => {
             message.push_str(": write it in double quotes")
         }

@@ -269,9 +269,18 @@ fn host_and_secure_prefixed_cookie_names_need_https() {
 fn lists_in_the_environment_may_be_written_as_oauth2_proxy_takes_them() {
     let source = FakeSource {
         env: vec![
-            ("SSOGATE_ACCESS__ALLOWED_GROUPS".into(), "admins, staff".into()),
-            ("SSOGATE_SERVER__TRUSTED_PROXIES".into(), "10.0.0.0/8,127.0.0.1".into()),
-            ("SSOGATE_PROVIDER__SCOPES".into(), "openid email profile".into()),
+            (
+                "SSOGATE_ACCESS__ALLOWED_GROUPS".into(),
+                "admins, staff".into(),
+            ),
+            (
+                "SSOGATE_SERVER__TRUSTED_PROXIES".into(),
+                "10.0.0.0/8,127.0.0.1".into(),
+            ),
+            (
+                "SSOGATE_PROVIDER__SCOPES".into(),
+                "openid email profile".into(),
+            ),
             (
                 "SSOGATE_SERVER__ALLOWED_REDIRECT_HOSTS".into(),
                 r#"["a.example.com"]"#.into(),
@@ -295,4 +304,58 @@ fn a_value_of_the_wrong_type_names_its_key_and_how_to_write_it() {
             && errs.contains("write a list, like [\"a\", \"b\"]"),
         "{errs}"
     );
+}
+
+#[test]
+fn redirect_hosts_written_as_other_proxies_take_them_are_refused_with_the_fix() {
+    let toml = "[server]\nallowed_redirect_hosts = [\"https://a.example.com\", \"*.example.com\", \"localhost:3000\", \"b.example.com\", \".example.org\"]\n[[routes]]\nupstream = \"http://a\"\npublic = true\n";
+    let errs = errors_of(toml, &FakeSource::default()).join("\n");
+    for (i, fix) in [
+        (0, "without scheme or path"),
+        (1, "(leading dot)"),
+        (2, "without a port"),
+    ] {
+        assert!(
+            errs.contains(&format!("server.allowed_redirect_hosts[{i}]")) && errs.contains(fix),
+            "{i}: {errs}"
+        );
+    }
+    assert!(
+        !errs.contains("allowed_redirect_hosts[3]") && !errs.contains("[4]"),
+        "{errs}"
+    );
+}
+
+#[test]
+fn a_url_without_its_scheme_is_shown_with_one() {
+    let toml = "[[routes]]\nupstream = \"127.0.0.1:8080\"\npublic = true\n[[routes]]\npath_prefix = \"/b\"\nupstream = \"localhost:8080\"\npublic = true\n";
+    let errs = errors_of(toml, &FakeSource::default()).join("\n");
+    assert!(errs.contains("like \"https://127.0.0.1:8080\""), "{errs}");
+    assert!(errs.contains("\"http://localhost:8080\""), "{errs}");
+}
+
+#[test]
+fn settings_that_are_valid_but_cannot_work_as_meant_are_warned_about() {
+    let toml = protected(
+        "host = \"admin.example.com\"\n[server]\npublic_url = \"https://app.example.com\"\ntrusted_proxies = [\"0.0.0.0/0\"]\n",
+    )
+    .replace(
+        "[session]\n",
+        "[session]\nredis_url = \"redis://127.0.0.1:6379\"\n",
+    );
+    let c = Config::from_toml_str(&toml, &FakeSource::default()).unwrap_or_else(|e| panic!("{e}"));
+    let warnings = c.warnings().join("\n");
+    for expected in [
+        "server.trusted_proxies: 0.0.0.0/0 is every address",
+        "routes[0].host: admin.example.com is not server.public_url's host (app.example.com)",
+        "session.redis_url is set but session.store is not \"redis\"",
+    ] {
+        assert!(warnings.contains(expected), "{expected}\n{warnings}");
+    }
+    // The same gateway, set up as meant, is warned about nothing.
+    let fine = protected(
+        "[server]\npublic_url = \"https://app.example.com\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+    );
+    let c = Config::from_toml_str(&fine, &FakeSource::default()).unwrap();
+    assert_eq!(c.warnings(), Vec::<String>::new());
 }

@@ -44,6 +44,13 @@ impl Errors {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
                 Some(u)
             }
+            Ok(_) | Err(url::ParseError::RelativeUrlWithoutBase) if !text.contains("://") => {
+                self.add(
+                    key,
+                    format!("{text:?} is not a URL: write it with its scheme, like \"https://{text}\" (or \"http://{text}\" for a plain-HTTP app)"),
+                );
+                None
+            }
             Ok(_) => {
                 self.add(
                     key,
@@ -229,12 +236,28 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             ),
         }
     }
-    let allowed_redirect_hosts = s
-        .allowed_redirect_hosts
-        .iter()
-        .flatten()
-        .map(|h| h.trim().to_ascii_lowercase())
-        .collect();
+    let mut allowed_redirect_hosts = Vec::new();
+    for (i, h) in s.allowed_redirect_hosts.iter().flatten().enumerate() {
+        let h = h.trim().to_ascii_lowercase();
+        let problem = if h.contains("://") || h.contains('/') {
+            Some("write the host alone, without scheme or path")
+        } else if h.contains('*') {
+            Some("write \".example.com\" (leading dot) to admit every subdomain; '*' is not a pattern here")
+        } else if h.contains(':') && !h.starts_with('[') {
+            Some("write the host without a port: any port of a listed host is admitted")
+        } else if h.is_empty() || h == "." {
+            Some("is empty")
+        } else {
+            None
+        };
+        match problem {
+            Some(what) => e.add(
+                &format!("server.allowed_redirect_hosts[{i}]"),
+                format!("{h:?} never matches: {what}, like \"other.example.com\""),
+            ),
+            None => allowed_redirect_hosts.push(h),
+        }
+    }
     let header_read_timeout =
         e.duration("server.header_read_timeout", &s.header_read_timeout, "10s");
     let drain_timeout = e.duration("server.drain_timeout", &s.drain_timeout, "30s");
