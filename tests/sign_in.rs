@@ -847,6 +847,16 @@ async fn forward_auth_decides_as_the_routes_do_for_the_request_it_asks_about() {
     .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.headers()["x-auth-request-user"], "bob");
+    // The access log says whom forward-auth answered about, and by which route.
+    s.gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["path"] == "/oauth2/auth" && l["status"] == 202 && l["user"] == "bob" && l["route"] == "/"
+    });
+    s.gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["path"] == "/oauth2/auth"
+            && l["status"] == 403
+            && l["user"] == "bob"
+            && l["route"] == "/admin/"
+    });
 }
 
 #[tokio::test]

@@ -31,11 +31,13 @@ pub fn endpoint_of(server: &crate::config::ServerConfig, path: &str) -> Option<S
 }
 
 /// Answers a request for one of the gateway's own endpoints (`endpoint_of`).
-pub async fn handle(
-    gw: &Gateway,
+pub async fn handle<'g>(
+    gw: &'g Gateway,
     client: &ClientInfo,
     req: &mut Request<RequestBody>,
     endpoint: &str,
+    // Forward-auth's: the route of the request it was asked about, for the access log.
+    asked_route: &mut Option<&'g Route>,
 ) -> Result<Response<Body>, GatewayError> {
     // Forward-auth takes any method (nginx's auth_request asks with the original request's)
     // and any path below it (Envoy's ext_authz appends the original path).
@@ -45,7 +47,10 @@ pub async fn handle(
     {
         return match &gw.auth {
             Some(auth) => match asked_about(gw, client, req, below) {
-                Ok(route) => Box::pin(auth.forward_auth(req, client, route.map(|r| &r.rule))).await,
+                Ok(route) => {
+                    *asked_route = route;
+                    Box::pin(auth.forward_auth(req, client, route.map(|r| &r.rule))).await
+                }
                 Err(e) => Err(e),
             },
             None => Err(GatewayError::NotFound),

@@ -44,9 +44,13 @@ pub async fn handle(
     let resp = match stages(gw, proxy, client, req, &mut outcome).await {
         Ok(resp) => resp,
         Err(e) => {
-            if let GatewayError::Upstream(err) = &e {
-                gw.metrics.upstream_errors.add(1);
-                outcome.upstream_error = Some(err.to_string());
+            match &e {
+                GatewayError::Upstream(err) => {
+                    gw.metrics.upstream_errors.add(1);
+                    outcome.upstream_error = Some(err.to_string());
+                }
+                GatewayError::Forbidden { user } if log => outcome.user = Some(user.clone()),
+                _ => {}
             }
             let sign_out = format!("{}/sign_out", gw.config.server.auth_prefix);
             e.into_response(json, Some(&sign_out))
@@ -92,7 +96,18 @@ async fn stages<'g>(
         if let Err(problem) = client.route_host(req.headers(), req.uri(), req.version()) {
             return Err(problem.into());
         }
-        return super::endpoints::handle(gw, client, &mut req, &endpoint).await;
+        let answer =
+            super::endpoints::handle(gw, client, &mut req, &endpoint, &mut outcome.route).await;
+        if outcome.log {
+            // Forward-auth's answer names whom it admitted (403s name the user below).
+            outcome.user = answer.as_ref().ok().and_then(|r| {
+                r.headers()
+                    .get("x-auth-request-user")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            });
+        }
+        return answer;
     }
     let (route, new_path) = {
         let path = normalize(req.uri().path()).map_err(GatewayError::BadPath)?;

@@ -377,7 +377,8 @@ pub async fn serve(
     );
     start_metrics(metrics_listen, &gateway).await?;
     let local = listener.local_addr().ok();
-    tracing::info!(listen = ?local, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
+    let local = local.map_or_else(String::new, |a| a.to_string());
+    tracing::info!(listen = %local, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
     let proxy = gateway.proxy.clone();
     accept_loop(listener, None, gateway, proxy, tls, shutdown).await;
     Ok(())
