@@ -861,7 +861,12 @@ async fn forward_auth_decides_as_the_routes_do_for_the_request_it_asks_about() {
 
 #[tokio::test]
 async fn the_alb_preset_signs_an_assertion_the_app_can_verify() {
-    let s = stand_with("basic-client", "", "[headers]\npreset = \"alb\"\n");
+    let arn = "arn:aws:elasticloadbalancing:eu-central-1:123456789012:loadbalancer/app/web/50dc6c495c0c9188";
+    let s = stand_with(
+        "basic-client",
+        "",
+        &format!("[headers]\npreset = \"alb\"\nalb_signer = \"{arn}\"\n"),
+    );
     let b = browser();
     let (resp, _) = sign_in(&b, &s.gw.url("/"), "alice").await;
     assert_eq!(resp.status(), StatusCode::OK, "{}", s.gw.logs());
@@ -890,6 +895,41 @@ async fn the_alb_preset_signs_an_assertion_the_app_can_verify() {
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
         .verify(input.as_bytes(), &b64.decode(sig).unwrap())
         .expect("x-amzn-oidc-data verifies with /oauth2/jwks.json");
+
+    // AWS's documented check: the header's signer is the load balancer, and the key comes
+    // as PEM by kid (from the ALB's key server; here from the gateway).
+    let head: serde_json::Value =
+        serde_json::from_slice(&b64.decode(input.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(head["signer"], arn);
+    let kid = head["kid"].as_str().unwrap();
+    let pem = b
+        .get(s.gw.url(&format!("/oauth2/keys/{kid}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    assert_eq!(der.len(), 91, "a P-256 SubjectPublicKeyInfo");
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &der[26..])
+        .verify(input.as_bytes(), &b64.decode(sig).unwrap())
+        .expect("x-amzn-oidc-data verifies with the PEM key of its kid");
+    let unknown = b.get(s.gw.url("/oauth2/keys/nope")).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    // nginx in front of an ALB-built app gets the same headers from forward-auth.
+    let asked = b.get(s.gw.url("/oauth2/auth")).send().await.unwrap();
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        asked.headers()["x-amzn-oidc-identity"],
+        "11111111-1111-4111-8111-111111111111"
+    );
+    assert!(asked.headers().get("x-amzn-oidc-data").is_some());
 }
 
 #[tokio::test]

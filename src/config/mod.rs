@@ -195,6 +195,8 @@ pub struct HeadersConfig {
     pub pass_access_token: bool,
     pub pass_id_token: bool,
     pub signing_key_file: Option<PathBuf>,
+    /// The `signer` in the `alb` assertion's header (an ALB writes its ARN). Default `ssogate`.
+    pub alb_signer: String,
     /// Extra headers from claims: header -> claim name.
     pub claims: Vec<(HeaderName, String)>,
 }

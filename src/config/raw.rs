@@ -129,6 +129,7 @@ pub struct RawHeaders {
     pub pass_access_token: Option<bool>,
     pub pass_id_token: Option<bool>,
     pub signing_key_file: Option<String>,
+    pub alb_signer: Option<String>,
     pub claims: Option<BTreeMap<String, String>>,
 }
 

@@ -529,6 +529,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         pass_access_token: h.pass_access_token.unwrap_or(false),
         pass_id_token: h.pass_id_token.unwrap_or(false),
         signing_key_file: h.signing_key_file.as_ref().map(PathBuf::from),
+        alb_signer: h.alb_signer.clone().unwrap_or_else(|| "ssogate".into()),
         claims,
     };
 
@@ -919,6 +920,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
                 .signing_key_file
                 .as_ref()
                 .map(|f| f.display().to_string()),
+            alb_signer: Some(c.headers.alb_signer.clone()),
             claims: Some(
                 c.headers
                     .claims

@@ -38,9 +38,50 @@ pub struct AssertionSigner {
     rng: SystemRandom,
     issuer: String,
     client_id: String,
-    /// Public keys of the keys this one replaced (newest first), still published so that
-    /// assertions they signed keep verifying until they expire.
-    retired: Vec<serde_json::Value>,
+    /// The header's `signer` (an ALB puts its ARN there, and AWS's sample code checks it).
+    signer: String,
+    /// The keys this one replaced (newest first), still published so that assertions they
+    /// signed keep verifying until they expire.
+    retired: Vec<PublicKey>,
+}
+
+/// A P-256 public key and its `kid`.
+#[derive(Clone)]
+struct PublicKey {
+    kid: String,
+    /// `0x04 || x || y`.
+    point: Vec<u8>,
+}
+
+impl PublicKey {
+    fn jwk(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
+            "x": B64.encode(&self.point[1..33]), "y": B64.encode(&self.point[33..65]),
+        })
+    }
+
+    /// SubjectPublicKeyInfo PEM, as an ALB's key server answers for a `kid`.
+    fn pem(&self) -> String {
+        // DER of SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (point) }.
+        const SPKI_P256_PREFIX: [u8; 26] = [
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        let der: Vec<u8> = SPKI_P256_PREFIX
+            .iter()
+            .chain(&self.point)
+            .copied()
+            .collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        pem
+    }
 }
 
 /// How many replaced keys `/jwks.json` keeps publishing.
@@ -62,7 +103,12 @@ pub enum SignerError {
 
 impl AssertionSigner {
     /// From a PKCS#8 PEM or DER P-256 key, or a fresh key when `pkcs8` is `None`.
-    pub fn new(pkcs8: Option<&[u8]>, issuer: &str, client_id: &str) -> Result<Self, SignerError> {
+    pub fn new(
+        pkcs8: Option<&[u8]>,
+        issuer: &str,
+        client_id: &str,
+        signer: &str,
+    ) -> Result<Self, SignerError> {
         let rng = SystemRandom::new();
         let der = match pkcs8 {
             Some(bytes) => pem_to_der(bytes).map_err(SignerError::BadKey)?,
@@ -81,6 +127,7 @@ impl AssertionSigner {
             rng,
             issuer: issuer.to_string(),
             client_id: client_id.to_string(),
+            signer: signer.to_string(),
             retired: Vec::new(),
         })
     }
@@ -93,33 +140,41 @@ impl AssertionSigner {
     /// This signer, taking over from `old`: `old`'s public key (and the ones it kept) stay
     /// in the JWKS, so an app that verifies an assertion signed before the change finds it.
     pub fn succeeding(mut self, old: &AssertionSigner) -> AssertionSigner {
-        self.retired = std::iter::once(old.public_jwk())
+        self.retired = std::iter::once(old.public_key())
             .chain(old.retired.iter().cloned())
-            .filter(|k| k["kid"] != self.kid.as_str())
+            .filter(|k| k.kid != self.kid)
             .take(RETIRED_KEYS)
             .collect();
         self
     }
 
-    fn public_jwk(&self) -> serde_json::Value {
-        let point = self.key.public_key().as_ref(); // 0x04 || x || y
-        serde_json::json!({
-            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
-            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
-        })
+    fn public_key(&self) -> PublicKey {
+        PublicKey {
+            kid: self.kid.clone(),
+            point: self.key.public_key().as_ref().to_vec(),
+        }
     }
 
-    /// The JWKS document served at `{auth_prefix}/jwks.json`: the signing key first.
+    /// The keys published: the signing key first, then those it replaced.
+    fn published(&self) -> impl Iterator<Item = PublicKey> + '_ {
+        std::iter::once(self.public_key()).chain(self.retired.iter().cloned())
+    }
+
+    /// The JWKS document served at `{auth_prefix}/jwks.json`.
     pub fn jwks_json(&self) -> String {
-        let keys: Vec<serde_json::Value> = std::iter::once(self.public_jwk())
-            .chain(self.retired.iter().cloned())
-            .collect();
+        let keys: Vec<serde_json::Value> = self.published().map(|k| k.jwk()).collect();
         serde_json::json!({ "keys": keys }).to_string()
+    }
+
+    /// The PEM of the published key `kid` (`{auth_prefix}/keys/{kid}`): where an ALB's apps
+    /// fetch `https://public-keys.auth.elb.{region}.amazonaws.com/{kid}`.
+    pub fn public_pem(&self, kid: &str) -> Option<String> {
+        self.published().find(|k| k.kid == kid).map(|k| k.pem())
     }
 
     fn sign(&self, principal: &Principal, exp: u64) -> Option<String> {
         let header = serde_json::json!({
-            "typ": "JWT", "alg": "ES256", "kid": self.kid,
+            "typ": "JWT", "alg": "ES256", "kid": self.kid, "signer": self.signer,
             "iss": self.issuer, "client": self.client_id, "exp": exp,
         });
         let mut claims = serde_json::json!({
@@ -217,12 +272,16 @@ impl IdentityHeaders {
                 }
             }
             HeaderPreset::Alb => {
-                push(&mut out.upstream, "x-amzn-oidc-identity", &principal.sub);
-                if let Some(t) = tokens.access_token {
-                    push(&mut out.upstream, "x-amzn-oidc-accesstoken", t);
+                // Also in forward-auth answers, for an nginx in front of an ALB-built app.
+                for list in [&mut out.upstream, &mut out.auth_request] {
+                    push(list, "x-amzn-oidc-identity", &principal.sub);
+                    if let Some(t) = tokens.access_token {
+                        push(list, "x-amzn-oidc-accesstoken", t);
+                    }
                 }
                 if let Some(jwt) = signer.and_then(|s| s.sign(principal, tokens.expires_at)) {
                     push(&mut out.upstream, "x-amzn-oidc-data", &jwt);
+                    push(&mut out.auth_request, "x-amzn-oidc-data", &jwt);
                 }
             }
             HeaderPreset::None => {}

@@ -111,7 +111,7 @@ fn oauth2_proxy_preset_names_the_person() {
 #[test]
 fn alb_preset_signs_a_verifiable_assertion() {
     let config = headers_config("[headers]\npreset = \"alb\"\n");
-    let signer = AssertionSigner::new(None, "https://issuer", "client").unwrap();
+    let signer = AssertionSigner::new(None, "https://issuer", "client", "ssogate").unwrap();
     let tokens = TokensForHeaders {
         access_token: Some("at"),
         id_token: None,
@@ -150,3 +150,4 @@ fn authorization_is_stripped_only_when_the_gateway_sets_it() {
     .unwrap();
     assert!(InboundFilter::from_config(&config).is_spoofed(&name));
 }
+

@@ -208,6 +208,7 @@ impl Auth {
                 key.as_deref(),
                 &provider_config.issuer,
                 &provider_config.client_id,
+                &config.headers.alb_signer,
             )?))
         } else {
             None
@@ -368,8 +369,14 @@ impl Auth {
             let provider = self.provider.config();
             let read = tokio::fs::read(path).await.map_err(|e| e.to_string());
             match read.and_then(|key| {
-                AssertionSigner::new(Some(&key), &provider.issuer, &provider.client_id)
-                    .map_err(|e| e.to_string())
+                let alb_signer = &self.config.headers.alb_signer;
+                AssertionSigner::new(
+                    Some(&key),
+                    &provider.issuer,
+                    &provider.client_id,
+                    alb_signer,
+                )
+                .map_err(|e| e.to_string())
             }) {
                 Ok(new) if new.kid() != signer.load().kid() => {
                     let new = new.succeeding(&signer.load());
@@ -867,6 +874,7 @@ impl Auth {
             "/signed_out" => Ok(self.signed_out(req, client)),
             "/userinfo" => self.userinfo(req, client).await,
             "/jwks.json" => Ok(self.assertion_jwks()),
+            e if e.starts_with("/keys/") => self.assertion_key_pem(&e["/keys/".len()..]),
             _ => Err(GatewayError::NotFound),
         }
     }
@@ -1297,6 +1305,21 @@ impl Auth {
         {
             tracing::warn!("forward-auth answered with more than one Set-Cookie (a cookie-store session split into parts): nginx's auth_request_set passes on only the first, and the user will have to sign in again; use session.store = \"memory\" or \"redis\" with forward-auth");
         }
+        Ok(resp)
+    }
+
+    /// One published assertion key as PEM, by `kid`: the shape of an ALB's key server.
+    fn assertion_key_pem(&self, kid: &str) -> Result<Response<Body>, GatewayError> {
+        let pem = self
+            .signer
+            .as_ref()
+            .and_then(|s| s.load().public_pem(kid))
+            .ok_or(GatewayError::NotFound)?;
+        let mut resp = Response::new(full(pem));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-pem-file"),
+        );
         Ok(resp)
     }
 
