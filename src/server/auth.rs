@@ -771,12 +771,12 @@ impl Auth {
         Some(if live.session.expires > now {
             Ok(live)
         } else {
-            Err(AuthAnswer::Error(GatewayError::SignInRequired))
+            Err(AuthAnswer::Error(GatewayError::InvalidToken))
         })
     }
 
     async fn verify_bearer(&self, token: &str, now: u64) -> Result<Arc<LiveSession>, AuthAnswer> {
-        let unauthorized = || AuthAnswer::Error(GatewayError::SignInRequired);
+        let unauthorized = || AuthAnswer::Error(GatewayError::InvalidToken);
         let claims = match self.provider.verify_signature(token).await {
             Ok(c) => c,
             Err(e) => {

@@ -23,6 +23,9 @@ pub enum GatewayError {
     Upstream(#[from] ProxyError),
     #[error("sign-in required")]
     SignInRequired,
+    /// A bearer token was sent and refused (RFC 6750's `invalid_token`).
+    #[error("the bearer token was refused")]
+    InvalidToken,
     #[error("{user} is not in a group this route admits")]
     Forbidden { user: String },
     #[error("sign-in is temporarily unavailable: {reason}")]
@@ -62,7 +65,7 @@ impl GatewayError {
             GatewayError::NoRoute | GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::Upstream(ProxyError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            GatewayError::SignInRequired => StatusCode::UNAUTHORIZED,
+            GatewayError::SignInRequired | GatewayError::InvalidToken => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden { .. } | GatewayError::ProviderRefused { .. } => {
                 StatusCode::FORBIDDEN
             }
@@ -96,6 +99,11 @@ impl GatewayError {
                 "unauthorized",
                 "Sign-in required",
                 "Send a valid session cookie or bearer token.".into(),
+            ),
+            GatewayError::InvalidToken => (
+                "invalid_token",
+                "Token refused",
+                "The bearer token is invalid, expired, or not for this application: get a new one.".into(),
             ),
             GatewayError::Forbidden { .. } => (
                 "forbidden",
@@ -149,7 +157,12 @@ impl GatewayError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"ssogate\""),
+                HeaderValue::from_static(match self {
+                    GatewayError::InvalidToken => {
+                        "Bearer realm=\"ssogate\", error=\"invalid_token\""
+                    }
+                    _ => "Bearer realm=\"ssogate\"",
+                }),
             );
         }
         resp
