@@ -527,7 +527,7 @@ async fn api_clients_pass_with_a_cognito_access_token_and_forged_ones_get_401() 
     assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         denied.json::<serde_json::Value>().await.unwrap()["error"],
-        "unauthorized"
+        "invalid_token"
     );
     // The ID token of the same sign-in passes too.
     let id = tokens["id_token"].as_str().unwrap().to_string();
