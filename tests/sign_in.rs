@@ -154,6 +154,9 @@ async fn an_allowed_user_reaches_the_app_with_identity_headers_and_no_gateway_co
         .unwrap();
     assert_eq!(me["user"], "alice");
     assert_eq!(me["groups"], serde_json::json!(["admins", "staff"]));
+    // Both spellings: ours and oauth2-proxy's.
+    assert_eq!(me["preferred_username"], "alice");
+    assert_eq!(me["preferredUsername"], "alice");
 }
 
 #[tokio::test]
@@ -649,6 +652,13 @@ async fn unsafe_redirect_targets_fall_back_to_the_root() {
         assert_eq!(resp.status(), StatusCode::OK, "{rd}: {trail:#?}");
         assert_eq!(trail.last().unwrap(), &s.gw.url("/"), "{rd} was followed");
     }
+    // The operator can see why (the host only: a refused target may carry anything).
+    s.gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("redirect target refused"))
+            && l["rd_host"] == "evil.com"
+    });
 }
 
 /// Starts a sign-in at the gateway; returns the provider authorize URL it redirects to.

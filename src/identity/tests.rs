@@ -150,4 +150,3 @@ fn authorization_is_stripped_only_when_the_gateway_sets_it() {
     .unwrap();
     assert!(InboundFilter::from_config(&config).is_spoofed(&name));
 }
-

@@ -741,7 +741,7 @@ impl Auth {
             tracing::info!(user = %s.principal.user, "signed out while the refresh was under way: the sign-out stands");
             return Err(RefreshFailure::SignedOut);
         };
-        tracing::info!(user = %s.principal.user, groups = ?s.principal.groups, "session refreshed");
+        tracing::info!(user = %s.principal.user, groups = %GroupsForLog(&s.principal.groups), "session refreshed");
         let set = self.sessions.is_stateless().then(|| {
             codec::set_chunked(
                 headers,
@@ -923,7 +923,15 @@ impl Auth {
         let asked = asked_redirect(req).unwrap_or_default();
         let origin = self.origin(req.headers(), req.uri(), client);
         let rd = safe_redirect(&asked, &origin, &self.config.server.allowed_redirect_hosts)
-            .unwrap_or("/");
+            .unwrap_or_else(|| {
+                if !asked.is_empty() {
+                    // The host only: a refused target's path or query may carry anything.
+                    let host = url::Url::parse(&asked).ok();
+                    let host = host.as_ref().and_then(|u| u.host_str()).unwrap_or("-");
+                    tracing::info!(rd_host = host, "redirect target refused (not this origin, nor a host in server.allowed_redirect_hosts): going to / instead");
+                }
+                "/"
+            });
         let path = rd.split(['?', '#']).next().unwrap_or("/");
         let kept = [rd, path]
             .into_iter()
@@ -1115,7 +1123,7 @@ impl Auth {
             }
         })?;
         self.metrics.sign_ins.add(1);
-        tracing::info!(user = %session.principal.user, groups = ?session.principal.groups, "signed in");
+        tracing::info!(user = %session.principal.user, groups = %GroupsForLog(&session.principal.groups), "signed in");
         let mut resp = redirect(&pending.rd);
         let h = resp.headers_mut();
         let attrs = self.cookie_attrs(&origin);
@@ -1248,11 +1256,14 @@ impl Auth {
             Err(AuthAnswer::Error(e)) => return Err(e),
         };
         let p = &live.session.principal;
+        let preferred = p.preferred_username.as_deref().unwrap_or(&p.user);
         let mut resp = json_response(
             StatusCode::OK,
             &serde_json::json!({
                 "user": p.user, "sub": p.sub, "email": p.email, "email_verified": p.email_verified,
-                "preferred_username": p.preferred_username.as_deref().unwrap_or(&p.user),
+                "preferred_username": preferred,
+                // oauth2-proxy's spelling, for front ends written against its /oauth2/userinfo.
+                "preferredUsername": preferred,
                 "groups": p.groups,
             }),
         );
@@ -1354,6 +1365,21 @@ fn asked_redirect(req: &Request<RequestBody>) -> Option<String> {
 enum RefreshFailure {
     SignedOut,
     Store(StoreError),
+}
+
+/// A user's groups in a log line: the first few and how many in all, not every one of a
+/// user in hundreds (a 6 KB line per sign-in).
+struct GroupsForLog<'a>(&'a [String]);
+
+impl std::fmt::Display for GroupsForLog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 20;
+        f.write_str(&self.0[..self.0.len().min(SHOWN)].join(","))?;
+        if self.0.len() > SHOWN {
+            write!(f, ",... ({} groups)", self.0.len())?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether the operator has been told, once, that `/auth` set several cookies.
