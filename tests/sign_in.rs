@@ -1354,3 +1354,55 @@ async fn a_host_prefixed_cookie_name_gets_cookies_a_browser_keeps() {
         "{state:?}"
     );
 }
+
+#[tokio::test]
+async fn without_public_url_the_callback_address_comes_from_a_trusted_proxy() {
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let idp = Idp::start(&[port]);
+    let config = idp.gateway_config(port, &upstream.url, "", "").replace(
+        &format!("public_url = \"http://127.0.0.1:{port}\"\n"),
+        "trusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    let gw = Gateway::start(&config);
+    gw.wait_ready(Duration::from_secs(15));
+    let start = |headers: &[(&str, &str)]| {
+        let mut req = browser().get(gw.url("/oauth2/start?rd=/"));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::FOUND);
+            query_value(resp.headers()["location"].to_str().unwrap(), "redirect_uri")
+        }
+    };
+    let proxied = [
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "app.example.test"),
+    ];
+    assert_eq!(
+        start(&proxied).await,
+        "https://app.example.test/oauth2/callback"
+    );
+    // nginx's `$host` drops a port that is not the scheme's own; X-Forwarded-Port keeps it.
+    let with_port = [proxied[0], proxied[1], ("X-Forwarded-Port", "8443")];
+    assert_eq!(
+        start(&with_port).await,
+        "https://app.example.test:8443/oauth2/callback"
+    );
+    let default_port = [proxied[0], proxied[1], ("X-Forwarded-Port", "443")];
+    assert_eq!(
+        start(&default_port).await,
+        "https://app.example.test/oauth2/callback"
+    );
+    let port_in_host = [
+        proxied[0],
+        ("X-Forwarded-Host", "app.example.test:9443"),
+        ("X-Forwarded-Port", "8443"),
+    ];
+    assert_eq!(
+        start(&port_in_host).await,
+        "https://app.example.test:9443/oauth2/callback"
+    );
+}
