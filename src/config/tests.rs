@@ -359,3 +359,18 @@ fn settings_that_are_valid_but_cannot_work_as_meant_are_warned_about() {
     let c = Config::from_toml_str(&fine, &FakeSource::default()).unwrap();
     assert_eq!(c.warnings(), Vec::<String>::new());
 }
+
+#[test]
+fn an_oauth2_proxy_style_cookie_secret_is_refused_saying_why() {
+    let errs = errors_of(
+        &protected("").replace(SECRET, "0123456789abcdef0123456789abcdef"),
+        &FakeSource::default(),
+    )
+    .join("\n");
+    assert!(
+        errs.contains("session.secret: decodes to 24 bytes")
+            && errs.contains("openssl rand -base64 32")
+            && errs.contains("as oauth2-proxy takes it"),
+        "{errs}"
+    );
+}

@@ -135,8 +135,13 @@ pub fn parse_cookie_secret(text: &[u8]) -> Result<Vec<u8>, String> {
     match decoded {
         Ok(bytes) if bytes.len() >= 32 => Ok(bytes),
         Ok(bytes) => Err(format!(
-            "decodes to {} bytes; it needs at least 32 random bytes, base64: generate one with `openssl rand -base64 32`",
-            bytes.len()
+            "decodes to {} bytes; it needs at least 32 random bytes, base64: generate one with `openssl rand -base64 32`{}",
+            bytes.len(),
+            if text.len() == 32 {
+                " (a 32-character secret as oauth2-proxy takes it is read as base64 here, not as the key itself)"
+            } else {
+                ""
+            }
         )),
         Err(_) => Err("is not base64: generate one with `openssl rand -base64 32`".into()),
     }
