@@ -1406,3 +1406,53 @@ async fn without_public_url_the_callback_address_comes_from_a_trusted_proxy() {
         "https://app.example.test:9443/oauth2/callback"
     );
 }
+
+#[tokio::test]
+async fn cors_preflights_pass_only_when_skip_preflight_says_so() {
+    let preflight = |c: &reqwest::Client, url: String| {
+        c.request(reqwest::Method::OPTIONS, url)
+            .header("Origin", "https://spa.example.com")
+            .header("Access-Control-Request-Method", "POST")
+            .header("Accept", "application/json")
+            .send()
+    };
+    for skip in [false, true] {
+        let upstream = Upstream::echo();
+        let port = free_port();
+        let idp = Idp::start(&[port]);
+        let text = config(port, &idp, "basic-client", &upstream.url, "", "").replace(
+            "[access]\n",
+            &format!("[access]\nskip_preflight = {skip}\n"),
+        );
+        let gw = Gateway::start(&text);
+        gw.wait_ready(Duration::from_secs(15));
+        let anon = common::client();
+        let r = preflight(&anon, gw.url("/api/orders")).await.unwrap();
+        let auth = preflight(&anon, gw.url("/oauth2/auth")).await.unwrap();
+        if skip {
+            assert_eq!(r.status(), StatusCode::OK, "the app answers the preflight");
+            assert_eq!(upstream.last_request().unwrap().method, "OPTIONS");
+            assert_eq!(auth.status(), StatusCode::ACCEPTED);
+        } else {
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(auth.status(), StatusCode::UNAUTHORIZED);
+        }
+        // Anything else still needs a session: an OPTIONS without the preflight headers, or
+        // the real call.
+        let bare = anon
+            .request(reqwest::Method::OPTIONS, gw.url("/api/orders"))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bare.status(), StatusCode::UNAUTHORIZED);
+        let call = anon
+            .post(gw.url("/api/orders"))
+            .header("Origin", "https://spa.example.com")
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(call.status(), StatusCode::UNAUTHORIZED);
+    }
+}

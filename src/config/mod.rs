@@ -162,6 +162,9 @@ pub struct SessionConfig {
 #[derive(Debug, Clone, Default)]
 pub struct AccessConfig {
     pub allowed_groups: Vec<String>,
+    /// CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, which
+    /// browsers send without cookies) pass protected routes unauthenticated. Default false.
+    pub skip_preflight: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -101,6 +101,7 @@ pub struct RawSession {
 #[serde(deny_unknown_fields)]
 pub struct RawAccess {
     pub allowed_groups: Option<Vec<String>>,
+    pub skip_preflight: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

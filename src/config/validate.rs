@@ -586,6 +586,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         session,
         access: AccessConfig {
             allowed_groups: raw.access.allowed_groups.clone().unwrap_or_default(),
+            skip_preflight: raw.access.skip_preflight.unwrap_or(false),
         },
         routes,
         upstream,
@@ -891,6 +892,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         session,
         access: RawAccess {
             allowed_groups: Some(c.access.allowed_groups.clone()),
+            skip_preflight: Some(c.access.skip_preflight),
         },
         routes: c
             .routes

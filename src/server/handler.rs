@@ -129,7 +129,7 @@ async fn stages<'g>(
 
     // authenticate, refresh, authorise, identify.
     let mut signed_in = None;
-    if route.rule.needs_sign_in() {
+    if route.rule.needs_sign_in() && !(gw.config.access.skip_preflight && is_cors_preflight(&req)) {
         let auth = gw
             .auth
             .as_ref()
@@ -177,4 +177,14 @@ async fn forward(
     Ok(proxy
         .forward(&gw.upstreams[route.id], req, new_path, client, out)
         .await?)
+}
+
+/// A CORS preflight: browsers send it before a cross-origin call, without cookies or
+/// credentials, so it can never be signed in (`[access] skip_preflight`).
+pub fn is_cors_preflight<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::OPTIONS
+        && req.headers().contains_key(http::header::ORIGIN)
+        && req
+            .headers()
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
 }
