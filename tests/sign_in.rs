@@ -1456,3 +1456,40 @@ async fn cors_preflights_pass_only_when_skip_preflight_says_so() {
         assert_eq!(call.status(), StatusCode::UNAUTHORIZED);
     }
 }
+
+#[tokio::test]
+async fn a_session_too_large_for_cookies_ends_at_a_page_that_says_so_not_in_a_loop() {
+    let s = stand();
+    // Cognito puts every group in the ID token: 99 long names are ~30 KB sealed.
+    let groups: Vec<String> = (0..99)
+        .map(|i| format!("{i:03}-{}", "g".repeat(296)))
+        .chain(["staff".to_string()])
+        .collect();
+    s.idp
+        .control("users/alice/groups", Some(serde_json::json!(groups)))
+        .await;
+    let b = browser();
+    let (resp, trail) = sign_in(&b, &s.gw.url("/hello"), "alice").await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{trail:#?}"
+    );
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("too large to keep in browser cookies") && page.contains("session.store"),
+        "{page}"
+    );
+    assert_eq!(
+        s.idp.stats().await["authorization_code_grants"],
+        1,
+        "one sign-in, not a loop of them"
+    );
+    s.gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["level"] == "ERROR"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("too large for the cookie store"))
+    });
+    s.idp.control("reset-users", None).await;
+}

@@ -741,6 +741,10 @@ impl Auth {
             tracing::info!(user = %s.principal.user, "signed out while the refresh was under way: the sign-out stands");
             return Err(RefreshFailure::SignedOut);
         };
+        if self.cookie_store_fits(&value, &s.principal.user).is_err() {
+            // Signed out: the next sign-in ends at the page that says why, not in a loop.
+            return Err(RefreshFailure::SignedOut);
+        }
         tracing::info!(user = %s.principal.user, groups = %GroupsForLog(&s.principal.groups), "session refreshed");
         let set = self.sessions.is_stateless().then(|| {
             codec::set_chunked(
@@ -754,6 +758,26 @@ impl Auth {
         let live = Arc::new(self.live(s, set));
         self.remember(value, live.for_later());
         Ok(live)
+    }
+
+    /// A sealed session as the cookie store writes it: refused when no browser could keep
+    /// it (it would be cut, fail to open, and send the user round the sign-in for ever), and
+    /// said once when it takes so many cookies that proxies in front may refuse the header.
+    fn cookie_store_fits(&self, value: &str, user: &str) -> Result<(), GatewayError> {
+        if !self.sessions.is_stateless() {
+            return Ok(());
+        }
+        if !codec::fits(value) {
+            tracing::error!(user, bytes = value.len(),
+                "this user's session is too large for the cookie store (many groups?): sign-in refused; set session.store = \"memory\" or \"redis\"");
+            return Err(GatewayError::SessionTooLarge { bytes: value.len() });
+        }
+        let cookies = codec::chunks_for(value);
+        if cookies > 2 && !MANY_COOKIES_TOLD.swap(true, Ordering::Relaxed) {
+            tracing::warn!(user, bytes = value.len(), cookies,
+                "a session takes several cookies: a Cookie header this large may be refused by a proxy in front (nginx allows 8 KB per header line) and reaches every request; session.store = \"memory\" or \"redis\" keeps only an id in the cookie");
+        }
+        Ok(())
     }
 
     fn refresh_due(&self, now: u64, tokens_expire: u64, expires: u64) -> u64 {
@@ -1144,6 +1168,7 @@ impl Auth {
                 reason: e.to_string(),
             }
         })?;
+        self.cookie_store_fits(&value, &session.principal.user)?;
         self.metrics.sign_ins.add(1);
         tracing::info!(user = %session.principal.user, groups = %GroupsForLog(&session.principal.groups), "signed in");
         let mut resp = redirect(&pending.rd);
@@ -1404,6 +1429,9 @@ impl std::fmt::Display for GroupsForLog<'_> {
         Ok(())
     }
 }
+
+/// Whether the operator has been told, once, that a session takes many cookies.
+static MANY_COOKIES_TOLD: AtomicBool = AtomicBool::new(false);
 
 /// Whether the operator has been told, once, that `/auth` set several cookies.
 static SEVERAL_COOKIES_TOLD: AtomicBool = AtomicBool::new(false);

@@ -23,6 +23,9 @@ pub enum GatewayError {
     Upstream(#[from] ProxyError),
     #[error("sign-in required")]
     SignInRequired,
+    /// A cookie-store session too large for the cookies a browser keeps.
+    #[error("the session ({bytes} bytes) is too large for the cookie store")]
+    SessionTooLarge { bytes: usize },
     /// A bearer token was sent and refused (RFC 6750's `invalid_token`).
     #[error("the bearer token was refused")]
     InvalidToken,
@@ -66,6 +69,7 @@ impl GatewayError {
             GatewayError::Upstream(ProxyError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::SignInRequired | GatewayError::InvalidToken => StatusCode::UNAUTHORIZED,
+            GatewayError::SessionTooLarge { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::Forbidden { .. } | GatewayError::ProviderRefused { .. } => {
                 StatusCode::FORBIDDEN
             }
@@ -99,6 +103,11 @@ impl GatewayError {
                 "unauthorized",
                 "Sign-in required",
                 "Send a valid session cookie or bearer token.".into(),
+            ),
+            GatewayError::SessionTooLarge { .. } => (
+                "session_too_large",
+                "Your sign-in cannot be kept",
+                "Your session is too large to keep in browser cookies (for example, because your account is in many groups). Ask the administrator to keep sessions on the server (session.store = \"memory\" or \"redis\").".into(),
             ),
             GatewayError::InvalidToken => (
                 "invalid_token",

@@ -142,6 +142,17 @@ pub fn set_cookie(
     HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
 }
 
+/// Whether `value` fits the cookies `set_chunked` may write (`MAX_CHUNKS` of `CHUNK_SIZE`);
+/// a longer one would be cut, and the session read back from it would not open.
+pub fn fits(value: &str) -> bool {
+    value.len() <= MAX_CHUNKS * CHUNK_SIZE
+}
+
+/// How many cookies `value` takes.
+pub fn chunks_for(value: &str) -> usize {
+    value.len().div_ceil(CHUNK_SIZE).max(1)
+}
+
 /// `Set-Cookie` headers that store `value` under `name`, chunked when large, and delete
 /// chunks left over from a larger earlier value.
 pub fn set_chunked(
@@ -152,11 +163,7 @@ pub fn set_chunked(
     max_age: u64,
 ) -> Vec<HeaderValue> {
     let mut out = Vec::new();
-    let count = if value.len() <= CHUNK_SIZE {
-        1
-    } else {
-        value.len().div_ceil(CHUNK_SIZE)
-    };
+    let count = chunks_for(value);
     if count == 1 {
         out.push(set_cookie(name, value, attrs, Some(max_age)));
     } else {
