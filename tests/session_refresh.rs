@@ -377,3 +377,34 @@ async fn forward_auth_says_when_a_refreshed_cookie_session_needs_more_than_one_c
     });
     s.idp.control("reset-users", None).await;
 }
+
+#[tokio::test]
+async fn a_refreshed_token_whose_key_the_jwks_does_not_show_yet_does_not_sign_out() {
+    // The provider rotates its key and, for a while, its JWKS lags behind (as can happen
+    // during a rotation): the refreshed ID token cannot be checked now. That is the
+    // provider's trouble, survived within the grace, not a reason to end the session.
+    let s = stand("refresh_interval = \"1s\"\nrefresh_grace = \"60s\"");
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    s.idp.control("rotate-keys", None).await;
+    s.idp.control("hide-signing-key", None).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = refresh_grants(&s.idp).await;
+    let during = b.get(s.gw.url("/during")).send().await.unwrap();
+    assert_eq!(during.status(), StatusCode::OK, "{}", s.gw.logs());
+    assert_eq!(
+        refresh_grants(&s.idp).await,
+        before + 1,
+        "the refresh was made"
+    );
+    s.gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("keeps working within the grace period"))
+            && l["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("no key with kid"))
+    });
+    s.idp.control("show-signing-key", None).await;
+}

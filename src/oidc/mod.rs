@@ -186,17 +186,21 @@ impl Provider {
 
     /// Fetches the JWKS. With `for_kid`, only when that kid is still unknown and no fetch
     /// for an unknown kid came back empty-handed within `MIN_REFETCH` (as aws-jwt-verify
-    /// does); concurrent callers wait for one fetch and then find the key.
-    pub async fn refresh_keys(&self, for_kid: Option<&str>) -> Result<(), ProviderError> {
+    /// does); concurrent callers wait for one fetch and then find the key. That limit is for
+    /// tokens anybody can send (bearer tokens): one the provider's token endpoint just gave us
+    /// (`Source::TokenEndpoint`) always gets its fetch, so a client sending made-up key ids
+    /// cannot make sign-ins and refreshes fail.
+    pub async fn refresh_keys(&self, for_kid: Option<(&str, Source)>) -> Result<(), ProviderError> {
         let mut last_miss = self.fetch_lock.lock().await;
-        if let Some(kid) = for_kid {
+        if let Some((kid, source)) = for_kid {
             if self.keys.load().as_ref().is_some_and(|k| k.has(kid)) {
                 return Ok(());
             }
-            if last_miss.is_some_and(|t| t.elapsed() < MIN_REFETCH) {
+            if source == Source::Client && last_miss.is_some_and(|t| t.elapsed() < MIN_REFETCH) {
                 return Err(ProviderError::RateLimited);
             }
         }
+        let for_kid = for_kid.map(|(kid, _)| kid);
         let meta = self.metadata().ok_or(ProviderError::NotReady)?;
         let fetched = async {
             let body = self.http.get(&meta.jwks_uri).await?;
@@ -222,7 +226,11 @@ impl Provider {
     }
 
     /// Verifies a JWT's signature (fetching keys once on an unknown kid) and returns its claims.
-    pub async fn verify_signature(&self, token: &str) -> Result<Map<String, Value>, VerifyError> {
+    pub async fn verify_signature(
+        &self,
+        token: &str,
+        source: Source,
+    ) -> Result<Map<String, Value>, VerifyError> {
         let unverified = jwt::parse(token)?;
         let keys = self
             .keys
@@ -230,7 +238,7 @@ impl Provider {
             .ok_or(VerifyError::Provider(ProviderError::NotReady))?;
         match unverified.verify(&keys) {
             Err(TokenError::UnknownKey(kid)) => {
-                match self.refresh_keys(Some(&kid)).await {
+                match self.refresh_keys(Some((&kid, source))).await {
                     Ok(()) | Err(ProviderError::RateLimited) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot refetch the JWKS for an unknown kid");
@@ -253,7 +261,7 @@ impl Provider {
         nonce: Option<&str>,
         headers: &HeadersConfig,
     ) -> Result<VerifiedIdToken, VerifyError> {
-        let claims = self.verify_signature(token).await?;
+        let claims = self.verify_signature(token, Source::TokenEndpoint).await?;
         let want = Expectations {
             issuer: &self.config.issuer,
             client_id: &self.config.client_id,
@@ -484,6 +492,26 @@ fn claim_string(v: &Value) -> Option<String> {
 }
 
 /// Why a token was not accepted.
+/// Where a token to verify came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The provider's token endpoint, over our own connection (sign-in, refresh).
+    TokenEndpoint,
+    /// A client (a bearer token): anything at all.
+    Client,
+}
+
+impl VerifyError {
+    /// The token may be fine, but its key cannot be had now (unknown kid after a refetch,
+    /// or the JWKS unreachable): the provider's trouble, not the token's.
+    pub fn is_key_unavailable(&self) -> bool {
+        matches!(
+            self,
+            VerifyError::Provider(_) | VerifyError::Token(TokenError::UnknownKey(_))
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error(transparent)]

@@ -565,7 +565,7 @@ impl Auth {
                 }
                 Err(answer) => {
                     return match &*answer {
-                        RefreshFailure::SignedOut => {
+                        RefreshFailure::SignedOut | RefreshFailure::KeyUnavailable(_) => {
                             self.forget(cookie_value);
                             Err(AuthAnswer::SignIn {
                                 clear: self.clear_session_cookies(headers, &attrs),
@@ -640,11 +640,28 @@ impl Auth {
         } else if self.provider_failing.swap(false, Ordering::Relaxed) {
             tracing::info!("the identity provider answers refreshes again");
         }
-        let result = match outcome {
-            Ok(tokens) => {
-                self.refreshed_session(old, tokens, headers, &attrs, now)
-                    .await
+        // The provider's trouble (unreachable, 5xx, 429, its keys not to be had): the session
+        // keeps working within its grace.
+        let survive = |error: &dyn std::fmt::Display| {
+            self.metrics.refresh_failures.add(1);
+            let grace_ends = old.refresh_due + self.config.session.refresh_grace.as_secs();
+            if now < grace_ends {
+                tracing::warn!(user = %old.principal.user, error = %error, grace_left_s = grace_ends - now,
+                    "cannot refresh now; the session keeps working within the grace period");
+                Ok(live.clone())
+            } else {
+                tracing::warn!(user = %old.principal.user, error = %error, "cannot refresh and the grace period is over: signing out");
+                Err(RefreshFailure::SignedOut)
             }
+        };
+        let result = match outcome {
+            Ok(tokens) => match self
+                .refreshed_session(old, tokens, headers, &attrs, now)
+                .await
+            {
+                Err(RefreshFailure::KeyUnavailable(e)) => survive(&e),
+                other => other,
+            },
             Err(e) if e.refuses_grant() => {
                 // invalid_grant: the user was disabled or deleted, or the token revoked.
                 self.metrics.refresh_failures.add(1);
@@ -652,18 +669,7 @@ impl Auth {
                 let _ = self.sessions.delete(old).await;
                 Err(RefreshFailure::SignedOut)
             }
-            Err(e) => {
-                self.metrics.refresh_failures.add(1);
-                let grace_ends = old.refresh_due + self.config.session.refresh_grace.as_secs();
-                if now < grace_ends {
-                    tracing::warn!(user = %old.principal.user, error = %e, grace_left_s = grace_ends - now,
-                        "cannot refresh now; the session keeps working within the grace period");
-                    Ok(live.clone())
-                } else {
-                    tracing::warn!(user = %old.principal.user, error = %e, "cannot refresh and the grace period is over: signing out");
-                    Err(RefreshFailure::SignedOut)
-                }
-            }
+            Err(e) => survive(&e),
         };
         if let Some(id) = &lock_key {
             self.sessions.unlock(id, &lock_owner).await;
@@ -714,6 +720,9 @@ impl Auth {
                     s.principal = v.principal;
                     s.tokens_expire = v.exp;
                 }
+                // Signed with a key the provider's JWKS does not show (yet), or the JWKS
+                // unreachable: not the session's fault.
+                Err(e) if e.is_key_unavailable() => return Err(RefreshFailure::KeyUnavailable(e)),
                 Err(e) => {
                     tracing::warn!(user = %old.principal.user, error = %e, "refreshed ID token rejected: session ended");
                     let _ = self.sessions.delete(old).await;
@@ -801,7 +810,11 @@ impl Auth {
 
     async fn verify_bearer(&self, token: &str, now: u64) -> Result<Arc<LiveSession>, AuthAnswer> {
         let unauthorized = || AuthAnswer::Error(GatewayError::InvalidToken);
-        let claims = match self.provider.verify_signature(token).await {
+        let claims = match self
+            .provider
+            .verify_signature(token, oidc::Source::Client)
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::info!(error = %e, "bearer token rejected");
@@ -1133,14 +1146,15 @@ impl Auth {
             .await
         {
             Ok(v) => v,
-            Err(VerifyError::Provider(e)) => {
+            Err(e) if e.is_key_unavailable() => {
+                // Refused, but as the provider's trouble (its JWKS does not show the key yet,
+                // or cannot be fetched): the user may try again.
+                tracing::warn!(error = %e, "sign-in callback: the ID token's key cannot be had now");
                 return Err(GatewayError::SignInUnavailable {
                     reason: e.to_string(),
-                })
+                });
             }
-            Err(VerifyError::Token(e)) => {
-                return Err(fail(&format!("the ID token was not accepted: {e}")))
-            }
+            Err(e) => return Err(fail(&format!("the ID token was not accepted: {e}"))),
         };
         let max_lifetime = self.config.session.max_lifetime.as_secs();
         let mut session = Session {
@@ -1413,6 +1427,8 @@ fn asked_redirect(req: &Request<RequestBody>) -> Option<String> {
 enum RefreshFailure {
     SignedOut,
     Store(StoreError),
+    /// The refreshed ID token's key cannot be had now; `refresh_once` treats it as an outage.
+    KeyUnavailable(VerifyError),
 }
 
 /// A user's groups in a log line: the first few and how many in all, not every one of a
