@@ -269,3 +269,36 @@ format = "json"
     });
     assert_eq!(jwks().await["keys"][0]["kid"], new_kid.as_str());
 }
+
+#[tokio::test]
+async fn a_cookie_sealed_two_secrets_ago_no_longer_opens() {
+    const SECRET_C: &str = "Q0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0M=";
+    let dir = tempfile::tempdir().unwrap();
+    let cookie_file = dir.path().join("cookie-secret");
+    std::fs::write(&cookie_file, SECRET_A).unwrap();
+    let (gw, _idp, _upstream) = gateway_with_secret_files("0s", &cookie_file, None);
+    let b = browser();
+    let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let rotate = |secret: &str, times: usize| {
+        std::fs::write(&cookie_file, secret).unwrap();
+        gw.signal("HUP");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while gw.logs().matches("session secret changed").count() < times {
+            assert!(std::time::Instant::now() < deadline, "{}", gw.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // A -> B: the cookie sealed with A still opens (B's previous secret).
+    rotate(SECRET_B, 1);
+    let status = |b: &reqwest::Client, path: &str| {
+        let req = b.get(gw.url(path)).header("accept", "application/json");
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(status(&b, "/one-back").await, StatusCode::OK);
+    // B -> C: only C and B open cookies now; A's is refused at once, not after the cache.
+    rotate(SECRET_C, 2);
+    for _ in 0..3 {
+        assert_eq!(status(&b, "/two-back").await, StatusCode::UNAUTHORIZED);
+    }
+}

@@ -1535,3 +1535,41 @@ async fn a_session_too_large_for_cookies_ends_at_a_page_that_says_so_not_in_a_lo
     });
     s.idp.control("reset-users", None).await;
 }
+
+#[tokio::test]
+async fn a_bearer_token_signed_with_a_withdrawn_key_is_refused_at_once() {
+    let s = stand();
+    let token_of = |user: &'static str| {
+        let (issuer, callback) = (s.idp.issuer.clone(), s.gw.url("/oauth2/callback"));
+        async move {
+            let tokens =
+                idp::tokens_by_code_flow(&issuer, "basic-client", "basic-secret", &callback, user)
+                    .await;
+            tokens["id_token"].as_str().unwrap().to_string()
+        }
+    };
+    let api = common::client();
+    let call = |t: String| {
+        let api = api.clone();
+        let url = s.gw.url("/api/items");
+        async move { api.get(url).bearer_auth(t).send().await.unwrap().status() }
+    };
+    let old = token_of("bob").await;
+    assert_eq!(call(old.clone()).await, StatusCode::OK);
+    assert_eq!(call(old.clone()).await, StatusCode::OK, "verified before");
+
+    // The provider withdraws the key (a leaked key, say). The next token, with the new key,
+    // makes the gateway fetch the JWKS, which no longer has the old one.
+    s.idp.control("rotate-keys?drop_old=1", None).await;
+    let new = token_of("alice").await;
+    assert_eq!(call(new).await, StatusCode::OK);
+    s.gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the provider withdrew a signing key"))
+    });
+    // Not 5 more minutes of the cache: refused now, on every worker.
+    for _ in 0..4 {
+        assert_eq!(call(old.clone()).await, StatusCode::UNAUTHORIZED);
+    }
+}

@@ -139,6 +139,11 @@ impl KeySet {
     pub fn has(&self, kid: &str) -> bool {
         self.keys.contains_key(kid)
     }
+
+    /// Whether `newer` leaves out a key this set has (a key the provider withdrew).
+    pub fn drops_any_in(&self, newer: &KeySet) -> bool {
+        self.keys.keys().any(|kid| !newer.has(kid))
+    }
 }
 
 /// The parts of a JWT before its signature is checked.

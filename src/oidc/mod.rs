@@ -79,6 +79,8 @@ pub struct Provider {
     last_error: ArcSwapOption<String>,
     /// The client secret; swapped when its file changes.
     client_secret: ArcSwapOption<crate::config::Secret>,
+    /// Woken when a JWKS fetch finds a key withdrawn: tokens verified with it must go.
+    pub keys_withdrawn: tokio::sync::Notify,
 }
 
 impl Provider {
@@ -92,6 +94,7 @@ impl Provider {
             keys: ArcSwapOption::empty(),
             fetch_lock: Mutex::new(None),
             last_error: ArcSwapOption::empty(),
+            keys_withdrawn: tokio::sync::Notify::new(),
         })
     }
 
@@ -221,7 +224,16 @@ impl Provider {
             *last_miss = Some(Instant::now());
         }
         tracing::info!(keys = set.len(), jwks = %meta.jwks_uri, "loaded the provider's signing keys");
+        let withdrawn = self
+            .keys
+            .load()
+            .as_ref()
+            .is_some_and(|old| old.drops_any_in(&set));
         self.keys.store(Some(Arc::new(set)));
+        if withdrawn {
+            tracing::info!("the provider withdrew a signing key: bearer tokens verified with it are checked again");
+            self.keys_withdrawn.notify_waiters();
+        }
         Ok(())
     }
 

@@ -288,6 +288,16 @@ impl Auth {
         reread: Arc<tokio::sync::Notify>,
     ) {
         self.clone().start_secret_polling(reread);
+        // A withdrawn signing key: the bearer tokens it verified are verified again (and
+        // refused), not served from the cache until their 5 minutes are up.
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                me.provider.keys_withdrawn.notified().await;
+                me.bearers.invalidate_all();
+                me.bearer_front.changed();
+            }
+        });
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(500);
             loop {
@@ -339,6 +349,10 @@ impl Auth {
             {
                 Ok(secret) => {
                     if self.sessions.rotate_secret(&secret) {
+                        // Only the new secret and the one before it open cookies now: a
+                        // session decoded with an older one must not live on in the caches.
+                        self.decoded.invalidate_all();
+                        self.front.changed();
                         tracing::info!(file = %path.display(),
                             "session secret changed: new cookies are sealed with it; cookies sealed with the one before still open");
                     }
