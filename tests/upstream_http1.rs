@@ -48,6 +48,7 @@ fn framing_script(line: &str) -> Script {
             keep(&["HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"])
         }
         "/garbage" => keep(&["HTTP/1.1 two hundred OK\r\n\r\n"]),
+        "/stall" => keep(&["HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nthe beginning"]),
         "/truncated" => Script {
             pieces: pieces(&["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"]),
             close: true,
@@ -269,4 +270,50 @@ async fn an_upstream_cannot_set_or_delete_the_gateways_cookies() {
     assert!(gw
         .logs()
         .contains("Set-Cookie for the gateway's own cookie"));
+}
+
+#[tokio::test]
+async fn a_body_the_upstream_stops_sending_is_cut_after_the_response_timeout_and_logged() {
+    let upstream = ScriptedUpstream::start(framing_script);
+    let gw = Gateway::start(&public_config(
+        &upstream.url,
+        "[upstream]\nresponse_timeout = \"1s\"\n",
+    ));
+    let client = client();
+    // The inline path (GET) and hyper's (POST): the head and 13 of 100 bytes, then nothing.
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let started = std::time::Instant::now();
+        let resp = client
+            .request(method.clone(), gw.url("/stall"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = tokio::time::timeout(Duration::from_secs(10), resp.bytes()).await;
+        assert!(
+            matches!(body, Ok(Err(_))),
+            "{method}: the cut body is an error for the client, not a hang: {body:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{method}: {:?}",
+            started.elapsed()
+        );
+    }
+    gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["level"] == "WARN"
+            && l["message"].as_str().is_some_and(|m| {
+                m.starts_with("the upstream sent nothing more of its response body")
+            })
+            && l["upstream"] == upstream.url.as_str()
+    });
+    // A body the upstream cuts is logged too (the access line went out with the head).
+    if let Ok(resp) = client.get(gw.url("/truncated")).send().await {
+        let _ = resp.bytes().await;
+    }
+    gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the upstream's response body failed midway"))
+    });
 }

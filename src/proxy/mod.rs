@@ -42,9 +42,9 @@ pub struct Body {
 
 enum Kind {
     /// Streamed from hyper's client.
-    Upstream(Incoming),
+    Upstream(Incoming, Gap),
     /// Streamed from an inline exchange.
-    Inline(h1::InlineBody),
+    Inline(h1::InlineBody, Gap),
     /// Complete: a page of ours, or an upstream body that arrived with its head.
     Full(Full<Bytes>),
 }
@@ -128,25 +128,89 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match &mut self.get_mut().kind {
-            Kind::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Kind::Inline(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Kind::Upstream(b, gap) => {
+                let polled = Pin::new(b).poll_frame(cx).map_err(Into::into);
+                gap.watch(polled, cx)
+            }
+            Kind::Inline(b, gap) => {
+                let polled = Pin::new(b).poll_frame(cx).map_err(Into::into);
+                gap.watch(polled, cx)
+            }
             Kind::Full(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Upstream(b) => b.is_end_stream(),
-            Kind::Inline(b) => b.is_end_stream(),
+            Kind::Upstream(b, _) => b.is_end_stream(),
+            Kind::Inline(b, _) => b.is_end_stream(),
             Kind::Full(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Upstream(b) => b.size_hint(),
-            Kind::Inline(b) => b.size_hint(),
+            Kind::Upstream(b, _) => b.size_hint(),
+            Kind::Inline(b, _) => b.size_hint(),
             Kind::Full(b) => b.size_hint(),
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Watches an upstream body as it streams to the client: a wait for its next piece longer
+/// than the response timeout ends it (as nginx's `proxy_read_timeout` does), and a body that
+/// fails midway (the upstream closed or reset it, or stalled) is logged, since the client
+/// only sees it cut short and the access line was written with the head.
+struct Gap {
+    upstream: Arc<str>,
+    limit: Duration,
+    /// Armed while the body waits for the upstream.
+    waiting: Option<crate::coarse::Sleep>,
+}
+
+impl Gap {
+    fn new(upstream: &Arc<str>, limit: Duration) -> Gap {
+        Gap {
+            upstream: upstream.clone(),
+            limit,
+            waiting: None,
+        }
+    }
+
+    fn watch(
+        &mut self,
+        polled: Poll<Option<Result<Frame<Bytes>, BoxError>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match polled {
+            Poll::Ready(Some(Err(e))) => {
+                self.waiting = None;
+                tracing::warn!(upstream = %self.upstream, error = %e,
+                    "the upstream's response body failed midway: the client got it cut short");
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(done) => {
+                self.waiting = None;
+                Poll::Ready(done)
+            }
+            Poll::Pending => {
+                let limit = self.limit;
+                let waiting = self.waiting.get_or_insert_with(|| {
+                    crate::coarse::sleep_until(crate::coarse::now() + limit)
+                });
+                if std::future::Future::poll(Pin::new(waiting), cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.waiting = None;
+                tracing::warn!(upstream = %self.upstream, after = ?limit,
+                    "the upstream sent nothing more of its response body within upstream.response_timeout: the client got it cut short");
+                Poll::Ready(Some(Err(format!(
+                    "the upstream sent nothing more of the body for {limit:?}"
+                )
+                .into())))
+            }
         }
     }
 }
@@ -537,7 +601,8 @@ impl Proxy {
         }
         remove_hop_by_hop(resp.headers_mut(), switching);
         remove_gateway_set_cookies(resp.headers_mut(), out.filter);
-        Ok(resp.map(|b| Body::new(Kind::Upstream(b))))
+        let gap = Gap::new(&upstream.name, self.response_timeout);
+        Ok(resp.map(|b| Body::new(Kind::Upstream(b, gap))))
     }
 
     /// The inline path: the request head is written here, on a pooled connection.
@@ -580,7 +645,9 @@ impl Proxy {
         let kind = match body.into_complete() {
             Ok(Some(bytes)) => Kind::Full(Full::new(bytes)),
             Ok(None) => Kind::Full(Full::default()),
-            Err(streaming) => Kind::Inline(streaming),
+            Err(streaming) => {
+                Kind::Inline(streaming, Gap::new(&upstream.name, self.response_timeout))
+            }
         };
         let mut resp = Response::new(Body {
             kind,
