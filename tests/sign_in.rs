@@ -542,16 +542,63 @@ async fn a_provider_down_at_start_means_503_until_it_comes() {
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let (page, _) = follow(&c, &gw.url("/app"), None).await;
     assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(page.headers()["retry-after"], "10");
     assert!(page
         .text()
         .await
         .unwrap()
         .contains("temporarily unavailable"));
 
-    let _idp = Idp::start_on(idp_port, &[port]);
+    // A bearer token the gateway cannot check yet (no keys loaded) is not called invalid:
+    // an API client would throw a good token away.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let unchecked = format!(
+        "{}.{}.{}",
+        b64.encode(r#"{"alg":"RS256","kid":"k1"}"#),
+        b64.encode(r#"{"sub":"x"}"#),
+        b64.encode("sig")
+    );
+    let api = common::client();
+    let early = api
+        .get(gw.url("/api"))
+        .bearer_auth(&unchecked)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(early.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(early.headers()["retry-after"], "10");
+
+    let idp = Idp::start_on(idp_port, &[port]);
     gw.wait_ready(Duration::from_secs(40));
     let (resp, _) = sign_in(&c, &gw.url("/app"), "alice").await;
     assert_eq!(resp.status(), StatusCode::OK);
+    let token = idp::tokens_by_code_flow(
+        &idp.issuer,
+        "basic-client",
+        "basic-secret",
+        &gw.url("/oauth2/callback"),
+        "bob",
+    )
+    .await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let later = api
+        .get(gw.url("/api"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(later.status(), StatusCode::OK);
+    // With the keys loaded, the made-up token is what it is.
+    let made_up = api
+        .get(gw.url("/api"))
+        .bearer_auth(&unchecked)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made_up.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -830,6 +830,13 @@ impl Auth {
             .await
         {
             Ok(c) => c,
+            // The keys are not loaded yet (the provider was down at start), or cannot be
+            // fetched: the token may well be good, so a client must not throw it away.
+            Err(VerifyError::Provider(e)) => {
+                return Err(AuthAnswer::Error(GatewayError::SignInUnavailable {
+                    reason: e.to_string(),
+                }))
+            }
             Err(e) => {
                 tracing::info!(error = %e, "bearer token rejected");
                 return Err(unauthorized());

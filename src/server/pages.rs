@@ -163,6 +163,10 @@ impl GatewayError {
             };
             html_response(status, title, &format!("<p>{}</p>{extra}", escape(&detail)))
         };
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
