@@ -1620,3 +1620,22 @@ async fn a_bearer_token_signed_with_a_withdrawn_key_is_refused_at_once() {
         assert_eq!(call(old.clone()).await, StatusCode::UNAUTHORIZED);
     }
 }
+
+#[tokio::test]
+async fn a_provider_that_does_not_answer_does_not_hold_up_sign_out() {
+    let s = stand();
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The provider stops answering (provider.timeout is 10 s here).
+    s.idp.signal("STOP");
+    let started = std::time::Instant::now();
+    let out = b.get(s.gw.url("/oauth2/sign_out")).send().await.unwrap();
+    let took = started.elapsed();
+    s.idp.signal("CONT");
+    assert_eq!(out.status(), StatusCode::FOUND);
+    assert!(took < Duration::from_secs(5), "sign-out took {took:?}");
+    // The cookie is gone all the same.
+    let again = b.get(s.gw.url("/")).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::FOUND);
+}

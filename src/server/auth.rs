@@ -34,6 +34,8 @@ const MAX_RD: usize = 2048;
 const REFRESH_MEMO: Duration = Duration::from_secs(30);
 /// How long a replica waits for another one's refresh of the same session (Redis).
 const REFRESH_LOCK_MS: u64 = 10_000;
+/// How long a sign-out waits for the refresh token's revocation before it answers.
+const REVOKE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthSetupError {
@@ -1261,12 +1263,20 @@ impl Auth {
             };
             if let Some(session) = self.sessions.load(&value, now).await.map_err(unfinished)? {
                 self.sessions.delete(&session).await.map_err(unfinished)?;
-                if let Some(rt) = &session.refresh_token {
-                    match self.provider.revoke(rt).await {
-                        Ok(true) => tracing::debug!("refresh token revoked"),
-                        Ok(false) => {}
-                        Err(e) => tracing::warn!(error = %e, "could not revoke the refresh token"),
-                    }
+                if let Some(rt) = session.refresh_token.clone() {
+                    // Waited for briefly, then left to finish on its own: a provider that
+                    // does not answer must not hold the sign-out for `provider.timeout`.
+                    let provider = self.provider.clone();
+                    let revoking = tokio::spawn(async move {
+                        match provider.revoke(&rt).await {
+                            Ok(true) => tracing::debug!("refresh token revoked"),
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not revoke the refresh token")
+                            }
+                        }
+                    });
+                    let _ = tokio::time::timeout(REVOKE_WAIT, revoking).await;
                 }
                 tracing::info!(user = %session.principal.user, "signed out");
                 id_token = session.id_token;

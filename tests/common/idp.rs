@@ -135,6 +135,17 @@ impl Idp {
             .expect("stats json")
     }
 
+    /// Stops (`STOP`) or resumes (`CONT`) the process: stopped, it accepts connections (the
+    /// kernel does) and answers nothing, like a provider behind a network fault.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
