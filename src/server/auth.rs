@@ -308,7 +308,8 @@ impl Auth {
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in = ?backoff, "identity provider not loaded yet; sign-in answers 503 until it is");
                         tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        // At most 5 s: users wait on this (sign-in answers 503 until then).
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
             }
