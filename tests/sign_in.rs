@@ -402,9 +402,13 @@ async fn the_callback_refuses_states_it_did_not_issue_and_replays() {
         sign_in_until_callback(&b, &s.gw.url("/"), "alice", &s.gw.url("/oauth2/callback")).await;
     let first = b.get(&callback).send().await.unwrap();
     assert_eq!(first.status(), StatusCode::FOUND, "{}", s.gw.logs());
-    // The same callback again: the attempt is used up.
+    // The same callback again (the back button): the attempt is used up, the code is not
+    // sent again, and the user, signed in, goes on to the app instead of an error page.
+    let grants = s.idp.stats().await["authorization_code_grants"].clone();
     let replay = b.get(&callback).send().await.unwrap();
-    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(replay.status(), StatusCode::FOUND);
+    assert_eq!(replay.headers()["location"], "/");
+    assert_eq!(s.idp.stats().await["authorization_code_grants"], grants);
 
     // Another browser replaying the code with a fresh attempt of its own: the state is not its.
     let thief = browser();

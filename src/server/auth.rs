@@ -1124,10 +1124,20 @@ impl Auth {
         if !state_ok {
             return Err(fail("the sign-in response carries no valid state"));
         }
-        let sealed = codec::cookie_names_with_prefix(req.headers(), &cookie_name)
+        let Some(sealed) = codec::cookie_names_with_prefix(req.headers(), &cookie_name)
             .find(|(n, _)| *n == cookie_name)
             .map(|(_, v)| v)
-            .ok_or_else(|| fail("this sign-in attempt was not started here or has expired"))?;
+        else {
+            // The back button to a callback already used, or a second tab's: a user who is
+            // signed in goes on to the app rather than to an error page.
+            if self.authenticate(req, client).await.is_ok() {
+                tracing::info!("a finished sign-in's callback again, while signed in: going to /");
+                return Ok(redirect("/"));
+            }
+            return Err(fail(
+                "this sign-in attempt was not started here or has expired",
+            ));
+        };
         let pending: PendingSignIn = self
             .sessions
             .codec()
