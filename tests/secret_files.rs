@@ -105,12 +105,23 @@ async fn rotated_secret_files_take_effect_without_a_restart() {
     });
     let third = browser();
     let (resp, _) = sign_in(&third, &gw.url("/"), "carol").await;
+    // The operator's fault, not the user's: 500, and an ERROR saying what to check.
     assert_eq!(
         resp.status(),
-        StatusCode::BAD_REQUEST,
+        StatusCode::INTERNAL_SERVER_ERROR,
         "the provider refuses the wrong secret"
     );
-    assert!(resp.text().await.unwrap().contains("invalid_client"));
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("invalid_client") && page.contains("misconfigured"),
+        "{page}"
+    );
+    gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["level"] == "ERROR"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("check provider.client_id and client_secret"))
+    });
     assert!(
         !gw.logs().contains("rotated-but-wrong"),
         "secrets never reach the logs"

@@ -618,11 +618,13 @@ async fn a_provider_down_during_sign_in_gets_a_page_and_sessions_keep_working() 
     s.idp.stop();
     let answer = b.get(&callback).send().await.unwrap();
     assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(answer
-        .text()
-        .await
-        .unwrap()
-        .contains("temporarily unavailable"));
+    let page = answer.text().await.unwrap();
+    assert!(page.contains("temporarily unavailable"), "{page}");
+    // A way on from the page: sign in again once the provider is back.
+    assert!(
+        page.contains("href=\"/oauth2/start\">Sign in again</a>"),
+        "{page}"
+    );
 
     let still = signed_in.get(s.gw.url("/still-here")).send().await.unwrap();
     assert_eq!(

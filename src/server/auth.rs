@@ -1115,7 +1115,7 @@ impl Auth {
                 error,
                 description: query_param(uri, "error_description"),
             }
-            .into_response(false, None);
+            .into_response(false, Some(&self.config.server.auth_prefix));
             if state_ok {
                 resp.headers_mut().append(header::SET_COOKIE, forget_state);
             }
@@ -1157,6 +1157,13 @@ impl Auth {
             .await
         {
             Ok(t) => t,
+            Err(e) if e.oauth_error() == Some("invalid_client") => {
+                self.metrics.sign_in_failures.add(1);
+                tracing::error!(error = %e, "the identity provider refused this gateway's client credentials at sign-in: check provider.client_id and client_secret (or client_secret_file, client_auth)");
+                return Err(GatewayError::ClientRefused {
+                    reason: "invalid_client".into(),
+                });
+            }
             Err(e) if e.is_refusal() => {
                 tracing::warn!(error = %e, "code exchange refused");
                 return Err(fail(&format!(

@@ -52,8 +52,7 @@ pub async fn handle(
                 GatewayError::Forbidden { user } if log => outcome.user = Some(user.clone()),
                 _ => {}
             }
-            let sign_out = format!("{}/sign_out", gw.config.server.auth_prefix);
-            e.into_response(json, Some(&sign_out))
+            e.into_response(json, Some(&gw.config.server.auth_prefix))
         }
     };
     let status = resp.status().as_u16();

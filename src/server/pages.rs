@@ -37,6 +37,9 @@ pub enum GatewayError {
     SessionsUnavailable { reason: String },
     #[error("sign-in failed: {reason}")]
     SignInFailed { reason: String },
+    /// The provider refused the gateway's own credentials: the operator's to mend.
+    #[error("the identity provider refused this gateway's client credentials: {reason}")]
+    ClientRefused { reason: String },
     #[error("the identity provider refused the sign-in: {error}")]
     ProviderRefused {
         error: String,
@@ -69,7 +72,9 @@ impl GatewayError {
             GatewayError::Upstream(ProxyError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::SignInRequired | GatewayError::InvalidToken => StatusCode::UNAUTHORIZED,
-            GatewayError::SessionTooLarge { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::SessionTooLarge { .. } | GatewayError::ClientRefused { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             GatewayError::Forbidden { .. } | GatewayError::ProviderRefused { .. } => {
                 StatusCode::FORBIDDEN
             }
@@ -129,6 +134,11 @@ impl GatewayError {
                 "Sessions are temporarily unavailable",
                 "The session store cannot be reached right now. Try again in a minute.".into(),
             ),
+            GatewayError::ClientRefused { reason } => (
+                "sign_in_misconfigured",
+                "Sign-in is misconfigured",
+                format!("The identity provider refused this application's own credentials ({reason}). The administrator must check the client id and secret."),
+            ),
             GatewayError::SignInFailed { reason } => (
                 "sign_in_failed",
                 "Sign-in failed",
@@ -146,18 +156,29 @@ impl GatewayError {
         }
     }
 
-    pub fn into_response(self, json: bool, sign_out_href: Option<&str>) -> Response<Body> {
+    /// The page (or JSON) for this error. `auth_prefix` gives the pages their way on: sign out
+    /// (to use another account) or sign in again.
+    pub fn into_response(self, json: bool, auth_prefix: Option<&str>) -> Response<Body> {
         let status = self.status();
         let (code, title, detail) = self.words();
         let mut resp = if json {
             let body = serde_json::json!({ "error": code, "message": title, "detail": detail });
             json_response(status, &body)
         } else {
-            let extra = match (&self, sign_out_href) {
-                (GatewayError::Forbidden { user }, Some(href)) => format!(
-                    "<p>Signed in as <b>{}</b>. <a href=\"{}\">Sign out</a> to use another account.</p>",
+            let extra = match (&self, auth_prefix) {
+                (GatewayError::Forbidden { user }, Some(prefix)) => format!(
+                    "<p>Signed in as <b>{}</b>. <a href=\"{}/sign_out\">Sign out</a> to use another account.</p>",
                     escape(user),
-                    escape(href)
+                    escape(prefix)
+                ),
+                (
+                    GatewayError::SignInUnavailable { .. }
+                    | GatewayError::SignInFailed { .. }
+                    | GatewayError::ProviderRefused { .. },
+                    Some(prefix),
+                ) => format!(
+                    "<p><a class=\"button\" href=\"{}/start\">Sign in again</a></p>",
+                    escape(prefix)
                 ),
                 _ => String::new(),
             };
