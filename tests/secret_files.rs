@@ -96,6 +96,17 @@ async fn rotated_secret_files_take_effect_without_a_restart() {
         StatusCode::OK
     );
 
+    // An emptied client secret file (a failed deploy) is not taken: sign-in goes on working.
+    std::fs::write(&client_file, "\n").unwrap();
+    gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("provider.client_secret_file is empty"))
+    });
+    let fourth = browser();
+    let (resp, _) = sign_in(&fourth, &gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
     // The client secret changes: the next code exchange uses it (and this one is wrong).
     std::fs::write(&client_file, "rotated-but-wrong").unwrap();
     gw.wait_for_log(Duration::from_secs(5), |l| {

@@ -369,10 +369,12 @@ impl Auth {
             match tokio::fs::read(path).await {
                 Ok(bytes) => {
                     let text = String::from_utf8_lossy(&bytes).trim().to_string();
-                    if !text.is_empty()
-                        && self
-                            .provider
-                            .set_client_secret(crate::config::Secret(text.into_bytes()))
+                    if text.is_empty() {
+                        // Half-written, or truncated by a failed deploy.
+                        tracing::warn!(file = %path.display(), "provider.client_secret_file is empty; keeping the current secret");
+                    } else if self
+                        .provider
+                        .set_client_secret(crate::config::Secret(text.into_bytes()))
                     {
                         tracing::info!(file = %path.display(), "provider client secret changed; using the new one");
                     }
