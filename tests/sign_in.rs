@@ -276,6 +276,10 @@ async fn programs_get_401_json_and_browsers_a_redirect() {
         "/oauth2/start?rd=%2Fdata%3Fq%3D1"
     );
     assert!(s.upstream.requests().is_empty(), "nothing reached the app");
+    // The access log says so too: the gateway answered, no upstream was asked.
+    s.gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["path"] == "/data" && l["status"] == 302 && l["route"] == "/" && l["upstream"] == "-"
+    });
 }
 
 #[tokio::test]

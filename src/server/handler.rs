@@ -16,6 +16,8 @@ struct Outcome<'g> {
     /// Whether the access line will be written (so its fields are worth collecting).
     log: bool,
     route: Option<&'g Route>,
+    /// Whether the request went to the route's upstream (not answered by the gateway).
+    forwarded: bool,
     user: Option<String>,
     upstream_error: Option<String>,
 }
@@ -64,6 +66,7 @@ pub async fn handle(
         let route = outcome.route.map(|r| r.name.as_str()).unwrap_or("-");
         let upstream = outcome
             .route
+            .filter(|_| outcome.forwarded)
             .map(|r| &*gw.upstreams[r.id].name)
             .unwrap_or("-");
         let ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -150,6 +153,7 @@ async fn stages<'g>(
         }
         out.identity = &signed_in.insert(live).headers.upstream;
     }
+    outcome.forwarded = true;
     // One call site: each `.await` of `forward` would be a state of its own in this future.
     let mut resp = forward(gw, proxy, route, req, new_path.as_deref(), client, out).await?;
     if let Some(cookies) = signed_in
