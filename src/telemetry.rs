@@ -58,6 +58,7 @@ pub struct Metrics {
     pub refresh_failures: Counter,
     pub session_cache_hits: Counter,
     pub session_cache_misses: Counter,
+    pub unreadable_cookies: Counter,
     /// Set by `ssogate serve`, which runs workers.
     pub open_connections: OnceLock<Arc<OpenConnections>>,
 }
@@ -174,6 +175,11 @@ impl Metrics {
                 "ssogate_refresh_failures_total",
                 "Failed token refreshes.",
                 &self.refresh_failures,
+            ),
+            (
+                "ssogate_session_cookies_unreadable_total",
+                "Session cookies that opened with neither the session secret nor the previous one.",
+                &self.unreadable_cookies,
             ),
             (
                 "ssogate_session_cache_hits_total",

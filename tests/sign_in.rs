@@ -359,6 +359,19 @@ async fn tampered_truncated_and_foreign_cookies_are_refused() {
     let foreign = idp::session_cookie(&b2).await;
     assert_eq!(with(foreign).await, StatusCode::FOUND);
     assert!(s.gw.logs().find("panic").is_none());
+    // Cookies sealed with another secret are said in the log (once a minute at most): the
+    // sign of replicas that do not share session.secret.
+    s.gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("a session cookie opened with neither"))
+    });
+    assert_eq!(
+        s.gw.logs()
+            .matches("a session cookie opened with neither")
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]

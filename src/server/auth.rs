@@ -458,6 +458,9 @@ impl Auth {
                         live
                     }
                     Ok(None) => {
+                        if !self.sessions.opens(&value) {
+                            self.cookie_did_not_open(now);
+                        }
                         // A stale or foreign session cookie does not hide a bearer token
                         // sent with it (an API client that also keeps cookies).
                         if let Some(token) = bearer_token(headers) {
@@ -786,6 +789,22 @@ impl Auth {
         let live = Arc::new(self.live(s, set));
         self.remember(value, live.for_later());
         Ok(live)
+    }
+
+    /// A session cookie sealed with neither secret: counted, and said at most once a minute.
+    /// A few follow every secret rotation; many mean replicas that do not share the secret,
+    /// which sends users round the sign-in from one replica to the next.
+    fn cookie_did_not_open(&self, now: u64) {
+        static LAST_TOLD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        self.metrics.unreadable_cookies.add(1);
+        let last = LAST_TOLD.load(Ordering::Relaxed);
+        if now >= last + 60
+            && LAST_TOLD
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!("a session cookie opened with neither session.secret nor previous_secret: after a secret change this is expected for a while; if it goes on, replicas do not share session.secret (see ssogate_session_cookies_unreadable_total)");
+        }
     }
 
     /// A sealed session as the cookie store writes it: refused when no browser could keep

@@ -89,6 +89,15 @@ impl Sessions {
     }
 
     /// The session a cookie value stands for; `None` when it is not ours, is gone, or has expired.
+    /// Whether a session cookie opens with the secret or the previous one (it may still name
+    /// a session that has ended).
+    pub fn opens(&self, cookie_value: &str) -> bool {
+        self.codec
+            .load()
+            .open(&self.cookie_name, cookie_value)
+            .is_some()
+    }
+
     pub async fn load(&self, cookie_value: &str, now: u64) -> Result<Option<Session>, StoreError> {
         let Some(plain) = self.codec.load().open(&self.cookie_name, cookie_value) else {
             return Ok(None);
