@@ -610,6 +610,56 @@ async fn sigterm_lets_the_request_in_flight_finish_refuses_new_connections_and_e
     assert_eq!(exit.code(), Some(0), "log:\n{}", gw.logs());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_shutdown_delay_sigterm_first_says_not_ready_and_keeps_serving() {
+    // Kubernetes takes a pod out of its Service only some time after SIGTERM: meanwhile
+    // new connections must still be served, while /ready tells the load balancer to stop.
+    let upstream = Upstream::echo();
+    let mut gw = Gateway::start(&public_config_with(
+        &upstream.url,
+        "shutdown_delay = \"2s\"",
+        "",
+    ));
+    assert_eq!(
+        client()
+            .get(gw.url("/oauth2/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let signalled = Instant::now();
+    gw.sigterm();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let ready = client().get(gw.url("/oauth2/ready")).send().await.unwrap();
+        if ready.status() == 503 {
+            assert_eq!(
+                ready.json::<serde_json::Value>().await.unwrap()["status"],
+                "stopping"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "/ready still 200 after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A new connection (a new client each time) is still served within the delay.
+    let fresh = client().get(gw.url("/still")).send().await.unwrap();
+    assert_eq!(fresh.status(), 200);
+    assert!(signalled.elapsed() < Duration::from_secs(2));
+
+    let exit = gw
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", gw.logs()));
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(2),
+        "exited before the delay: {:?}",
+        signalled.elapsed()
+    );
+}
+
 #[test]
 fn malformed_requests_get_400_and_the_gateway_keeps_serving() {
     let upstream = Upstream::echo();

@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Time in-flight requests get to finish after SIGTERM. Default 30s.
     pub drain_timeout: Duration,
+    /// After SIGTERM, how long to go on serving (new connections too) while `/ready` says
+    /// 503, before the drain: a load balancer or Kubernetes stops sending first. Default 0s.
+    pub shutdown_delay: Duration,
     /// How often `*_file` secrets are re-read (Kubernetes swaps mounted secrets by symlink;
     /// file events miss that). Default 10s; "0s" turns it off.
     pub secret_poll_interval: Duration,

@@ -39,6 +39,7 @@ pub struct RawServer {
     pub forward_auth_uri_header: Option<String>,
     pub header_read_timeout: Option<String>,
     pub drain_timeout: Option<String>,
+    pub shutdown_delay: Option<String>,
     pub secret_poll_interval: Option<String>,
     pub workers: Option<i64>,
     pub tls: Option<RawTls>,

@@ -266,6 +266,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
     let header_read_timeout =
         e.duration("server.header_read_timeout", &s.header_read_timeout, "10s");
     let drain_timeout = e.duration("server.drain_timeout", &s.drain_timeout, "30s");
+    let shutdown_delay = e.duration("server.shutdown_delay", &s.shutdown_delay, "0s");
     let secret_poll_interval = e.duration(
         "server.secret_poll_interval",
         &s.secret_poll_interval,
@@ -309,6 +310,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         forward_auth_uri_header,
         header_read_timeout,
         drain_timeout,
+        shutdown_delay,
         secret_poll_interval,
         workers,
         tls,
@@ -814,6 +816,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         forward_auth_uri_header: s.forward_auth_uri_header.clone(),
         header_read_timeout: dur(s.header_read_timeout),
         drain_timeout: dur(s.drain_timeout),
+        shutdown_delay: dur(s.shutdown_delay),
         secret_poll_interval: dur(s.secret_poll_interval),
         workers: s.workers.map(|n| n as i64),
         tls: s.tls.as_ref().map(|t| RawTls {

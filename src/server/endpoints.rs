@@ -62,6 +62,12 @@ pub async fn handle<'g>(
             &serde_json::json!({"status": "ok"}),
         )),
         "/ready" => {
+            if gw.is_stopping() {
+                return Ok(json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "stopping"}),
+                ));
+            }
             if !gw.is_ready() {
                 return Ok(json_response(
                     StatusCode::SERVICE_UNAVAILABLE,

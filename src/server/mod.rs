@@ -60,6 +60,8 @@ pub struct Gateway {
     auth: Option<Arc<Auth>>,
     pub metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    /// SIGTERM came and `shutdown_delay` runs: `/ready` says 503 while requests are served.
+    stopping: AtomicBool,
     /// Asks every file watcher (secrets, certificates) to read its files now (SIGHUP).
     reread: Arc<tokio::sync::Notify>,
 }
@@ -95,12 +97,32 @@ impl Gateway {
             auth,
             metrics,
             ready,
+            stopping: AtomicBool::new(false),
             reread: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// After SIGTERM: `/ready` says 503 for `shutdown_delay` while everything is served as
+    /// before, so whatever routes traffic here stops first; then the drain may begin.
+    async fn before_the_drain(&self) {
+        let delay = self.config.server.shutdown_delay;
+        if delay.is_zero() {
+            return;
+        }
+        self.stopping.store(true, Ordering::Relaxed);
+        tracing::info!(delay = ?delay, "stopping: /ready answers 503 while requests are still served (server.shutdown_delay); then the drain");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown_signal() => tracing::info!("a second signal: draining now"),
+        }
     }
 
     fn client_info(&self, peer: SocketAddr, tls: bool) -> ClientInfo {
@@ -227,6 +249,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 start_metrics(metrics_listen, &gateway).await?;
                 tracing::info!(listen = %listen, workers, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
                 shutdown_signal().await;
+                gateway.before_the_drain().await;
                 Ok(())
             }
             .await;
