@@ -114,6 +114,48 @@ async fn keep_alive_connections_are_reused() {
 }
 
 #[tokio::test]
+async fn an_upstream_connection_idle_longer_than_apps_keep_it_is_not_reused() {
+    // Node, uvicorn and Apache close a keep-alive connection after 5 s idle. A POST sent on
+    // such a connection as the app closes it fails and cannot be resent: by default the
+    // gateway lets an idle connection go after 4 s, before the app does.
+    let upstream = ScriptedUpstream::start(framing_script);
+    let gw = Gateway::start(&public_config(&upstream.url, ""));
+    let client = client();
+    for method in [reqwest::Method::POST, reqwest::Method::GET] {
+        let before = upstream.connections();
+        let first = client
+            .request(method.clone(), gw.url("/length"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(first.text().await.unwrap(), "hello");
+        let soon = client
+            .request(method.clone(), gw.url("/length"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(soon.text().await.unwrap(), "hello");
+        assert_eq!(
+            upstream.connections(),
+            before + 1,
+            "{method}: reused while fresh"
+        );
+        tokio::time::sleep(Duration::from_millis(4600)).await;
+        let later = client
+            .request(method.clone(), gw.url("/length"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(later.text().await.unwrap(), "hello");
+        assert_eq!(
+            upstream.connections(),
+            before + 2,
+            "{method}: a new one after 4 s idle"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_connection_the_upstream_closed_while_idle_is_replaced_without_an_error() {
     // Answers, then closes without saying so: every pooled connection goes stale.
     let upstream = ScriptedUpstream::start(|_| Script {

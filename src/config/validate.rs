@@ -499,7 +499,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
     let upstream = UpstreamConfig {
         connect_timeout: e.duration("upstream.connect_timeout", &us.connect_timeout, "5s"),
         response_timeout: e.duration("upstream.response_timeout", &us.response_timeout, "60s"),
-        pool_idle_timeout: e.duration("upstream.pool_idle_timeout", &us.pool_idle_timeout, "90s"),
+        pool_idle_timeout: e.duration("upstream.pool_idle_timeout", &us.pool_idle_timeout, "4s"),
         ca_file: us.ca_file.as_ref().map(PathBuf::from),
     };
 
