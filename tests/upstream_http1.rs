@@ -48,6 +48,14 @@ fn framing_script(line: &str) -> Script {
             keep(&["HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"])
         }
         "/garbage" => keep(&["HTTP/1.1 two hundred OK\r\n\r\n"]),
+        "/huge-head" => Script {
+            pieces: vec![format!(
+                "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok",
+                "b".repeat(100 * 1024)
+            )
+            .into_bytes()],
+            close: false,
+        },
         "/stall" => keep(&["HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nthe beginning"]),
         "/truncated" => Script {
             pieces: pieces(&["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"]),
@@ -179,16 +187,19 @@ async fn a_malformed_or_ambiguous_response_gives_502_and_a_short_body_is_cut() {
     let upstream = ScriptedUpstream::start(framing_script);
     let gw = Gateway::start(&public_config(&upstream.url, ""));
     let client = client();
-    for path in ["/conflicting-length", "/garbage"] {
-        let resp = client
-            .get(gw.url(path))
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 502, "{path}");
-        let body: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(body["error"], "upstream_unavailable", "{path}");
+    // Alike on the inline path (GET) and hyper's (POST).
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        for path in ["/conflicting-length", "/garbage", "/huge-head"] {
+            let resp = client
+                .request(method.clone(), gw.url(path))
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 502, "{method} {path}");
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(body["error"], "upstream_unavailable", "{method} {path}");
+        }
     }
     let line = gw.wait_for_log(Duration::from_secs(5), |l| {
         l["path"] == "/garbage" && l["status"] == 502

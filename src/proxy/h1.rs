@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use crate::identity::InboundFilter;
 
 /// A response head larger than this is refused (hyper's client allows about the same).
-const MAX_HEAD: usize = 64 * 1024;
+pub(super) const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 /// Bytes asked of the socket per read.
 const READ_SIZE: usize = 32 * 1024;

@@ -581,6 +581,19 @@ impl Proxy {
             }
             Ok(Ok(resp)) => resp,
         };
+        // The inline path's limit on a response head (hyper's own is ~400 KB): whichever
+        // path a request takes, an oversized head gets the same 502.
+        let head_size: usize = resp
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        if head_size > h1::MAX_HEAD {
+            return Err(ProxyError::Unavailable {
+                upstream: upstream.name.clone(),
+                reason: "invalid response: response head too large".into(),
+            });
+        }
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
