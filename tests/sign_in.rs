@@ -806,6 +806,12 @@ async fn forward_auth_answers_202_with_headers_or_401() {
     let anon = common::client();
     let denied = anon.get(s.gw.url("/oauth2/auth")).send().await.unwrap();
     assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+    // Shown as it is by a proxy without an error handler, the page offers a way on.
+    let page = denied.text().await.unwrap();
+    assert!(
+        page.contains("href=\"/oauth2/start\">Sign in</a>"),
+        "{page}"
+    );
     let b = browser();
     let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
     assert_eq!(resp.status(), StatusCode::OK);

@@ -180,6 +180,12 @@ impl GatewayError {
                     "<p><a class=\"button\" href=\"{}/start\">Sign in again</a></p>",
                     escape(prefix)
                 ),
+                // A forward-auth 401 a proxy shows as it is (Traefik, Caddy without an
+                // error handler): a way to sign in from it.
+                (GatewayError::SignInRequired, Some(prefix)) => format!(
+                    "<p><a class=\"button\" href=\"{}/start\">Sign in</a></p>",
+                    escape(prefix)
+                ),
                 _ => String::new(),
             };
             html_response(status, title, &format!("<p>{}</p>{extra}", escape(&detail)))
