@@ -1668,3 +1668,48 @@ async fn a_provider_that_does_not_answer_does_not_hold_up_sign_out() {
     let again = b.get(s.gw.url("/")).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::FOUND);
 }
+
+#[tokio::test]
+async fn a_redirect_target_that_is_the_gateways_own_endpoint_goes_to_the_root() {
+    // nginx sets X-Auth-Request-Redirect to $request_uri: a sign-in or sign-out link opened
+    // directly names itself, and following it would go round for ever.
+    let s = stand();
+    for (asked, how) in [
+        ("/oauth2/start", "header"),
+        ("/oauth2/sign_out", "header"),
+        ("/oauth2/callback?code=x", "query"),
+        ("/%6Fauth2/start", "query"),
+    ] {
+        let b = browser();
+        let req = match how {
+            "header" => b
+                .get(s.gw.url("/oauth2/start"))
+                .header("X-Auth-Request-Redirect", asked),
+            _ => b.get(s.gw.url(&format!("/oauth2/start?rd={}", url_encode(asked)))),
+        };
+        let start = req.send().await.unwrap();
+        let authorize = start.headers()["location"].to_str().unwrap().to_string();
+        let (resp, trail) = sign_in(&b, &authorize, "bob").await;
+        assert_eq!(resp.status(), StatusCode::OK, "{asked}: {trail:#?}");
+        assert_eq!(trail.last().unwrap(), &s.gw.url("/"), "{asked}");
+    }
+    assert_eq!(
+        s.idp.stats().await["authorization_code_grants"],
+        4,
+        "one sign-in each"
+    );
+    // Sign-out named by itself ends at the signed-out page, not in a loop.
+    let b = browser();
+    let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let out = b
+        .get(s.gw.url("/oauth2/sign_out"))
+        .header("X-Auth-Request-Redirect", "/oauth2/sign_out")
+        .send()
+        .await
+        .unwrap();
+    let (done, trail) = follow(&b, out.headers()["location"].to_str().unwrap(), None).await;
+    assert!(trail.len() < 6, "{trail:#?}");
+    assert_eq!(done.url().path(), "/oauth2/signed_out", "{trail:#?}");
+    assert!(done.text().await.unwrap().contains("You have been signed out"));
+}

@@ -1030,18 +1030,51 @@ impl Auth {
             .unwrap_or_else(|| {
                 if !asked.is_empty() {
                     // The host only: a refused target's path or query may carry anything.
-                    let host = url::Url::parse(&asked).ok();
+                    // `//evil`, `/\evil` and `https:evil` read as a browser would.
+                    let spelled = asked.trim_start_matches(['/', '\\']);
+                    let host = url::Url::parse(&asked)
+                        .ok()
+                        .or_else(|| url::Url::parse(&format!("https://{spelled}")).ok());
                     let host = host.as_ref().and_then(|u| u.host_str()).unwrap_or("-");
                     tracing::info!(rd_host = host, "redirect target refused (not this origin, nor a host in server.allowed_redirect_hosts): going to / instead");
                 }
                 "/"
             });
+        // Never back to the gateway's own endpoints: `rd=/oauth2/start` after a sign-in, or
+        // `/oauth2/sign_out` after a sign-out, would go round for ever (nginx's
+        // `X-Auth-Request-Redirect $request_uri` names them when they are opened directly).
+        let rd = if self.is_own_endpoint(rd, &origin) {
+            "/"
+        } else {
+            rd
+        };
         let path = rd.split(['?', '#']).next().unwrap_or("/");
         let kept = [rd, path]
             .into_iter()
             .find(|candidate| candidate.len() <= MAX_RD)
             .unwrap_or("/");
         kept.to_string()
+    }
+
+    /// Whether `target` (a path, or an absolute URL) is one of the gateway's own endpoints
+    /// on this origin.
+    fn is_own_endpoint(&self, target: &str, origin: &str) -> bool {
+        let Some(url) = url::Url::parse(origin).ok().and_then(|o| {
+            let url = o.join(target).ok()?;
+            (url.origin() == o.origin()).then_some(url)
+        }) else {
+            return false;
+        };
+        // As the gateway will read it when the browser comes back (`%6Fauth2`, `..`).
+        let Ok(path) = crate::policy::normalize(url.path()) else {
+            return false;
+        };
+        let path = path.match_path();
+        let server = &self.config.server;
+        path == server.callback_path
+            || path
+                .strip_prefix(server.auth_prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
     fn start(
