@@ -1711,5 +1711,9 @@ async fn a_redirect_target_that_is_the_gateways_own_endpoint_goes_to_the_root() 
     let (done, trail) = follow(&b, out.headers()["location"].to_str().unwrap(), None).await;
     assert!(trail.len() < 6, "{trail:#?}");
     assert_eq!(done.url().path(), "/oauth2/signed_out", "{trail:#?}");
-    assert!(done.text().await.unwrap().contains("You have been signed out"));
+    assert!(done
+        .text()
+        .await
+        .unwrap()
+        .contains("You have been signed out"));
 }

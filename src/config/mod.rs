@@ -385,15 +385,20 @@ impl Provider for EnvOverrides {
             let list_key = LIST_KEYS.iter().find(|(k, _)| path == *k);
             let value: Value = if let (false, Some((_, separators))) = (looks_structured, list_key)
             {
-                // A list written as oauth2-proxy's variables take it: `admins,staff`.
-                Value::from(
-                    value
-                        .split(*separators)
-                        .map(str::trim)
-                        .filter(|v| !v.is_empty())
-                        .map(Value::from)
-                        .collect::<Vec<_>>(),
-                )
+                // A list written as oauth2-proxy's variables take it: `admins,staff`. One
+                // with no items stays text and is refused: an empty variable (a Helm value
+                // that rendered empty) must not turn `allowed_groups` into "anybody".
+                let items: Vec<Value> = value
+                    .split(*separators)
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(Value::from)
+                    .collect();
+                if items.is_empty() {
+                    Value::from(value.clone())
+                } else {
+                    Value::from(items)
+                }
             } else if looks_structured {
                 // `parse` is infallible for figment's Value: anything not TOML-like stays a string.
                 value.parse().unwrap_or_else(|_| Value::from(value.clone()))

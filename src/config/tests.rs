@@ -374,3 +374,26 @@ fn an_oauth2_proxy_style_cookie_secret_is_refused_saying_why() {
         "{errs}"
     );
 }
+
+#[test]
+fn an_empty_list_variable_is_refused_not_taken_for_no_groups() {
+    for empty in ["", " ", ","] {
+        let source = FakeSource {
+            env: vec![("SSOGATE_ACCESS__ALLOWED_GROUPS".into(), empty.into())],
+            ..Default::default()
+        };
+        let errs = errors_of(
+            &protected("[access]\nallowed_groups = [\"admins\"]\n"),
+            &source,
+        )
+        .join("\n");
+        assert!(errs.contains("access.allowed_groups"), "{empty:?}: {errs}");
+    }
+    // Written as TOML, an empty list is what it says.
+    let source = FakeSource {
+        env: vec![("SSOGATE_ACCESS__ALLOWED_GROUPS".into(), "[]".into())],
+        ..Default::default()
+    };
+    let c = Config::from_toml_str(&protected(""), &source).unwrap();
+    assert!(c.access.allowed_groups.is_empty());
+}
