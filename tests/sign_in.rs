@@ -1058,6 +1058,8 @@ async fn the_alb_preset_signs_an_assertion_the_app_can_verify() {
         "11111111-1111-4111-8111-111111111111"
     );
     assert!(asked.headers().get("x-amzn-oidc-data").is_some());
+    // Not the access token: a browser may ask /auth itself (only with pass_access_token).
+    assert!(asked.headers().get("x-amzn-oidc-accesstoken").is_none());
 }
 
 #[tokio::test]

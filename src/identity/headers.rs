@@ -272,11 +272,19 @@ impl IdentityHeaders {
                 }
             }
             HeaderPreset::Alb => {
-                // Also in forward-auth answers, for an nginx in front of an ALB-built app.
-                for list in [&mut out.upstream, &mut out.auth_request] {
-                    push(list, "x-amzn-oidc-identity", &principal.sub);
-                    if let Some(t) = tokens.access_token {
-                        push(list, "x-amzn-oidc-accesstoken", t);
+                // Also in forward-auth answers, for an nginx in front of an ALB-built app; the
+                // access token there only with `pass_access_token` (a browser can ask /auth
+                // itself and read the answer's headers, as with oauth2-proxy's).
+                push(&mut out.upstream, "x-amzn-oidc-identity", &principal.sub);
+                push(
+                    &mut out.auth_request,
+                    "x-amzn-oidc-identity",
+                    &principal.sub,
+                );
+                if let Some(t) = tokens.access_token {
+                    push(&mut out.upstream, "x-amzn-oidc-accesstoken", t);
+                    if config.pass_access_token {
+                        push(&mut out.auth_request, "x-amzn-oidc-accesstoken", t);
                     }
                 }
                 if let Some(jwt) = signer.and_then(|s| s.sign(principal, tokens.expires_at)) {
