@@ -408,3 +408,72 @@ async fn a_refreshed_token_whose_key_the_jwks_does_not_show_yet_does_not_sign_ou
     });
     s.idp.control("show-signing-key", None).await;
 }
+
+#[tokio::test]
+async fn a_refresh_done_in_the_background_reaches_the_browser_later() {
+    // While the provider was failing, a due cookie-store session was refreshed in the
+    // background; the request that started it went on with the old cookie. The refreshed
+    // cookie must reach the browser with its next request, even a minute later, rather
+    // than the old refresh token being used again (with rotation on, that signs out).
+    let s = stand("refresh_interval = \"1s\"\nrefresh_grace = \"300s\"");
+    s.idp.control("rotate-refresh?on=1", None).await;
+    let (alice, bob) = (browser(), browser());
+    for (b, user) in [(&alice, "alice"), (&bob, "bob")] {
+        let (resp, _) = sign_in(b, &s.gw.url("/"), user).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let old = idp::session_cookie(&bob).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The provider fails one refresh: from then on due sessions refresh in the background.
+    s.idp.control("token-outage?status=503", None).await;
+    assert_eq!(
+        alice.get(s.gw.url("/a")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    s.idp.control("token-outage?status=0", None).await;
+    let with_old = || {
+        common::client()
+            .get(s.gw.url("/b"))
+            .header("cookie", format!("_ssogate={old}"))
+            .send()
+    };
+    let first = with_old().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    s.gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the identity provider answers refreshes again"))
+    });
+    // Past the 30 s memo of refreshes: the old cookie's spent refresh token must not be
+    // used again (a replay: the provider ends the session).
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let later = with_old().await.unwrap();
+    assert_eq!(later.status(), StatusCode::OK, "{}", s.gw.logs());
+    let set: Vec<_> = later.headers().get_all("set-cookie").iter().collect();
+    assert!(
+        set.iter()
+            .any(|c| c.to_str().unwrap().starts_with("_ssogate=")),
+        "the refreshed cookie: {set:?}"
+    );
+    assert!(!s.gw.logs().contains("refresh refused: session ended"));
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_the_one_used_next() {
+    // Cognito with refresh-token rotation on (or Keycloak, Okta, Auth0): each refresh hands
+    // out a new refresh token and spends the old one, whose reuse would end the session.
+    for store in ["cookie", "memory"] {
+        let s = stand(&format!("store = \"{store}\"\nrefresh_interval = \"1s\""));
+        s.idp.control("rotate-refresh?on=1", None).await;
+        let b = browser();
+        let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        for i in 0..3 {
+            tokio::time::sleep(Duration::from_millis(1300)).await;
+            let r = b.get(s.gw.url(&format!("/r{i}"))).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{store} {i}: {}", s.gw.logs());
+        }
+        assert_eq!(refresh_grants(&s.idp).await, 3, "{store}");
+        assert_eq!(s.idp.stats().await["refresh_failures"], 0, "{store}");
+    }
+}

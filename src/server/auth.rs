@@ -183,6 +183,9 @@ pub struct Auth {
     /// while it is set, a due session within its grace does not wait for the provider; its
     /// refresh is tried in the background. The next refresh that succeeds clears it.
     provider_failing: AtomicBool,
+    /// Background refreshes by `refreshed`'s key: in flight (no second one is started), or
+    /// ended in a sign-out (the next request with the cookie signs in again).
+    background: moka::sync::Cache<String, Background>,
     /// This `Auth`, for the background refreshes (set by `Auth::shared`).
     me: std::sync::Weak<Auth>,
 }
@@ -270,6 +273,10 @@ impl Auth {
             metrics,
             ready: AtomicBool::new(false),
             provider_failing: AtomicBool::new(false),
+            background: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(REFRESH_MEMO)
+                .build(),
             me: std::sync::Weak::new(),
         })
     }
@@ -552,10 +559,21 @@ impl Auth {
                 // attempt per session runs in the background; a later request finds its result.
                 match self.refreshed.get(&key).await {
                     Some(done) => Ok(done),
-                    None => {
-                        self.refresh_in_background(key, live.clone(), headers, &attrs, now);
-                        return Ok(live);
-                    }
+                    None => match self.background.get(&key) {
+                        Some(Background::SignedOut) => Err(Arc::new(RefreshFailure::SignedOut)),
+                        Some(Background::Running) => return Ok(live),
+                        None => {
+                            self.refresh_in_background(
+                                key,
+                                cookie_value,
+                                live.clone(),
+                                headers,
+                                &attrs,
+                                now,
+                            );
+                            return Ok(live);
+                        }
+                    },
                 }
             } else {
                 self.refreshed
@@ -608,10 +626,14 @@ impl Auth {
     }
 
     /// `refresh_once` in a task of its own, its result memoised in `refreshed` as a request's
-    /// would be (and joined with one already in flight for the same key).
+    /// would be (and joined with one already in flight for the same key). The request that
+    /// started it has gone on with the session as it was, so the result is left where the
+    /// next request with the same cookie finds it: a refreshed session in `decoded` (for the
+    /// cookie store, with the cookie to set), an ended one in `background`.
     fn refresh_in_background(
         &self,
         key: String,
+        cookie_value: &str,
         live: Arc<LiveSession>,
         headers: &HeaderMap,
         attrs: &CookieAttrs,
@@ -620,10 +642,32 @@ impl Auth {
         let Some(me) = self.me.upgrade() else {
             return;
         };
+        self.background.insert(key.clone(), Background::Running);
         let (headers, attrs) = (headers.clone(), attrs.clone());
+        let cookie_value = cookie_value.to_string();
         tokio::spawn(async move {
             let attempt = me.refresh_once(live, &headers, attrs, now);
-            let _ = me.refreshed.try_get_with(key, attempt).await;
+            match me.refreshed.try_get_with(key.clone(), attempt).await {
+                Ok(live) => {
+                    me.background.invalidate(&key);
+                    // Refreshed, not merely kept through the outage.
+                    if live.session.refresh_due > now {
+                        let later = if me.sessions.is_stateless() {
+                            live
+                        } else {
+                            live.for_later()
+                        };
+                        me.remember(cookie_value, later);
+                    }
+                }
+                Err(failure) => match *failure {
+                    RefreshFailure::SignedOut => {
+                        me.forget(&cookie_value);
+                        me.background.insert(key, Background::SignedOut);
+                    }
+                    _ => me.background.invalidate(&key),
+                },
+            }
         });
     }
 
@@ -1525,6 +1569,12 @@ fn asked_redirect(req: &Request<RequestBody>) -> Option<String> {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     })
+}
+
+#[derive(Clone, Copy)]
+enum Background {
+    Running,
+    SignedOut,
 }
 
 enum RefreshFailure {

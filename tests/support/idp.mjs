@@ -158,6 +158,10 @@ let tokenOutage = 0;
 let legacyDiscovery = false;
 // While set, the token endpoint waits this many milliseconds after a grant before it answers.
 let tokenDelayMs = 0;
+// While set, a refresh grant hands out a new refresh token and consumes the one used (Cognito
+// with refresh-token rotation on; Keycloak, Okta, Auth0): using that one again is a replay,
+// answered invalid_grant, and ends its whole grant.
+let rotateRefresh = false;
 
 // Test-only RSA keys shipped in keys/, used in turn. Node 20's generateKeyPairSync can
 // deadlock in a GC callback (seen here: the idp hung before printing its port), so no key
@@ -229,7 +233,7 @@ function buildProvider() {
     // Cognito always issues a refresh token on the code grant (no offline_access needed),
     // does not rotate it, and it outlives the hosted-UI session.
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-    rotateRefreshToken: false,
+    rotateRefreshToken: () => rotateRefresh,
     expiresWithSession: async () => false,
     // One grant per sign-in, as each Cognito sign-in starts its own refresh-token family:
     // revoking (or replaying a code of) one login must not kill another login's tokens.
@@ -323,8 +327,9 @@ function buildProvider() {
     if (grantType === 'refresh_token') {
       stats.refresh_grants += 1;
       if (ctx.status >= 400) stats.refresh_failures += 1;
-      // oidc-provider echoes the unrotated refresh token back; Cognito sends none.
-      if (ctx.body && typeof ctx.body === 'object') delete ctx.body.refresh_token;
+      // oidc-provider echoes the unrotated refresh token back; Cognito sends none (unless
+      // rotation is on: then the new one).
+      if (!rotateRefresh && ctx.body && typeof ctx.body === 'object') delete ctx.body.refresh_token;
     }
     return undefined;
   });
@@ -469,6 +474,10 @@ async function control(req, res, url) {
   if (route === 'POST /__test/legacy-discovery') {
     legacyDiscovery = ['1', 'true'].includes(url.searchParams.get('on'));
     return json(res, 200, { legacy: legacyDiscovery });
+  }
+  if (route === 'POST /__test/rotate-refresh') {
+    rotateRefresh = ['1', 'true'].includes(url.searchParams.get('on'));
+    return json(res, 200, { rotate: rotateRefresh });
   }
   if (route === 'POST /__test/token-delay') {
     tokenDelayMs = Number(url.searchParams.get('ms') ?? 0) || 0;
