@@ -1719,3 +1719,27 @@ async fn a_redirect_target_that_is_the_gateways_own_endpoint_goes_to_the_root() 
         .unwrap()
         .contains("You have been signed out"));
 }
+
+#[tokio::test]
+async fn a_token_whose_key_cannot_be_fetched_now_is_not_called_invalid() {
+    let mut s = stand();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    // A key id the gateway has not seen (the provider rotated, say) while its JWKS cannot be
+    // fetched: the token may be good; an API client must not throw it away.
+    let new_kid = format!(
+        "{}.{}.{}",
+        b64.encode(r#"{"alg":"RS256","kid":"rotated-in"}"#),
+        b64.encode(r#"{"sub":"x"}"#),
+        b64.encode("sig")
+    );
+    s.idp.stop();
+    let r = common::client()
+        .get(s.gw.url("/api"))
+        .bearer_auth(&new_kid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "10");
+}

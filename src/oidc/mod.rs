@@ -252,8 +252,11 @@ impl Provider {
             Err(TokenError::UnknownKey(kid)) => {
                 match self.refresh_keys(Some((&kid, source))).await {
                     Ok(()) | Err(ProviderError::RateLimited) => {}
+                    // The JWKS could not be had: whether the key exists is unknown, so the
+                    // token is not called bad (a 503, not a 401; a refresh survives it).
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot refetch the JWKS for an unknown kid");
+                        return Err(VerifyError::Provider(e));
                     }
                 }
                 let keys = self
