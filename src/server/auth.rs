@@ -964,29 +964,7 @@ impl Auth {
             return u.as_str().trim_end_matches('/').to_string();
         }
         let host = client.host(headers, uri).unwrap_or("localhost");
-        let scheme = client.scheme(headers);
-        // A trusted proxy's X-Forwarded-Port, when the host it passed has none (nginx's
-        // `$host` drops it; Traefik sends the port on its own).
-        let has_port = host.rsplit_once(':').is_some_and(|(h, p)| {
-            !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
-        });
-        let port = client
-            .trusted
-            .then(|| {
-                headers
-                    .get("x-forwarded-port")?
-                    .to_str()
-                    .ok()?
-                    .trim()
-                    .parse::<u16>()
-                    .ok()
-            })
-            .flatten()
-            .filter(|p| !has_port && *p != if scheme == "https" { 443 } else { 80 });
-        match port {
-            Some(port) => format!("{scheme}://{host}:{port}"),
-            None => format!("{scheme}://{host}"),
-        }
+        format!("{}://{}", client.scheme(headers), host)
     }
 
     fn cookie_attrs(&self, origin: &str) -> CookieAttrs {
