@@ -194,12 +194,12 @@ async fn sign_out(gw: &Gateway, cookie: &str) -> StatusCode {
         .status()
 }
 
-/// Polls `/oauth2/ready` until it answers `want` with a body containing `saying`; the body.
+/// Polls `/oauth2/ready?store=1` until it answers `want` with a body containing `saying`; the body.
 async fn ready_becomes(gw: &Gateway, want: u16, saying: &str, within: Duration) -> String {
     let deadline = Instant::now() + within;
     loop {
         let r = common::client()
-            .get(gw.url("/oauth2/ready"))
+            .get(gw.url("/oauth2/ready?store=1"))
             .send()
             .await
             .unwrap();
@@ -354,8 +354,15 @@ async fn redis_going_away_gives_503_and_the_gateway_recovers() {
         .await
         .unwrap()
         .contains("Sessions are temporarily unavailable"));
-    // The replica says it cannot serve, so a load balancer sends users elsewhere.
+    // Asked with ?store=1, the replica says it cannot serve sessions; plain /ready (what
+    // every replica sharing this Redis answers) stays 200, so public routes stay up.
     ready_becomes(&gw, 503, "session store", Duration::from_secs(5)).await;
+    let plain = common::client()
+        .get(gw.url("/oauth2/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
 
     // Redis comes back (empty: it kept nothing): the gateway answers again by itself.
     redis.restart();

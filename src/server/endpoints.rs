@@ -74,11 +74,17 @@ pub async fn handle<'g>(
                     &serde_json::json!({"status": "starting", "detail": gw.auth.as_ref().map(|a| a.not_ready_reason())}),
                 ));
             }
-            // As oauth2-proxy's: a session store that does not answer makes the replica
-            // unready, so a load balancer sends users to one that can serve them.
+            // With `?store=1` (as oauth2-proxy's /ready), a session store that does not
+            // answer makes the replica unready. Not by default: replicas share their Redis,
+            // so all of them would go out at once, public routes and cached sessions with
+            // them, where each would otherwise answer what it can.
+            let with_store = req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "store=1"));
             let store_problem = match &gw.auth {
-                Some(auth) => Box::pin(auth.store_problem()).await,
-                None => None,
+                Some(auth) if with_store => Box::pin(auth.store_problem()).await,
+                _ => None,
             };
             Ok(match store_problem {
                 Some(detail) => json_response(
