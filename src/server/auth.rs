@@ -33,6 +33,8 @@ const MAX_RD: usize = 2048;
 /// is down is asked again for one session.
 const REFRESH_MEMO: Duration = Duration::from_secs(30);
 /// How long a replica waits for another one's refresh of the same session (Redis).
+/// The shortest a refresh lock is held for; longer when the provider's calls may take longer
+/// (a refresh, then a JWKS fetch for its ID token: two calls of `provider.timeout`).
 const REFRESH_LOCK_MS: u64 = 10_000;
 /// How long a sign-out waits for the refresh token's revocation before it answers.
 const REVOKE_WAIT: Duration = Duration::from_secs(2);
@@ -690,7 +692,7 @@ impl Auth {
         if let Some(id) = &lock_key {
             match self
                 .sessions
-                .try_lock(id, &lock_owner, REFRESH_LOCK_MS)
+                .try_lock(id, &lock_owner, self.refresh_lock_ms())
                 .await
             {
                 Ok(true) => {}
@@ -833,6 +835,11 @@ impl Auth {
         let live = Arc::new(self.live(s, set));
         self.remember(value, live.for_later());
         Ok(live)
+    }
+
+    fn refresh_lock_ms(&self) -> u64 {
+        let calls = 2 * self.provider.config().timeout + Duration::from_secs(2);
+        (calls.as_millis() as u64).max(REFRESH_LOCK_MS)
     }
 
     /// A session cookie sealed with neither secret: counted, and said at most once a minute.
