@@ -1213,9 +1213,12 @@ impl Auth {
         else {
             // The back button to a callback already used, or a second tab's: a user who is
             // signed in goes on to the app rather than to an error page.
-            if self.authenticate(req, client).await.is_ok() {
+            if let Ok(live) = self.authenticate(req, client).await {
                 tracing::info!("a finished sign-in's callback again, while signed in: going to /");
-                return Ok(redirect("/"));
+                let mut resp = redirect("/");
+                // A refresh on the way has a cookie to set.
+                append_cookies(&mut resp, &live);
+                return Ok(resp);
             }
             return Err(fail(
                 "this sign-in attempt was not started here or has expired",
