@@ -274,11 +274,19 @@ format = "json"
     let new_kid = verify(&after, &published);
     assert_ne!(new_kid, old_kid, "a new sign-in is signed with the new key");
     assert_eq!(published["keys"][0]["kid"], new_kid.as_str(), "{published}");
-    // Alice's session still works, and what the app got before still verifies.
+    // Alice's session still works, now signed with the new key too; what the app got before
+    // still verifies for a while (requests on their way).
     assert_eq!(
         alice.get(gw.url("/still")).send().await.unwrap().status(),
         StatusCode::OK
     );
+    let resigned = upstream
+        .last_request()
+        .unwrap()
+        .header("x-amzn-oidc-data")
+        .unwrap()
+        .to_string();
+    assert_eq!(verify(&resigned, &published), new_kid);
     verify(&before, &published);
 
     // A file that is no key is refused with a warning; the key in use stays.

@@ -40,9 +40,8 @@ pub struct AssertionSigner {
     client_id: String,
     /// The header's `signer` (an ALB puts its ARN there, and AWS's sample code checks it).
     signer: String,
-    /// The keys this one replaced (newest first), still published so that assertions they
-    /// signed keep verifying until they expire.
-    retired: Vec<PublicKey>,
+    /// The keys this one replaced (newest first) and when, still published for `RETIRED_FOR`.
+    retired: Vec<(PublicKey, std::time::Instant)>,
 }
 
 /// A P-256 public key and its `kid`.
@@ -84,8 +83,11 @@ impl PublicKey {
     }
 }
 
-/// How many replaced keys `/jwks.json` keeps publishing.
+/// How many replaced keys `/jwks.json` keeps publishing, and for how long: the gateway signs
+/// with the new key at once (it drops the assertions it had made), so an old key is wanted only
+/// for requests on their way; a key replaced because it leaked should soon stop verifying.
 const RETIRED_KEYS: usize = 2;
+const RETIRED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl std::fmt::Debug for AssertionSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,9 +142,10 @@ impl AssertionSigner {
     /// This signer, taking over from `old`: `old`'s public key (and the ones it kept) stay
     /// in the JWKS, so an app that verifies an assertion signed before the change finds it.
     pub fn succeeding(mut self, old: &AssertionSigner) -> AssertionSigner {
-        self.retired = std::iter::once(old.public_key())
+        let now = std::time::Instant::now();
+        self.retired = std::iter::once((old.public_key(), now))
             .chain(old.retired.iter().cloned())
-            .filter(|k| k.kid != self.kid)
+            .filter(|(k, _)| k.kid != self.kid)
             .take(RETIRED_KEYS)
             .collect();
         self
@@ -157,7 +160,12 @@ impl AssertionSigner {
 
     /// The keys published: the signing key first, then those it replaced.
     fn published(&self) -> impl Iterator<Item = PublicKey> + '_ {
-        std::iter::once(self.public_key()).chain(self.retired.iter().cloned())
+        let recent = self
+            .retired
+            .iter()
+            .filter(|(_, at)| at.elapsed() < RETIRED_FOR)
+            .map(|(k, _)| k.clone());
+        std::iter::once(self.public_key()).chain(recent)
     }
 
     /// The JWKS document served at `{auth_prefix}/jwks.json`.

@@ -411,6 +411,10 @@ impl Auth {
                     tracing::info!(file = %path.display(), kid = new.kid(),
                         "headers.signing_key_file changed: new assertions are signed with it; the key before stays in jwks.json");
                     signer.store(Arc::new(new));
+                    // Sessions in the caches carry assertions signed with the old key: made
+                    // again, with the new one (a key replaced because it leaked must go).
+                    self.decoded.invalidate_all();
+                    self.front.changed();
                 }
                 Ok(_) => {}
                 Err(e) => {
