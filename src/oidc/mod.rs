@@ -74,13 +74,20 @@ pub struct Provider {
     metadata: ArcSwapOption<Metadata>,
     keys: ArcSwapOption<KeySet>,
     /// Serialises JWKS fetches; holds when a fetch last failed to find a wanted kid.
-    fetch_lock: Mutex<Option<Instant>>,
+    fetch_lock: Mutex<Fetches>,
     /// Why the provider is not ready yet, for `/ready` and error logs.
     last_error: ArcSwapOption<String>,
     /// The client secret; swapped when its file changes.
     client_secret: ArcSwapOption<crate::config::Secret>,
-    /// Woken when a JWKS fetch finds a key withdrawn: tokens verified with it must go.
-    pub keys_withdrawn: tokio::sync::Notify,
+    /// Counts JWKS fetches that found a key withdrawn: tokens verified before must go.
+    keys_withdrawn: std::sync::atomic::AtomicU64,
+}
+
+/// When JWKS fetches last finished, and last came back without the kid they were for.
+#[derive(Default)]
+struct Fetches {
+    last_done: Option<Instant>,
+    last_miss: Option<Instant>,
 }
 
 impl Provider {
@@ -92,9 +99,9 @@ impl Provider {
             http,
             metadata: ArcSwapOption::empty(),
             keys: ArcSwapOption::empty(),
-            fetch_lock: Mutex::new(None),
+            fetch_lock: Mutex::new(Fetches::default()),
             last_error: ArcSwapOption::empty(),
-            keys_withdrawn: tokio::sync::Notify::new(),
+            keys_withdrawn: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -194,16 +201,36 @@ impl Provider {
     /// (`Source::TokenEndpoint`) always gets its fetch, so a client sending made-up key ids
     /// cannot make sign-ins and refreshes fail.
     pub async fn refresh_keys(&self, for_kid: Option<(&str, Source)>) -> Result<(), ProviderError> {
-        let mut last_miss = self.fetch_lock.lock().await;
+        let asked = Instant::now();
+        let mut fetches = self.fetch_lock.lock().await;
         if let Some((kid, source)) = for_kid {
             if self.keys.load().as_ref().is_some_and(|k| k.has(kid)) {
                 return Ok(());
             }
-            if source == Source::Client && last_miss.is_some_and(|t| t.elapsed() < MIN_REFETCH) {
+            // A fetch finished while this one waited: its answer stands (the kid was not in
+            // it), rather than one fetch after another, each up to `provider.timeout`.
+            if fetches.last_done.is_some_and(|t| t > asked) {
+                return Err(ProviderError::RateLimited);
+            }
+            if source == Source::Client
+                && fetches.last_miss.is_some_and(|t| t.elapsed() < MIN_REFETCH)
+            {
                 return Err(ProviderError::RateLimited);
             }
         }
-        let for_kid = for_kid.map(|(kid, _)| kid);
+        let result = self
+            .fetch_keys(for_kid.map(|(kid, _)| kid), &mut fetches)
+            .await;
+        fetches.last_done = Some(Instant::now());
+        result
+    }
+
+    async fn fetch_keys(
+        &self,
+        for_kid: Option<&str>,
+        fetches: &mut Fetches,
+    ) -> Result<(), ProviderError> {
+        let last_miss = &mut fetches.last_miss;
         let meta = self.metadata().ok_or(ProviderError::NotReady)?;
         let fetched = async {
             let body = self.http.get(&meta.jwks_uri).await?;
@@ -232,9 +259,17 @@ impl Provider {
         self.keys.store(Some(Arc::new(set)));
         if withdrawn {
             tracing::info!("the provider withdrew a signing key: bearer tokens verified with it are checked again");
-            self.keys_withdrawn.notify_waiters();
+            self.keys_withdrawn
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
         }
         Ok(())
+    }
+
+    /// How many times a key has been withdrawn: a token verified when this said less may have
+    /// been verified with a key that is gone.
+    pub fn keys_generation(&self) -> u64 {
+        self.keys_withdrawn
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Verifies a JWT's signature (fetching keys once on an unknown kid) and returns its claims.

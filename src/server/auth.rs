@@ -185,6 +185,8 @@ pub struct Auth {
     /// while it is set, a due session within its grace does not wait for the provider; its
     /// refresh is tried in the background. The next refresh that succeeds clears it.
     provider_failing: AtomicBool,
+    /// `provider.keys_generation()` when `bearers` was last emptied for it.
+    bearers_generation: std::sync::atomic::AtomicU64,
     /// Background refreshes by `refreshed`'s key: in flight (no second one is started), or
     /// ended in a sign-out (the next request with the cookie signs in again).
     background: moka::sync::Cache<String, Background>,
@@ -275,6 +277,7 @@ impl Auth {
             metrics,
             ready: AtomicBool::new(false),
             provider_failing: AtomicBool::new(false),
+            bearers_generation: std::sync::atomic::AtomicU64::new(0),
             background: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(REFRESH_MEMO)
@@ -299,16 +302,7 @@ impl Auth {
         reread: Arc<tokio::sync::Notify>,
     ) {
         self.clone().start_secret_polling(reread);
-        // A withdrawn signing key: the bearer tokens it verified are verified again (and
-        // refused), not served from the cache until their 5 minutes are up.
-        let me = self.clone();
-        tokio::spawn(async move {
-            loop {
-                me.provider.keys_withdrawn.notified().await;
-                me.bearers.invalidate_all();
-                me.bearer_front.changed();
-            }
-        });
+
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(500);
             loop {
@@ -891,6 +885,15 @@ impl Auth {
 
     /// A bearer token verified before (no allocation, no lock on a worker's memo hit).
     fn known_bearer(&self, token: &str, now: u64) -> Option<Result<Arc<LiveSession>, AuthAnswer>> {
+        // A key withdrawn since: every token verified before is verified again (and one
+        // signed with that key refused), not served from the cache for 5 more minutes.
+        let generation = self.provider.keys_generation();
+        if generation != self.bearers_generation.load(Ordering::Acquire) {
+            self.bearers.invalidate_all();
+            self.bearer_front.changed();
+            self.bearers_generation.store(generation, Ordering::Release);
+            return None;
+        }
         let live = self
             .bearer_front
             .get_or_else(now, token, || self.bearers.get(token))?;
@@ -903,6 +906,7 @@ impl Auth {
 
     async fn verify_bearer(&self, token: &str, now: u64) -> Result<Arc<LiveSession>, AuthAnswer> {
         let unauthorized = || AuthAnswer::Error(GatewayError::InvalidToken);
+        let generation = self.provider.keys_generation();
         let claims = match self
             .provider
             .verify_signature(token, oidc::Source::Client)
@@ -963,7 +967,10 @@ impl Auth {
             id_token: self.config.headers.pass_id_token.then(|| token.to_string()),
         };
         let live = Arc::new(self.live(session, None));
-        self.bearers.insert(token.to_string(), live.clone());
+        // Not kept when a key was withdrawn while it was checked (with the keys before).
+        if self.provider.keys_generation() == generation {
+            self.bearers.insert(token.to_string(), live.clone());
+        }
         Ok(live)
     }
 
