@@ -541,7 +541,6 @@ fn claim_string(v: &Value) -> Option<String> {
     }
 }
 
-/// Why a token was not accepted.
 /// Where a token to verify came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -562,6 +561,7 @@ impl VerifyError {
     }
 }
 
+/// Why a token was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error(transparent)]

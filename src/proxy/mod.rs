@@ -166,7 +166,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 struct Gap {
     upstream: Arc<str>,
     limit: Duration,
-    /// Armed while the body waits for the upstream.
+    /// When the body last moved (the coarse clock).
+    moved: std::time::Instant,
+    /// Armed once the body waits, and left armed while it moves: when it fires, it is set
+    /// again from `moved` unless the limit has passed (one timer per stall, not per piece).
     waiting: Option<crate::coarse::Sleep>,
 }
 
@@ -175,6 +178,7 @@ impl Gap {
         Gap {
             upstream: upstream.clone(),
             limit,
+            moved: crate::coarse::now(),
             waiting: None,
         }
     }
@@ -191,19 +195,30 @@ impl Gap {
                     "the upstream's response body failed midway: the client got it cut short");
                 Poll::Ready(Some(Err(e)))
             }
-            Poll::Ready(done) => {
+            Poll::Ready(Some(data)) => {
+                self.moved = crate::coarse::now();
+                Poll::Ready(Some(data))
+            }
+            Poll::Ready(None) => {
                 self.waiting = None;
-                Poll::Ready(done)
+                Poll::Ready(None)
             }
             Poll::Pending => {
                 let limit = self.limit;
-                let waiting = self.waiting.get_or_insert_with(|| {
-                    crate::coarse::sleep_until(crate::coarse::now() + limit)
-                });
-                if std::future::Future::poll(Pin::new(waiting), cx).is_pending() {
-                    return Poll::Pending;
+                loop {
+                    let due = self.moved + limit;
+                    let waiting = self
+                        .waiting
+                        .get_or_insert_with(|| crate::coarse::sleep_until(due));
+                    if std::future::Future::poll(Pin::new(waiting), cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    self.waiting = None;
+                    if crate::coarse::now() >= due {
+                        break;
+                    }
+                    // The body moved since the timer was set: set it again from then.
                 }
-                self.waiting = None;
                 tracing::warn!(upstream = %self.upstream, after = ?limit,
                     "the upstream sent nothing more of its response body within upstream.response_timeout: the client got it cut short");
                 Poll::Ready(Some(Err(format!(

@@ -171,8 +171,8 @@ pub struct Auth {
     refreshed: moka::future::Cache<String, Arc<LiveSession>>,
     /// Verified bearer tokens, by the whole token (hashed by its tail, as `decoded`).
     bearers: moka::sync::Cache<String, Arc<LiveSession>, TailHash>,
-    /// Each thread's memo of the last tokens it took from `bearers`. Nothing takes a token out
-    /// of `bearers` before its time-to-live, and every hit checks the token's `exp`.
+    /// Each thread's memo of the last tokens it took from `bearers`. Every hit checks the
+    /// token's `exp`; a withdrawn key empties both (`bearers_generation`).
     bearer_front: super::front::Front,
     state_prefix: String,
     state_path: String,

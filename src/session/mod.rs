@@ -88,7 +88,6 @@ impl Sessions {
         matches!(self.store, Store::Cookie)
     }
 
-    /// The session a cookie value stands for; `None` when it is not ours, is gone, or has expired.
     /// Whether a session cookie opens with the secret or the previous one (it may still name
     /// a session that has ended).
     pub fn opens(&self, cookie_value: &str) -> bool {
@@ -98,6 +97,7 @@ impl Sessions {
             .is_some()
     }
 
+    /// The session a cookie value stands for; `None` when it is not ours, is gone, or has expired.
     pub async fn load(&self, cookie_value: &str, now: u64) -> Result<Option<Session>, StoreError> {
         let Some(plain) = self.codec.load().open(&self.cookie_name, cookie_value) else {
             return Ok(None);
