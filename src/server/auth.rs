@@ -916,9 +916,10 @@ impl Auth {
             // The keys are not loaded yet (the provider was down at start), or cannot be
             // fetched: the token may well be good, so a client must not throw it away.
             Err(VerifyError::Provider(e)) => {
+                tracing::warn!(error = %e, "a bearer token cannot be checked now: the provider's keys cannot be had");
                 return Err(AuthAnswer::Error(GatewayError::SignInUnavailable {
                     reason: e.to_string(),
-                }))
+                }));
             }
             Err(e) => {
                 tracing::info!(error = %e, "bearer token rejected");

@@ -127,12 +127,12 @@ impl GatewayError {
             GatewayError::SignInUnavailable { .. } => (
                 "sign_in_unavailable",
                 "Sign-in is temporarily unavailable",
-                "The identity provider cannot be reached right now. Try again in a minute.".into(),
+                "The identity provider cannot be reached right now. Try again in a few seconds.".into(),
             ),
             GatewayError::SessionsUnavailable { .. } => (
                 "sessions_unavailable",
                 "Sessions are temporarily unavailable",
-                "The session store cannot be reached right now. Try again in a minute.".into(),
+                "The session store cannot be reached right now. Try again in a few seconds.".into(),
             ),
             GatewayError::ClientRefused { reason } => (
                 "sign_in_misconfigured",

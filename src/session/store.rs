@@ -419,7 +419,7 @@ mod redis_store {
 
         pub async fn unlock(&self, key: &str, owner: &str) {
             let key = self.lock_key(key);
-            let _ = self
+            let unlocked = self
                 .within(async {
                     match self.conn().await? {
                         Conn::Single(mut c) => del_if_owner(&mut c, &key, owner).await,
@@ -430,6 +430,14 @@ mod redis_store {
                     }
                 })
                 .await;
+            // Left, the lock holds until it expires (the next refresh of that session waits
+            // for it). An ACL without scripting refuses EVAL every time: say so once.
+            static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if let Err(e) = unlocked {
+                if !TOLD.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "cannot release a refresh lock in Redis (the user needs EVAL, @scripting); it lapses after its time instead");
+                }
+            }
         }
 
         pub async fn ping(&self) -> Result<(), StoreError> {
