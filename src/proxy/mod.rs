@@ -42,9 +42,10 @@ pub struct Body {
 
 enum Kind {
     /// Streamed from hyper's client.
-    Upstream(Incoming, Gap),
-    /// Streamed from an inline exchange.
-    Inline(h1::InlineBody, Gap),
+    Upstream(Incoming, Box<Gap>),
+    /// Streamed from an inline exchange. (The watch is boxed: every response's `Body`, most
+    /// of them complete, is moved several times, and would carry its size each time.)
+    Inline(h1::InlineBody, Box<Gap>),
     /// Complete: a page of ours, or an upstream body that arrived with its head.
     Full(Full<Bytes>),
 }
@@ -174,13 +175,13 @@ struct Gap {
 }
 
 impl Gap {
-    fn new(upstream: &Arc<str>, limit: Duration) -> Gap {
-        Gap {
+    fn new(upstream: &Arc<str>, limit: Duration) -> Box<Gap> {
+        Box::new(Gap {
             upstream: upstream.clone(),
             limit,
             moved: crate::coarse::now(),
             waiting: None,
-        }
+        })
     }
 
     fn watch(
