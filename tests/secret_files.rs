@@ -71,11 +71,7 @@ async fn rotated_secret_files_take_effect_without_a_restart() {
 
     // The session secret changes: the existing session goes on, new ones work too.
     std::fs::write(&cookie_file, format!("{SECRET_B}\n")).unwrap();
-    gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("session secret changed"))
-    });
+    gw.wait_for_message("session secret changed");
     assert_eq!(
         first.get(gw.url("/still")).send().await.unwrap().status(),
         StatusCode::OK
@@ -86,11 +82,7 @@ async fn rotated_secret_files_take_effect_without_a_restart() {
 
     // A bad file is ignored with a warning; the secret in use stays.
     std::fs::write(&cookie_file, "not base64!").unwrap();
-    gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("cannot re-read session.secret_file"))
-    });
+    gw.wait_for_message("cannot re-read session.secret_file");
     assert_eq!(
         second.get(gw.url("/ok")).send().await.unwrap().status(),
         StatusCode::OK
@@ -98,22 +90,14 @@ async fn rotated_secret_files_take_effect_without_a_restart() {
 
     // An emptied client secret file (a failed deploy) is not taken: sign-in goes on working.
     std::fs::write(&client_file, "\n").unwrap();
-    gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("provider.client_secret_file is empty"))
-    });
+    gw.wait_for_message("provider.client_secret_file is empty");
     let fourth = browser();
     let (resp, _) = sign_in(&fourth, &gw.url("/"), "alice").await;
     assert_eq!(resp.status(), StatusCode::OK);
 
     // The client secret changes: the next code exchange uses it (and this one is wrong).
     std::fs::write(&client_file, "rotated-but-wrong").unwrap();
-    gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("provider client secret changed"))
-    });
+    gw.wait_for_message("provider client secret changed");
     let third = browser();
     let (resp, _) = sign_in(&third, &gw.url("/"), "carol").await;
     // The operator's fault, not the user's: 500, and an ERROR saying what to check.
@@ -154,11 +138,7 @@ async fn sighup_reads_the_secret_files_at_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!gw.logs().contains("session secret changed"));
     gw.signal("HUP");
-    gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("session secret changed"))
-    });
+    gw.wait_for_message("session secret changed");
     assert_eq!(
         b.get(gw.url("/still")).send().await.unwrap().status(),
         StatusCode::OK,
@@ -255,11 +235,7 @@ format = "json"
     // The key file is replaced (a rotated Kubernetes secret) and the gateway told so.
     std::fs::write(&key_file, new_key()).unwrap();
     gw.signal("HUP");
-    gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("headers.signing_key_file changed"))
-    });
+    gw.wait_for_message("headers.signing_key_file changed");
 
     let bob = browser();
     let (resp, _) = sign_in(&bob, &gw.url("/"), "bob").await;
@@ -292,11 +268,7 @@ format = "json"
     // A file that is no key is refused with a warning; the key in use stays.
     std::fs::write(&key_file, "not a key").unwrap();
     gw.signal("HUP");
-    gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("cannot re-read headers.signing_key_file"))
-    });
+    gw.wait_for_message("cannot re-read headers.signing_key_file");
     assert_eq!(jwks().await["keys"][0]["kid"], new_kid.as_str());
 }
 

@@ -178,11 +178,7 @@ async fn an_unreachable_provider_is_survived_within_the_grace_then_fails_closed(
         "within the grace the session works"
     );
     // Logging is asynchronous: wait for the warning rather than read the log at once.
-    s.gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("the session keeps working within the grace period"))
-    });
+    s.gw.wait_for_message("the session keeps working within the grace period");
     tokio::time::sleep(Duration::from_secs(4)).await;
     let after = b.get(s.gw.url("/after")).send().await.unwrap();
     assert_eq!(
@@ -230,11 +226,7 @@ async fn a_provider_answering_503_429_or_invalid_client_at_refresh_does_not_sign
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    s.gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("the session keeps working within the grace period"))
-    });
+    s.gw.wait_for_message("the session keeps working within the grace period");
     s.idp.control("token-outage?status=0", None).await;
 }
 
@@ -280,11 +272,7 @@ async fn a_provider_that_does_not_answer_holds_up_one_request_not_every_users() 
             "browser {i} waited {took:?} for a provider known to be failing"
         );
     }
-    gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("the identity provider is failing"))
-    });
+    gw.wait_for_message("the identity provider is failing");
 
     // The provider answers again: the next due session's refresh (in the background) finds
     // it, and refreshes are inline again.
@@ -298,11 +286,7 @@ async fn a_provider_that_does_not_answer_holds_up_one_request_not_every_users() 
         later.get(gw.url("/due")).send().await.unwrap().status(),
         StatusCode::OK
     );
-    gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("the identity provider answers refreshes again"))
-    });
+    gw.wait_for_message("the identity provider answers refreshes again");
     assert!(refresh_grants(&idp).await > before);
 }
 
@@ -439,11 +423,7 @@ async fn a_refresh_done_in_the_background_reaches_the_browser_later() {
     };
     let first = with_old().await.unwrap();
     assert_eq!(first.status(), StatusCode::OK);
-    s.gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("the identity provider answers refreshes again"))
-    });
+    s.gw.wait_for_message("the identity provider answers refreshes again");
     // Past the 30 s memo of refreshes: the old cookie's spent refresh token must not be
     // used again (a replay: the provider ends the session).
     tokio::time::sleep(Duration::from_secs(31)).await;

@@ -361,11 +361,7 @@ async fn tampered_truncated_and_foreign_cookies_are_refused() {
     assert!(s.gw.logs().find("panic").is_none());
     // Cookies sealed with another secret are said in the log (once a minute at most): the
     // sign of replicas that do not share session.secret.
-    s.gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("a session cookie opened with neither"))
-    });
+    s.gw.wait_for_message("a session cookie opened with neither");
     assert_eq!(
         s.gw.logs()
             .matches("a session cookie opened with neither")
@@ -522,16 +518,9 @@ async fn keys_the_gateway_does_not_know_are_refused_and_rotation_is_followed() {
 #[tokio::test]
 async fn made_up_key_ids_from_clients_do_not_hold_up_sign_in_after_a_rotation() {
     let s = stand();
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     // Anybody can send a bearer token naming a key id the provider never had; its failed
     // lookup holds back further lookups for client tokens for a few seconds.
-    let bogus = format!(
-        "{}.{}.{}",
-        b64.encode(r#"{"alg":"RS256","kid":"made-up"}"#),
-        b64.encode(r#"{"sub":"x"}"#),
-        b64.encode("sig")
-    );
+    let bogus = made_up_token("made-up");
     let anon = common::client();
     let r = anon
         .get(s.gw.url("/api"))
@@ -572,14 +561,7 @@ async fn a_provider_down_at_start_means_503_until_it_comes() {
 
     // A bearer token the gateway cannot check yet (no keys loaded) is not called invalid:
     // an API client would throw a good token away.
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let unchecked = format!(
-        "{}.{}.{}",
-        b64.encode(r#"{"alg":"RS256","kid":"k1"}"#),
-        b64.encode(r#"{"sub":"x"}"#),
-        b64.encode("sig")
-    );
+    let unchecked = made_up_token("k1");
     let api = common::client();
     let early = api
         .get(gw.url("/api"))
@@ -789,6 +771,18 @@ fn query_value(url: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {url}"))
 }
 
+/// A JWT-shaped token naming key `kid`, signed by nobody.
+fn made_up_token(kid: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.{}",
+        b64.encode(format!(r#"{{"alg":"RS256","kid":"{kid}"}}"#)),
+        b64.encode(r#"{"sub":"x"}"#),
+        b64.encode("sig")
+    )
+}
+
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -855,11 +849,7 @@ async fn forward_auth_believes_no_uri_header_unless_told_which_the_proxy_sets() 
             "a client's {header} named a public route"
         );
     }
-    s.gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("set server.forward_auth_uri_header"))
-    });
+    s.gw.wait_for_message("set server.forward_auth_uri_header");
 }
 
 #[tokio::test]
@@ -1632,11 +1622,7 @@ async fn a_bearer_token_signed_with_a_withdrawn_key_is_refused_at_once() {
     s.idp.control("rotate-keys?drop_old=1", None).await;
     let new = token_of("alice").await;
     assert_eq!(call(new).await, StatusCode::OK);
-    s.gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("the provider withdrew a signing key"))
-    });
+    s.gw.wait_for_message("the provider withdrew a signing key");
     // Not 5 more minutes of the cache: refused now, on every worker.
     for _ in 0..4 {
         assert_eq!(call(old.clone()).await, StatusCode::UNAUTHORIZED);
@@ -1714,16 +1700,9 @@ async fn a_redirect_target_that_is_the_gateways_own_endpoint_goes_to_the_root() 
 #[tokio::test]
 async fn a_token_whose_key_cannot_be_fetched_now_is_not_called_invalid() {
     let mut s = stand();
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     // A key id the gateway has not seen (the provider rotated, say) while its JWKS cannot be
     // fetched: the token may be good; an API client must not throw it away.
-    let new_kid = format!(
-        "{}.{}.{}",
-        b64.encode(r#"{"alg":"RS256","kid":"rotated-in"}"#),
-        b64.encode(r#"{"sub":"x"}"#),
-        b64.encode("sig")
-    );
+    let new_kid = made_up_token("rotated-in");
     s.idp.stop();
     let r = common::client()
         .get(s.gw.url("/api"))

@@ -364,9 +364,5 @@ async fn a_body_the_upstream_stops_sending_is_cut_after_the_response_timeout_and
     if let Ok(resp) = client.get(gw.url("/truncated")).send().await {
         let _ = resp.bytes().await;
     }
-    gw.wait_for_log(Duration::from_secs(5), |l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("the upstream's response body failed midway"))
-    });
+    gw.wait_for_message("the upstream's response body failed midway");
 }

@@ -309,6 +309,13 @@ impl Gateway {
         }
     }
 
+    /// Waits (5 s at most) for a JSON log line whose message contains `text`; returns it.
+    pub fn wait_for_message(&self, text: &str) -> serde_json::Value {
+        self.wait_for_log(Duration::from_secs(5), |l| {
+            l["message"].as_str().is_some_and(|m| m.contains(text))
+        })
+    }
+
     /// Polls `{auth_prefix}/ready` until it answers 200 (sign-in configs become ready once the
     /// provider's metadata and keys are fetched); panics with the log after `timeout`.
     pub fn wait_ready(&self, timeout: Duration) {
