@@ -460,5 +460,10 @@ async fn sighup_reads_a_renewed_certificate_at_once() {
 
     r.gw.signal("HUP");
     r.wait_for_the_new_one(Duration::from_secs(5)).await;
-    assert!(r.gw.logs().contains("SIGHUP"), "{}", r.gw.logs());
+    // Logging is asynchronous: the line may come after the certificate is in use.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !r.gw.logs().contains("SIGHUP") {
+        assert!(std::time::Instant::now() < deadline, "{}", r.gw.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
