@@ -617,7 +617,7 @@ async fn with_a_shutdown_delay_sigterm_first_says_not_ready_and_keeps_serving() 
     let upstream = Upstream::echo();
     let mut gw = Gateway::start(&public_config_with(
         &upstream.url,
-        "shutdown_delay = \"2s\"",
+        "shutdown_delay = \"4s\"",
         "",
     ));
     assert_eq!(
@@ -647,14 +647,14 @@ async fn with_a_shutdown_delay_sigterm_first_says_not_ready_and_keeps_serving() 
     // A new connection (a new client each time) is still served within the delay.
     let fresh = client().get(gw.url("/still")).send().await.unwrap();
     assert_eq!(fresh.status(), 200);
-    assert!(signalled.elapsed() < Duration::from_secs(2));
+    assert!(signalled.elapsed() < Duration::from_secs(4));
 
     let exit = gw
         .wait_exit(Duration::from_secs(10))
         .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", gw.logs()));
     assert_eq!(exit.code(), Some(0));
     assert!(
-        signalled.elapsed() >= Duration::from_secs(2),
+        signalled.elapsed() >= Duration::from_secs(4),
         "exited before the delay: {:?}",
         signalled.elapsed()
     );
