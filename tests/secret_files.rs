@@ -54,6 +54,35 @@ format = "json"
     (gw, idp, upstream)
 }
 
+/// A gateway whose session secret (SECRET_A) is in a file read only at SIGHUP, and alice
+/// signed in there.
+struct SignedIn {
+    cookie_file: std::path::PathBuf,
+    gw: Gateway,
+    browser: reqwest::Client,
+    _idp: Idp,
+    _upstream: Upstream,
+    _dir: tempfile::TempDir,
+}
+
+async fn signed_in_with_a_secret_file() -> SignedIn {
+    let dir = tempfile::tempdir().unwrap();
+    let cookie_file = dir.path().join("cookie-secret");
+    std::fs::write(&cookie_file, SECRET_A).unwrap();
+    let (gw, idp, upstream) = gateway_with_secret_files("0s", &cookie_file, None);
+    let b = browser();
+    let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    SignedIn {
+        cookie_file,
+        gw,
+        browser: b,
+        _idp: idp,
+        _upstream: upstream,
+        _dir: dir,
+    }
+}
+
 #[tokio::test]
 async fn rotated_secret_files_take_effect_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,13 +154,15 @@ async fn rotated_secret_files_take_effect_without_a_restart() {
 
 #[tokio::test]
 async fn sighup_reads_the_secret_files_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let cookie_file = dir.path().join("cookie-secret");
-    std::fs::write(&cookie_file, SECRET_A).unwrap();
-    let (gw, _idp, _upstream) = gateway_with_secret_files("0s", &cookie_file, None);
-    let b = browser();
-    let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    let SignedIn {
+        cookie_file,
+        gw,
+        browser: b,
+        // Bound, so the provider, app and secret's directory live to the end.
+        _idp,
+        _upstream,
+        _dir,
+    } = signed_in_with_a_secret_file().await;
 
     // No polling: the new secret is read when the signal asks, not before.
     std::fs::write(&cookie_file, format!("{SECRET_B}\n")).unwrap();
@@ -275,13 +306,15 @@ format = "json"
 #[tokio::test]
 async fn a_cookie_sealed_two_secrets_ago_no_longer_opens() {
     const SECRET_C: &str = "Q0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0M=";
-    let dir = tempfile::tempdir().unwrap();
-    let cookie_file = dir.path().join("cookie-secret");
-    std::fs::write(&cookie_file, SECRET_A).unwrap();
-    let (gw, _idp, _upstream) = gateway_with_secret_files("0s", &cookie_file, None);
-    let b = browser();
-    let (resp, _) = sign_in(&b, &gw.url("/"), "alice").await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    let SignedIn {
+        cookie_file,
+        gw,
+        browser: b,
+        // Bound, so the provider, app and secret's directory live to the end.
+        _idp,
+        _upstream,
+        _dir,
+    } = signed_in_with_a_secret_file().await;
     let rotate = |secret: &str, times: usize| {
         std::fs::write(&cookie_file, secret).unwrap();
         gw.signal("HUP");
