@@ -28,8 +28,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 use url::Url;
 
-use crate::config::UpstreamConfig;
+use crate::config::{ForwardedTrust, UpstreamConfig};
 use crate::identity::{CookieHeader, InboundFilter};
+use crate::policy::HostSource;
 
 /// Body of every response the gateway sends: an upstream's, or a page of our own. An
 /// upstream response from the inline path also carries the upstream's header lines as
@@ -373,27 +374,55 @@ pub struct ClientInfo {
     pub ip: IpAddr,
     /// The client IP as a header value, made once per connection.
     pub ip_header: HeaderValue,
-    /// The peer is in `server.trusted_proxies`: its X-Forwarded-* are kept.
+    /// The peer is in `server.trusted_proxies`: its forwarding headers pass upstream.
     pub trusted: bool,
+    /// Which of its X-Forwarded-* the gateway believes: none unless `trusted`, then those
+    /// `server.trusted_forwarded_headers` lists.
+    pub believe: ForwardedTrust,
     /// `https` when the connection itself is TLS.
     pub tls: bool,
 }
 
 impl ClientInfo {
-    pub fn new(ip: IpAddr, trusted: bool, tls: bool) -> ClientInfo {
+    pub fn new(ip: IpAddr, trusted: bool, tls: bool, believe: ForwardedTrust) -> ClientInfo {
         let ip_header =
             HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+        let believe = if trusted {
+            believe
+        } else {
+            ForwardedTrust {
+                for_: false,
+                proto: false,
+                host: false,
+            }
+        };
         ClientInfo {
             ip,
             ip_header,
             trusted,
+            believe,
             tls,
+        }
+    }
+
+    /// Where a request's host comes from, for `policy`'s route decision.
+    pub fn host_source<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        uri: &'a Uri,
+        version: Version,
+    ) -> HostSource<'a> {
+        HostSource {
+            headers,
+            uri,
+            version,
+            believe_forwarded_host: self.believe.host,
         }
     }
 
     /// The scheme the client used: ours, or a trusted proxy's X-Forwarded-Proto.
     pub fn scheme(&self, headers: &HeaderMap) -> &'static str {
-        if self.trusted {
+        if self.believe.proto {
             if let Some(p) = headers
                 .get(&X_FORWARDED_PROTO)
                 .and_then(|v| v.to_str().ok())
@@ -412,57 +441,14 @@ impl ClientInfo {
         }
     }
 
-    /// `host` for choosing a route (RFC 9112 3.2, RFC 9113 8.3.1): refused when the request
-    /// names two hosts (two Host headers, or a target authority, HTTP/2's `:authority`
-    /// included, and a Host that differ), since which one names the site would be up to
-    /// whoever reads it; and when an HTTP/1.1 request names none. One lookup of Host.
-    pub fn route_host<'a>(
-        &self,
-        headers: &'a HeaderMap,
-        uri: &'a Uri,
-        version: Version,
-    ) -> Result<Option<&'a str>, HostProblem> {
-        let mut hosts = headers.get_all(header::HOST).iter();
-        let host = hosts.next();
-        if hosts.next().is_some() {
-            return Err(HostProblem::Two);
-        }
-        match (host, uri.authority()) {
-            (Some(host), Some(authority))
-                if !host
-                    .as_bytes()
-                    .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
-            {
-                return Err(HostProblem::Two)
-            }
-            (None, None) if version == Version::HTTP_11 => return Err(HostProblem::None),
-            _ => {}
-        }
-        if self.trusted {
-            if let Some(h) = headers.get(&X_FORWARDED_HOST).and_then(|v| v.to_str().ok()) {
-                return Ok(h.split(',').next().map(str::trim));
-            }
-        }
-        Ok(host
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| uri.authority().map(|a| a.as_str())))
-    }
-
-    /// The host the client asked for: Host (or :authority), or a trusted proxy's X-Forwarded-Host;
-    /// `None` also when `route_host` refuses it.
+    /// The host (with its port) the client asked for: Host (or :authority), or a believed
+    /// X-Forwarded-Host (`policy::site_host`); `None` when there is none or it is refused.
     pub fn host<'a>(&self, headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
-        self.route_host(headers, uri, Version::HTTP_2)
+        crate::policy::site_host(&self.host_source(headers, uri, Version::HTTP_2))
             .ok()
             .flatten()
+            .map(|h| h.authority)
     }
-}
-
-/// Why a request's host cannot choose a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostProblem {
-    Two,
-    /// An HTTP/1.1 request without Host.
-    None,
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -853,6 +839,10 @@ fn connection_named(headers: &HeaderMap, keep_upgrade: bool) -> Vec<HeaderName> 
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+        // What the route was decided on, and what frames the message, stays: without Host
+        // the upstream would pick a site of its own (RFC 9110 7.6.1 lets no header that
+        // matters end to end be made hop-by-hop by a client).
+        .filter(|n| n != header::HOST && n != X_FORWARDED_HOST && n != header::CONTENT_LENGTH)
         .collect()
 }
 
@@ -907,7 +897,7 @@ fn outgoing_headers<'h>(
             continue;
         }
         if name == X_FORWARDED_FOR {
-            if client.trusted {
+            if client.believe.for_ {
                 forwarded_for.push(value);
             }
             continue;
@@ -916,7 +906,8 @@ fn outgoing_headers<'h>(
             continue;
         }
         if name == X_FORWARDED_HOST {
-            if client.trusted {
+            // Believed, it chose the route (validated, one value): the upstream is told it.
+            if client.believe.host && !forwarded_host {
                 forwarded_host = true;
                 emit(name, value);
             }
@@ -1061,7 +1052,16 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-forwarded-host", HeaderValue::from_static("evil.com"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let untrusted = ClientInfo::new("192.0.2.1".parse().unwrap(), false, false);
+        let untrusted = ClientInfo::new(
+            "192.0.2.1".parse().unwrap(),
+            false,
+            false,
+            crate::config::ForwardedTrust {
+                for_: true,
+                proto: true,
+                host: true,
+            },
+        );
         let sent = outgoing(&h, &untrusted, &[]);
         assert_eq!(sent["x-forwarded-for"], "192.0.2.1");
         assert_eq!(sent["x-forwarded-host"], "app.example.com");
@@ -1078,7 +1078,16 @@ mod tests {
             HeaderValue::from_static("app.example.com"),
         );
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let trusted = ClientInfo::new("10.0.0.2".parse().unwrap(), true, false);
+        let trusted = ClientInfo::new(
+            "10.0.0.2".parse().unwrap(),
+            true,
+            false,
+            crate::config::ForwardedTrust {
+                for_: true,
+                proto: true,
+                host: true,
+            },
+        );
         let sent = outgoing(&h, &trusted, &[]);
         assert_eq!(
             sent["x-forwarded-for"],
@@ -1106,7 +1115,16 @@ mod tests {
             HeaderName::from_static("x-forwarded-user"),
             HeaderValue::from_static("alice"),
         )];
-        let client = ClientInfo::new("192.0.2.1".parse().unwrap(), false, false);
+        let client = ClientInfo::new(
+            "192.0.2.1".parse().unwrap(),
+            false,
+            false,
+            crate::config::ForwardedTrust {
+                for_: true,
+                proto: true,
+                host: true,
+            },
+        );
         let sent = outgoing(&h, &client, &identity);
         let users: Vec<_> = sent.get_all("x-forwarded-user").iter().collect();
         assert_eq!(users, ["alice"]);
@@ -1131,7 +1149,16 @@ mod tests {
             filter: &filter,
             identity: &[],
         };
-        let client = ClientInfo::new("192.0.2.1".parse().unwrap(), false, false);
+        let client = ClientInfo::new(
+            "192.0.2.1".parse().unwrap(),
+            false,
+            false,
+            crate::config::ForwardedTrust {
+                for_: true,
+                proto: true,
+                host: true,
+            },
+        );
         let head = String::from_utf8(u.request_head(&req, None, out, &client)).unwrap();
         assert_eq!(
             head,

@@ -95,9 +95,7 @@ async fn stages<'g>(
 ) -> Result<Response<Body>, GatewayError> {
     // classify: the gateway's own endpoints first.
     if let Some(endpoint) = super::endpoints::endpoint_of(&gw.config.server, req.uri().path()) {
-        if let Err(problem) = client.route_host(req.headers(), req.uri(), req.version()) {
-            return Err(problem.into());
-        }
+        crate::policy::site_host(&client.host_source(req.headers(), req.uri(), req.version()))?;
         let answer =
             super::endpoints::handle(gw, client, &mut req, &endpoint, &mut outcome.route).await;
         if outcome.log {
@@ -111,14 +109,11 @@ async fn stages<'g>(
         }
         return answer;
     }
+    // The one route decision: validated host, normalised path, route.
     let (route, new_path) = {
-        let path = normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
-        let host = client.route_host(req.headers(), req.uri(), req.version())?;
-        let route = gw
-            .routes
-            .lookup(host, path.match_path())
-            .ok_or(GatewayError::NoRoute)?;
-        (route, path.into_changed())
+        let source = client.host_source(req.headers(), req.uri(), req.version());
+        let decision = gw.routes.decide(&source, req.uri().path())?;
+        (decision.route, decision.forward_path)
     };
     outcome.route = Some(route);
 

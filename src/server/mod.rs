@@ -133,7 +133,12 @@ impl Gateway {
             .trusted_proxies
             .iter()
             .any(|n| n.contains(&ip));
-        ClientInfo::new(ip, trusted, tls)
+        ClientInfo::new(
+            ip,
+            trusted,
+            tls,
+            self.config.server.trusted_forwarded_headers,
+        )
     }
 
     /// Background work: provider discovery and key refresh, secret re-reads.
