@@ -7,6 +7,7 @@
 //! pooled client.
 
 mod h1;
+mod respond;
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -64,20 +65,19 @@ impl Body {
 }
 
 pub use h1::{drained, HeaderSpan, RawHead};
+pub use respond::{
+    add_gateway_cookies, client_headers, make_private, BytesSink, HeadSink, MapSink, Written,
+};
 
-/// `resp` with the upstream's header lines moved into its `HeaderMap`, for hyper.
-pub fn for_hyper(mut resp: Response<Body>) -> Response<Body> {
-    if let Some(head) = resp.body_mut().head.take() {
-        let added = std::mem::take(resp.headers_mut());
-        let map = resp.headers_mut();
-        head.append_to(map);
-        for (name, value) in added {
-            if let Some(name) = name {
-                map.append(name, value);
-            }
-        }
-    }
-    resp
+/// `resp` as hyper serves it: its `HeaderMap` holds exactly the lines `client_headers` lets
+/// through (the upstream's raw lines included), and hyper frames the message.
+pub fn for_hyper(resp: Response<Body>, head_request: bool) -> Response<Body> {
+    let mut map = HeaderMap::with_capacity(resp.headers().len() + 8);
+    client_headers(&resp, head_request, &mut MapSink(&mut map));
+    let (mut parts, mut body) = resp.into_parts();
+    body.head = None;
+    parts.headers = map;
+    Response::from_parts(parts, body)
 }
 
 /// Body of a request from a client: hyper's, or none (a request head read by the
@@ -544,7 +544,7 @@ impl Proxy {
             .ok_or_else(|| ProxyError::BadUri {
                 upstream: upstream.name.clone(),
             })?;
-        let upgrade = is_upgrade(req.version(), req.headers());
+        let upgrade = is_upgrade(req.version(), req.headers()) && req.method() == Method::GET;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let mut headers = HeaderMap::with_capacity(req.headers().len() + out.identity.len() + 3);
@@ -598,6 +598,14 @@ impl Proxy {
         }
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching && !(client_upgrade.is_some() && is_websocket(resp.headers())) {
+            // Only a WebSocket asked for is tunnelled: any other switch would carry bytes
+            // past every check the gateway makes.
+            return Err(ProxyError::Unavailable {
+                upstream: upstream.name.clone(),
+                reason: "invalid response: 101 Switching Protocols to something other than the WebSocket asked for".into(),
+            });
+        }
         if switching {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
@@ -751,15 +759,27 @@ async fn answer_deadline(upload: Option<watch::Receiver<bool>>, limit: Duration)
     tokio::time::sleep(limit).await;
 }
 
+/// A WebSocket handshake (RFC 6455 4.1): HTTP/1.1, `Upgrade: websocket` and nothing else,
+/// `Connection: upgrade`. Any other Upgrade (h2c, TLS, a custom protocol) is not tunnelled:
+/// the request goes on as a plain one without it.
 fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
+        && is_websocket(headers)
         && headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Exactly one Upgrade header, naming `websocket` alone.
+fn is_websocket(headers: &HeaderMap) -> bool {
+    let mut upgrades = headers.get_all(header::UPGRADE).iter();
+    matches!(
+        (upgrades.next(), upgrades.next()),
+        (Some(v), None) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket")
+    )
 }
 
 /// Removes the hop-by-hop headers and any header `Connection` names from a response.

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -32,7 +32,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::drain::Drain;
 use super::{handler, Gateway};
-use crate::proxy::{Body, HeaderSpan, Proxy, RequestBody};
+use crate::proxy::{Body, BytesSink, HeaderSpan, Proxy, RequestBody};
 
 /// A request head larger than this goes to hyper (which has its own, larger, limit). Big
 /// enough for a session split over several cookies.
@@ -340,32 +340,11 @@ async fn write_response<S: AsyncWrite + Unpin>(
     wbuf.push(b' ');
     wbuf.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     wbuf.extend_from_slice(b"\r\n");
-    // An upstream's header lines go out as they came (hop-by-hop ones already left out).
-    let mut has_date = false;
-    let mut has_length = false;
-    if let Some(head) = body.upstream_head() {
-        for run in head.runs() {
-            wbuf.extend_from_slice(run);
-        }
-        has_date = head.has_date();
-        has_length = head.has_length();
-    }
-    for (name, value) in &parts.headers {
-        if *name == header::CONTENT_LENGTH {
-            // Ours below, from the body itself; a HEAD or 304 answer keeps the upstream's.
-            if !no_body {
-                continue;
-            }
-        } else if *name == header::TRANSFER_ENCODING || *name == header::CONNECTION {
-            continue;
-        } else if *name == header::DATE {
-            has_date = true;
-        }
-        wbuf.extend_from_slice(name.as_str().as_bytes());
-        wbuf.extend_from_slice(b": ");
-        wbuf.extend_from_slice(value.as_bytes());
-        wbuf.extend_from_slice(b"\r\n");
-    }
+    // What goes in the head is decided in one place for every path; this writer frames it.
+    let resp = Response::from_parts(parts, body);
+    let written = crate::proxy::client_headers(&resp, head_request, &mut BytesSink(wbuf));
+    let (has_date, has_length) = (written.date, written.content_length);
+    let body = resp.into_body();
     if !no_body && !has_length {
         match length {
             Some(n) => {

@@ -43,7 +43,7 @@ pub async fn handle(
         ..Outcome::default()
     };
 
-    let resp = match stages(gw, proxy, client, req, &mut outcome).await {
+    let mut resp = match stages(gw, proxy, client, req, &mut outcome).await {
         Ok(resp) => resp,
         Err(e) => {
             match &e {
@@ -57,6 +57,12 @@ pub async fn handle(
             e.into_response(json, Some(&gw.config.server.auth_prefix))
         }
     };
+    // What the gateway answers itself (sign-in redirects with their state cookie, a
+    // callback's session cookie, forward-auth's identity, /userinfo, pages) no cache keeps;
+    // an upstream's response to which it added a cookie was made private in `stages`.
+    if !outcome.forwarded && !resp.headers().contains_key(http::header::CACHE_CONTROL) {
+        crate::proxy::make_private(&mut resp);
+    }
     let status = resp.status().as_u16();
     gw.metrics.count_status(status);
     if let Some((method, raw_path, start)) = logged {
@@ -155,10 +161,7 @@ async fn stages<'g>(
         .as_ref()
         .and_then(|live| live.set_cookies.as_ref())
     {
-        for c in cookies {
-            resp.headers_mut()
-                .append(http::header::SET_COOKIE, c.clone());
-        }
+        crate::proxy::add_gateway_cookies(&mut resp, cookies);
     }
     Ok(resp)
 }

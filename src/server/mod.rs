@@ -572,8 +572,9 @@ async fn serve_connection<S>(
         let client = client.clone();
         let proxy = proxy.clone();
         async move {
+            let head_request = req.method() == http::Method::HEAD;
             let resp = handler::handle(&gw, &proxy, &client, req.map(RequestBody::Hyper)).await;
-            Ok::<_, Infallible>(crate::proxy::for_hyper(resp))
+            Ok::<_, Infallible>(crate::proxy::for_hyper(resp, head_request))
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
