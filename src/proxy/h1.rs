@@ -44,6 +44,9 @@ pub(super) struct Pool {
     idle: Mutex<Vec<Box<Conn>>>,
     max_idle: usize,
     idle_timeout: Duration,
+    /// The task that closes connections idle past `idle_timeout` runs (started with the
+    /// first connection put back, on that worker's runtime).
+    reaping: std::sync::atomic::AtomicBool,
 }
 
 struct Conn {
@@ -81,7 +84,45 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             max_idle,
             idle_timeout,
+            reaping: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Closes the connections idle for `idle_timeout` or longer: an app closes its end of an
+    /// idle keep-alive connection after a while, and ours would sit in CLOSE_WAIT, holding a
+    /// descriptor, until the next request took it.
+    fn reap(&self) {
+        let now = crate::coarse::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // Most recently used last: the expired ones are at the front.
+        let expired = idle
+            .iter()
+            .take_while(|c| now.saturating_duration_since(c.idle_since) >= self.idle_timeout)
+            .count();
+        idle.drain(..expired);
+    }
+
+    /// Starts the reaper on the current runtime, once; it ends with the pool.
+    fn start_reaping(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.reaping.load(Ordering::Relaxed) || self.reaping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.reaping.store(false, Ordering::Relaxed);
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        let every = (self.idle_timeout / 2).max(Duration::from_millis(250));
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match pool.upgrade() {
+                    Some(pool) => pool.reap(),
+                    None => return,
+                }
+            }
+        });
     }
 
     /// The most recently used idle connection that is still quiet (`quiet`).
@@ -110,7 +151,8 @@ impl Pool {
         }
     }
 
-    fn put(&self, mut conn: Box<Conn>) {
+    fn put(self: &Arc<Self>, mut conn: Box<Conn>) {
+        self.start_reaping();
         conn.idle_since = crate::coarse::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {

@@ -84,33 +84,61 @@ pub fn for_hyper(resp: Response<Body>, head_request: bool) -> Response<Body> {
 /// gateway's own HTTP/1.1 loop, which takes only requests without a body).
 pub enum RequestBody {
     Hyper(Incoming),
+    /// A body that may carry at most `left` more bytes (a route's `max_body`).
+    Limited { body: Incoming, left: u64 },
     Empty,
+}
+
+/// A request body went over its route's `max_body` on the way (413).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than the route's max_body")]
+pub struct BodyTooLarge;
+
+impl RequestBody {
+    /// This body, cut off with `BodyTooLarge` after `max` bytes.
+    pub fn limited(self, max: u64) -> RequestBody {
+        match self {
+            RequestBody::Hyper(body) => RequestBody::Limited { body, left: max },
+            other => other,
+        }
+    }
 }
 
 impl http_body::Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
-            RequestBody::Hyper(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            RequestBody::Limited { body, left } => {
+                let polled = std::task::ready!(Pin::new(body).poll_frame(cx));
+                if let Some(Ok(frame)) = &polled {
+                    let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if n > *left {
+                        return Poll::Ready(Some(Err(BodyTooLarge.into())));
+                    }
+                    *left -= n;
+                }
+                Poll::Ready(polled.map(|r| r.map_err(Into::into)))
+            }
             RequestBody::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Hyper(b) => b.is_end_stream(),
+            RequestBody::Hyper(b) | RequestBody::Limited { body: b, .. } => b.is_end_stream(),
             RequestBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RequestBody::Hyper(b) => b.size_hint(),
+            RequestBody::Hyper(b) | RequestBody::Limited { body: b, .. } => b.size_hint(),
             RequestBody::Empty => SizeHint::with_exact(0),
         }
     }
@@ -366,6 +394,8 @@ pub enum ProxyError {
     Timeout { upstream: Arc<str>, after: Duration },
     #[error("cannot build the upstream address for {upstream}")]
     BadUri { upstream: Arc<str> },
+    #[error(transparent)]
+    BodyTooLarge(#[from] BodyTooLarge),
 }
 
 /// What the gateway knows about the client connection, for X-Forwarded-*.
@@ -576,10 +606,17 @@ impl Proxy {
                 })
             }
             Ok(Err(e)) => {
+                let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+                while let Some(s) = source {
+                    if s.is::<BodyTooLarge>() {
+                        return Err(BodyTooLarge.into());
+                    }
+                    source = s.source();
+                }
                 return Err(ProxyError::Unavailable {
                     upstream: upstream.name.clone(),
                     reason: crate::telemetry::error_chain(&e),
-                })
+                });
             }
             Ok(Ok(resp)) => resp,
         };
@@ -709,12 +746,12 @@ impl UploadBody {
 
 impl http_body::Body for UploadBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(frame) = &polled {

@@ -114,11 +114,15 @@ pub(super) async fn serve<S: Conn>(
     peer: SocketAddr,
 ) {
     let client = gw.client_info(peer, S::TLS);
+    let limits = HeadLimits {
+        bytes: gw.config.server.max_request_head.min(MAX_HEAD),
+        headers: gw.config.server.max_request_headers.min(MAX_HEADERS),
+    };
     let header_timeout = gw.config.server.header_read_timeout;
     let mut rbuf = BytesMut::with_capacity(READ_SIZE);
     let mut wbuf = Vec::new();
     loop {
-        let (req, keep_alive) = match read_request(&mut io, &mut rbuf, header_timeout, drain).await
+        let (req, keep_alive) = match read_request(&mut io, &mut rbuf, header_timeout, &limits, drain).await
         {
             Next::Request(req, keep_alive) => (req, keep_alive),
             Next::Handoff => {
@@ -166,20 +170,28 @@ enum Next {
     Close,
 }
 
+/// Where this loop stops and hands a request to hyper, which refuses what is over
+/// `server.max_request_head` / `max_request_headers` with 431.
+struct HeadLimits {
+    bytes: usize,
+    headers: usize,
+}
+
 async fn read_request<S: Conn>(
     io: &mut S,
     buf: &mut BytesMut,
     timeout: Duration,
+    limits: &HeadLimits,
     drain: &Drain,
 ) -> Next {
     let mut deadline = None;
     loop {
         if !buf.is_empty() {
-            match parse(buf) {
+            match parse(buf, limits.headers) {
                 Parsed::Request(req, keep_alive) => return Next::Request(req, keep_alive),
                 Parsed::Handoff => return Next::Handoff,
                 Parsed::BadRequest => return Next::BadRequest,
-                Parsed::Partial if buf.len() >= MAX_HEAD => return Next::Handoff,
+                Parsed::Partial if buf.len() >= limits.bytes => return Next::Handoff,
                 Parsed::Partial => {}
             }
         }
@@ -226,8 +238,9 @@ enum Parsed {
 }
 
 /// Parses a request head at the start of `buf`, taking it out of the buffer when it is one
-/// this loop takes; anything else is left in place for hyper.
-fn parse(buf: &mut BytesMut) -> Parsed {
+/// this loop takes; anything else (more than `max_headers` lines too) is left in place for
+/// hyper.
+fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     if buf.len() >= 24 && buf.starts_with(b"PRI * HTTP/2.0") {
         return Parsed::Handoff;
     }
@@ -250,7 +263,7 @@ fn parse(buf: &mut BytesMut) -> Parsed {
             Some("HEAD") => true,
             _ => return Parsed::Handoff,
         };
-        if req.version != Some(1) {
+        if req.version != Some(1) || req.headers.len() > max_headers {
             return Parsed::Handoff;
         }
         let Some(target) = req.path.map(str::as_bytes) else {
@@ -503,7 +516,7 @@ mod tests {
 
     fn parsed(raw: &[u8]) -> (Parsed, BytesMut) {
         let mut buf = BytesMut::from(raw);
-        (parse(&mut buf), buf)
+        (parse(&mut buf, MAX_HEADERS), buf)
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub async fn handle(
         Ok(resp) => resp,
         Err(e) => {
             match &e {
+                GatewayError::Upstream(crate::proxy::ProxyError::BodyTooLarge(_)) => {
+                    gw.metrics.bodies_too_large.add(1)
+                }
                 GatewayError::Upstream(err) => {
                     gw.metrics.upstream_errors.add(1);
                     outcome.upstream_error = Some(err.to_string());
@@ -122,6 +125,9 @@ async fn stages<'g>(
         (decision.route, decision.forward_path)
     };
     outcome.route = Some(route);
+    if let Some(max) = gw.config.routes[route.id].max_body {
+        req = limit_body(req, max)?;
+    }
 
     // Spoofable identity headers and the gateway's cookies never pass, on any route: the
     // proxy leaves them behind as it writes the request (`Outgoing`).
@@ -178,6 +184,24 @@ async fn forward(
     Ok(proxy
         .forward(&gw.upstreams[route.id], req, new_path, client, out)
         .await?)
+}
+
+/// A request whose body may not pass `max` bytes: refused at once when its Content-Length
+/// says more (a client sending `Expect: 100-continue` then sends nothing), else cut off on
+/// the way (`RequestBody::limited`).
+fn limit_body(
+    req: Request<RequestBody>,
+    max: u64,
+) -> Result<Request<RequestBody>, GatewayError> {
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(crate::proxy::ProxyError::from(crate::proxy::BodyTooLarge).into());
+    }
+    Ok(req.map(|b| b.limited(max)))
 }
 
 /// A CORS preflight: browsers send it before a cross-origin call, without cookies or
