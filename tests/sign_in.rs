@@ -173,6 +173,11 @@ async fn groups_decide_who_passes_where() {
         let r = bob.get(s.gw.url(path)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
     }
+    // Express and ASP.NET route without regard to case: so does the gateway.
+    for path in ["/ADMIN/", "/Admin/users", "/aDmIn", "/%41dmin/users"] {
+        let r = bob.get(s.gw.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+    }
     let page = admin.text().await.unwrap();
     assert!(
         page.contains("Access denied") && page.contains("bob"),
@@ -233,6 +238,13 @@ async fn groups_decide_who_passes_where() {
         "/admin\\..\\public/x",
         "/public/..;/admin/x",
         "/public/%c0%ae%c0%ae/admin/x",
+        // IIS trims trailing dots and spaces, C upstreams stop at NUL: each of these is
+        // /admin/ to some upstream.
+        "/admin./",
+        "/admin%20/users",
+        "/admin%00/users",
+        "/admin%2e/users",
+        "/admin%2e%2e./x",
     ] {
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");

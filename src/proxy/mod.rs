@@ -85,7 +85,10 @@ pub fn for_hyper(resp: Response<Body>, head_request: bool) -> Response<Body> {
 pub enum RequestBody {
     Hyper(Incoming),
     /// A body that may carry at most `left` more bytes (a route's `max_body`).
-    Limited { body: Incoming, left: u64 },
+    Limited {
+        body: Incoming,
+        left: u64,
+    },
     Empty,
 }
 

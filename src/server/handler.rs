@@ -189,10 +189,7 @@ async fn forward(
 /// A request whose body may not pass `max` bytes: refused at once when its Content-Length
 /// says more (a client sending `Expect: 100-continue` then sends nothing), else cut off on
 /// the way (`RequestBody::limited`).
-fn limit_body(
-    req: Request<RequestBody>,
-    max: u64,
-) -> Result<Request<RequestBody>, GatewayError> {
+fn limit_body(req: Request<RequestBody>, max: u64) -> Result<Request<RequestBody>, GatewayError> {
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)

@@ -101,9 +101,7 @@ impl Gateway {
             ready,
             stopping: AtomicBool::new(false),
             reread: Arc::new(tokio::sync::Notify::new()),
-            connections: Arc::new(tokio::sync::Semaphore::new(
-                config.server.max_connections,
-            )),
+            connections: Arc::new(tokio::sync::Semaphore::new(config.server.max_connections)),
             config,
         })
     }
@@ -436,7 +434,11 @@ impl Placement {
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
         permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> Option<(tokio::net::TcpStream, balance::Open, tokio::sync::OwnedSemaphorePermit)> {
+    ) -> Option<(
+        tokio::net::TcpStream,
+        balance::Open,
+        tokio::sync::OwnedSemaphorePermit,
+    )> {
         let (target, open) = self.balance.place(self.me);
         if target == self.me {
             return Some((stream, open, permit));
