@@ -489,3 +489,44 @@ fn connections_over_the_limit_wait_until_one_closes() {
         .expect("served once a place was free");
     assert_eq!(&buf, b"HTTP/1.1 200");
 }
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_not() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(&public_config_with(
+        &upstream.url,
+        "idle_timeout = \"1s\"",
+        "",
+    ));
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
+            .await
+            .unwrap();
+        hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(
+            TokioExecutor::new(),
+            TokioIo::new(tcp),
+        )
+        .await
+        .expect("h2 handshake")
+    };
+    // Busy: a request every 400 ms for 3 s keeps it open.
+    let (mut send, conn) = connect().await;
+    let busy = tokio::spawn(conn);
+    for _ in 0..8 {
+        let req = http::Request::get(format!("http://127.0.0.1:{}/x", gw.port))
+            .body(Empty::new())
+            .unwrap();
+        let resp = send.send_request(req).await.expect("served while busy");
+        assert_eq!(resp.status(), 200);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(!busy.is_finished());
+    // Idle: closed by the gateway within two timeouts (and some slack).
+    let (_send, conn) = connect().await;
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(6), conn)
+        .await
+        .expect("the idle HTTP/2 connection was closed")
+        .ok();
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}

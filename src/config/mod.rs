@@ -83,6 +83,9 @@ pub struct ServerConfig {
     /// Client connections open at once; further ones wait to be accepted (and are counted
     /// in `ssogate_connections_waited_total`). Default 10000.
     pub max_connections: usize,
+    /// An HTTP/2 connection (or one hyper took over) on which nothing moved this long is
+    /// closed; HTTP/1.1 keep-alive ones close after `header_read_timeout`. Default 3m.
+    pub idle_timeout: Duration,
     pub tls: Option<TlsConfig>,
 }
 

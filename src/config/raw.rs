@@ -46,6 +46,7 @@ pub struct RawServer {
     pub max_request_head: Option<String>,
     pub max_request_headers: Option<i64>,
     pub max_connections: Option<i64>,
+    pub idle_timeout: Option<String>,
     pub tls: Option<RawTls>,
 }
 

@@ -384,6 +384,13 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             10_000
         }
     };
+    let idle_timeout = e.duration("server.idle_timeout", &s.idle_timeout, "3m");
+    if idle_timeout < Duration::from_secs(1) {
+        e.add(
+            "server.idle_timeout",
+            "must be at least \"1s\" (connections would close between requests)",
+        );
+    }
     let tls = s
         .tls
         .as_ref()
@@ -418,6 +425,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         max_request_head,
         max_request_headers,
         max_connections,
+        idle_timeout,
         tls,
     };
 
@@ -954,6 +962,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         max_request_head: Some(format!("{}B", s.max_request_head)),
         max_request_headers: Some(s.max_request_headers as i64),
         max_connections: Some(s.max_connections as i64),
+        idle_timeout: dur(s.idle_timeout),
         tls: s.tls.as_ref().map(|t| RawTls {
             cert_file: Some(t.cert_file.display().to_string()),
             key_file: Some(t.key_file.display().to_string()),

@@ -9,6 +9,7 @@ mod endpoints;
 mod fast;
 mod front;
 mod handler;
+mod idle;
 pub mod pages;
 
 use std::convert::Infallible;
@@ -619,6 +620,7 @@ async fn serve_connection<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let client = Arc::new(gw.client_info(peer, tls));
+    let idle_timeout = gw.config.server.idle_timeout;
     let proxy = Arc::new(proxy);
     let svc = service_fn(move |req| {
         let gw = gw.clone();
@@ -630,7 +632,9 @@ async fn serve_connection<S>(
             Ok::<_, Infallible>(crate::proxy::for_hyper(resp, head_request))
         }
     });
+    let (stream, moved) = idle::Counted::new(stream);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    let conn = idle::IdleClosing::new(conn, moved, idle_timeout);
     if let Err(e) = drain.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
