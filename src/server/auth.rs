@@ -20,7 +20,7 @@ use crate::policy::{safe_redirect, RouteRule};
 use crate::proxy::{full, Body, ClientInfo, RequestBody};
 use crate::session::codec::{self, CookieAttrs};
 use crate::session::{Session, Sessions, StoreError};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Clip, Metrics};
 
 /// Pending sign-ins (state cookies) one browser may have at once.
 const MAX_PENDING_SIGN_INS: usize = 5;
@@ -712,11 +712,11 @@ impl Auth {
             self.metrics.refresh_failures.add(1);
             let grace_ends = old.refresh_due + self.config.session.refresh_grace.as_secs();
             if now < grace_ends {
-                tracing::warn!(user = %old.principal.user, error = %error, grace_left_s = grace_ends - now,
+                tracing::warn!(user = %Clip(&old.principal.user), error = %error, grace_left_s = grace_ends - now,
                     "cannot refresh now; the session keeps working within the grace period");
                 Ok(live.clone())
             } else {
-                tracing::warn!(user = %old.principal.user, error = %error, "cannot refresh and the grace period is over: signing out");
+                tracing::warn!(user = %Clip(&old.principal.user), error = %error, "cannot refresh and the grace period is over: signing out");
                 Err(RefreshFailure::SignedOut)
             }
         };
@@ -731,7 +731,7 @@ impl Auth {
             Err(e) if e.refuses_grant() => {
                 // invalid_grant: the user was disabled or deleted, or the token revoked.
                 self.metrics.refresh_failures.add(1);
-                tracing::info!(user = %old.principal.user, error = %e, "refresh refused: session ended");
+                tracing::info!(user = %Clip(&old.principal.user), error = %e, "refresh refused: session ended");
                 let _ = self.sessions.delete(old).await;
                 Err(RefreshFailure::SignedOut)
             }
@@ -790,7 +790,7 @@ impl Auth {
                 // unreachable: not the session's fault.
                 Err(e) if e.is_key_unavailable() => return Err(RefreshFailure::KeyUnavailable(e)),
                 Err(e) => {
-                    tracing::warn!(user = %old.principal.user, error = %e, "refreshed ID token rejected: session ended");
+                    tracing::warn!(user = %Clip(&old.principal.user), error = %e, "refreshed ID token rejected: session ended");
                     let _ = self.sessions.delete(old).await;
                     return Err(RefreshFailure::SignedOut);
                 }
@@ -813,14 +813,14 @@ impl Auth {
             .await
             .map_err(RefreshFailure::Store)?
         else {
-            tracing::info!(user = %s.principal.user, "signed out while the refresh was under way: the sign-out stands");
+            tracing::info!(user = %Clip(&s.principal.user), "signed out while the refresh was under way: the sign-out stands");
             return Err(RefreshFailure::SignedOut);
         };
         if self.cookie_store_fits(&value, &s.principal.user).is_err() {
             // Signed out: the next sign-in ends at the page that says why, not in a loop.
             return Err(RefreshFailure::SignedOut);
         }
-        tracing::info!(user = %s.principal.user, groups = %GroupsForLog(&s.principal.groups), "session refreshed");
+        tracing::info!(user = %Clip(&s.principal.user), groups = %GroupsForLog(&s.principal.groups), "session refreshed");
         let set = self.sessions.is_stateless().then(|| {
             codec::set_chunked(
                 headers,
@@ -864,13 +864,13 @@ impl Auth {
             return Ok(());
         }
         if !codec::fits(value) {
-            tracing::error!(user, bytes = value.len(),
+            tracing::error!(user = %Clip(user), bytes = value.len(),
                 "this user's session is too large for the cookie store (many groups?): sign-in refused; set session.store = \"memory\" or \"redis\"");
             return Err(GatewayError::SessionTooLarge { bytes: value.len() });
         }
         let cookies = codec::chunks_for(value);
         if cookies > 2 && !MANY_COOKIES_TOLD.swap(true, Ordering::Relaxed) {
-            tracing::warn!(user, bytes = value.len(), cookies,
+            tracing::warn!(user = %Clip(user), bytes = value.len(), cookies,
                 "a session takes several cookies: a Cookie header this large may be refused by a proxy in front (nginx allows 8 KB per header line) and reaches every request; session.store = \"memory\" or \"redis\" keeps only an id in the cookie");
         }
         Ok(())
@@ -1077,7 +1077,7 @@ impl Auth {
                         .ok()
                         .or_else(|| url::Url::parse(&format!("https://{spelled}")).ok());
                     let host = host.as_ref().and_then(|u| u.host_str()).unwrap_or("-");
-                    tracing::info!(rd_host = host, "redirect target refused (not this origin, nor a host in server.allowed_redirect_hosts): going to / instead");
+                    tracing::info!(rd_host = %Clip(host), "redirect target refused (not this origin, nor a host in server.allowed_redirect_hosts): going to / instead");
                 }
                 "/"
             });
@@ -1204,8 +1204,8 @@ impl Auth {
 
         if let Some(error) = query_param(uri, "error") {
             self.metrics.sign_in_failures.add(1);
-            // Debug-formatted: the value is the client's, and must not start a log line of its own.
-            tracing::info!(error = ?error, "the identity provider refused the sign-in");
+            // The value is the client's: cut, and it must not start a log line of its own.
+            tracing::info!(error = ?Clip(&error), "the identity provider refused the sign-in");
             let mut resp = GatewayError::ProviderRefused {
                 error,
                 description: query_param(uri, "error_description"),
@@ -1323,7 +1323,7 @@ impl Auth {
         })?;
         self.cookie_store_fits(&value, &session.principal.user)?;
         self.metrics.sign_ins.add(1);
-        tracing::info!(user = %session.principal.user, groups = %GroupsForLog(&session.principal.groups), "signed in");
+        tracing::info!(user = %Clip(&session.principal.user), groups = %GroupsForLog(&session.principal.groups), "signed in");
         let mut resp = redirect(&pending.rd);
         let h = resp.headers_mut();
         let attrs = self.cookie_attrs(&origin);
@@ -1394,7 +1394,7 @@ impl Auth {
                     });
                     let _ = tokio::time::timeout(REVOKE_WAIT, revoking).await;
                 }
-                tracing::info!(user = %session.principal.user, "signed out");
+                tracing::info!(user = %Clip(&session.principal.user), "signed out");
                 id_token = session.id_token;
             }
         }
