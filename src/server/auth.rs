@@ -12,6 +12,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::callback_limit::CallbackLimit;
 use super::pages::{escape, html_response, is_api_client, json_response, redirect, GatewayError};
 use crate::config::{Config, HeaderPreset, ProviderKind, StoreKind};
 use crate::identity::{AssertionSigner, IdentityHeaders, TokensForHeaders};
@@ -192,6 +193,11 @@ pub struct Auth {
     background: moka::sync::Cache<String, Background>,
     /// This `Auth`, for the background refreshes (set by `Auth::shared`).
     me: std::sync::Weak<Auth>,
+    /// States of sign-in attempts that have reached the callback, for as long as an attempt
+    /// lives: each is used once, whatever came of it.
+    used_states: moka::sync::Cache<String, ()>,
+    /// Callbacks per client address.
+    callback_limit: CallbackLimit,
 }
 
 impl Auth {
@@ -283,6 +289,11 @@ impl Auth {
                 .time_to_live(REFRESH_MEMO)
                 .build(),
             me: std::sync::Weak::new(),
+            used_states: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(STATE_TTL_SECS))
+                .build(),
+            callback_limit: CallbackLimit::new(),
         })
     }
 
@@ -1176,10 +1187,89 @@ impl Auth {
         Ok(resp)
     }
 
+    /// The provider sends the browser back here. Rate limited per client address; the
+    /// attempt's state cookie is deleted whatever comes of it.
     async fn callback(
         &self,
         req: &Request<RequestBody>,
         client: &ClientInfo,
+    ) -> Result<Response<Body>, GatewayError> {
+        let address = super::callback_limit::client_address(
+            client,
+            req.headers(),
+            &self.config.server.trusted_proxies,
+        );
+        if let Err(wait) = self.callback_limit.admit(address) {
+            self.metrics.sign_in_failures.add(1);
+            tracing::debug!(client = %address, "too many sign-in callbacks from one address: 429");
+            return Err(GatewayError::TooManyCallbacks {
+                retry_after_secs: wait.as_secs().max(1),
+            });
+        }
+        let origin = self.origin(req.headers(), req.uri(), client);
+        let state = query_param(req.uri(), "state").unwrap_or_default();
+        let state_ok = (20..=80).contains(&state.len())
+            && state
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let cookie_name = format!("{}{state}", self.state_prefix);
+        let answer = self
+            .end_sign_in_attempt(req, client, &origin, &state, state_ok, &cookie_name)
+            .await;
+        let mut resp = match answer {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(
+                is_api_client(req.headers()),
+                Some(&self.config.server.auth_prefix),
+            ),
+        };
+        let sent_cookie = state_ok
+            && codec::cookie_names_with_prefix(req.headers(), &cookie_name)
+                .any(|(n, _)| n == cookie_name);
+        if sent_cookie {
+            let state_attrs = CookieAttrs {
+                path: self.state_path.clone(),
+                ..self.cookie_attrs(&origin)
+            };
+            resp.headers_mut().append(
+                header::SET_COOKIE,
+                codec::set_cookie(&cookie_name, "", &state_attrs, Some(0)),
+            );
+        }
+        Ok(resp)
+    }
+
+    /// Marks a sign-in attempt's state used: true the first time, false ever after (in this
+    /// process, and with Redis at every replica). The state travels sealed in a cookie the
+    /// browser keeps, so remembering it is the only way to void it; only states whose cookie
+    /// opened get here, so nobody can fill the memory with made-up ones.
+    async fn use_state(&self, state: &str) -> Result<bool, GatewayError> {
+        if !self
+            .used_states
+            .entry(state.to_string())
+            .or_insert(())
+            .is_fresh()
+        {
+            return Ok(false);
+        }
+        self.sessions
+            .try_lock(&format!("used-state:{state}"), "used", STATE_TTL_SECS * 1000)
+            .await
+            .map_err(|e| GatewayError::SessionsUnavailable {
+                reason: e.to_string(),
+            })
+    }
+
+    /// The sign-in attempt a callback ends: checked, used up before the provider is asked (a
+    /// failed code exchange must not leave it open for another try), its code exchanged.
+    async fn end_sign_in_attempt(
+        &self,
+        req: &Request<RequestBody>,
+        client: &ClientInfo,
+        origin: &str,
+        state: &str,
+        state_ok: bool,
+        cookie_name: &str,
     ) -> Result<Response<Body>, GatewayError> {
         let fail = |reason: &str| {
             self.metrics.sign_in_failures.add(1);
@@ -1189,62 +1279,57 @@ impl Auth {
             }
         };
         let uri = req.uri();
-        let origin = self.origin(req.headers(), uri, client);
-        let state = query_param(uri, "state").unwrap_or_default();
-        let state_ok = (20..=80).contains(&state.len())
-            && state
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        let cookie_name = format!("{}{state}", self.state_prefix);
-        let state_attrs = CookieAttrs {
-            path: self.state_path.clone(),
-            ..self.cookie_attrs(&origin)
-        };
-        let forget_state = codec::set_cookie(&cookie_name, "", &state_attrs, Some(0));
+        let now = oidc::unix_now();
+        let sealed = codec::cookie_names_with_prefix(req.headers(), cookie_name)
+            .find(|(n, _)| state_ok && *n == cookie_name)
+            .map(|(_, v)| v);
+        let pending: Option<PendingSignIn> = sealed
+            .and_then(|v| self.sessions.codec().open(cookie_name, v))
+            .and_then(|plain| serde_json::from_str(&plain).ok());
 
         if let Some(error) = query_param(uri, "error") {
             self.metrics.sign_in_failures.add(1);
             // The value is the client's: cut, and it must not start a log line of its own.
             tracing::info!(error = ?Clip(&error), "the identity provider refused the sign-in");
-            let mut resp = GatewayError::ProviderRefused {
+            // Anyone can send a browser here with words of their choosing ("your account is
+            // locked, call ..."): the provider's words are shown, as the provider's, only for
+            // an attempt this browser started here, still open and not used before.
+            let ours = match &pending {
+                Some(p) if p.exp > now => self.use_state(state).await.unwrap_or(false),
+                _ => false,
+            };
+            if !ours {
+                return Err(GatewayError::SignInFailed {
+                    reason: "the sign-in was not completed".into(),
+                });
+            }
+            return Err(GatewayError::ProviderRefused {
                 error,
                 description: query_param(uri, "error_description"),
-            }
-            .into_response(false, Some(&self.config.server.auth_prefix));
-            if state_ok {
-                resp.headers_mut().append(header::SET_COOKIE, forget_state);
-            }
-            return Ok(resp);
+            });
         }
         if !state_ok {
             return Err(fail("the sign-in response carries no valid state"));
         }
-        let Some(sealed) = codec::cookie_names_with_prefix(req.headers(), &cookie_name)
-            .find(|(n, _)| *n == cookie_name)
-            .map(|(_, v)| v)
-        else {
+        if sealed.is_none() {
             // The back button to a callback already used, or a second tab's: a user who is
             // signed in goes on to the app rather than to an error page.
-            if let Ok(live) = self.authenticate(req, client).await {
-                tracing::info!("a finished sign-in's callback again, while signed in: going to /");
-                let mut resp = redirect("/");
-                // A refresh on the way has a cookie to set.
-                append_cookies(&mut resp, &live);
+            if let Some(resp) = self.already_signed_in(req, client).await {
                 return Ok(resp);
             }
             return Err(fail(
                 "this sign-in attempt was not started here or has expired",
             ));
-        };
-        let pending: PendingSignIn = self
-            .sessions
-            .codec()
-            .open(&cookie_name, sealed)
-            .and_then(|plain| serde_json::from_str(&plain).ok())
-            .ok_or_else(|| fail("this sign-in attempt's record is not valid"))?;
-        let now = oidc::unix_now();
+        }
+        let pending = pending.ok_or_else(|| fail("this sign-in attempt's record is not valid"))?;
         if pending.exp <= now {
             return Err(fail("this sign-in attempt has expired"));
+        }
+        if !self.use_state(state).await? {
+            if let Some(resp) = self.already_signed_in(req, client).await {
+                return Ok(resp);
+            }
+            return Err(fail("this sign-in attempt has been used already"));
         }
         let code =
             query_param(uri, "code").ok_or_else(|| fail("the sign-in response carries no code"))?;
@@ -1336,8 +1421,22 @@ impl Auth {
         ) {
             h.append(header::SET_COOKIE, c);
         }
-        h.append(header::SET_COOKIE, forget_state);
         Ok(resp)
+    }
+
+    /// For a callback that comes again (the back button, a second tab) while the user is
+    /// signed in: on to the app.
+    async fn already_signed_in(
+        &self,
+        req: &Request<RequestBody>,
+        client: &ClientInfo,
+    ) -> Option<Response<Body>> {
+        let live = self.authenticate(req, client).await.ok()?;
+        tracing::info!("a finished sign-in's callback again, while signed in: going to /");
+        let mut resp = redirect("/");
+        // A refresh on the way has a cookie to set.
+        append_cookies(&mut resp, &live);
+        Some(resp)
     }
 
     fn sign_in_page(&self, req: &Request<RequestBody>) -> Response<Body> {

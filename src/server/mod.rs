@@ -4,6 +4,7 @@
 
 mod auth;
 mod balance;
+mod callback_limit;
 mod drain;
 mod endpoints;
 mod fast;

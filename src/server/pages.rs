@@ -45,6 +45,9 @@ pub enum GatewayError {
         error: String,
         description: Option<String>,
     },
+    /// Too many sign-in callbacks from one address (`callback_limit`).
+    #[error("too many sign-in callbacks from this address")]
+    TooManyCallbacks { retry_after_secs: u64 },
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -82,6 +85,7 @@ impl GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::TooManyCallbacks { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -144,13 +148,24 @@ impl GatewayError {
                 "Sign-in failed",
                 format!("{reason}. Start again from the application's address."),
             ),
+            // Shown only for a sign-in this browser started here (the callback checks the
+            // state first): quoted as the provider's words, never as the gateway's own.
             GatewayError::ProviderRefused { error, description } => (
                 "provider_refused",
                 "Sign-in was refused",
                 match description {
-                    Some(d) => format!("The identity provider said: {error}: {d}."),
-                    None => format!("The identity provider said: {error}."),
+                    Some(d) => format!(
+                        "The sign-in provider said: “{}” (error code: {}).",
+                        quotable(d),
+                        quotable(error)
+                    ),
+                    None => format!("The sign-in provider said: “{}”.", quotable(error)),
                 },
+            ),
+            GatewayError::TooManyCallbacks { .. } => (
+                "too_many_requests",
+                "Too many sign-in attempts",
+                "Too many sign-in attempts came from your network address in the last minute. Wait a minute, then sign in again.".into(),
             ),
             GatewayError::MethodNotAllowed => ("method_not_allowed", "Method not allowed", String::new()),
         }
@@ -194,6 +209,10 @@ impl GatewayError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
         }
+        if let GatewayError::TooManyCallbacks { retry_after_secs } = &self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -207,6 +226,23 @@ impl GatewayError {
         }
         resp
     }
+}
+
+/// The most of a provider's words a page quotes, in characters.
+const QUOTED_MAX_CHARS: usize = 200;
+
+/// Words from outside (a provider's `error_description`) as a page may quote them: control
+/// characters dropped, at most `QUOTED_MAX_CHARS`, then "…". Escaped later, with the page.
+fn quotable(words: &str) -> String {
+    let mut out: String = words
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(QUOTED_MAX_CHARS)
+        .collect();
+    if words.chars().filter(|c| !c.is_control()).nth(QUOTED_MAX_CHARS).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
