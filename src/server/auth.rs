@@ -208,7 +208,10 @@ impl Auth {
             .clone()
             .ok_or_else(|| StoreError::Config("no provider".into()))?;
         let provider = Arc::new(Provider::new(provider_config.clone())?);
-        let sessions = Sessions::new(&config.session)?;
+        let sessions = Sessions::new(
+            &config.session,
+            &crate::session::binding(&provider_config.issuer, &provider_config.client_id),
+        )?;
         let signer = if config.headers.preset == HeaderPreset::Alb {
             let key = match &config.headers.signing_key_file {
                 Some(path) => {
