@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::callback_limit::CallbackLimit;
 use super::pages::{escape, html_response, is_api_client, json_response, redirect, GatewayError};
 use crate::config::{Config, HeaderPreset, ProviderKind, StoreKind};
-use crate::identity::{AssertionSigner, IdentityHeaders, TokensForHeaders};
+use crate::identity::{AssertionSigner, EmailRefusal, IdentityHeaders, Principal, TokensForHeaders};
 use crate::oidc::{self, jwt, Provider, VerifyError};
 use crate::policy::{safe_redirect, RouteRule};
 use crate::proxy::{full, Body, ClientInfo, RequestBody};
@@ -474,6 +474,10 @@ impl Auth {
                 self.metrics.session_cache_misses.add(1);
                 match Box::pin(self.sessions.load(&value, now)).await {
                     Ok(Some(session)) => {
+                        // Signed in before `user_claim` or `require_verified_email` said otherwise.
+                        if let Some(refusal) = self.email_refusal(&session.principal) {
+                            return Err(GatewayError::EmailNotVerified(refusal).into());
+                        }
                         let live = Arc::new(self.live(session, None));
                         self.remember(value.to_string(), live.clone());
                         live
@@ -796,6 +800,11 @@ impl Auth {
                 .verify_id_token(id_token, None, &self.config.headers)
                 .await
             {
+                Ok(v) if self.email_refusal(&v.principal).is_some() => {
+                    tracing::info!(user = %Clip(&old.principal.user), "the refreshed ID token's email is not one this gateway accepts: session ended");
+                    let _ = self.sessions.delete(old).await;
+                    return Err(RefreshFailure::SignedOut);
+                }
                 Ok(v) => {
                     s.principal = v.principal;
                     s.tokens_expire = v.exp;
@@ -847,6 +856,15 @@ impl Auth {
         let live = Arc::new(self.live(s, set));
         self.remember(value, live.for_later());
         Ok(live)
+    }
+
+    /// Whether this person must be refused for their email (`identity::email_refusal`).
+    fn email_refusal(&self, principal: &Principal) -> Option<EmailRefusal> {
+        crate::identity::email_refusal(
+            principal,
+            &self.provider.config().user_claim,
+            self.config.access.require_verified_email,
+        )
     }
 
     fn refresh_lock_ms(&self) -> u64 {
@@ -961,6 +979,10 @@ impl Auth {
             return Err(unauthorized());
         }
         let mut principal = self.provider.principal(&claims, &self.config.headers);
+        if let Some(refusal) = self.email_refusal(&principal) {
+            tracing::info!(reason = ?refusal, "bearer token refused for its email");
+            return Err(AuthAnswer::Error(GatewayError::EmailNotVerified(refusal)));
+        }
         if principal.user == principal.sub {
             // Cognito access tokens name the user in `username`.
             if let Some(u) = claims.get("username").and_then(|v| v.as_str()) {
@@ -1383,6 +1405,11 @@ impl Auth {
             }
             Err(e) => return Err(fail(&format!("the ID token was not accepted: {e}"))),
         };
+        if let Some(refusal) = self.email_refusal(&verified.principal) {
+            self.metrics.sign_in_failures.add(1);
+            tracing::info!(user = %Clip(&verified.principal.user), reason = ?refusal, "sign-in refused for the email");
+            return Err(GatewayError::EmailNotVerified(refusal));
+        }
         let max_lifetime = self.config.session.max_lifetime.as_secs();
         let mut session = Session {
             id: None,
@@ -1567,10 +1594,14 @@ impl Auth {
         };
         let p = &live.session.principal;
         let preferred = p.preferred_username.as_deref().unwrap_or(&p.user);
+        let verified = p.verified_email().is_some();
         let mut resp = json_response(
             StatusCode::OK,
             &serde_json::json!({
-                "user": p.user, "sub": p.sub, "email": p.email, "email_verified": p.email_verified,
+                "user": p.user, "sub": p.sub, "email": p.email,
+                // Not verified (or not said to be): the email names nobody; apps must not
+                // take it as the person's.
+                "email_verified": verified, "emailVerified": verified,
                 "preferred_username": preferred,
                 // oauth2-proxy's spelling, for front ends written against its /oauth2/userinfo.
                 "preferredUsername": preferred,

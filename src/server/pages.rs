@@ -29,6 +29,9 @@ pub enum GatewayError {
     /// A bearer token was sent and refused (RFC 6750's `invalid_token`).
     #[error("the bearer token was refused")]
     InvalidToken,
+    /// Signed in at the provider, refused for the email (`identity::email_refusal`).
+    #[error("refused for the email: {0:?}")]
+    EmailNotVerified(crate::identity::EmailRefusal),
     #[error("{user} is not in a group this route admits")]
     Forbidden { user: String },
     #[error("sign-in is temporarily unavailable: {reason}")]
@@ -78,9 +81,9 @@ impl GatewayError {
             GatewayError::SessionTooLarge { .. } | GatewayError::ClientRefused { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            GatewayError::Forbidden { .. } | GatewayError::ProviderRefused { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            GatewayError::Forbidden { .. }
+            | GatewayError::ProviderRefused { .. }
+            | GatewayError::EmailNotVerified(_) => StatusCode::FORBIDDEN,
             GatewayError::SignInUnavailable { .. } | GatewayError::SessionsUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -128,6 +131,15 @@ impl GatewayError {
                 "Access denied",
                 "You are signed in, but your account is not in a group allowed here. Ask an administrator for access.".into(),
             ),
+            GatewayError::EmailNotVerified(refusal) => {
+                use crate::identity::EmailRefusal;
+                let detail = match refusal {
+                    EmailRefusal::UnverifiedEmailAsUser => "This application knows people by their email address, and the sign-in provider says yours is not verified yet. Verify it with the sign-in provider (follow the link in the message it sent you), then sign in again.",
+                    EmailRefusal::Unverified => "This application admits only people whose email address is verified, and the sign-in provider says yours is not verified yet. Verify it with the sign-in provider (follow the link in the message it sent you), then sign in again.",
+                    EmailRefusal::NoEmail => "This application admits only people with a verified email address, and the sign-in gave none (programs: send an ID token, as access tokens carry no email). Ask an administrator to add and verify an email address for your account.",
+                };
+                ("email_not_verified", "Your email address is not verified", detail.into())
+            }
             GatewayError::SignInUnavailable { .. } => (
                 "sign_in_unavailable",
                 "Sign-in is temporarily unavailable",
@@ -184,6 +196,11 @@ impl GatewayError {
                 (GatewayError::Forbidden { user }, Some(prefix)) => format!(
                     "<p>Signed in as <b>{}</b>. <a href=\"{}/sign_out\">Sign out</a> to use another account.</p>",
                     escape(user),
+                    escape(prefix)
+                ),
+                // Signed in at the provider: a way to sign in with another account.
+                (GatewayError::EmailNotVerified(_), Some(prefix)) => format!(
+                    "<p><a href=\"{}/sign_out\">Sign out</a> to use another account.</p>",
                     escape(prefix)
                 ),
                 (
