@@ -1488,12 +1488,18 @@ impl Auth {
 
     async fn sign_out(
         &self,
-        req: &Request<RequestBody>,
+        req: &mut Request<RequestBody>,
         client: &ClientInfo,
     ) -> Result<Response<Body>, GatewayError> {
         let origin = self.origin(req.headers(), req.uri(), client);
         let attrs = self.cookie_attrs(&origin);
         let rd = self.redirect_target(req, client);
+        if super::sign_out::from_elsewhere(req.headers(), &origin) {
+            if let Some(page) = self.unconfirmed_sign_out(req, &origin, &rd).await {
+                return Ok(page);
+            }
+        }
+        let req = &*req;
         let now = oidc::unix_now();
         let mut id_token = None;
         if let Some(value) = codec::read_cookie(req.headers(), &self.sessions.cookie_name) {
@@ -1552,6 +1558,47 @@ impl Auth {
             codec::set_cookie(&rd_cookie, &sealed, &attrs, Some(STATE_TTL_SECS)),
         );
         Ok(resp)
+    }
+
+    /// A sign-out asked for from another site: the confirmation page, unless it is that page's
+    /// own form coming back with its token.
+    async fn unconfirmed_sign_out(
+        &self,
+        req: &mut Request<RequestBody>,
+        origin: &str,
+        rd: &str,
+    ) -> Option<Response<Body>> {
+        let session_cookie = codec::read_cookie(req.headers(), &self.sessions.cookie_name)
+            .map(|c| c.into_owned())
+            .unwrap_or_default();
+        let secret = self.sessions.codec().current_secret().to_vec();
+        if req.method() == Method::POST {
+            if let Some(token) = super::sign_out::posted_token(req).await {
+                if super::sign_out::token_ok(&secret, &session_cookie, &token) {
+                    return None;
+                }
+            }
+        }
+        tracing::info!("a sign-out asked for from another site: the user is asked to confirm");
+        let action = format!(
+            "{}/sign_out?rd={}",
+            self.config.server.auth_prefix,
+            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+        );
+        // Where the sign-out will send the browser after the post: the provider's logout,
+        // and `rd` when it is on another (allowed) host.
+        let elsewhere: Vec<String> = self
+            .provider
+            .logout_url(&format!("{origin}/"), None)
+            .into_iter()
+            .chain(url::Url::parse(rd).ok())
+            .map(|u| u.origin().ascii_serialization())
+            .collect();
+        Some(super::sign_out::confirmation_page(
+            &action,
+            &super::sign_out::token(&secret, &session_cookie),
+            &elsewhere,
+        ))
     }
 
     fn signed_out(&self, req: &Request<RequestBody>, client: &ClientInfo) -> Response<Body> {

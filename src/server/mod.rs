@@ -11,6 +11,7 @@ mod fast;
 mod front;
 mod handler;
 pub mod pages;
+mod sign_out;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
