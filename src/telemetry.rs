@@ -74,11 +74,16 @@ impl std::fmt::Display for Clip<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use std::fmt::Write;
         let (shown, left_out) = self.parts();
-        for c in shown.chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                f.write_char(c)?;
+        // The access log writes every request's path through here: one write when clean.
+        if !shown.chars().any(char::is_control) {
+            f.write_str(shown)?;
+        } else {
+            for c in shown.chars() {
+                if c.is_control() {
+                    write!(f, "{}", c.escape_default())?;
+                } else {
+                    f.write_char(c)?;
+                }
             }
         }
         if left_out > 0 {
