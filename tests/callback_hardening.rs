@@ -152,7 +152,8 @@ async fn a_failed_callback_uses_up_its_state() {
 async fn callbacks_from_one_address_are_limited_to_30_a_minute() {
     let s = stand();
     let anon = common::client();
-    let callback = s.gw.url("/oauth2/callback?code=x&state=00006b025517ENhnpBCI5PZJMAPtfRsOww");
+    let callback =
+        s.gw.url("/oauth2/callback?code=x&state=00006b025517ENhnpBCI5PZJMAPtfRsOww");
     for n in 0..30 {
         let r = anon.get(&callback).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "callback {n}");

@@ -180,7 +180,11 @@ async fn a_session_for_one_client_opens_no_other_gateway_with_the_same_secret() 
     assert!(up_b.requests().is_empty(), "nothing reached B's app");
 
     // Nor does a sign-in attempt started at A end at B.
-    let start = browser.get(a.url("/oauth2/start?rd=/")).send().await.unwrap();
+    let start = browser
+        .get(a.url("/oauth2/start?rd=/"))
+        .send()
+        .await
+        .unwrap();
     let authorize = reqwest::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
     let state = authorize
         .query_pairs()
@@ -189,7 +193,10 @@ async fn a_session_for_one_client_opens_no_other_gateway_with_the_same_secret() 
         .unwrap();
     let callback = common::client()
         .get(b.url(&format!("/oauth2/callback?code=x&state={state}")))
-        .header("cookie", idp::cookies_sent_to(&browser, "/oauth2/catch").await)
+        .header(
+            "cookie",
+            idp::cookies_sent_to(&browser, "/oauth2/catch").await,
+        )
         .send()
         .await
         .unwrap();

@@ -73,7 +73,10 @@ async fn a_sign_out_link_on_another_site_asks_first() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{name}: {value}");
-        assert!(resp.headers().get("set-cookie").is_none(), "{name}: {value}");
+        assert!(
+            resp.headers().get("set-cookie").is_none(),
+            "{name}: {value}"
+        );
         let page = resp.text().await.unwrap();
         assert!(
             page.contains("Another site asked to sign you out")
@@ -98,7 +101,11 @@ async fn a_sign_out_link_on_another_site_asks_first() {
         .unwrap();
     assert_eq!(forged.status(), StatusCode::OK);
     assert!(still_signed_in(&b, &s.gw).await);
-    assert_eq!(provider_sign_outs(&s.idp).await, before, "nothing revoked or ended");
+    assert_eq!(
+        provider_sign_outs(&s.idp).await,
+        before,
+        "nothing revoked or ended"
+    );
 }
 
 #[tokio::test]
@@ -126,7 +133,10 @@ async fn the_confirmation_pages_button_signs_out() {
         .unwrap();
     assert_eq!(done.status(), StatusCode::FOUND);
     let location = done.headers()["location"].to_str().unwrap().to_string();
-    assert!(location.contains("/logout?client_id=basic-client"), "{location}");
+    assert!(
+        location.contains("/logout?client_id=basic-client"),
+        "{location}"
+    );
     assert!(!still_signed_in(&b, &s.gw).await, "signed out");
     let (_, revocations) = provider_sign_outs(&s.idp).await;
     assert_eq!(revocations, before.1 + 1, "the refresh token is revoked");

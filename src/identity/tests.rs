@@ -179,7 +179,10 @@ fn an_email_that_is_not_verified_is_sent_under_no_name() {
             "email_verified {verified:?}: {all:?}"
         );
         assert!(all.iter().all(|(n, _)| n != "x-forwarded-user"));
-        assert!(all.iter().any(|(n, _)| n == "x-forwarded-groups"), "the rest stays");
+        assert!(
+            all.iter().any(|(n, _)| n == "x-forwarded-groups"),
+            "the rest stays"
+        );
     }
 }
 
@@ -205,5 +208,8 @@ fn who_is_refused_for_their_email() {
         Some(EmailRefusal::Unverified)
     );
     assert_eq!(email_refusal(&none, "sub", false), None);
-    assert_eq!(email_refusal(&none, "sub", true), Some(EmailRefusal::NoEmail));
+    assert_eq!(
+        email_refusal(&none, "sub", true),
+        Some(EmailRefusal::NoEmail)
+    );
 }

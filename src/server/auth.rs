@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use super::callback_limit::CallbackLimit;
 use super::pages::{escape, html_response, is_api_client, json_response, redirect, GatewayError};
 use crate::config::{Config, HeaderPreset, ProviderKind, StoreKind};
-use crate::identity::{AssertionSigner, EmailRefusal, IdentityHeaders, Principal, TokensForHeaders};
+use crate::identity::{
+    AssertionSigner, EmailRefusal, IdentityHeaders, Principal, TokensForHeaders,
+};
 use crate::oidc::{self, jwt, Provider, VerifyError};
 use crate::policy::{safe_redirect, RouteRule};
 use crate::proxy::{full, Body, ClientInfo, RequestBody};
@@ -1278,7 +1280,11 @@ impl Auth {
             return Ok(false);
         }
         self.sessions
-            .try_lock(&format!("used-state:{state}"), "used", STATE_TTL_SECS * 1000)
+            .try_lock(
+                &format!("used-state:{state}"),
+                "used",
+                STATE_TTL_SECS * 1000,
+            )
             .await
             .map_err(|e| GatewayError::SessionsUnavailable {
                 reason: e.to_string(),
@@ -1441,7 +1447,7 @@ impl Auth {
         tracing::info!(user = %Clip(&session.principal.user), groups = %GroupsForLog(&session.principal.groups), "signed in");
         let mut resp = redirect(&pending.rd);
         let h = resp.headers_mut();
-        let attrs = self.cookie_attrs(&origin);
+        let attrs = self.cookie_attrs(origin);
         for c in codec::set_chunked(
             req.headers(),
             &self.sessions.cookie_name,

@@ -103,7 +103,10 @@ mod tests {
         }
         let wait = limit.admit(a).expect_err("one too many");
         assert!(wait <= WINDOW && wait >= Duration::from_secs(1));
-        assert!(limit.admit("192.0.2.8".parse().unwrap()).is_ok(), "another address");
+        assert!(
+            limit.admit("192.0.2.8".parse().unwrap()).is_ok(),
+            "another address"
+        );
         // Addresses of one IPv6 /64 share a count.
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         for _ in 0..CALLBACKS_PER_WINDOW {

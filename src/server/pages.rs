@@ -256,7 +256,12 @@ fn quotable(words: &str) -> String {
         .filter(|c| !c.is_control())
         .take(QUOTED_MAX_CHARS)
         .collect();
-    if words.chars().filter(|c| !c.is_control()).nth(QUOTED_MAX_CHARS).is_some() {
+    if words
+        .chars()
+        .filter(|c| !c.is_control())
+        .nth(QUOTED_MAX_CHARS)
+        .is_some()
+    {
         out.push('…');
     }
     out

@@ -138,7 +138,10 @@ mod tests {
         assert!(elsewhere(&[("origin", "null")]));
         assert!(elsewhere(&[("origin", "http://app.example.com")]), "scheme");
         assert!(!elsewhere(&[("referer", "https://app.example.com/page?x")]));
-        assert!(elsewhere(&[("referer", "https://app.example.com.evil.example/")]));
+        assert!(elsewhere(&[(
+            "referer",
+            "https://app.example.com.evil.example/"
+        )]));
         assert!(elsewhere(&[("referer", "not a url")]));
     }
 
@@ -148,7 +151,11 @@ mod tests {
         let t = token(secret, "cookie-a");
         assert!(token_ok(secret, "cookie-a", &t));
         assert!(!token_ok(secret, "cookie-b", &t));
-        assert!(!token_ok(b"another secret, 32 bytes long...", "cookie-a", &t));
+        assert!(!token_ok(
+            b"another secret, 32 bytes long...",
+            "cookie-a",
+            &t
+        ));
         assert!(!token_ok(secret, "cookie-a", "made-up"));
     }
 }

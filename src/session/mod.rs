@@ -133,9 +133,9 @@ impl Sessions {
             return Ok(None);
         };
         let session = match &self.store {
-            Store::Cookie => self.from_record(&plain),
+            Store::Cookie => self.session_in(&plain),
             server_side => match server_side.get(&plain).await? {
-                Some(json) => self.from_record(&json).map(|mut s| {
+                Some(json) => self.session_in(&json).map(|mut s| {
                     s.id = Some(plain);
                     s
                 }),
@@ -154,7 +154,7 @@ impl Sessions {
     }
 
     /// The session in a record, if it is bound to what this gateway signs in for.
-    fn from_record(&self, json: &str) -> Option<Session> {
+    fn session_in(&self, json: &str) -> Option<Session> {
         serde_json::from_str::<RecordIn>(json)
             .ok()
             .filter(|r| r.bound_to == self.bound_to)

@@ -148,9 +148,9 @@ async fn a_session_for_one_client_does_not_open_at_a_gateway_for_another_with_th
     let a = Sessions::new(&sessions_config("cookie"), APP_A).unwrap();
     let b = Sessions::new(&sessions_config("cookie"), APP_B).unwrap();
     let json = a.record(&session(u64::MAX / 2)).unwrap();
-    assert!(a.from_record(&json).is_some());
-    assert!(b.from_record(&json).is_none());
+    assert!(a.session_in(&json).is_some());
+    assert!(b.session_in(&json).is_none());
     // Records from before sessions were bound need a new sign-in.
     let unbound = serde_json::to_string(&session(u64::MAX / 2)).unwrap();
-    assert!(a.from_record(&unbound).is_none());
+    assert!(a.session_in(&unbound).is_none());
 }
