@@ -1382,7 +1382,7 @@ impl Auth {
                 tracing::warn!(error = %e, "code exchange refused");
                 return Err(fail(&format!(
                     "the identity provider did not accept the sign-in code ({})",
-                    e.oauth_error().unwrap_or("refused")
+                    Clip(e.oauth_error().unwrap_or("refused"))
                 )));
             }
             Err(e) => {
