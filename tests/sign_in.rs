@@ -454,12 +454,12 @@ async fn the_callback_refuses_states_it_did_not_issue_and_replays() {
 }
 
 #[tokio::test]
-async fn a_replayed_code_is_refused_by_the_provider() {
+async fn a_replayed_callback_is_refused_without_asking_the_provider() {
     let s = stand();
     let b = browser();
     let callback =
         sign_in_until_callback(&b, &s.gw.url("/"), "alice", &s.gw.url("/oauth2/callback")).await;
-    // Keep the attempt's state cookie (Path=/oauth2) so only the code decides.
+    // Keep the attempt's state cookie (Path=/oauth2): it opens, but its state is used up.
     let cookies = idp::cookies_sent_to(&b, "/oauth2/catch").await;
     let state_cookie = cookies
         .split("; ")
@@ -468,6 +468,7 @@ async fn a_replayed_code_is_refused_by_the_provider() {
         .to_string();
     let first = b.get(&callback).send().await.unwrap();
     assert_eq!(first.status(), StatusCode::FOUND);
+    let grants = s.idp.stats().await["authorization_code_grants"].clone();
     let replay = common::client()
         .get(&callback)
         .header("cookie", state_cookie)
@@ -475,7 +476,8 @@ async fn a_replayed_code_is_refused_by_the_provider() {
         .await
         .unwrap();
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
-    assert!(replay.text().await.unwrap().contains("invalid_grant"));
+    assert!(replay.text().await.unwrap().contains("used already"));
+    assert_eq!(s.idp.stats().await["authorization_code_grants"], grants);
 }
 
 #[tokio::test]

@@ -194,6 +194,10 @@ pub struct AccessConfig {
     /// CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, which
     /// browsers send without cookies) pass protected routes unauthenticated. Default false.
     pub skip_preflight: bool,
+    /// Only people whose email the provider says is verified get in; others get a page that
+    /// says why. Default false: an unverified email is then merely never sent as identity.
+    /// For pools where an unverified address must not even reach an app's own sign-up.
+    pub require_verified_email: bool,
 }
 
 #[derive(Debug, Clone)]

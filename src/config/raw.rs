@@ -108,6 +108,7 @@ pub struct RawSession {
 pub struct RawAccess {
     pub allowed_groups: Option<Vec<String>>,
     pub skip_preflight: Option<bool>,
+    pub require_verified_email: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -718,6 +718,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         access: AccessConfig {
             allowed_groups: raw.access.allowed_groups.clone().unwrap_or_default(),
             skip_preflight: raw.access.skip_preflight.unwrap_or(false),
+            require_verified_email: raw.access.require_verified_email.unwrap_or(false),
         },
         routes,
         upstream,
@@ -1040,6 +1041,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         access: RawAccess {
             allowed_groups: Some(c.access.allowed_groups.clone()),
             skip_preflight: Some(c.access.skip_preflight),
+            require_verified_email: Some(c.access.require_verified_email),
         },
         routes: c
             .routes

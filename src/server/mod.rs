@@ -4,6 +4,7 @@
 
 mod auth;
 mod balance;
+mod callback_limit;
 mod drain;
 mod endpoints;
 mod fast;
@@ -11,6 +12,7 @@ mod front;
 mod handler;
 mod idle;
 pub mod pages;
+mod sign_out;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
