@@ -100,6 +100,25 @@ pub struct ForwardedTrust {
     pub host: bool,
 }
 
+impl ForwardedTrust {
+    pub const NONE: ForwardedTrust = ForwardedTrust {
+        for_: false,
+        proto: false,
+        host: false,
+    };
+    /// Without `server.trusted_forwarded_headers`: For and Proto.
+    pub const DEFAULT: ForwardedTrust = ForwardedTrust {
+        for_: true,
+        proto: true,
+        host: false,
+    };
+    pub const ALL: ForwardedTrust = ForwardedTrust {
+        for_: true,
+        proto: true,
+        host: true,
+    };
+}
+
 #[derive(Debug, Clone)]
 pub struct TlsConfig {
     pub cert_file: PathBuf,

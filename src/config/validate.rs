@@ -208,17 +208,9 @@ fn is_aws_region(region: &str) -> bool {
 /// `server.trusted_forwarded_headers`: names from X-Forwarded-For, -Proto and -Host.
 fn forwarded_trust(errors: &mut Errors, value: &Option<Vec<String>>) -> ForwardedTrust {
     let Some(names) = value else {
-        return ForwardedTrust {
-            for_: true,
-            proto: true,
-            host: false,
-        };
+        return ForwardedTrust::DEFAULT;
     };
-    let mut trust = ForwardedTrust {
-        for_: false,
-        proto: false,
-        host: false,
-    };
+    let mut trust = ForwardedTrust::NONE;
     for (i, name) in names.iter().enumerate() {
         match name.trim().to_ascii_lowercase().as_str() {
             "x-forwarded-for" => trust.for_ = true,

@@ -127,11 +127,7 @@ mod tests {
             "10.0.0.2".parse().unwrap(),
             true,
             false,
-            crate::config::ForwardedTrust {
-                for_: true,
-                proto: true,
-                host: false,
-            },
+            crate::config::ForwardedTrust::DEFAULT,
         );
         assert_eq!(
             client_address(&proxy, &h, &trusted),
@@ -142,11 +138,7 @@ mod tests {
             "192.0.2.1".parse().unwrap(),
             false,
             false,
-            crate::config::ForwardedTrust {
-                for_: true,
-                proto: true,
-                host: false,
-            },
+            crate::config::ForwardedTrust::DEFAULT,
         );
         assert_eq!(
             client_address(&direct, &h, &trusted),
