@@ -4,7 +4,6 @@
 
 mod auth;
 mod balance;
-mod callback_limit;
 mod drain;
 mod endpoints;
 mod fast;
@@ -12,7 +11,6 @@ mod front;
 mod handler;
 mod idle;
 pub mod pages;
-mod sign_out;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
