@@ -10,6 +10,7 @@ mod fast;
 mod front;
 mod handler;
 mod idle;
+mod live;
 pub mod pages;
 
 use std::convert::Infallible;

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
 
-use super::{Auth, AuthAnswer, LiveSession};
+use super::{Auth, AuthAnswer};
 use crate::config::ProviderKind;
 use crate::oidc::{self, jwt, VerifyError};
+use crate::server::live::LiveSession;
 use crate::server::pages::GatewayError;
 use crate::session::Session;
 

@@ -5,7 +5,8 @@
 //! session cache's hasher and the cookie and origin helpers every flow uses. Each flow has a
 //! file of its own, an `impl Auth` block each: `start`, `callback`, `refresh`, `sign_out`,
 //! `bearer`, `forward_auth` (with userinfo and the assertion keys). Never answers an
-//! endpoint itself beyond handing it to its flow.
+//! endpoint itself beyond handing it to its flow. The sessions it hands out, `LiveSession`,
+//! are declared in `server/live.rs`, so that `front` need not import `auth` (see there).
 
 mod bearer;
 mod callback;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use self::bearer::bearer_token;
 use self::callback_limit::CallbackLimit;
 use self::refresh::Background;
+use super::live::LiveSession;
 use super::pages::GatewayError;
 use crate::config::{Config, HeaderPreset, ProviderKind, StoreKind};
 use crate::identity::{
@@ -88,52 +90,6 @@ impl std::hash::Hasher for TailHasher {
 
     fn finish(&self) -> u64 {
         self.0.finish()
-    }
-}
-
-/// A session ready for the request path: decoded, with its upstream headers built.
-pub struct LiveSession {
-    pub session: Session,
-    pub headers: IdentityHeaders,
-    /// Cookies to send back when this request changed the session (a refresh).
-    pub set_cookies: Option<Vec<HeaderValue>>,
-}
-
-impl LiveSession {
-    #[cfg(test)]
-    pub(super) fn for_test(user: &str) -> LiveSession {
-        LiveSession {
-            session: Session {
-                id: None,
-                principal: crate::identity::Principal {
-                    sub: user.into(),
-                    user: user.into(),
-                    email: None,
-                    email_verified: None,
-                    preferred_username: None,
-                    groups: Vec::new(),
-                    mapped: Default::default(),
-                },
-                created: 0,
-                expires: u64::MAX,
-                refresh_due: u64::MAX,
-                tokens_expire: u64::MAX,
-                refresh_token: None,
-                access_token: None,
-                id_token: None,
-            },
-            headers: IdentityHeaders::default(),
-            set_cookies: None,
-        }
-    }
-
-    /// The same session for later requests, which have nothing to set.
-    fn for_later(&self) -> Arc<LiveSession> {
-        Arc::new(LiveSession {
-            session: self.session.clone(),
-            headers: self.headers.clone(),
-            set_cookies: None,
-        })
     }
 }
 
@@ -623,6 +579,7 @@ impl Auth {
 
     // ---- endpoints ----
 
+    /// The gateway's endpoints under `auth_prefix`, each handed to its flow's file.
     pub async fn endpoint(
         &self,
         endpoint: &str,

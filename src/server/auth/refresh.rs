@@ -11,9 +11,10 @@ use std::time::Duration;
 use http::HeaderMap;
 use http::Request;
 
-use super::{Auth, AuthAnswer, GroupsForLog, LiveSession};
+use super::{Auth, AuthAnswer, GroupsForLog};
 use crate::oidc::{self, VerifyError};
 use crate::proxy::{ClientInfo, RequestBody};
+use crate::server::live::LiveSession;
 use crate::server::pages::GatewayError;
 use crate::session::codec::{self, CookieAttrs};
 use crate::session::{Session, StoreError};
