@@ -51,7 +51,6 @@ struct Row {
     setup: Option<&'static str>,
 }
 
-const ALICE: &str = "11111111-1111-4111-8111-111111111111";
 const BOB: &str = "22222222-2222-4222-8222-222222222222";
 
 fn now() -> u64 {
@@ -201,7 +200,11 @@ fn cognito_rows() -> Vec<Row> {
             json!({"claims": {"nbf": "now+600"}}),
             all("not valid yet"),
         ),
-        row("iat missing", json!({"claims": {"iat": null}}), id_only("iat")),
+        row(
+            "iat missing",
+            json!({"claims": {"iat": null}}),
+            id_only("iat"),
+        ),
         row(
             "iat in 10 minutes",
             json!({"claims": {"iat": "now+600"}}),
@@ -391,10 +394,7 @@ impl Stand {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
                     .to_string();
-                assert!(
-                    !self.gw.logs().contains(&token),
-                    "a token reached the log"
-                );
+                assert!(!self.gw.logs().contains(&token), "a token reached the log");
                 if self.reached(path) {
                     Outcome::Accepted
                 } else if status == StatusCode::UNAUTHORIZED
@@ -442,7 +442,9 @@ fn person() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         "x-forwarded-for",
-        format!("10.17.{}.{}", n / 250, n % 250 + 1).parse().unwrap(),
+        format!("10.17.{}.{}", n / 250, n % 250 + 1)
+            .parse()
+            .unwrap(),
     );
     reqwest::Client::builder()
         .cookie_store(true)
@@ -471,7 +473,13 @@ async fn run_table(s: &Stand, kind: Kind, rows: &[Row], column: usize) {
             // A valid token with the new key: the gateway fetches the new key set.
             let path = format!("/rule/{i}/setup");
             let got = s.attempt(kind, &json!({}), &path, "").await;
-            assert_eq!(got, Outcome::Accepted, "{kind:?}: a valid token after {setup}");
+            if got != Outcome::Accepted {
+                wrong.push(format!(
+                    "  {kind:?} / {}: a valid token after {setup} was refused: {got:?}",
+                    r.rule
+                ));
+                continue;
+            }
         }
         let path = format!("/rule/{i}");
         let needle = match expect {
