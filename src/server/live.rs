@@ -43,6 +43,7 @@ impl LiveSession {
                 refresh_token: None,
                 access_token: None,
                 id_token: None,
+                nonce: None,
             },
             headers: IdentityHeaders::default(),
             set_cookies: None,

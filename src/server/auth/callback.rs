@@ -198,7 +198,13 @@ impl Auth {
         })?;
         let verified = match self
             .provider
-            .verify_id_token(id_token, Some(&pending.nonce), &self.config.headers)
+            .verify_id_token(
+                id_token,
+                oidc::IdTokenCheck::SignIn {
+                    nonce: &pending.nonce,
+                },
+                &self.config.headers,
+            )
             .await
         {
             Ok(v) => v,
@@ -236,6 +242,7 @@ impl Auth {
             } else {
                 None
             },
+            nonce: verified.nonce,
         };
         session.refresh_due = self.refresh_due(now, session.tokens_expire, session.expires);
         let value = self.sessions.save(&mut session).await.map_err(|e| {

@@ -270,7 +270,14 @@ impl Auth {
         match tokens.id_token.as_deref() {
             Some(id_token) => match self
                 .provider
-                .verify_id_token(id_token, None, &self.config.headers)
+                .verify_id_token(
+                    id_token,
+                    oidc::IdTokenCheck::Refresh {
+                        sub: &old.principal.sub,
+                        nonce: old.nonce.as_deref(),
+                    },
+                    &self.config.headers,
+                )
                 .await
             {
                 Ok(v) if self.email_refusal(&v.principal).is_some() => {
