@@ -333,10 +333,10 @@ class Soak:
     # ---- slow clients ------------------------------------------------------------------------
     async def slow(self, kind, state, i):
         """slow_head: a request head sent one byte a second; slow_body: a whole head saying a
-        1 MiB body follows, then the body one byte a second. Expected: the gateway closes the
-        connection (or answers and closes) within the bound; its latency is the time to that."""
-        bound = self.a.header_read_timeout + 3 if kind == "slow_head" else \
-            self.a.header_read_timeout + self.a.response_timeout + 5
+        1 MiB body follows, then the body one byte a second; stalled_body: that head and 1 KiB
+        of the body, then nothing. Expected: the gateway closes the connection (or answers with
+        an error status and closes) within the bound; its latency is the time to that."""
+        bound = self.cut_off_bounds()[kind]
         if kind == "slow_head":
             head, trickle = b"", (f"GET /app/slow?n={i} HTTP/1.1\r\nHost: {HOST}\r\nX-Pad: "
                                   + "p" * 400 + "\r\n\r\n").encode()
@@ -344,6 +344,8 @@ class Soak:
             head = (f"POST /app/upload HTTP/1.1\r\nHost: {HOST}\r\nCookie: {self.jar.header()}\r\n"
                     f"Content-Length: {len(UPLOAD)}\r\n\r\n").encode()
             trickle = UPLOAD
+            if kind == "stalled_body":
+                head, trickle = head + UPLOAD[:1024], b""
         try:
             conn = await asyncio.wait_for(Conn.open(self.port), REQUEST_TIMEOUT)
         except (OSError, asyncio.TimeoutError) as e:
@@ -360,8 +362,9 @@ class Soak:
                     return
                 if self.stop.is_set():
                     return  # the load ended first: neither cut off nor a failure
-                conn.writer.write(trickle[sent:sent + 1])
-                sent += 1
+                if sent < len(trickle):
+                    conn.writer.write(trickle[sent:sent + 1])
+                    sent += 1
                 await conn.writer.drain()
                 try:
                     got = await asyncio.wait_for(conn.reader.read(65536), 1.0)
@@ -380,18 +383,26 @@ class Soak:
         finally:
             conn.close()
 
+    def cut_off_bounds(self):
+        """Seconds within which each slow client must be cut off: the timeout that applies
+        (header_read_timeout for a head, upstream.response_timeout for a body that stopped
+        moving; for a trickled body, which keeps moving, the sum of both) plus some slack."""
+        a = self.a
+        return {"slow_head": a.header_read_timeout + 3, "stalled_body": a.response_timeout + 3,
+                "slow_body": a.header_read_timeout + a.response_timeout + 5}
+
     async def slow_loop(self, kind, workers):
         async def loop(i):
             state = {}
             while not self.stop.is_set():
                 await self.slow(kind, state, i)
-            return state.get("answers", Counter())
+            return kind, state.get("answers", Counter())
         return [asyncio.create_task(loop(i)) for i in range(workers)]
 
     # ---- sampling the gateway ------------------------------------------------------------------
     def sample(self, label=None):
         pid, up, gw = self.a.gateway_pid, self.a.upstream_port, self.port
-        s = {"t": round(self.rec.now(), 1)}
+        s = {"t": round(self.rec.now(), 1), "load_cpu_s": round(sum(os.times()[:2]), 2)}
         if label:
             s["label"] = label
         with open(f"/proc/{pid}/status") as f:
@@ -458,7 +469,8 @@ class Soak:
         tasks += await self.paced(4, 50 * scale, self.churn)
         tasks += await self.paced(2, 4 * scale, self.upload)
         tasks += await self.paced(4, 50 * scale, self.websocket)
-        slow_tasks = await self.slow_loop("slow_head", 2) + await self.slow_loop("slow_body", 2)
+        slow_tasks = (await self.slow_loop("slow_head", 2) + await self.slow_loop("slow_body", 2)
+                      + await self.slow_loop("stalled_body", 1))
         sampler = asyncio.create_task(self.sampler(samples))
         log(f"load running: {a.warmup:.0f} s warm-up, then {a.seconds:.0f} s measured")
 
@@ -474,10 +486,11 @@ class Soak:
         for t in pending:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        slow_answers = Counter()
+        slow_answers = defaultdict(Counter)
         for t in slow_tasks:
             if not t.cancelled() and t.exception() is None:
-                slow_answers.update(t.result())
+                kind, answers = t.result()
+                slow_answers[kind].update({str(k): v for k, v in answers.items()})
         await asyncio.sleep(1)
         stopped = self.sample("stopped")
         idle = []
@@ -490,7 +503,8 @@ class Soak:
                 f"{s['upstream_close_wait']} CLOSE_WAIT")
 
         minute = min(60.0, t_end - t_start)
-        kinds = ["signed_in", "public", "bearer", "churn", "upload", "websocket", "slow_head", "slow_body"]
+        kinds = ["signed_in", "public", "bearer", "churn", "upload", "websocket", "slow_head", "slow_body",
+                 "stalled_body"]
         result = {
             "config": {k: getattr(a, k) for k in ("seconds", "warmup", "rate_scale", "header_read_timeout",
                                                     "response_timeout", "pool_idle_timeout", "ws_messages")},
@@ -507,7 +521,8 @@ class Soak:
             } for k in kinds},
             "failure_reasons": {k: dict(Counter(r for _, kk, r in self.rec.failures if kk == k).most_common(10))
                                 for k in kinds},
-            "slow_client_answers": {str(k): v for k, v in slow_answers.items()},
+            "slow_client_answers": {k: dict(v) for k, v in slow_answers.items()},
+            "slow_client_bounds_s": self.cut_off_bounds(),
             "cookie_updates": self.jar.updates,
         }
         with open(a.out, "w") as f:
