@@ -125,7 +125,7 @@ def main():
     answers = r.get("slow_client_answers") or {}
     p("")
     bounds = ", ".join(f"{k} {v:g} s" for k, v in (r.get("slow_client_bounds_s") or {}).items())
-    said = "; ".join(f"{k}: " + ", ".join(f"{n} x HTTP {st}" for st, n in v.items()) for k, v in answers.items())
+    said = "; ".join(f"{k}: " + ", ".join(f"{n} x HTTP {st}" for st, n in v.items()) for k, v in answers.items() if v)
     p(f"Slow clients must be cut off within: {bounds}. Answers they got before the connection closed: "
       f"{said or 'none'}; "
       f"session cookie updated from Set-Cookie {r.get('cookie_updates', 0)} times.")
