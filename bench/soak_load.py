@@ -16,6 +16,7 @@ import array
 import asyncio
 import base64
 import hashlib
+import http.client
 import json
 import math
 import os
@@ -448,7 +449,20 @@ class Soak:
         s["client_close_wait"] = states.get("client_close_wait", 0)
         s["client_other"] = sum(v for k, v in states.items()
                                 if k.startswith("client_") and k not in ("client_established", "client_close_wait"))
+        s["upstream_app"] = self.upstream_stats()
         return s
+
+    def upstream_stats(self):
+        """The upstream's own counts (open connections, open WebSockets), asked directly."""
+        try:
+            c = http.client.HTTPConnection(HOST, self.a.upstream_port, timeout=2)
+            c.request("GET", "/__soak/stats")
+            stats = json.loads(c.getresponse().read())
+            c.close()
+            stats["open_connections"] -= 1  # this one
+            return stats
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            return {"error": str(e)}
 
     async def sampler(self, samples):
         while not self.stop.is_set():

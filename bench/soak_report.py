@@ -62,6 +62,12 @@ def main():
         f"{e['client_established'] - s['client_established']:+d}", "-", False)
     row("client conns CLOSE_WAIT", s["client_close_wait"], e["client_close_wait"],
         f"{e['client_close_wait'] - s['client_close_wait']:+d}", "+5", e["client_close_wait"] - s["client_close_wait"] > 5)
+    ua, ub = s.get("upstream_app") or {}, e.get("upstream_app") or {}
+    if "open_connections" in ua and "open_connections" in ub:
+        row("upstream app: open conns", ua["open_connections"], ub["open_connections"],
+            f"{ub['open_connections'] - ua['open_connections']:+d}", "-", False)
+        row("upstream app: open WebSockets", ua["open_websockets"], ub["open_websockets"],
+            f"{ub['open_websockets'] - ua['open_websockets']:+d}", "-", False)
     row("threads", s.get("threads"), e.get("threads"), f"{e.get('threads', 0) - s.get('threads', 0):+d}", "-", False)
     row("CPU % (first / last minute)", f"{cpu_first:.0f}", f"{cpu_last:.0f}", f"{cpu_last - cpu_first:+.0f}", "-", False)
     load_first = cpu_pct(r, win["start"], win["start"] + win["minute"], "load_cpu_s", 1)
@@ -104,11 +110,13 @@ def main():
     p("")
     pit = r["config"]["pool_idle_timeout"]
     p(f"After the load (upstream.pool_idle_timeout = {pit:g} s):\n")
-    p("| after the load stopped | upstream ESTABLISHED | upstream CLOSE_WAIT | upstream other | client conns | open fds | RSS MiB | verdict |")
-    p("|---|---:|---:|---:|---:|---:|---:|---|")
+    p("| after the load stopped | upstream ESTABLISHED | upstream CLOSE_WAIT | upstream other | client conns | open fds | RSS MiB "
+      "| upstream app: open conns / WebSockets | verdict |")
+    p("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     st = r["stopped"]
     p(f"| 1 s | {st['upstream_established']} | {st['upstream_close_wait']} | {st['upstream_other']} "
-      f"| {st['client_established'] + st['client_close_wait'] + st['client_other']} | {st['fds']} | {st['rss_kb'] / 1024:.1f} | - |")
+      f"| {st['client_established'] + st['client_close_wait'] + st['client_other']} | {st['fds']} | {st['rss_kb'] / 1024:.1f} "
+      f"| {app(st)} | - |")
     for i, idle in enumerate(r["idle"]):
         last = i == len(r["idle"]) - 1
         pooled = idle["upstream_established"] + idle["upstream_close_wait"]
@@ -119,7 +127,7 @@ def main():
                          f"{idle['upstream_close_wait']} CLOSE_WAIT) and {clients} client connections still open "
                          f"{idle['after_load_s']:g} s after the load")
         p(f"| {idle['after_load_s']:g} s | {idle['upstream_established']} | {idle['upstream_close_wait']} "
-          f"| {idle['upstream_other']} | {clients} | {idle['fds']} | {idle['rss_kb'] / 1024:.1f} "
+          f"| {idle['upstream_other']} | {clients} | {idle['fds']} | {idle['rss_kb'] / 1024:.1f} | {app(idle)} "
           f"| {('**FLAG**' if bad else 'ok') if last else '-'} |")
 
     answers = r.get("slow_client_answers") or {}
@@ -166,6 +174,12 @@ def per_minute(r):
         t += 60
     picked.append(dict(end, t=end["t"] - start["t"]))
     return picked
+
+
+def app(sample):
+    """The upstream's own view: open connections / open WebSockets."""
+    u = sample.get("upstream_app") or {}
+    return f"{u['open_connections']} / {u['open_websockets']}" if "open_connections" in u else "-"
 
 
 def ms(v):

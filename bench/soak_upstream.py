@@ -8,6 +8,8 @@ Listens on 127.0.0.1:PORT (asyncio, standard library only) and answers
   (ping -> pong, close -> close);
 - any other request: reads the body (Content-Length or chunked) and answers 200 with
   `ok <bytes of body received>\n`, keeping the connection open unless asked to close.
+`GET /__soak/stats` (sent straight to the upstream, not through the gateway) answers JSON counts:
+open connections, open WebSockets among them, requests and WebSockets served so far.
 A connection idle for --idle-timeout seconds (default 60, like nginx's keepalive_timeout of 75 s,
 above the gateway's upstream.pool_idle_timeout) is closed, so a pooled connection the gateway
 keeps too long shows up there as CLOSE_WAIT.
@@ -16,9 +18,11 @@ import argparse
 import asyncio
 import base64
 import hashlib
+import json
 import struct
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+STATS = {"open_connections": 0, "open_websockets": 0, "requests": 0, "websockets": 0, "idle_closed": 0}
 
 
 async def read_head(reader, idle):
@@ -97,11 +101,28 @@ def frame(opcode, data):
 
 
 async def serve(reader, writer, idle):
+    STATS["open_connections"] += 1
     try:
         while True:
-            method, _target, version, headers = await read_head(reader, idle)
+            try:
+                method, target, version, headers = await read_head(reader, idle)
+            except asyncio.TimeoutError:
+                STATS["idle_closed"] += 1
+                return
+            if target == "/__soak/stats":
+                body = json.dumps(STATS).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                await writer.drain()
+                return
+            STATS["requests"] += 1
             if headers.get("upgrade", "").lower() == "websocket":
-                await websocket_echo(reader, writer, headers)
+                STATS["websockets"] += 1
+                STATS["open_websockets"] += 1
+                try:
+                    await websocket_echo(reader, writer, headers)
+                finally:
+                    STATS["open_websockets"] -= 1
                 return
             got = await read_body(reader, headers) if method not in ("GET", "HEAD") or \
                 "content-length" in headers or "transfer-encoding" in headers else 0
@@ -117,6 +138,7 @@ async def serve(reader, writer, idle):
             ConnectionError, ValueError, KeyError):
         pass
     finally:
+        STATS["open_connections"] -= 1
         writer.close()
 
 
