@@ -218,7 +218,7 @@ class Soak:
         try:
             conn = state.get("conn")
             if conn is None or not conn.usable:
-                conn = state["conn"] = await Conn.open(self.port)
+                conn = state["conn"] = await asyncio.wait_for(Conn.open(self.port), REQUEST_TIMEOUT)
             status, hdrs, got = await asyncio.wait_for(conn.request(method, path, headers, body), REQUEST_TIMEOUT)
         except asyncio.TimeoutError:
             self.rec.fail(kind, "timeout")
