@@ -280,13 +280,15 @@ class Soak:
     # ---- WebSocket -------------------------------------------------------------------------
     async def websocket(self, state, i):
         """One message on the worker's WebSocket: a masked text frame, timed until its echo.
-        A connection carries --ws-messages messages, then ends: with a close handshake, or
+        A connection carries about --ws-messages messages (50-150%), then ends: with a close handshake, or
         (every fourth) by just dropping the TCP connection."""
         t = time.monotonic()
         try:
             if state.get("conn") is None:
                 state["conn"] = await asyncio.wait_for(self.ws_connect(), REQUEST_TIMEOUT)
                 state["sent"] = 0
+                # 50-150% of --ws-messages, so the workers' reconnects do not fall together
+                state["limit"] = random.randint(self.a.ws_messages // 2, self.a.ws_messages * 3 // 2)
                 state["conns"] = state.get("conns", 0) + 1
                 t = time.monotonic()
             conn = state["conn"]
@@ -298,7 +300,7 @@ class Soak:
                 raise Closed(f"echo mismatch (opcode {opcode}, {echo[:30]!r})")
             self.rec.ok("websocket", time.monotonic() - t)
             state["sent"] += 1
-            if state["sent"] >= self.a.ws_messages:
+            if state["sent"] >= state["limit"]:
                 conn, state["conn"] = state["conn"], None
                 if state["conns"] % 4 == 0:
                     conn.close(abort=True)
@@ -585,7 +587,7 @@ def main():
     ap.add_argument("--header-read-timeout", type=float, required=True)
     ap.add_argument("--response-timeout", type=float, required=True)
     ap.add_argument("--pool-idle-timeout", type=float, required=True)
-    ap.add_argument("--ws-messages", type=int, default=50, help="messages per WebSocket connection")
+    ap.add_argument("--ws-messages", type=int, default=50, help="messages per WebSocket connection (on average)")
     ap.add_argument("--sample-every", type=float, default=5)
     ap.add_argument("--out", required=True)
     asyncio.run(Soak(ap.parse_args()).run())
