@@ -59,6 +59,10 @@ pub struct Metrics {
     pub session_cache_hits: Counter,
     pub session_cache_misses: Counter,
     pub unreadable_cookies: Counter,
+    /// Accepts that waited because `server.max_connections` were open.
+    pub connections_waited: Counter,
+    /// Requests refused with 413 (a route's `max_body`).
+    pub bodies_too_large: Counter,
     /// Set by `ssogate serve`, which runs workers.
     pub open_connections: OnceLock<Arc<OpenConnections>>,
 }
@@ -190,6 +194,16 @@ impl Metrics {
                 "ssogate_session_cache_misses_total",
                 "Sessions decoded or fetched.",
                 &self.session_cache_misses,
+            ),
+            (
+                "ssogate_connections_waited_total",
+                "New connections that waited to be accepted because server.max_connections were open.",
+                &self.connections_waited,
+            ),
+            (
+                "ssogate_request_bodies_too_large_total",
+                "Requests refused with 413 because their body was over the route's max_body.",
+                &self.bodies_too_large,
             ),
         ] {
             let _ = writeln!(

@@ -1472,7 +1472,7 @@ async fn without_public_url_the_callback_address_comes_from_a_trusted_proxy() {
     let idp = Idp::start(&[port]);
     let config = idp.gateway_config(port, &upstream.url, "", "").replace(
         &format!("public_url = \"http://127.0.0.1:{port}\"\n"),
-        "trusted_proxies = [\"127.0.0.1\"]\n",
+        "trusted_proxies = [\"127.0.0.1\"]\ntrusted_forwarded_headers = [\"X-Forwarded-Proto\", \"X-Forwarded-Host\"]\n",
     );
     let gw = Gateway::start(&config);
     gw.wait_ready(Duration::from_secs(15));

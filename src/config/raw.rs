@@ -42,6 +42,10 @@ pub struct RawServer {
     pub shutdown_delay: Option<String>,
     pub secret_poll_interval: Option<String>,
     pub workers: Option<i64>,
+    pub trusted_forwarded_headers: Option<Vec<String>>,
+    pub max_request_head: Option<String>,
+    pub max_request_headers: Option<i64>,
+    pub max_connections: Option<i64>,
     pub tls: Option<RawTls>,
 }
 
@@ -113,6 +117,8 @@ pub struct RawRoute {
     pub upstream: Option<String>,
     pub allowed_groups: Option<Vec<String>>,
     pub public: Option<bool>,
+    pub case_sensitive: Option<bool>,
+    pub max_body: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -150,3 +150,37 @@ fn authorization_is_stripped_only_when_the_gateway_sets_it() {
     .unwrap();
     assert!(InboundFilter::from_config(&config).is_spoofed(&name));
 }
+
+#[test]
+fn set_cookies_for_the_gateways_cookies_are_found_as_the_browser_sends_them_back() {
+    let f = InboundFilter::for_tests();
+    for ours in [
+        &b"_ssogate=x; Path=/"[..],
+        b"_ssogate_1=x",
+        b" _ssogate = x",
+        b"=_ssogate=x; Path=/",
+        b"= =_ssogate=x",
+        b"_ssogate",
+        b"_ssogate; Max-Age=0",
+        b"=_ssogate_state=x",
+    ] {
+        assert!(
+            f.sets_gateway_cookie(ours),
+            "{}",
+            String::from_utf8_lossy(ours)
+        );
+    }
+    for theirs in [
+        &b"app=1; Path=/"[..],
+        b"=x",
+        b"app=_ssogate",
+        b"ssogate=1",
+        b"__ssogate=1",
+    ] {
+        assert!(
+            !f.sets_gateway_cookie(theirs),
+            "{}",
+            String::from_utf8_lossy(theirs)
+        );
+    }
+}

@@ -64,6 +64,9 @@ pub struct Gateway {
     stopping: AtomicBool,
     /// Asks every file watcher (secrets, certificates) to read its files now (SIGHUP).
     reread: Arc<tokio::sync::Notify>,
+    /// One permit per open client connection, `server.max_connections` in all (every
+    /// worker's listener shares them).
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
@@ -90,7 +93,6 @@ impl Gateway {
         let ready = Arc::new(AtomicBool::new(auth.is_none()));
         Ok(Gateway {
             filter: InboundFilter::from_config(&config),
-            config,
             routes,
             upstreams,
             proxy,
@@ -99,6 +101,10 @@ impl Gateway {
             ready,
             stopping: AtomicBool::new(false),
             reread: Arc::new(tokio::sync::Notify::new()),
+            connections: Arc::new(tokio::sync::Semaphore::new(
+                config.server.max_connections,
+            )),
+            config,
         })
     }
 
@@ -133,7 +139,12 @@ impl Gateway {
             .trusted_proxies
             .iter()
             .any(|n| n.contains(&ip));
-        ClientInfo::new(ip, trusted, tls)
+        ClientInfo::new(
+            ip,
+            trusted,
+            tls,
+            self.config.server.trusted_forwarded_headers,
+        )
     }
 
     /// Background work: provider discovery and key refresh, secret re-reads.
@@ -382,6 +393,9 @@ fn watch_certificates(
     });
 }
 
+/// Whether the wait for a place among `server.max_connections` has been logged.
+static CONNECTIONS_WAITED: AtomicBool = AtomicBool::new(false);
+
 /// Serves on an already bound listener, on the current runtime, until `shutdown` completes
 /// (used by `ssogate demo` and by anything embedding the gateway).
 pub async fn serve(
@@ -421,22 +435,25 @@ impl Placement {
         &self,
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
-    ) -> Option<(tokio::net::TcpStream, balance::Open)> {
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Option<(tokio::net::TcpStream, balance::Open, tokio::sync::OwnedSemaphorePermit)> {
         let (target, open) = self.balance.place(self.me);
         if target == self.me {
-            return Some((stream, open));
+            return Some((stream, open, permit));
         }
         // A stream that cannot leave this worker's poller is closed (dropped) here.
         let stream = stream.into_std().ok()?;
-        match self
-            .balance
-            .hand_over(balance::Handover { stream, peer, open })
-        {
+        match self.balance.hand_over(balance::Handover {
+            stream,
+            peer,
+            open,
+            permit,
+        }) {
             Ok(()) => None,
             // That worker has stopped: serve it here.
             Err(h) => {
                 let stream = tokio::net::TcpStream::from_std(h.stream).ok()?;
-                Some((stream, h.open.moved_to(self.me)))
+                Some((stream, h.open.moved_to(self.me), h.permit))
             }
         }
     }
@@ -462,27 +479,56 @@ async fn accept_loop(
 ) {
     let drain_timeout = gateway.config.server.drain_timeout;
     let header_timeout = gateway.config.server.header_read_timeout;
+    let limits = &gateway.config.server;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(crate::coarse::Timer)
         .header_read_timeout(header_timeout)
+        .max_buf_size(limits.max_request_head)
+        .max_headers(limits.max_request_headers)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_request_head as u32);
     let builder = Arc::new(builder);
     let drain = Arc::new(drain::Drain::default());
 
     tokio::pin!(shutdown);
+    let permits = gateway.connections.clone();
+    let mut permit = None;
     loop {
-        let (stream, peer, open) = tokio::select! {
+        // A place among `server.max_connections` before the next accept: with all taken, new
+        // connections wait in the listen queue (and then the kernel's) until one closes.
+        let held = match permit.take() {
+            Some(held) => held,
+            None => match permits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    gateway.metrics.connections_waited.add(1);
+                    if !CONNECTIONS_WAITED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!(max = gateway.config.server.max_connections, "server.max_connections are open: new connections wait until one closes (counted in ssogate_connections_waited_total; said once)");
+                    }
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        p = permits.clone().acquire_owned() => match p {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    }
+                }
+            },
+        };
+        let (stream, peer, open, held) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     match &placement {
-                        None => (stream, peer, None),
-                        Some(p) => match p.place(stream, peer) {
-                            Some((stream, open)) => (stream, peer, Some(open)),
+                        None => (stream, peer, None, held),
+                        Some(p) => match p.place(stream, peer, held) {
+                            Some((stream, open, held)) => (stream, peer, Some(open), held),
                             None => continue,
                         },
                     }
@@ -490,13 +536,16 @@ async fn accept_loop(
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
+                    permit = Some(held);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             Some(h) = handed_over(&mut placement) => {
+                // Not accepted here: this worker's own place is kept for its next accept.
+                permit = Some(held);
                 match tokio::net::TcpStream::from_std(h.stream) {
-                    Ok(stream) => (stream, h.peer, Some(h.open)),
+                    Ok(stream) => (stream, h.peer, Some(h.open), h.permit),
                     Err(e) => {
                         tracing::debug!(peer = %h.peer, error = %e, "a handed-over connection could not be registered");
                         continue;
@@ -510,8 +559,9 @@ async fn accept_loop(
         let drain = drain.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            // Counted on this worker until the connection ends.
+            // Counted on this worker, and holding its place, until the connection ends.
             let _open = open;
+            let _held = held;
             match tls {
                 None => {
                     let conn = fast::serve(&builder, &drain, gw, proxy, stream, peer);
@@ -567,8 +617,9 @@ async fn serve_connection<S>(
         let client = client.clone();
         let proxy = proxy.clone();
         async move {
+            let head_request = req.method() == http::Method::HEAD;
             let resp = handler::handle(&gw, &proxy, &client, req.map(RequestBody::Hyper)).await;
-            Ok::<_, Infallible>(crate::proxy::for_hyper(resp))
+            Ok::<_, Infallible>(crate::proxy::for_hyper(resp, head_request))
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);

@@ -15,6 +15,8 @@ pub enum GatewayError {
     AmbiguousHost,
     #[error("the HTTP/1.1 request names no host")]
     MissingHost,
+    #[error("{0}")]
+    BadHost(crate::policy::HostError),
     #[error("the forward-auth request names two different original URIs")]
     AmbiguousUri,
     #[error("no route for this host and path")]
@@ -51,11 +53,24 @@ pub enum GatewayError {
     MethodNotAllowed,
 }
 
-impl From<crate::proxy::HostProblem> for GatewayError {
-    fn from(problem: crate::proxy::HostProblem) -> GatewayError {
+impl From<crate::policy::HostError> for GatewayError {
+    fn from(problem: crate::policy::HostError) -> GatewayError {
+        use crate::policy::HostError;
         match problem {
-            crate::proxy::HostProblem::Two => GatewayError::AmbiguousHost,
-            crate::proxy::HostProblem::None => GatewayError::MissingHost,
+            HostError::Two => GatewayError::AmbiguousHost,
+            HostError::None => GatewayError::MissingHost,
+            other => GatewayError::BadHost(other),
+        }
+    }
+}
+
+impl From<crate::policy::Refusal> for GatewayError {
+    fn from(refusal: crate::policy::Refusal) -> GatewayError {
+        use crate::policy::Refusal;
+        match refusal {
+            Refusal::Path(why) => GatewayError::BadPath(why),
+            Refusal::Host(why) => why.into(),
+            Refusal::NoRoute => GatewayError::NoRoute,
         }
     }
 }
@@ -66,10 +81,12 @@ impl GatewayError {
             GatewayError::BadPath(_)
             | GatewayError::AmbiguousHost
             | GatewayError::MissingHost
+            | GatewayError::BadHost(_)
             | GatewayError::AmbiguousUri
             | GatewayError::SignInFailed { .. } => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute | GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::Upstream(ProxyError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Upstream(ProxyError::BodyTooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::SignInRequired | GatewayError::InvalidToken => StatusCode::UNAUTHORIZED,
             GatewayError::SessionTooLarge { .. } | GatewayError::ClientRefused { .. } => {
@@ -91,9 +108,15 @@ impl GatewayError {
             GatewayError::BadPath(why) => ("bad_request", "Bad request", format!("The address is malformed: {why}.")),
             GatewayError::AmbiguousHost => ("bad_request", "Bad request", "The request names more than one host (two Host headers, or a Host that differs from the request target). If a proxy in front sends it, check how it sets Host.".into()),
             GatewayError::MissingHost => ("bad_request", "Bad request", "An HTTP/1.1 request must name its host in a Host header.".into()),
+            GatewayError::BadHost(why) => ("bad_request", "Bad request", format!("The request's host is not one valid host name: {why}. If a proxy in front sends it, check how it sets Host and X-Forwarded-Host.")),
             GatewayError::AmbiguousUri => ("bad_request", "Bad request", "The header that names the request asked about (server.forward_auth_uri_header) came more than once, with different values: the proxy in front should overwrite what the client sent, not add to it.".into()),
             GatewayError::NoRoute => ("not_found", "Not found", "Nothing is served at this address.".into()),
             GatewayError::NotFound => ("not_found", "Not found", "Nothing is served at this address.".into()),
+            GatewayError::Upstream(ProxyError::BodyTooLarge(_)) => (
+                "body_too_large",
+                "The request is too large",
+                "What you sent is larger than this application accepts here (its route's max_body).".into(),
+            ),
             GatewayError::Upstream(ProxyError::Timeout { .. }) => (
                 "upstream_timeout",
                 "The application did not answer in time",
