@@ -905,3 +905,19 @@ fn a_request_naming_two_hosts_or_none_is_refused() {
     );
     assert_eq!(resp.status, 200, "{}", resp.text());
 }
+
+#[test]
+fn a_sigterm_as_soon_as_the_port_accepts_still_drains_and_exits_0() {
+    // Kubernetes may stop a pod that has only just started: the signal must already be
+    // the gateway's to handle, not the default action that ends the process at once.
+    let upstream = Upstream::echo();
+    for _ in 0..3 {
+        let mut gw =
+            Gateway::start_waiting(&public_config(&upstream.url, ""), &[], Wait::TcpConnect);
+        gw.sigterm();
+        let exit = gw
+            .wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", gw.logs()));
+        assert_eq!(exit.code(), Some(0), "{exit:?}; log:\n{}", gw.logs());
+    }
+}

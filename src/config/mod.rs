@@ -83,6 +83,9 @@ pub struct ServerConfig {
     /// Client connections open at once; further ones wait to be accepted (and are counted
     /// in `ssogate_connections_waited_total`). Default 10000.
     pub max_connections: usize,
+    /// An HTTP/2 connection (or one hyper took over) on which nothing moved this long is
+    /// closed; HTTP/1.1 keep-alive ones close after `header_read_timeout`. Default 3m.
+    pub idle_timeout: Duration,
     pub tls: Option<TlsConfig>,
 }
 
@@ -95,6 +98,25 @@ pub struct ForwardedTrust {
     pub proto: bool,
     /// The host the client asked for (X-Forwarded-Host): it then chooses the route.
     pub host: bool,
+}
+
+impl ForwardedTrust {
+    pub const NONE: ForwardedTrust = ForwardedTrust {
+        for_: false,
+        proto: false,
+        host: false,
+    };
+    /// Without `server.trusted_forwarded_headers`: For and Proto.
+    pub const DEFAULT: ForwardedTrust = ForwardedTrust {
+        for_: true,
+        proto: true,
+        host: false,
+    };
+    pub const ALL: ForwardedTrust = ForwardedTrust {
+        for_: true,
+        proto: true,
+        host: true,
+    };
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +213,10 @@ pub struct AccessConfig {
     /// CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, which
     /// browsers send without cookies) pass protected routes unauthenticated. Default false.
     pub skip_preflight: bool,
+    /// Only people whose email the provider says is verified get in; others get a page that
+    /// says why. Default false: an unverified email is then merely never sent as identity.
+    /// For pools where an unverified address must not even reach an app's own sign-up.
+    pub require_verified_email: bool,
 }
 
 #[derive(Debug, Clone)]

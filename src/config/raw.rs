@@ -46,6 +46,7 @@ pub struct RawServer {
     pub max_request_head: Option<String>,
     pub max_request_headers: Option<i64>,
     pub max_connections: Option<i64>,
+    pub idle_timeout: Option<String>,
     pub tls: Option<RawTls>,
 }
 
@@ -107,6 +108,7 @@ pub struct RawSession {
 pub struct RawAccess {
     pub allowed_groups: Option<Vec<String>>,
     pub skip_preflight: Option<bool>,
+    pub require_verified_email: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

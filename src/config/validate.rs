@@ -208,17 +208,9 @@ fn is_aws_region(region: &str) -> bool {
 /// `server.trusted_forwarded_headers`: names from X-Forwarded-For, -Proto and -Host.
 fn forwarded_trust(errors: &mut Errors, value: &Option<Vec<String>>) -> ForwardedTrust {
     let Some(names) = value else {
-        return ForwardedTrust {
-            for_: true,
-            proto: true,
-            host: false,
-        };
+        return ForwardedTrust::DEFAULT;
     };
-    let mut trust = ForwardedTrust {
-        for_: false,
-        proto: false,
-        host: false,
-    };
+    let mut trust = ForwardedTrust::NONE;
     for (i, name) in names.iter().enumerate() {
         match name.trim().to_ascii_lowercase().as_str() {
             "x-forwarded-for" => trust.for_ = true,
@@ -384,6 +376,13 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             10_000
         }
     };
+    let idle_timeout = e.duration("server.idle_timeout", &s.idle_timeout, "3m");
+    if idle_timeout < Duration::from_secs(1) {
+        e.add(
+            "server.idle_timeout",
+            "must be at least \"1s\" (connections would close between requests)",
+        );
+    }
     let tls = s
         .tls
         .as_ref()
@@ -418,6 +417,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         max_request_head,
         max_request_headers,
         max_connections,
+        idle_timeout,
         tls,
     };
 
@@ -710,6 +710,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         access: AccessConfig {
             allowed_groups: raw.access.allowed_groups.clone().unwrap_or_default(),
             skip_preflight: raw.access.skip_preflight.unwrap_or(false),
+            require_verified_email: raw.access.require_verified_email.unwrap_or(false),
         },
         routes,
         upstream,
@@ -954,6 +955,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         max_request_head: Some(format!("{}B", s.max_request_head)),
         max_request_headers: Some(s.max_request_headers as i64),
         max_connections: Some(s.max_connections as i64),
+        idle_timeout: dur(s.idle_timeout),
         tls: s.tls.as_ref().map(|t| RawTls {
             cert_file: Some(t.cert_file.display().to_string()),
             key_file: Some(t.key_file.display().to_string()),
@@ -1031,6 +1033,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         access: RawAccess {
             allowed_groups: Some(c.access.allowed_groups.clone()),
             skip_preflight: Some(c.access.skip_preflight),
+            require_verified_email: Some(c.access.require_verified_email),
         },
         routes: c
             .routes

@@ -4,7 +4,10 @@
 
 mod headers;
 
-pub use headers::{AssertionSigner, IdentityHeaders, Principal, SignerError, TokensForHeaders};
+pub use headers::{
+    email_refusal, AssertionSigner, EmailRefusal, IdentityHeaders, Principal, SignerError,
+    TokensForHeaders,
+};
 
 use http::header::HeaderName;
 

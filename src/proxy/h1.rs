@@ -229,6 +229,8 @@ enum Framing {
     Chunked(Chunk),
     Close,
     Done,
+    /// The framing after the data already passed on is malformed: the next read fails.
+    Broken(&'static str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -701,6 +703,7 @@ fn decode(
     loop {
         match *framing {
             Framing::Done => return Ok(None),
+            Framing::Broken(what) => return Err(what),
             Framing::Length(0) => *framing = Framing::Done,
             Framing::Length(rem) => {
                 if buf.is_empty() || !take_data {
@@ -770,7 +773,13 @@ impl InlineBody {
             return Ok(None);
         };
         let data = decode(&mut self.framing, &mut conn.buf, true)?;
-        self.settle()?;
+        if let Err(what) = self.settle() {
+            if data.is_none() {
+                return Err(what);
+            }
+            // The data is good: it goes on, and the body fails at the next read.
+            self.framing = Framing::Broken(what);
+        }
         Ok(data)
     }
 
@@ -1028,6 +1037,37 @@ mod tests {
         assert_eq!(lines.runs().count(), 1);
         let lines = lines_of("HTTP/1.1 200 OK\nA:1\nContent-Length: 0\n\n", false);
         assert_eq!(passed(&lines), "A: 1\r\nContent-Length: 0\r\n");
+    }
+
+    #[test]
+    fn hyper_gets_every_header_line_the_gateway_adds_and_the_upstreams() {
+        // A refresh re-sets a session split over several cookies on an upstream's response:
+        // served by hyper (HTTP/2, HTTP/1.0), each of them must reach the browser.
+        let lines = lines_of(
+            "HTTP/1.1 200 OK\r\nSet-Cookie: app=1\r\nCache-Control: public, max-age=60\r\n\
+             Content-Length: 0\r\n\r\n",
+            false,
+        );
+        let mut resp = http::Response::new(super::super::Body {
+            kind: super::super::Kind::Full(http_body_util::Full::default()),
+            head: Some(lines),
+        });
+        let ours = ["_ssogate=a", "_ssogate_1=b", "_ssogate_2=c"].map(HeaderValue::from_static);
+        super::super::add_gateway_cookies(&mut resp, &ours);
+        let resp = super::super::for_hyper(resp, false);
+        let cookies: Vec<_> = resp.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(
+            cookies,
+            ["app=1", "_ssogate=a", "_ssogate_1=b", "_ssogate_2=c"]
+        );
+        assert_eq!(
+            resp.headers()
+                .get_all("cache-control")
+                .iter()
+                .collect::<Vec<_>>(),
+            ["private, no-store"],
+            "a response carrying the gateway's cookie is never kept by a cache"
+        );
     }
 
     #[test]

@@ -85,7 +85,10 @@ pub fn for_hyper(resp: Response<Body>, head_request: bool) -> Response<Body> {
 pub enum RequestBody {
     Hyper(Incoming),
     /// A body that may carry at most `left` more bytes (a route's `max_body`).
-    Limited { body: Incoming, left: u64 },
+    Limited {
+        body: Incoming,
+        left: u64,
+    },
     Empty,
 }
 
@@ -420,11 +423,7 @@ impl ClientInfo {
         let believe = if trusted {
             believe
         } else {
-            ForwardedTrust {
-                for_: false,
-                proto: false,
-                host: false,
-            }
+            ForwardedTrust::NONE
         };
         ClientInfo {
             ip,
@@ -1113,11 +1112,7 @@ mod tests {
             "192.0.2.1".parse().unwrap(),
             false,
             false,
-            crate::config::ForwardedTrust {
-                for_: true,
-                proto: true,
-                host: true,
-            },
+            crate::config::ForwardedTrust::ALL,
         );
         let sent = outgoing(&h, &untrusted, &[]);
         assert_eq!(sent["x-forwarded-for"], "192.0.2.1");
@@ -1139,11 +1134,7 @@ mod tests {
             "10.0.0.2".parse().unwrap(),
             true,
             false,
-            crate::config::ForwardedTrust {
-                for_: true,
-                proto: true,
-                host: true,
-            },
+            crate::config::ForwardedTrust::ALL,
         );
         let sent = outgoing(&h, &trusted, &[]);
         assert_eq!(
@@ -1176,11 +1167,7 @@ mod tests {
             "192.0.2.1".parse().unwrap(),
             false,
             false,
-            crate::config::ForwardedTrust {
-                for_: true,
-                proto: true,
-                host: true,
-            },
+            crate::config::ForwardedTrust::ALL,
         );
         let sent = outgoing(&h, &client, &identity);
         let users: Vec<_> = sent.get_all("x-forwarded-user").iter().collect();
@@ -1210,11 +1197,7 @@ mod tests {
             "192.0.2.1".parse().unwrap(),
             false,
             false,
-            crate::config::ForwardedTrust {
-                for_: true,
-                proto: true,
-                host: true,
-            },
+            crate::config::ForwardedTrust::ALL,
         );
         let head = String::from_utf8(u.request_head(&req, None, out, &client)).unwrap();
         assert_eq!(

@@ -10,7 +10,7 @@
 //!   names, and Set-Cookie lines for the gateway's own cookies were left behind when the head
 //!   was read);
 //! - never Transfer-Encoding, Connection, Keep-Alive, Proxy-Connection, TE, Trailer, nor
-//!   Upgrade (except on a 101);
+//!   Upgrade (except `Connection: upgrade` and `Upgrade` on a 101);
 //! - Content-Length only where it describes what is sent: with a body sent at that length,
 //!   or on an answer to HEAD and a 304; never on a 1xx or 204 (RFC 9110 8.6);
 //! - every value of a repeated header (each Set-Cookie of a chunked session);
@@ -95,7 +95,7 @@ pub fn client_headers(
             continue;
         }
         if *name == header::TRANSFER_ENCODING
-            || *name == header::CONNECTION
+            || (*name == header::CONNECTION && !upgrade)
             || *name == header::TE
             || *name == header::TRAILER
             || *name == KEEP_ALIVE

@@ -122,24 +122,24 @@ pub(super) async fn serve<S: Conn>(
     let mut rbuf = BytesMut::with_capacity(READ_SIZE);
     let mut wbuf = Vec::new();
     loop {
-        let (req, keep_alive) = match read_request(&mut io, &mut rbuf, header_timeout, &limits, drain).await
-        {
-            Next::Request(req, keep_alive) => (req, keep_alive),
-            Next::Handoff => {
-                let io = Rewind {
-                    pre: rbuf.freeze(),
-                    inner: io,
-                };
-                super::serve_connection(builder, drain, gw, proxy, io, peer, S::TLS).await;
-                return;
-            }
-            Next::BadRequest => {
-                let _ = write_response(&mut io, &mut wbuf, bad_request(), false, false).await;
-                let _ = io.shutdown().await;
-                return;
-            }
-            Next::Close => return,
-        };
+        let (req, keep_alive) =
+            match read_request(&mut io, &mut rbuf, header_timeout, &limits, drain).await {
+                Next::Request(req, keep_alive) => (req, keep_alive),
+                Next::Handoff => {
+                    let io = Rewind {
+                        pre: rbuf.freeze(),
+                        inner: io,
+                    };
+                    super::serve_connection(builder, drain, gw, proxy, io, peer, S::TLS).await;
+                    return;
+                }
+                Next::BadRequest => {
+                    let _ = write_response(&mut io, &mut wbuf, bad_request(), false, false).await;
+                    let _ = io.shutdown().await;
+                    return;
+                }
+                Next::Close => return,
+            };
         let head_request = req.method() == Method::HEAD;
         let resp = handler::handle(&gw, &proxy, &client, req).await;
         let keep_alive = keep_alive && !drain.stopping();
@@ -392,7 +392,12 @@ async fn write_response<S: AsyncWrite + Unpin>(
             };
             let data = match next {
                 None => break,
-                Some(Err(e)) => return Err(io::Error::other(e)),
+                Some(Err(e)) => {
+                    // What arrived goes out first (as hyper would have sent it); the client
+                    // sees the body end short, as framed, and the connection close.
+                    let _ = write_out(io, wbuf).await;
+                    return Err(io::Error::other(e));
+                }
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => data,
                     Err(_) => continue, // trailers are not passed on

@@ -72,6 +72,7 @@ pub async fn handle(
         let path = normalize(&raw_path)
             .map(|p| p.forward_path().to_string())
             .unwrap_or(raw_path);
+        let path = crate::telemetry::Clip(&path);
         let route = outcome.route.map(|r| r.name.as_str()).unwrap_or("-");
         let upstream = outcome
             .route
@@ -81,12 +82,12 @@ pub async fn handle(
         let ms = start.elapsed().as_secs_f64() * 1000.0;
         match &outcome.upstream_error {
             Some(error) => tracing::warn!(
-                target: "access", %method, path, route, status, upstream, duration_ms = ms,
+                target: "access", %method, %path, route, status, upstream, duration_ms = ms,
                 client = %client.ip, user = outcome.user.as_deref().unwrap_or("-"), error = error.as_str(),
                 "upstream failed"
             ),
             None => tracing::info!(
-                target: "access", %method, path, route, status, upstream, duration_ms = ms,
+                target: "access", %method, %path, route, status, upstream, duration_ms = ms,
                 client = %client.ip, user = outcome.user.as_deref().unwrap_or("-"),
                 "request"
             ),
@@ -189,10 +190,7 @@ async fn forward(
 /// A request whose body may not pass `max` bytes: refused at once when its Content-Length
 /// says more (a client sending `Expect: 100-continue` then sends nothing), else cut off on
 /// the way (`RequestBody::limited`).
-fn limit_body(
-    req: Request<RequestBody>,
-    max: u64,
-) -> Result<Request<RequestBody>, GatewayError> {
+fn limit_body(req: Request<RequestBody>, max: u64) -> Result<Request<RequestBody>, GatewayError> {
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)

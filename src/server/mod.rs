@@ -4,12 +4,15 @@
 
 mod auth;
 mod balance;
+mod callback_limit;
 mod drain;
 mod endpoints;
 mod fast;
 mod front;
 mod handler;
+mod idle;
 pub mod pages;
+mod sign_out;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -101,9 +104,7 @@ impl Gateway {
             ready,
             stopping: AtomicBool::new(false),
             reread: Arc::new(tokio::sync::Notify::new()),
-            connections: Arc::new(tokio::sync::Semaphore::new(
-                config.server.max_connections,
-            )),
+            connections: Arc::new(tokio::sync::Semaphore::new(config.server.max_connections)),
             config,
         })
     }
@@ -118,7 +119,7 @@ impl Gateway {
 
     /// After SIGTERM: `/ready` says 503 for `shutdown_delay` while everything is served as
     /// before, so whatever routes traffic here stops first; then the drain may begin.
-    async fn before_the_drain(&self) {
+    async fn before_the_drain(&self, signals: &mut StopSignals) {
         let delay = self.config.server.shutdown_delay;
         if delay.is_zero() {
             return;
@@ -127,7 +128,7 @@ impl Gateway {
         tracing::info!(delay = ?delay, "stopping: /ready answers 503 while requests are still served (server.shutdown_delay); then the drain");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = shutdown_signal() => tracing::info!("a second signal: draining now"),
+            () = signals.recv() => tracing::info!("a second signal: draining now"),
         }
     }
 
@@ -169,6 +170,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let (tls, cert_files) = load_tls(&config)?;
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
     let gateway = Arc::new(Gateway::new(config)?);
+    // Listened for before any worker serves: a SIGTERM that came before would end the
+    // process at once (the default action), without the drain.
+    let control = runtime()?;
+    let mut signals = {
+        let _in_runtime = control.enter();
+        StopSignals::listen()
+    };
     // SO_REUSEPORT would let a second ssogate share a busy port silently: a plain bind first
     // makes "address in use" an error, as users expect.
     drop(
@@ -229,7 +237,6 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         threads.push(spawned);
     }
     drop(bound_tx);
-    let control = runtime()?;
     let mut failure = None;
     for _ in 0..workers {
         match bound_rx.recv() {
@@ -259,8 +266,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 );
                 start_metrics(metrics_listen, &gateway).await?;
                 tracing::info!(listen = %listen, workers, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
-                shutdown_signal().await;
-                gateway.before_the_drain().await;
+                signals.recv().await;
+                gateway.before_the_drain(&mut signals).await;
                 Ok(())
             }
             .await;
@@ -436,7 +443,11 @@ impl Placement {
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
         permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> Option<(tokio::net::TcpStream, balance::Open, tokio::sync::OwnedSemaphorePermit)> {
+    ) -> Option<(
+        tokio::net::TcpStream,
+        balance::Open,
+        tokio::sync::OwnedSemaphorePermit,
+    )> {
         let (target, open) = self.balance.place(self.me);
         if target == self.me {
             return Some((stream, open, permit));
@@ -611,6 +622,7 @@ async fn serve_connection<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let client = Arc::new(gw.client_info(peer, tls));
+    let idle_timeout = gw.config.server.idle_timeout;
     let proxy = Arc::new(proxy);
     let svc = service_fn(move |req| {
         let gw = gw.clone();
@@ -622,7 +634,9 @@ async fn serve_connection<S>(
             Ok::<_, Infallible>(crate::proxy::for_hyper(resp, head_request))
         }
     });
+    let (stream, moved) = idle::Counted::new(stream);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    let conn = idle::IdleClosing::new(conn, moved, idle_timeout);
     if let Err(e) = drain.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
@@ -669,24 +683,48 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
     }
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT, listened for from when this is made.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Needs a runtime's context (its signal driver).
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = next(&mut self.term) => {}
+                () = next(&mut self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

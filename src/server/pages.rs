@@ -31,6 +31,9 @@ pub enum GatewayError {
     /// A bearer token was sent and refused (RFC 6750's `invalid_token`).
     #[error("the bearer token was refused")]
     InvalidToken,
+    /// Signed in at the provider, refused for the email (`identity::email_refusal`).
+    #[error("refused for the email: {0:?}")]
+    EmailNotVerified(crate::identity::EmailRefusal),
     #[error("{user} is not in a group this route admits")]
     Forbidden { user: String },
     #[error("sign-in is temporarily unavailable: {reason}")]
@@ -47,6 +50,9 @@ pub enum GatewayError {
         error: String,
         description: Option<String>,
     },
+    /// Too many sign-in callbacks from one address (`callback_limit`).
+    #[error("too many sign-in callbacks from this address")]
+    TooManyCallbacks { retry_after_secs: u64 },
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -92,13 +98,14 @@ impl GatewayError {
             GatewayError::SessionTooLarge { .. } | GatewayError::ClientRefused { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            GatewayError::Forbidden { .. } | GatewayError::ProviderRefused { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            GatewayError::Forbidden { .. }
+            | GatewayError::ProviderRefused { .. }
+            | GatewayError::EmailNotVerified(_) => StatusCode::FORBIDDEN,
             GatewayError::SignInUnavailable { .. } | GatewayError::SessionsUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::TooManyCallbacks { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -147,6 +154,15 @@ impl GatewayError {
                 "Access denied",
                 "You are signed in, but your account is not in a group allowed here. Ask an administrator for access.".into(),
             ),
+            GatewayError::EmailNotVerified(refusal) => {
+                use crate::identity::EmailRefusal;
+                let detail = match refusal {
+                    EmailRefusal::UnverifiedEmailAsUser => "This application knows people by their email address, and the sign-in provider says yours is not verified yet. Verify it with the sign-in provider (follow the link in the message it sent you), then sign in again.",
+                    EmailRefusal::Unverified => "This application admits only people whose email address is verified, and the sign-in provider says yours is not verified yet. Verify it with the sign-in provider (follow the link in the message it sent you), then sign in again.",
+                    EmailRefusal::NoEmail => "This application admits only people with a verified email address, and the sign-in gave none (programs: send an ID token, as access tokens carry no email). Ask an administrator to add and verify an email address for your account.",
+                };
+                ("email_not_verified", "Your email address is not verified", detail.into())
+            }
             GatewayError::SignInUnavailable { .. } => (
                 "sign_in_unavailable",
                 "Sign-in is temporarily unavailable",
@@ -167,13 +183,24 @@ impl GatewayError {
                 "Sign-in failed",
                 format!("{reason}. Start again from the application's address."),
             ),
+            // Shown only for a sign-in this browser started here (the callback checks the
+            // state first): quoted as the provider's words, never as the gateway's own.
             GatewayError::ProviderRefused { error, description } => (
                 "provider_refused",
                 "Sign-in was refused",
                 match description {
-                    Some(d) => format!("The identity provider said: {error}: {d}."),
-                    None => format!("The identity provider said: {error}."),
+                    Some(d) => format!(
+                        "The sign-in provider said: “{}” (error code: {}).",
+                        quotable(d),
+                        quotable(error)
+                    ),
+                    None => format!("The sign-in provider said: “{}”.", quotable(error)),
                 },
+            ),
+            GatewayError::TooManyCallbacks { .. } => (
+                "too_many_requests",
+                "Too many sign-in attempts",
+                "Too many sign-in attempts came from your network address in the last minute. Wait a minute, then sign in again.".into(),
             ),
             GatewayError::MethodNotAllowed => ("method_not_allowed", "Method not allowed", String::new()),
         }
@@ -192,6 +219,11 @@ impl GatewayError {
                 (GatewayError::Forbidden { user }, Some(prefix)) => format!(
                     "<p>Signed in as <b>{}</b>. <a href=\"{}/sign_out\">Sign out</a> to use another account.</p>",
                     escape(user),
+                    escape(prefix)
+                ),
+                // Signed in at the provider: a way to sign in with another account.
+                (GatewayError::EmailNotVerified(_), Some(prefix)) => format!(
+                    "<p><a href=\"{}/sign_out\">Sign out</a> to use another account.</p>",
                     escape(prefix)
                 ),
                 (
@@ -217,6 +249,10 @@ impl GatewayError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
         }
+        if let GatewayError::TooManyCallbacks { retry_after_secs } = &self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -230,6 +266,28 @@ impl GatewayError {
         }
         resp
     }
+}
+
+/// The most of a provider's words a page quotes, in characters.
+const QUOTED_MAX_CHARS: usize = 200;
+
+/// Words from outside (a provider's `error_description`) as a page may quote them: control
+/// characters dropped, at most `QUOTED_MAX_CHARS`, then "…". Escaped later, with the page.
+fn quotable(words: &str) -> String {
+    let mut out: String = words
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(QUOTED_MAX_CHARS)
+        .collect();
+    if words
+        .chars()
+        .filter(|c| !c.is_control())
+        .nth(QUOTED_MAX_CHARS)
+        .is_some()
+    {
+        out.push('…');
+    }
+    out
 }
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
