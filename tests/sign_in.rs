@@ -827,6 +827,8 @@ async fn forward_auth_answers_202_with_headers_or_401() {
     assert_eq!(ok.status(), StatusCode::ACCEPTED);
     assert_eq!(ok.headers()["x-auth-request-user"], "bob");
     assert_eq!(ok.headers()["x-auth-request-groups"], "staff");
+    // An answer that carries identity is never kept by a cache between proxy and gateway.
+    assert_eq!(ok.headers()["cache-control"], "private, no-store");
     let admins_only = b
         .get(s.gw.url("/oauth2/auth?allowed_groups=admins"))
         .send()
@@ -848,7 +850,20 @@ async fn forward_auth_answers_202_with_headers_or_401() {
 async fn forward_auth_believes_no_uri_header_unless_told_which_the_proxy_sets() {
     // nginx in front on this host, set up as oauth2-proxy's docs show: its auth_request
     // passes the client's own headers to /oauth2/auth.
-    let s = stand_with("basic-client", "trusted_proxies = [\"127.0.0.1\"]", "");
+    let docs = "[[routes]]\nhost = \"docs.example.com\"\npath_prefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\npublic = true\n";
+    let s = stand_with("basic-client", "trusted_proxies = [\"127.0.0.1\"]", docs);
+    // Nor is the client's X-Forwarded-Host, which would name a public host route.
+    let r = common::client()
+        .get(s.gw.url("/oauth2/auth/x"))
+        .header("X-Forwarded-Host", "docs.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "a client's X-Forwarded-Host named a public host"
+    );
     let anon = common::client();
     for header in ["X-Original-URI", "X-Forwarded-Uri"] {
         let r = anon
