@@ -86,6 +86,10 @@ pub struct ServerConfig {
     /// An HTTP/2 connection (or one hyper took over) on which nothing moved this long is
     /// closed; HTTP/1.1 keep-alive ones close after `header_read_timeout`. Default 3m.
     pub idle_timeout: Duration,
+    /// Bytes a second a request body must average after its first `header_read_timeout`, or it is cut off
+    /// with 408 (Apache's mod_reqtimeout `MinRate`): a body trickled a byte at a time would
+    /// otherwise hold a connection to the app for ever. Default 500; 0: no minimum.
+    pub min_body_rate: u64,
     pub tls: Option<TlsConfig>,
 }
 

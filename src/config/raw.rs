@@ -47,6 +47,7 @@ pub struct RawServer {
     pub max_request_headers: Option<i64>,
     pub max_connections: Option<i64>,
     pub idle_timeout: Option<String>,
+    pub min_body_rate: Option<String>,
     pub tls: Option<RawTls>,
 }
 

@@ -377,6 +377,11 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         }
     };
     let idle_timeout = e.duration("server.idle_timeout", &s.idle_timeout, "3m");
+    let min_body_rate = match s.min_body_rate.as_deref().map(str::trim) {
+        None => 500,
+        Some("0") => 0,
+        Some(rate) => e.size("server.min_body_rate", rate).unwrap_or(500),
+    };
     if idle_timeout < Duration::from_secs(1) {
         e.add(
             "server.idle_timeout",
@@ -418,6 +423,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         max_request_headers,
         max_connections,
         idle_timeout,
+        min_body_rate,
         tls,
     };
 
@@ -956,6 +962,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         max_request_headers: Some(s.max_request_headers as i64),
         max_connections: Some(s.max_connections as i64),
         idle_timeout: dur(s.idle_timeout),
+        min_body_rate: Some(format!("{}B", s.min_body_rate)),
         tls: s.tls.as_ref().map(|t| RawTls {
             cert_file: Some(t.cert_file.display().to_string()),
             key_file: Some(t.key_file.display().to_string()),

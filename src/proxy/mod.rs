@@ -101,6 +101,20 @@ pub enum RequestBody {
 #[error("the request body is larger than the route's max_body")]
 pub struct BodyTooLarge;
 
+/// A request body came slower than `server.min_body_rate` (408).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body came slower than server.min_body_rate")]
+struct BodyTooSlow;
+
+/// `server.min_body_rate`: bytes a second a request body must average once `grace`
+/// (`server.header_read_timeout`) has passed, so a client starting on a slow link (or a
+/// phone waking its radio) is not cut off at once. `min` 0: no minimum.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyRate {
+    pub min: u64,
+    pub grace: Duration,
+}
+
 impl RequestBody {
     /// This body, cut off with `BodyTooLarge` after `max` bytes.
     pub fn limited(self, max: u64) -> RequestBody {
@@ -406,6 +420,9 @@ pub enum ProxyError {
     BadUri { upstream: Arc<str> },
     #[error(transparent)]
     BodyTooLarge(#[from] BodyTooLarge),
+    /// The client sent its body too slowly, or stopped sending it (408).
+    #[error("the client sent its request body too slowly")]
+    ClientTooSlow,
 }
 
 /// What the gateway knows about the client connection, for X-Forwarded-*.
@@ -504,11 +521,16 @@ pub struct Proxy {
     inline: Arc<[Arc<h1::Pool>]>,
     connect_timeout: Duration,
     response_timeout: Duration,
+    body_rate: BodyRate,
 }
 
 impl Proxy {
     /// A client for `upstreams` upstreams (their indexes run from 0).
-    pub fn new(config: &UpstreamConfig, upstreams: usize) -> Result<Proxy, crate::tls::TlsError> {
+    pub fn new(
+        config: &UpstreamConfig,
+        body_rate: BodyRate,
+        upstreams: usize,
+    ) -> Result<Proxy, crate::tls::TlsError> {
         let connector = crate::tls::https_connector(
             config.connect_timeout,
             config.ca_file.as_deref(),
@@ -528,6 +550,7 @@ impl Proxy {
             inline,
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
+            body_rate,
         })
     }
 
@@ -598,14 +621,15 @@ impl Proxy {
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
 
-        let (req, upload) = UploadBody::wrap(req);
+        let (req, upload) = UploadBody::wrap(req, self.body_rate);
         let sent = tokio::select! {
             biased;
             resp = self.client.request(req) => Ok(resp),
-            () = answer_deadline(upload, self.response_timeout) => Err(()),
+            waited = answer_deadline(upload, self.response_timeout) => Err(waited),
         };
         let mut resp = match sent {
-            Err(()) => {
+            Err(Waited::ClientStalled) => return Err(ProxyError::ClientTooSlow),
+            Err(Waited::Upstream) => {
                 return Err(ProxyError::Timeout {
                     upstream: upstream.name.clone(),
                     after: self.response_timeout,
@@ -616,6 +640,9 @@ impl Proxy {
                 while let Some(s) = source {
                     if s.is::<BodyTooLarge>() {
                         return Err(BodyTooLarge.into());
+                    }
+                    if s.is::<BodyTooSlow>() {
+                        return Err(ProxyError::ClientTooSlow);
                     }
                     source = s.source();
                 }
@@ -727,15 +754,24 @@ impl Proxy {
 /// The request body on its way upstream, reporting progress: the response timeout is the
 /// time the upstream gets to answer once it has the whole request, so an upload that takes
 /// longer than that (a large file on a slow link) is not cut off while it is moving.
+/// A body trickled to keep the stall timer from firing (a byte a second) is cut once it
+/// averages below the minimum rate (`BodyRate`): it would hold a connection to the app for
+/// as long as the client liked.
 struct UploadBody {
     inner: RequestBody,
     /// `false` on each chunk sent, `true` once the body is complete; `None` when done.
     progress: Option<watch::Sender<bool>>,
+    started: tokio::time::Instant,
+    received: u64,
+    rate: BodyRate,
 }
 
 impl UploadBody {
     /// The request with its body wrapped, and the progress to watch (none for an empty body).
-    fn wrap(req: Request<RequestBody>) -> (Request<UploadBody>, Option<watch::Receiver<bool>>) {
+    fn wrap(
+        req: Request<RequestBody>,
+        rate: BodyRate,
+    ) -> (Request<UploadBody>, Option<watch::Receiver<bool>>) {
         let (parts, inner) = req.into_parts();
         let (progress, watcher) = if inner.is_end_stream() {
             (None, None)
@@ -743,10 +779,25 @@ impl UploadBody {
             let (tx, rx) = watch::channel(false);
             (Some(tx), Some(rx))
         };
-        (
-            Request::from_parts(parts, UploadBody { inner, progress }),
-            watcher,
-        )
+        let body = UploadBody {
+            inner,
+            progress,
+            started: tokio::time::Instant::now(),
+            received: 0,
+            rate,
+        };
+        (Request::from_parts(parts, body), watcher)
+    }
+
+    /// Whether the body so far came slower than the minimum rate allows.
+    fn too_slow(&self) -> bool {
+        if self.rate.min == 0 {
+            return false;
+        }
+        let Some(counted) = self.started.elapsed().checked_sub(self.rate.grace) else {
+            return false;
+        };
+        self.received < self.rate.min.saturating_mul(counted.as_secs())
     }
 }
 
@@ -760,6 +811,12 @@ impl http_body::Body for UploadBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            this.received += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if this.too_slow() {
+                return Poll::Ready(Some(Err(BodyTooSlow.into())));
+            }
+        }
         if let Poll::Ready(frame) = &polled {
             // hyper stops polling once `is_end_stream` says so; it may not ask for `None`.
             let done = !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream();
@@ -783,9 +840,17 @@ impl http_body::Body for UploadBody {
     }
 }
 
+/// Whose time ran out.
+enum Waited {
+    /// The upload did not move for the whole limit (408).
+    ClientStalled,
+    /// The upstream had the whole request and did not answer in time (504).
+    Upstream,
+}
+
 /// Completes when the upstream has had `limit` to answer since the request body was sent in
 /// full, or when the upload has not moved for `limit` (a stalled client).
-async fn answer_deadline(upload: Option<watch::Receiver<bool>>, limit: Duration) {
+async fn answer_deadline(upload: Option<watch::Receiver<bool>>, limit: Duration) -> Waited {
     if let Some(mut upload) = upload {
         loop {
             if *upload.borrow_and_update() {
@@ -795,11 +860,12 @@ async fn answer_deadline(upload: Option<watch::Receiver<bool>>, limit: Duration)
                 Ok(Ok(())) => {}
                 // The body was dropped: hyper has finished with it.
                 Ok(Err(_)) => break,
-                Err(_) => return,
+                Err(_) => return Waited::ClientStalled,
             }
         }
     }
     tokio::time::sleep(limit).await;
+    Waited::Upstream
 }
 
 /// A WebSocket handshake (RFC 6455 4.1): HTTP/1.1, `Upgrade: websocket` and nothing else,

@@ -84,7 +84,7 @@ impl Gateway {
                     .map_err(|reason| ServerError::Upstream { index, reason })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let proxy = Proxy::new(&config.upstream, upstreams.len())?;
+        let proxy = Proxy::new(&config.upstream, body_rate(&config), upstreams.len())?;
         let metrics = Arc::new(Metrics::default());
         let auth = match &config.provider {
             Some(_) if config.needs_sign_in() || config.provider.is_some() => {
@@ -220,8 +220,12 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                     };
                     let _ = bound.send(Ok(()));
                     // A pool per worker; the shared one only if this one cannot be built.
-                    let proxy = Proxy::new(&gw.config.upstream, gw.upstreams.len())
-                        .unwrap_or_else(|_| gw.proxy.clone());
+                    let proxy = Proxy::new(
+                        &gw.config.upstream,
+                        body_rate(&gw.config),
+                        gw.upstreams.len(),
+                    )
+                    .unwrap_or_else(|_| gw.proxy.clone());
                     let shutdown = async move {
                         let _ = stop.changed().await;
                     };
@@ -275,6 +279,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             let _ = tokio::task::spawn_blocking(stop_workers).await;
             started
         }),
+    }
+}
+
+/// `server.min_body_rate`, held against a body once `header_read_timeout` has passed.
+fn body_rate(config: &Config) -> crate::proxy::BodyRate {
+    crate::proxy::BodyRate {
+        min: config.server.min_body_rate,
+        grace: config.server.header_read_timeout,
     }
 }
 

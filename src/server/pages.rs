@@ -93,6 +93,7 @@ impl GatewayError {
             GatewayError::NoRoute | GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::Upstream(ProxyError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Upstream(ProxyError::BodyTooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::Upstream(ProxyError::ClientTooSlow) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::SignInRequired | GatewayError::InvalidToken => StatusCode::UNAUTHORIZED,
             GatewayError::SessionTooLarge { .. } | GatewayError::ClientRefused { .. } => {
@@ -119,6 +120,11 @@ impl GatewayError {
             GatewayError::AmbiguousUri => ("bad_request", "Bad request", "The header that names the request asked about (server.forward_auth_uri_header) came more than once, with different values: the proxy in front should overwrite what the client sent, not add to it.".into()),
             GatewayError::NoRoute => ("not_found", "Not found", "Nothing is served at this address.".into()),
             GatewayError::NotFound => ("not_found", "Not found", "Nothing is served at this address.".into()),
+            GatewayError::Upstream(ProxyError::ClientTooSlow) => (
+                "request_timeout",
+                "The request took too long to arrive",
+                "What you sent stopped, or came too slowly. Try again on a better connection.".into(),
+            ),
             GatewayError::Upstream(ProxyError::BodyTooLarge(_)) => (
                 "body_too_large",
                 "The request is too large",
