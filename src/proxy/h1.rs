@@ -55,7 +55,7 @@ struct Conn {
 
 /// Why an exchange failed, before any of the response reached the client.
 #[derive(Debug)]
-pub(super) enum Failure {
+pub(crate) enum Failure {
     Connect(io::Error),
     ConnectTimeout(Duration),
     Io(io::Error),
@@ -182,7 +182,7 @@ async fn connect(authority: &Authority, timeout: Duration) -> Result<Box<Conn>, 
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(crate) enum Framing {
     Length(u64),
     Chunked(Chunk),
     Close,
@@ -190,7 +190,7 @@ enum Framing {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
+pub(crate) enum Chunk {
     Size,
     Data(u64),
     DataEnd,
@@ -225,16 +225,16 @@ async fn read_head(
     }
 }
 
-enum Parsed {
+pub(crate) enum Parsed {
     /// A 1xx response other than 101, consumed: the real one follows.
     Interim,
     Final(Head, Framing, bool),
 }
 
 /// A final response head as the client will get it.
-pub(super) struct Head {
-    pub(super) status: StatusCode,
-    pub(super) lines: RawHead,
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) lines: RawHead,
 }
 
 /// Runs of kept header lines a `RawHead` refers to before it copies them instead.
@@ -371,7 +371,7 @@ impl HeaderSpan {
 
 /// Parses a response head at the start of `buf`, taking it out of the buffer when complete.
 /// Set-Cookie lines for the gateway's own cookies (`filter`) are left out.
-fn parse_head(
+pub(crate) fn parse_head(
     buf: &mut BytesMut,
     head_request: bool,
     filter: &InboundFilter,
@@ -607,7 +607,7 @@ pub struct InlineBody {
 /// Decodes what is buffered: the next data (only with `take_data`), or `None` when more
 /// bytes are needed or, without `take_data`, when data comes next. Framing that carries no
 /// data (a chunk's CRLF, the last chunk, trailers) is consumed either way.
-fn decode(
+pub(crate) fn decode(
     framing: &mut Framing,
     buf: &mut BytesMut,
     take_data: bool,

@@ -218,7 +218,7 @@ async fn read_request<S: Conn>(
 }
 
 #[allow(clippy::large_enum_variant)]
-enum Parsed {
+pub(crate) enum Parsed {
     Request(Request<RequestBody>, bool),
     Partial,
     Handoff,
@@ -227,7 +227,7 @@ enum Parsed {
 
 /// Parses a request head at the start of `buf`, taking it out of the buffer when it is one
 /// this loop takes; anything else is left in place for hyper.
-fn parse(buf: &mut BytesMut) -> Parsed {
+pub(crate) fn parse(buf: &mut BytesMut) -> Parsed {
     if buf.len() >= 24 && buf.starts_with(b"PRI * HTTP/2.0") {
         return Parsed::Handoff;
     }

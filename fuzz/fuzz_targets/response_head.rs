@@ -1,0 +1,262 @@
+//! The upstream response parser and body decoder (`proxy::h1::parse_head`, `decode`)
+//! against hyper's HTTP/1 client on the same upstream bytes. See ../README.md.
+//!
+//! Input: one byte of flags (bit 0: the request was a HEAD), one byte seeding the read
+//! sizes the body is fed in, then the upstream's bytes.
+#![no_main]
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName};
+use http::StatusCode;
+use libfuzzer_sys::fuzz_target;
+use ssogate::fuzzing::{parse_response_head, BodyDecoder, ResponseHead, COOKIE_NAME};
+use ssogate_fuzz::hyper_fetch;
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 2 {
+        return;
+    }
+    check(data[0] & 1 == 1, data[1], &data[2..]);
+});
+
+/// How our side ended the body once the upstream closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BodyEnd {
+    /// By its framing; `leftover` bytes followed it.
+    Framed {
+        leftover: usize,
+    },
+    /// By the end of the connection (no length, or a transfer coding other than chunked).
+    AtClose,
+    /// The connection ended in the middle of a framed body.
+    Truncated,
+    Invalid(&'static str),
+}
+
+fn check(head_request: bool, seed: u8, upstream: &[u8]) {
+    let shown = format!("b\"{}\"", upstream.escape_ascii());
+    let mut buf = BytesMut::from(upstream);
+    let ours = loop {
+        match parse_response_head(&mut buf, head_request) {
+            ResponseHead::Interim => continue,
+            other => break other,
+        }
+    };
+    let theirs = hyper_fetch(upstream, head_request);
+    let head = match ours {
+        ResponseHead::Refused(why) => {
+            if let Ok((status, _)) = &theirs.head {
+                if !accepted_refusal(upstream, head_request) {
+                    panic!(
+                        "we refused ({why}) a response hyper took ({status}): {shown} \
+                         (HEAD: {head_request})"
+                    );
+                }
+            }
+            return;
+        }
+        ResponseHead::Partial => {
+            assert!(
+                theirs.head.is_err(),
+                "the upstream closed before we had a head, hyper took one: {shown}"
+            );
+            return;
+        }
+        ResponseHead::Interim => unreachable!("interim heads are skipped above"),
+        ResponseHead::Final(head) => head,
+    };
+    let (status, their_headers) = match &theirs.head {
+        Ok(h) => h,
+        Err(e) => panic!("we took a response hyper refused ({e}): {shown} (HEAD: {head_request})"),
+    };
+    assert_eq!(head.status, *status, "status of {shown}");
+
+    // The lines a client gets are well-formed header lines, and say what `headers` says.
+    let mut lines = head.lines.clone();
+    lines.extend_from_slice(b"\r\n");
+    let mut parsed = [httparse::EMPTY_HEADER; 128];
+    match httparse::parse_headers(&lines, &mut parsed) {
+        Ok(httparse::Status::Complete((n, fields))) => {
+            assert_eq!(n, lines.len(), "passed lines end early: {lines:?}");
+            let mut again = HeaderMap::new();
+            for f in fields {
+                again.append(
+                    HeaderName::from_bytes(f.name.as_bytes()).expect("a header name"),
+                    header::HeaderValue::from_bytes(f.value).expect("a header value"),
+                );
+            }
+            assert_eq!(again, head.headers, "passed lines vs headers for {shown}");
+        }
+        other => panic!("the lines passed to the client do not parse ({other:?}): {lines:?}"),
+    }
+
+    let want = end_to_end(their_headers, *status, head_request);
+    assert_eq!(
+        head.headers, want,
+        "end-to-end headers of {shown} (HEAD: {head_request})"
+    );
+
+    // The body, from all the bytes at once and from the same bytes in random pieces.
+    let rest = buf.clone();
+    let (body, end) = read_body(head.body.clone(), rest.clone(), &mut |_| usize::MAX);
+    let mut state = u32::from(seed) | 0x100;
+    let (body2, end2) = read_body(head.body.clone(), rest, &mut |left| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        1 + (state as usize) % left.min(if state & 0x10000 == 0 { 7 } else { 300 })
+    });
+    assert_eq!(
+        (&body, &end),
+        (&body2, &end2),
+        "the decoder's result depends on the read sizes (framing {}) for {shown}",
+        head.body.describe()
+    );
+
+    let complete = matches!(end, BodyEnd::Framed { .. } | BodyEnd::AtClose);
+    if complete && theirs.body_end.is_ok() {
+        assert_eq!(
+            Bytes::from(body),
+            Bytes::from(theirs.body.clone()),
+            "body of {shown} (HEAD: {head_request})"
+        );
+    }
+    if complete != theirs.body_end.is_ok() && !accepted_body_difference(upstream) {
+        panic!(
+            "body of {shown} (HEAD: {head_request}): ours {end:?}, hyper's {:?}",
+            theirs.body_end
+        );
+    }
+    let reused = head.reusable && end == BodyEnd::Framed { leftover: 0 };
+    if reused {
+        assert!(
+            theirs.framed && theirs.reusable,
+            "we would reuse the connection after {shown} (HEAD: {head_request}), \
+             hyper would not (framed {}, reusable {})",
+            theirs.framed,
+            theirs.reusable
+        );
+    }
+}
+
+fn read_body(
+    mut decoder: BodyDecoder,
+    wire: BytesMut,
+    piece: &mut dyn FnMut(usize) -> usize,
+) -> (Vec<u8>, BodyEnd) {
+    let mut body = Vec::new();
+    let mut buf = BytesMut::new();
+    let mut at = 0;
+    loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(data)) => body.extend_from_slice(&data),
+                Ok(None) => break,
+                Err(e) => return (body, BodyEnd::Invalid(e)),
+            }
+        }
+        if decoder.is_done() {
+            let leftover = buf.len() + wire.len() - at;
+            return (body, BodyEnd::Framed { leftover });
+        }
+        if at == wire.len() {
+            let end = if decoder.until_close() {
+                BodyEnd::AtClose
+            } else {
+                BodyEnd::Truncated
+            };
+            return (body, end);
+        }
+        let n = piece(wire.len() - at).min(wire.len() - at);
+        buf.extend_from_slice(&wire[at..at + n]);
+        at += n;
+    }
+}
+
+/// hyper's headers less what the gateway leaves out: hop-by-hop fields, those `Connection`
+/// names, Set-Cookie for the gateway's own cookie, and Content-Length unless the body goes
+/// on with that length (then once).
+fn end_to_end(theirs: &HeaderMap, status: StatusCode, head_request: bool) -> HeaderMap {
+    let hop_by_hop = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    let named: Vec<String> = theirs
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && !["keep-alive", "close", "upgrade"].contains(&t.as_str()))
+        .collect();
+    let no_body =
+        head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let pass_length = no_body || !theirs.contains_key(header::TRANSFER_ENCODING);
+    let mut out = HeaderMap::new();
+    for (name, value) in theirs {
+        let n = name.as_str();
+        if hop_by_hop.contains(&n) {
+            continue;
+        }
+        if name == header::CONTENT_LENGTH {
+            if pass_length && !out.contains_key(header::CONTENT_LENGTH) {
+                out.append(name, value.clone());
+            }
+            continue;
+        }
+        if named.iter().any(|t| t == n) {
+            continue;
+        }
+        if name == header::SET_COOKIE {
+            let cookie = value
+                .as_bytes()
+                .split(|&b| b == b'=')
+                .next()
+                .unwrap_or_default();
+            let cookie = cookie.trim_ascii();
+            let ours = COOKIE_NAME.as_bytes();
+            if cookie == ours
+                || (cookie.len() > ours.len()
+                    && cookie.starts_with(ours)
+                    && cookie[ours.len()] == b'_')
+            {
+                continue;
+            }
+        }
+        out.append(name, value.clone());
+    }
+    out
+}
+
+/// Responses we refuse and hyper takes, on purpose (README: "accepted differences"):
+/// - a 101 (no upgrade was asked for; hyper hands the connection over as upgraded);
+/// - a Content-Length that is a list (`5, 5`, one value per line is fine), which RFC 9110
+///   8.6 lets a recipient refuse.
+fn accepted_refusal(upstream: &[u8], _head_request: bool) -> bool {
+    let mut buf = upstream;
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; 128];
+        let mut resp = httparse::Response::new(&mut fields);
+        let Ok(httparse::Status::Complete(len)) = resp.parse(buf) else {
+            return false;
+        };
+        match resp.code {
+            Some(101) => return true,
+            Some(100..=199) => buf = &buf[len..],
+            _ => {
+                return resp.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("content-length") && h.value.contains(&b',')
+                })
+            }
+        }
+    }
+}
+
+/// Bodies one side completes and the other does not, on purpose (README).
+fn accepted_body_difference(_upstream: &[u8]) -> bool {
+    false
+}
