@@ -473,6 +473,12 @@ pub(crate) fn parse_head(
         head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let framing = if no_body {
         Framing::Done
+    } else if encoded && minor == 0 {
+        // Faulty framing (RFC 9112 6.1): an HTTP/1.0 reader reads the body until the close,
+        // chunks and all. hyper refuses it too.
+        return Err(Failure::Invalid(
+            "Transfer-Encoding in an HTTP/1.0 response",
+        ));
     } else if encoded {
         // With Transfer-Encoding, Content-Length is ignored and the connection must not be
         // reused (RFC 9112 6.3 item 3).
@@ -984,6 +990,8 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 1e3\r\n\r\n",
             b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
             b"HTTX/1.1 200 OK\r\n\r\n",
+            // Faulty framing (RFC 9112 6.1): an HTTP/1.0 reader reads it until the close.
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         ] {
             assert!(
                 parse_head(&mut BytesMut::from(bad), false, &filter()).is_err(),
