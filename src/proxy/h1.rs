@@ -677,6 +677,8 @@ pub(crate) fn decode(
                 };
                 if line.is_empty() {
                     *framing = Framing::Done;
+                } else if !is_field_line(&line) {
+                    return Err("malformed trailer field");
                 }
             }
         }
@@ -777,13 +779,38 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, &'static str> {
     }
 }
 
+/// `name: value` with a token for a name and no control byte (a bare CR or LF above all) in
+/// the value: a trailer line as hyper takes it, so no reader of the same bytes ends the
+/// trailer section elsewhere.
+fn is_field_line(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    colon > 0
+        && line[..colon].iter().all(tchar)
+        && line[colon + 1..]
+            .iter()
+            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// `chunk-size [BWS] [; chunk-ext]` (RFC 9112 7.1). Strict, as hyper is: a size read
+/// leniently (` 5`, `5\n`) is read otherwise by whoever frames the stream next.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, &'static str> {
-    let digits = line
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
-    if digits.is_empty() || digits.len() > 15 {
+    let end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    let (digits, rest) = line.split_at(end);
+    let ext = rest.trim_ascii_start();
+    if digits.is_empty()
+        || digits.len() > 15
+        || !(ext.is_empty() || ext[0] == b';')
+        || rest[..rest.len() - ext.len()]
+            .iter()
+            .any(|&b| b != b' ' && b != b'\t')
+        || ext.iter().any(|&b| b == b'\r' || b == b'\n')
+    {
         return Err("bad chunk size");
     }
     digits.iter().try_fold(0u64, |n, &d| {
@@ -1033,6 +1060,19 @@ mod tests {
         );
         assert!(decode_all(Framing::Chunked(Chunk::Size), b"5\r\nhelloXX0\r\n\r\n", 64).is_err());
         assert!(decode_all(Framing::Chunked(Chunk::Size), b"g\r\n", 64).is_err());
+        for trailers in [
+            &b"X: a\nY: b\r\n\r\n"[..],
+            b"X: a\rb\r\n\r\n",
+            b"no colon\r\n\r\n",
+            b": v\r\n\r\n",
+        ] {
+            let mut wire = b"0\r\n".to_vec();
+            wire.extend_from_slice(trailers);
+            assert!(
+                decode_all(Framing::Chunked(Chunk::Size), &wire, 64).is_err(),
+                "{trailers:?}"
+            );
+        }
     }
 
     #[test]
@@ -1042,6 +1082,20 @@ mod tests {
         assert!(parse_chunk_size(b"").is_err());
         assert!(parse_chunk_size(b"zz").is_err());
         assert!(parse_chunk_size(b"ffffffffffffffffff").is_err());
+        // Only spaces or tabs between the size and an extension; no line break in the line.
+        assert_eq!(parse_chunk_size(b"5 \t;x"), Ok(5));
+        for bad in [
+            &b" 5"[..],
+            b"5\n",
+            b"\n5",
+            b"5\x0c",
+            b"5 x",
+            b"5;a\rb",
+            b"5;a\nb",
+            b"0x5",
+        ] {
+            assert!(parse_chunk_size(bad).is_err(), "{bad:?}");
+        }
         let mut b = BytesMut::from(&b"abc\r\ndef"[..]);
         assert_eq!(&take_line(&mut b).unwrap().unwrap()[..], b"abc");
         assert_eq!(take_line(&mut b).unwrap(), None);
