@@ -427,6 +427,8 @@ pub(crate) fn parse_head(
     // bytes arriving after the connection was taken again would be read as the next
     // request's response (another user's). HEAD is rare; a new connection is cheap.
     let mut close = minor == 0 || head_request;
+    // A `close` on any Connection line wins over a `keep-alive` on another (as in hyper).
+    let (mut asked_close, mut kept_alive) = (false, false);
     // Whether a Connection header names other headers, to be left out too (rare).
     let mut names_others = false;
     let mut roles = [Role::EndToEnd; MAX_HEADERS];
@@ -451,9 +453,12 @@ pub(crate) fn parse_head(
             Role::Connection => {
                 let v = value(i);
                 if contains_token(v, b"close") {
-                    close = true;
-                } else if minor == 0 && contains_token(v, b"keep-alive") {
-                    close = false;
+                    asked_close = true;
+                } else if contains_token(v, b"keep-alive")
+                    // hyper does not read a value that is not visible ASCII: nor do we here.
+                    && v.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+                {
+                    kept_alive = true;
                 }
                 names_others |= super::names_other_headers(v);
             }
@@ -469,6 +474,11 @@ pub(crate) fn parse_head(
         }
     }
 
+    if asked_close {
+        close = true;
+    } else if minor == 0 && kept_alive && !head_request {
+        close = false;
+    }
     let no_body =
         head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let framing = if no_body {
@@ -803,8 +813,11 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, &'static str> {
         .unwrap_or(line.len());
     let (digits, rest) = line.split_at(end);
     let ext = rest.trim_ascii_start();
+    if digits.len() > 15 {
+        // Leading zeros included: no body needs them, and the sum cannot overflow.
+        return Err("chunk size of more than 15 digits");
+    }
     if digits.is_empty()
-        || digits.len() > 15
         || !(ext.is_empty() || ext[0] == b';')
         || rest[..rest.len() - ext.len()]
             .iter()
@@ -1004,6 +1017,15 @@ mod tests {
         )
         .unwrap();
         assert!(!reuse);
+        // HTTP/1.0 is reused only with keep-alive, never once a line said close or after a HEAD.
+        for (raw, head, reused) in [
+            (&b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"[..], false, true),
+            (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", true, false),
+            (b"HTTP/1.0 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", false, false),
+            (b"HTTP/1.0 200 OK\r\nConnection: keep-alive, \xff\r\nContent-Length: 0\r\n\r\n", false, false),
+        ] {
+            assert_eq!(parse(raw, head).unwrap().2, reused, "{raw:?} (HEAD: {head})");
+        }
         let (p, _, reuse, _) = parse(
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
             false,
