@@ -35,7 +35,8 @@ async fn main() {
         &ProcessSource,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let sessions = Sessions::new(&config.session).unwrap_or_else(|e| panic!("{e}"));
+    let bound_to = ssogate::session::binding("https://issuer.example", "client");
+    let sessions = Sessions::new(&config.session, &bound_to).unwrap_or_else(|e| panic!("{e}"));
     let token_bytes: usize = std::env::args()
         .nth(2)
         .and_then(|a| a.parse().ok())

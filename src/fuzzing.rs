@@ -28,9 +28,10 @@ pub enum RequestHead {
     BadRequest,
 }
 
-/// `server::fast::parse`.
-pub fn parse_request_head(buf: &mut BytesMut) -> RequestHead {
-    match fast::parse(buf) {
+/// `server::fast::parse`, taking at most `max_headers` header lines (the loop's own limit is
+/// 64, or `server.max_request_headers` when lower).
+pub fn parse_request_head(buf: &mut BytesMut, max_headers: usize) -> RequestHead {
+    match fast::parse(buf, max_headers) {
         fast::Parsed::Request(req, keep_alive) => RequestHead::Request {
             head: req.into_parts().0,
             keep_alive,

@@ -44,6 +44,66 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The most of one request-supplied value a log line shows, in bytes.
+pub const LOG_VALUE_MAX: usize = 256;
+
+/// A value that came with a request (a token's `kid`, a callback's `error`, a path, a host, a
+/// redirect target, a claim of a token not yet verified), as a log line shows it: at most
+/// `LOG_VALUE_MAX` bytes, then how much was left out (`…(+N bytes)`), with control
+/// characters escaped. A client decides what it sends, so it must not decide how long our log
+/// lines are, nor start a line of its own.
+#[derive(Clone, Copy)]
+pub struct Clip<'a>(pub &'a str);
+
+impl Clip<'_> {
+    /// The part shown and how many bytes were left out.
+    fn parts(&self) -> (&str, usize) {
+        let s = self.0;
+        if s.len() <= LOG_VALUE_MAX {
+            return (s, 0);
+        }
+        let mut end = LOG_VALUE_MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        (&s[..end], s.len() - end)
+    }
+}
+
+impl std::fmt::Display for Clip<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        let (shown, left_out) = self.parts();
+        // The access log writes every request's path through here: one write when clean.
+        if !shown.chars().any(char::is_control) {
+            f.write_str(shown)?;
+        } else {
+            for c in shown.chars() {
+                if c.is_control() {
+                    write!(f, "{}", c.escape_default())?;
+                } else {
+                    f.write_char(c)?;
+                }
+            }
+        }
+        if left_out > 0 {
+            write!(f, "…(+{left_out} bytes)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Clip<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (shown, left_out) = self.parts();
+        write!(f, "{shown:?}")?;
+        if left_out > 0 {
+            write!(f, "…(+{left_out} bytes)")?;
+        }
+        Ok(())
+    }
+}
+
 /// Counters exported at `/metrics` on the metrics listener.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -59,6 +119,10 @@ pub struct Metrics {
     pub session_cache_hits: Counter,
     pub session_cache_misses: Counter,
     pub unreadable_cookies: Counter,
+    /// Accepts that waited because `server.max_connections` were open.
+    pub connections_waited: Counter,
+    /// Requests refused with 413 (a route's `max_body`).
+    pub bodies_too_large: Counter,
     /// Set by `ssogate serve`, which runs workers.
     pub open_connections: OnceLock<Arc<OpenConnections>>,
 }
@@ -191,6 +255,16 @@ impl Metrics {
                 "Sessions decoded or fetched.",
                 &self.session_cache_misses,
             ),
+            (
+                "ssogate_connections_waited_total",
+                "New connections that waited to be accepted because server.max_connections were open.",
+                &self.connections_waited,
+            ),
+            (
+                "ssogate_request_bodies_too_large_total",
+                "Requests refused with 413 because their body was over the route's max_body.",
+                &self.bodies_too_large,
+            ),
         ] {
             let _ = writeln!(
                 out,
@@ -215,6 +289,18 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_values_in_log_lines_are_cut_and_say_how_much_was_left_out() {
+        let short = "kid-1";
+        assert_eq!(Clip(short).to_string(), "kid-1");
+        let long = "é".repeat(20_000); // 40 000 bytes, two per char
+        let shown = Clip(&long).to_string();
+        assert!(shown.len() < LOG_VALUE_MAX + 32, "{} bytes", shown.len());
+        assert!(shown.ends_with("…(+39744 bytes)"), "{shown}");
+        assert_eq!(Clip("a\nb").to_string(), "a\\nb", "no line of its own");
+        assert_eq!(format!("{:?}", Clip("a\"b")), "\"a\\\"b\"");
+    }
 
     #[test]
     fn counts_from_many_threads_add_up_in_the_metrics_text() {

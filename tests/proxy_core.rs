@@ -242,6 +242,7 @@ fn a_trusted_proxy_keeps_its_forwarded_chain_and_the_peer_is_appended() {
 [server]
 listen = "127.0.0.1:{{port}}"
 trusted_proxies = ["127.0.0.1/32"]
+trusted_forwarded_headers = ["X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"]
 
 [[routes]]
 path_prefix = "/"
@@ -279,6 +280,71 @@ public = true
     assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
     assert_eq!(seen.header("x-forwarded-host"), Some("app.example.com"));
     assert_eq!(seen.header("host"), Some("internal:8080"));
+}
+
+#[test]
+fn a_trusted_proxys_forwarded_host_is_believed_only_when_listed() {
+    let upstream = Upstream::echo();
+    let config = |listed: &str| {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{{port}}"
+trusted_proxies = ["127.0.0.1/32"]
+{listed}
+
+[[routes]]
+host = "app.example.com"
+path_prefix = "/"
+upstream = "{}"
+public = true
+
+[[routes]]
+host = "docs.example.com"
+path_prefix = "/"
+upstream = "{}"
+public = true
+"#,
+            upstream.url, upstream.url
+        )
+    };
+    let ask = |port: u16, host: &str, forwarded: &str| {
+        raw_request(
+            port,
+            &format!("GET /x HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-Host: {forwarded}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+
+    // By default the proxy's X-Forwarded-Host is not believed: Host decides, and the
+    // upstream is told that host in both headers.
+    let gw = Gateway::start(&config(""));
+    let resp = ask(gw.port, "app.example.com", "docs.example.com");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen = upstream.last_request().unwrap();
+    assert_eq!(seen.header("host"), Some("app.example.com"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("app.example.com"));
+    drop(gw);
+
+    // Listed, it decides; a Host naming another host route is a second reading: 400.
+    let gw = Gateway::start(&config(
+        "trusted_forwarded_headers = [\"X-Forwarded-Proto\", \"X-Forwarded-Host\"]",
+    ));
+    let resp = ask(gw.port, "app.example.com", "docs.example.com");
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(resp.text().contains("X-Forwarded-Host"), "{}", resp.text());
+    let resp = ask(gw.port, "gateway.internal:4180", "docs.example.com");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen = upstream.last_request().unwrap();
+    assert_eq!(seen.header("x-forwarded-host"), Some("docs.example.com"));
+    // Held to the same rule as Host; a list means the proxy appended to the client's.
+    for bad in [
+        "docs.example.com:80:80",
+        "x@docs.example.com",
+        "evil.example, docs.example.com",
+    ] {
+        let resp = ask(gw.port, "gateway.internal", bad);
+        assert_eq!(resp.status, 400, "{bad}: {}", resp.text());
+    }
 }
 
 #[test]
@@ -838,4 +904,20 @@ fn a_request_naming_two_hosts_or_none_is_refused() {
         "GET http://a.example/x HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+#[test]
+fn a_sigterm_as_soon_as_the_port_accepts_still_drains_and_exits_0() {
+    // Kubernetes may stop a pod that has only just started: the signal must already be
+    // the gateway's to handle, not the default action that ends the process at once.
+    let upstream = Upstream::echo();
+    for _ in 0..3 {
+        let mut gw =
+            Gateway::start_waiting(&public_config(&upstream.url, ""), &[], Wait::TcpConnect);
+        gw.sigterm();
+        let exit = gw
+            .wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", gw.logs()));
+        assert_eq!(exit.code(), Some(0), "{exit:?}; log:\n{}", gw.logs());
+    }
 }

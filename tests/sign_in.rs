@@ -173,6 +173,11 @@ async fn groups_decide_who_passes_where() {
         let r = bob.get(s.gw.url(path)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
     }
+    // Express and ASP.NET route without regard to case: so does the gateway.
+    for path in ["/ADMIN/", "/Admin/users", "/aDmIn", "/%41dmin/users"] {
+        let r = bob.get(s.gw.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+    }
     let page = admin.text().await.unwrap();
     assert!(
         page.contains("Access denied") && page.contains("bob"),
@@ -233,6 +238,13 @@ async fn groups_decide_who_passes_where() {
         "/admin\\..\\public/x",
         "/public/..;/admin/x",
         "/public/%c0%ae%c0%ae/admin/x",
+        // IIS trims trailing dots and spaces, C upstreams stop at NUL: each of these is
+        // /admin/ to some upstream.
+        "/admin./",
+        "/admin%20/users",
+        "/admin%00/users",
+        "/admin%2e/users",
+        "/admin%2e%2e./x",
     ] {
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
@@ -442,12 +454,12 @@ async fn the_callback_refuses_states_it_did_not_issue_and_replays() {
 }
 
 #[tokio::test]
-async fn a_replayed_code_is_refused_by_the_provider() {
+async fn a_replayed_callback_is_refused_without_asking_the_provider() {
     let s = stand();
     let b = browser();
     let callback =
         sign_in_until_callback(&b, &s.gw.url("/"), "alice", &s.gw.url("/oauth2/callback")).await;
-    // Keep the attempt's state cookie (Path=/oauth2) so only the code decides.
+    // Keep the attempt's state cookie (Path=/oauth2): it opens, but its state is used up.
     let cookies = idp::cookies_sent_to(&b, "/oauth2/catch").await;
     let state_cookie = cookies
         .split("; ")
@@ -456,6 +468,7 @@ async fn a_replayed_code_is_refused_by_the_provider() {
         .to_string();
     let first = b.get(&callback).send().await.unwrap();
     assert_eq!(first.status(), StatusCode::FOUND);
+    let grants = s.idp.stats().await["authorization_code_grants"].clone();
     let replay = common::client()
         .get(&callback)
         .header("cookie", state_cookie)
@@ -463,7 +476,8 @@ async fn a_replayed_code_is_refused_by_the_provider() {
         .await
         .unwrap();
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
-    assert!(replay.text().await.unwrap().contains("invalid_grant"));
+    assert!(replay.text().await.unwrap().contains("used already"));
+    assert_eq!(s.idp.stats().await["authorization_code_grants"], grants);
 }
 
 #[tokio::test]
@@ -813,6 +827,8 @@ async fn forward_auth_answers_202_with_headers_or_401() {
     assert_eq!(ok.status(), StatusCode::ACCEPTED);
     assert_eq!(ok.headers()["x-auth-request-user"], "bob");
     assert_eq!(ok.headers()["x-auth-request-groups"], "staff");
+    // An answer that carries identity is never kept by a cache between proxy and gateway.
+    assert_eq!(ok.headers()["cache-control"], "private, no-store");
     let admins_only = b
         .get(s.gw.url("/oauth2/auth?allowed_groups=admins"))
         .send()
@@ -834,7 +850,20 @@ async fn forward_auth_answers_202_with_headers_or_401() {
 async fn forward_auth_believes_no_uri_header_unless_told_which_the_proxy_sets() {
     // nginx in front on this host, set up as oauth2-proxy's docs show: its auth_request
     // passes the client's own headers to /oauth2/auth.
-    let s = stand_with("basic-client", "trusted_proxies = [\"127.0.0.1\"]", "");
+    let docs = "[[routes]]\nhost = \"docs.example.com\"\npath_prefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\npublic = true\n";
+    let s = stand_with("basic-client", "trusted_proxies = [\"127.0.0.1\"]", docs);
+    // Nor is the client's X-Forwarded-Host, which would name a public host route.
+    let r = common::client()
+        .get(s.gw.url("/oauth2/auth/x"))
+        .header("X-Forwarded-Host", "docs.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "a client's X-Forwarded-Host named a public host"
+    );
     let anon = common::client();
     for header in ["X-Original-URI", "X-Forwarded-Uri"] {
         let r = anon
@@ -1472,7 +1501,7 @@ async fn without_public_url_the_callback_address_comes_from_a_trusted_proxy() {
     let idp = Idp::start(&[port]);
     let config = idp.gateway_config(port, &upstream.url, "", "").replace(
         &format!("public_url = \"http://127.0.0.1:{port}\"\n"),
-        "trusted_proxies = [\"127.0.0.1\"]\n",
+        "trusted_proxies = [\"127.0.0.1\"]\ntrusted_forwarded_headers = [\"X-Forwarded-Proto\", \"X-Forwarded-Host\"]\n",
     );
     let gw = Gateway::start(&config);
     gw.wait_ready(Duration::from_secs(15));

@@ -20,47 +20,6 @@ use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio_rustls::client::TlsStream;
 
-/// A self-signed P-256 certificate for `localhost` and `127.0.0.1`, valid for a day, not a CA.
-struct SelfSigned {
-    dir: tempfile::TempDir,
-}
-
-impl SelfSigned {
-    fn generate() -> SelfSigned {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec"])
-            .args(["-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
-            .arg("-keyout")
-            .arg(dir.path().join("key.pem"))
-            .arg("-out")
-            .arg(dir.path().join("cert.pem"))
-            .args(["-days", "1", "-subj", "/CN=localhost"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-            // openssl's default `v3_ca` makes it a CA, which webpki refuses as a server's
-            // own certificate (`CaUsedAsEndEntity`).
-            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run openssl (is it installed?)");
-        assert!(
-            out.status.success(),
-            "openssl req failed with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        SelfSigned { dir }
-    }
-
-    fn cert(&self) -> PathBuf {
-        self.dir.path().join("cert.pem")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("key.pem")
-    }
-}
-
 /// The `[server.tls]` section for these files.
 fn tls_section(cert: &Path, key: &Path) -> String {
     format!(

@@ -71,7 +71,52 @@ pub struct ServerConfig {
     /// Worker threads of `ssogate serve`, each with its own listener and upstream pool.
     /// `None`: two per CPU core the process may use.
     pub workers: Option<usize>,
+    /// Which X-Forwarded-* headers of a trusted proxy are believed (mod_auth_openidc's
+    /// `OIDCXForwardedHeaders`). Default For and Proto: Host only when listed, since it
+    /// chooses routes and the proxy in front must overwrite the client's.
+    pub trusted_forwarded_headers: ForwardedTrust,
+    /// Largest request head (request line and headers) a client may send: 431 above.
+    /// Default 64 KiB, enough for a session split over several cookies.
+    pub max_request_head: usize,
+    /// Most header lines in a request: 431 above. Default 100.
+    pub max_request_headers: usize,
+    /// Client connections open at once; further ones wait to be accepted (and are counted
+    /// in `ssogate_connections_waited_total`). Default 10000.
+    pub max_connections: usize,
+    /// An HTTP/2 connection (or one hyper took over) on which nothing moved this long is
+    /// closed; HTTP/1.1 keep-alive ones close after `header_read_timeout`. Default 3m.
+    pub idle_timeout: Duration,
     pub tls: Option<TlsConfig>,
+}
+
+/// The X-Forwarded-* headers a trusted proxy's word is taken for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardedTrust {
+    /// The client's address chain (X-Forwarded-For).
+    pub for_: bool,
+    /// The scheme the client used (X-Forwarded-Proto).
+    pub proto: bool,
+    /// The host the client asked for (X-Forwarded-Host): it then chooses the route.
+    pub host: bool,
+}
+
+impl ForwardedTrust {
+    pub const NONE: ForwardedTrust = ForwardedTrust {
+        for_: false,
+        proto: false,
+        host: false,
+    };
+    /// Without `server.trusted_forwarded_headers`: For and Proto.
+    pub const DEFAULT: ForwardedTrust = ForwardedTrust {
+        for_: true,
+        proto: true,
+        host: false,
+    };
+    pub const ALL: ForwardedTrust = ForwardedTrust {
+        for_: true,
+        proto: true,
+        host: true,
+    };
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +213,10 @@ pub struct AccessConfig {
     /// CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, which
     /// browsers send without cookies) pass protected routes unauthenticated. Default false.
     pub skip_preflight: bool,
+    /// Only people whose email the provider says is verified get in; others get a page that
+    /// says why. Default false: an unverified email is then merely never sent as identity.
+    /// For pools where an unverified address must not even reach an app's own sign-up.
+    pub require_verified_email: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +227,11 @@ pub struct RouteConfig {
     pub public: bool,
     /// `None`: inherit `[access] allowed_groups`.
     pub allowed_groups: Option<Vec<String>>,
+    /// Match `path_prefix` with regard to ASCII case. Default false: many apps route
+    /// without regard to case, so `/ADMIN` must meet `/admin`'s rule.
+    pub case_sensitive: bool,
+    /// Largest request body in bytes: 413 above. `None` (the default): no limit.
+    pub max_body: Option<u64>,
 }
 
 #[derive(Debug, Clone)]

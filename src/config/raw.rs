@@ -42,6 +42,11 @@ pub struct RawServer {
     pub shutdown_delay: Option<String>,
     pub secret_poll_interval: Option<String>,
     pub workers: Option<i64>,
+    pub trusted_forwarded_headers: Option<Vec<String>>,
+    pub max_request_head: Option<String>,
+    pub max_request_headers: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub idle_timeout: Option<String>,
     pub tls: Option<RawTls>,
 }
 
@@ -103,6 +108,7 @@ pub struct RawSession {
 pub struct RawAccess {
     pub allowed_groups: Option<Vec<String>>,
     pub skip_preflight: Option<bool>,
+    pub require_verified_email: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -113,6 +119,8 @@ pub struct RawRoute {
     pub upstream: Option<String>,
     pub allowed_groups: Option<Vec<String>>,
     pub public: Option<bool>,
+    pub case_sensitive: Option<bool>,
+    pub max_body: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

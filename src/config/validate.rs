@@ -38,6 +38,40 @@ impl Errors {
         }
     }
 
+    /// A size like "64KiB", "10MiB", "1GB" or a number of bytes.
+    fn size(&mut self, key: &str, value: &str) -> Option<u64> {
+        let text = value.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let unit = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => Some(1u64),
+            "k" | "kb" => Some(1000),
+            "kib" => Some(1 << 10),
+            "m" | "mb" => Some(1000 * 1000),
+            "mib" => Some(1 << 20),
+            "g" | "gb" => Some(1000 * 1000 * 1000),
+            "gib" => Some(1 << 30),
+            _ => None,
+        };
+        match (digits.parse::<u64>().ok(), unit) {
+            (Some(n), Some(unit)) if n > 0 => n.checked_mul(unit).or_else(|| {
+                self.add(key, format!("{text:?} is too large"));
+                None
+            }),
+            _ => {
+                self.add(
+                    key,
+                    format!(
+                        "{text:?} is not a size: write it like \"64KiB\", \"10MiB\" or \"1GB\""
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     fn url(&mut self, key: &str, value: &Option<String>) -> Option<Url> {
         let text = value.as_deref()?;
         match Url::parse(text) {
@@ -171,6 +205,26 @@ fn is_aws_region(region: &str) -> bool {
         && digit.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// `server.trusted_forwarded_headers`: names from X-Forwarded-For, -Proto and -Host.
+fn forwarded_trust(errors: &mut Errors, value: &Option<Vec<String>>) -> ForwardedTrust {
+    let Some(names) = value else {
+        return ForwardedTrust::DEFAULT;
+    };
+    let mut trust = ForwardedTrust::NONE;
+    for (i, name) in names.iter().enumerate() {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => trust.for_ = true,
+            "x-forwarded-proto" => trust.proto = true,
+            "x-forwarded-host" => trust.host = true,
+            _ => errors.add(
+                &format!("server.trusted_forwarded_headers[{i}]"),
+                format!("{name:?} is not one the gateway reads: list any of \"X-Forwarded-For\", \"X-Forwarded-Proto\", \"X-Forwarded-Host\""),
+            ),
+        }
+    }
+    trust
+}
+
 fn path_key(errors: &mut Errors, key: &str, value: &str) -> String {
     if !value.starts_with('/') || value.contains(['?', '#', ' ']) {
         errors.add(
@@ -283,6 +337,52 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             None
         }
     };
+    let trusted_forwarded_headers = forwarded_trust(&mut e, &s.trusted_forwarded_headers);
+    let max_request_head = e
+        .size(
+            "server.max_request_head",
+            s.max_request_head.as_deref().unwrap_or("64KiB"),
+        )
+        .unwrap_or(64 << 10);
+    // Below hyper's smallest buffer, or above what a header count may need.
+    let max_request_head = if (8192..=16 << 20).contains(&max_request_head) {
+        max_request_head as usize
+    } else {
+        e.add(
+            "server.max_request_head",
+            "must be between 8KiB and 16MiB (a request line and its headers)",
+        );
+        64 << 10
+    };
+    let max_request_headers = match s.max_request_headers {
+        None => 100,
+        Some(n @ 8..=1000) => n as usize,
+        Some(n) => {
+            e.add(
+                "server.max_request_headers",
+                format!("{n} is not between 8 and 1000; leave it out for 100"),
+            );
+            100
+        }
+    };
+    let max_connections = match s.max_connections {
+        None => 10_000,
+        Some(n @ 1..=1_000_000) => n as usize,
+        Some(n) => {
+            e.add(
+                "server.max_connections",
+                format!("{n} is not between 1 and 1000000; leave it out for 10000"),
+            );
+            10_000
+        }
+    };
+    let idle_timeout = e.duration("server.idle_timeout", &s.idle_timeout, "3m");
+    if idle_timeout < Duration::from_secs(1) {
+        e.add(
+            "server.idle_timeout",
+            "must be at least \"1s\" (connections would close between requests)",
+        );
+    }
     let tls = s
         .tls
         .as_ref()
@@ -313,6 +413,11 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         shutdown_delay,
         secret_poll_interval,
         workers,
+        trusted_forwarded_headers,
+        max_request_head,
+        max_request_headers,
+        max_connections,
+        idle_timeout,
         tls,
     };
 
@@ -347,10 +452,20 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             }
         }
         let host = r.host.as_ref().map(|h| h.trim().to_ascii_lowercase());
-        // `/app/` and `/app` are one prefix: prefixes match whole segments.
+        if let Some(h) = &host {
+            if let Err(why) = crate::policy::parse_authority(h.as_bytes()) {
+                e.add(
+                    &key("host"),
+                    format!("{h:?} {why}: write a host name like \"app.example.com\""),
+                );
+            }
+        }
+        let case_sensitive = r.case_sensitive.unwrap_or(false);
+        // `/app/` and `/app` are one prefix: prefixes match whole segments. Without regard
+        // to case, `/App` and `/app` are one too.
         let same_prefix = |a: &str, b: &str| {
-            let trim = |p: &str| p.trim_end_matches('/').to_string();
-            trim(a) == trim(b)
+            let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
+            a == b || (!case_sensitive && a.eq_ignore_ascii_case(b))
         };
         if let Some(other) = routes
             .iter()
@@ -373,6 +488,10 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
                 "a public route admits everybody; remove allowed_groups or public",
             );
         }
+        let max_body = r
+            .max_body
+            .as_deref()
+            .and_then(|b| e.size(&key("max_body"), b));
         if let Some(u) = upstream {
             routes.push(RouteConfig {
                 host,
@@ -380,6 +499,8 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
                 upstream: u,
                 public,
                 allowed_groups: r.allowed_groups.clone(),
+                case_sensitive,
+                max_body,
             });
         }
     }
@@ -589,6 +710,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         access: AccessConfig {
             allowed_groups: raw.access.allowed_groups.clone().unwrap_or_default(),
             skip_preflight: raw.access.skip_preflight.unwrap_or(false),
+            require_verified_email: raw.access.require_verified_email.unwrap_or(false),
         },
         routes,
         upstream,
@@ -819,6 +941,21 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         shutdown_delay: dur(s.shutdown_delay),
         secret_poll_interval: dur(s.secret_poll_interval),
         workers: s.workers.map(|n| n as i64),
+        trusted_forwarded_headers: Some(
+            [
+                (s.trusted_forwarded_headers.for_, "X-Forwarded-For"),
+                (s.trusted_forwarded_headers.proto, "X-Forwarded-Proto"),
+                (s.trusted_forwarded_headers.host, "X-Forwarded-Host"),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, name)| name.to_string())
+            .collect(),
+        ),
+        max_request_head: Some(format!("{}B", s.max_request_head)),
+        max_request_headers: Some(s.max_request_headers as i64),
+        max_connections: Some(s.max_connections as i64),
+        idle_timeout: dur(s.idle_timeout),
         tls: s.tls.as_ref().map(|t| RawTls {
             cert_file: Some(t.cert_file.display().to_string()),
             key_file: Some(t.key_file.display().to_string()),
@@ -896,6 +1033,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         access: RawAccess {
             allowed_groups: Some(c.access.allowed_groups.clone()),
             skip_preflight: Some(c.access.skip_preflight),
+            require_verified_email: Some(c.access.require_verified_email),
         },
         routes: c
             .routes
@@ -906,6 +1044,8 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
                 upstream: Some(r.upstream.to_string()),
                 allowed_groups: r.allowed_groups.clone(),
                 public: Some(r.public),
+                case_sensitive: Some(r.case_sensitive),
+                max_body: r.max_body.map(|b| format!("{b}B")),
             })
             .collect(),
         upstream: RawUpstream {

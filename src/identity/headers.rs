@@ -31,6 +31,49 @@ pub struct Principal {
     pub mapped: BTreeMap<String, String>,
 }
 
+impl Principal {
+    /// The email, when the provider says it is verified: the only email sent as identity.
+    /// `email_verified` false, or absent, means not verified: Cognito's ID tokens always carry
+    /// it with an email, and a provider that leaves it out vouches for nothing (Entra ID's
+    /// `email` is whatever the user typed).
+    pub fn verified_email(&self) -> Option<&str> {
+        match self.email_verified {
+            Some(true) => self.email.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Why a person may not sign in although the provider signed them in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailRefusal {
+    /// `user_claim = "email"`, and the email is not verified: it cannot name the user.
+    UnverifiedEmailAsUser,
+    /// `access.require_verified_email`, and the email is not verified.
+    Unverified,
+    /// `access.require_verified_email`, and there is no email at all (also: a Cognito access
+    /// token, which carries none).
+    NoEmail,
+}
+
+/// Whether `principal` must be refused for its email: named by an email that is not verified
+/// (`user_claim`), or without a verified one where `require_verified` asks for it.
+pub fn email_refusal(
+    principal: &Principal,
+    user_claim: &str,
+    require_verified: bool,
+) -> Option<EmailRefusal> {
+    let verified = principal.verified_email().is_some();
+    if user_claim == "email" && principal.email.is_some() && !verified {
+        return Some(EmailRefusal::UnverifiedEmailAsUser);
+    }
+    match (require_verified, verified, &principal.email) {
+        (false, _, _) | (true, true, _) => None,
+        (true, false, Some(_)) => Some(EmailRefusal::Unverified),
+        (true, false, None) => Some(EmailRefusal::NoEmail),
+    }
+}
+
 /// Signs the `alb` preset's `x-amzn-oidc-data` assertion (ES256) and publishes its key.
 pub struct AssertionSigner {
     key: EcdsaKeyPair,
@@ -188,11 +231,9 @@ impl AssertionSigner {
         let mut claims = serde_json::json!({
             "sub": principal.sub, "username": principal.user, "exp": exp, "iss": self.issuer,
         });
-        if let Some(email) = &principal.email {
-            claims["email"] = email.clone().into();
-        }
-        if let Some(v) = principal.email_verified {
-            claims["email_verified"] = v.into();
+        if let Some(email) = principal.verified_email() {
+            claims["email"] = email.into();
+            claims["email_verified"] = true.into();
         }
         if !principal.groups.is_empty() {
             claims["cognito:groups"] = principal.groups.clone().into();
@@ -264,7 +305,7 @@ impl IdentityHeaders {
         match config.preset {
             HeaderPreset::OAuth2Proxy => {
                 push(&mut out.upstream, "x-forwarded-user", &principal.user);
-                if let Some(email) = &principal.email {
+                if let Some(email) = principal.verified_email() {
                     push(&mut out.upstream, "x-forwarded-email", email);
                 }
                 push(&mut out.upstream, "x-forwarded-groups", &groups);
@@ -314,7 +355,7 @@ impl IdentityHeaders {
             "x-auth-request-user",
             &principal.user,
         );
-        if let Some(email) = &principal.email {
+        if let Some(email) = principal.verified_email() {
             push(&mut out.auth_request, "x-auth-request-email", email);
         }
         push(&mut out.auth_request, "x-auth-request-groups", &groups);
@@ -333,6 +374,10 @@ impl IdentityHeaders {
             // `X-Forwarded-User` from `email`), and one claim missing leaves none.
             out.upstream.retain(|(name, _)| name != header);
             out.auth_request.retain(|(name, _)| name != header);
+            // An email that is not verified is never sent as identity, under any name.
+            if claim == "email" && principal.verified_email().is_none() {
+                continue;
+            }
             if let Some(v) = principal
                 .mapped
                 .get(claim)

@@ -4,7 +4,10 @@
 
 mod headers;
 
-pub use headers::{AssertionSigner, IdentityHeaders, Principal, SignerError, TokensForHeaders};
+pub use headers::{
+    email_refusal, AssertionSigner, EmailRefusal, IdentityHeaders, Principal, SignerError,
+    TokensForHeaders,
+};
 
 use http::header::HeaderName;
 
@@ -197,9 +200,20 @@ impl InboundFilter {
         }
     }
 
-    /// Whether a `Set-Cookie` value (`name=value; attributes`) sets one of the gateway's cookies.
+    /// Whether a `Set-Cookie` value (`name=value; attributes`) sets one of the gateway's
+    /// cookies, as the browser will send it back. A cookie without a name (`=_ssogate=x`, or
+    /// `_ssogate` without `=`: RFC 6265bis 5.6) comes back as its value alone, which reads as
+    /// `_ssogate=x`.
     pub fn sets_gateway_cookie(&self, set_cookie: &[u8]) -> bool {
-        let name = set_cookie
+        let mut pair = set_cookie
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        while let Some(rest) = pair.strip_prefix(b"=") {
+            pair = rest.trim_ascii();
+        }
+        let name = pair
             .split(|&b| b == b'=')
             .next()
             .unwrap_or_default()

@@ -150,3 +150,100 @@ fn authorization_is_stripped_only_when_the_gateway_sets_it() {
     .unwrap();
     assert!(InboundFilter::from_config(&config).is_spoofed(&name));
 }
+
+#[test]
+fn set_cookies_for_the_gateways_cookies_are_found_as_the_browser_sends_them_back() {
+    let f = InboundFilter::for_tests();
+    for ours in [
+        &b"_ssogate=x; Path=/"[..],
+        b"_ssogate_1=x",
+        b" _ssogate = x",
+        b"=_ssogate=x; Path=/",
+        b"= =_ssogate=x",
+        b"_ssogate",
+        b"_ssogate; Max-Age=0",
+        b"=_ssogate_state=x",
+    ] {
+        assert!(
+            f.sets_gateway_cookie(ours),
+            "{}",
+            String::from_utf8_lossy(ours)
+        );
+    }
+    for theirs in [
+        &b"app=1; Path=/"[..],
+        b"=x",
+        b"app=_ssogate",
+        b"ssogate=1",
+        b"__ssogate=1",
+    ] {
+        assert!(
+            !f.sets_gateway_cookie(theirs),
+            "{}",
+            String::from_utf8_lossy(theirs)
+        );
+    }
+}
+
+#[test]
+fn an_email_that_is_not_verified_is_sent_under_no_name() {
+    let config = headers_config(
+        "[headers.claims]\n\"X-Forwarded-User\" = \"email\"\n\"X-Mail\" = \"email\"\n",
+    );
+    for verified in [Some(false), None] {
+        let carol = Principal {
+            email_verified: verified,
+            mapped: [("email".to_string(), "carol@example.com".to_string())].into(),
+            ..alice()
+        };
+        let h = IdentityHeaders::build(
+            &carol,
+            TokensForHeaders {
+                access_token: None,
+                id_token: None,
+                expires_at: 0,
+            },
+            &config,
+            None,
+        );
+        let all: Vec<_> = h.upstream.iter().chain(&h.auth_request).collect();
+        assert!(
+            all.iter()
+                .all(|(_, v)| !v.to_str().unwrap().contains("carol@example.com")),
+            "email_verified {verified:?}: {all:?}"
+        );
+        assert!(all.iter().all(|(n, _)| n != "x-forwarded-user"));
+        assert!(
+            all.iter().any(|(n, _)| n == "x-forwarded-groups"),
+            "the rest stays"
+        );
+    }
+}
+
+#[test]
+fn who_is_refused_for_their_email() {
+    let unverified = Principal {
+        email_verified: Some(false),
+        ..alice()
+    };
+    let none = Principal {
+        email: None,
+        email_verified: None,
+        ..alice()
+    };
+    assert_eq!(email_refusal(&alice(), "email", true), None);
+    assert_eq!(email_refusal(&unverified, "cognito:username", false), None);
+    assert_eq!(
+        email_refusal(&unverified, "email", false),
+        Some(EmailRefusal::UnverifiedEmailAsUser)
+    );
+    assert_eq!(
+        email_refusal(&unverified, "sub", true),
+        Some(EmailRefusal::Unverified)
+    );
+    assert_eq!(email_refusal(&none, "sub", false), None);
+    assert_eq!(
+        email_refusal(&none, "sub", true),
+        Some(EmailRefusal::NoEmail)
+    );
+}

@@ -15,6 +15,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
+use crate::telemetry::Clip;
+
 /// Provider answers larger than this are refused.
 const MAX_BODY: usize = 1 << 20;
 
@@ -24,7 +26,7 @@ pub enum ProviderError {
     Unreachable { url: String, reason: String },
     #[error("the identity provider at {url} did not answer within {after:?}")]
     Timeout { url: String, after: Duration },
-    #[error("the identity provider answered {status} at {url}: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    #[error("the identity provider answered {status} at {url}: {}{}", Clip(error), description.as_deref().map(|d| format!(" ({})", Clip(d))).unwrap_or_default())]
     Refused {
         url: String,
         status: u16,

@@ -12,6 +12,8 @@ use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::telemetry::Clip;
+
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECS: u64 = 60;
 
@@ -19,13 +21,14 @@ pub const LEEWAY_SECS: u64 = 60;
 pub enum TokenError {
     #[error("the token is not a well-formed JWT")]
     Malformed,
-    #[error("the token's algorithm {0:?} is not accepted")]
+    // A client's token may say anything, at any length: log lines show it cut (`Clip`).
+    #[error("the token's algorithm {:?} is not accepted", Clip(.0))]
     Algorithm(String),
-    #[error("no key with kid {0:?} in the provider's JWKS")]
+    #[error("no key with kid {:?} in the provider's JWKS", Clip(.0))]
     UnknownKey(String),
     #[error("the token's signature does not verify")]
     BadSignature,
-    #[error("the token's issuer {found:?} is not {expected:?}")]
+    #[error("the token's issuer {:?} is not {expected:?}", Clip(found))]
     Issuer { expected: String, found: String },
     #[error("the token is not meant for this client")]
     Audience,
@@ -33,7 +36,7 @@ pub enum TokenError {
     Expired,
     #[error("the token is not valid yet")]
     NotYetValid,
-    #[error("the token's token_use is {found:?}, expected {expected:?}")]
+    #[error("the token's token_use is {:?}, expected {expected:?}", Clip(found))]
     TokenUse {
         expected: &'static str,
         found: String,

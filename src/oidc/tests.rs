@@ -134,6 +134,27 @@ fn principal_reads_cognito_claims() {
         .principal(none.as_object().unwrap(), &config.headers)
         .groups
         .is_empty());
+    // Cognito sends email_verified as a boolean or as a string; absent means not verified.
+    for (claim, verified) in [
+        (json!(true), true),
+        (json!("true"), true),
+        (json!("TRUE"), true),
+        (json!(false), false),
+        (json!("false"), false),
+        (json!("yes"), false),
+        (serde_json::Value::Null, false),
+    ] {
+        let mut c = id_claims(0);
+        c["email"] = json!("alice@example.com");
+        c["email_verified"] = claim.clone();
+        let principal = p.principal(c.as_object().unwrap(), &config.headers);
+        assert_eq!(principal.verified_email().is_some(), verified, "{claim}");
+    }
+    let mut absent = id_claims(0);
+    absent["email"] = json!("alice@example.com");
+    absent.as_object_mut().unwrap().remove("email_verified");
+    let principal = p.principal(absent.as_object().unwrap(), &config.headers);
+    assert_eq!(principal.verified_email(), None);
 }
 
 #[test]

@@ -2,9 +2,11 @@
 //! path, never the raw string or the query), what that route admits, and which redirect
 //! targets are safe. Pure functions; never does I/O.
 
+mod host;
 mod path;
 mod redirect;
 
+pub use host::{forwarded_host, parse_authority, request_host, Host, HostError, HostSource};
 pub use path::{normalize, NormalizedPath, PathError};
 pub use redirect::safe_redirect;
 
@@ -53,6 +55,9 @@ pub struct Route {
     pub host: Option<String>,
     /// Normalised at start, so it compares with normalised request paths.
     pub path_prefix: String,
+    /// Off by default: Express, ASP.NET and IIS route without regard to case, so `/ADMIN`
+    /// must meet `/admin`'s rule.
+    pub case_sensitive: bool,
     pub rule: RouteRule,
     /// For logs: the prefix as written.
     pub name: String,
@@ -95,7 +100,7 @@ impl RouteTable {
                     (None, _) => !want_host,
                     _ => false,
                 })
-                .filter(|r| prefix_matches(match_path, &r.path_prefix))
+                .filter(|r| prefix_matches(match_path, &r.path_prefix, r.case_sensitive))
                 .max_by_key(|r| r.path_prefix.len())
         };
         best(true).or_else(|| best(false))
@@ -125,6 +130,7 @@ impl Route {
                 h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
             }),
             path_prefix,
+            case_sensitive: r.case_sensitive,
             rule,
             name: match &r.host {
                 Some(h) => format!("{h}{}", r.path_prefix),
@@ -147,15 +153,94 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// Segment-aware prefix match: `/app` matches `/app` and `/app/x`, not `/apple`.
-fn prefix_matches(path: &str, prefix: &str) -> bool {
+/// Segment-aware prefix match: `/app` matches `/app` and `/app/x`, not `/apple`; `/APP` too
+/// unless the route is case-sensitive.
+fn prefix_matches(path: &str, prefix: &str, case_sensitive: bool) -> bool {
     if prefix == "/" {
         return true;
     }
-    if !path.starts_with(prefix) {
+    let (path, prefix) = (path.as_bytes(), prefix.as_bytes());
+    let Some(start) = path.get(..prefix.len()) else {
         return false;
+    };
+    let same = if case_sensitive {
+        start == prefix
+    } else {
+        start.eq_ignore_ascii_case(prefix)
+    };
+    same && (prefix.ends_with(b"/") || path.len() == prefix.len() || path[prefix.len()] == b'/')
+}
+
+/// Why a request gets no route (400, or 404 for `NoRoute`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("no route for this host and path")]
+    NoRoute,
+}
+
+/// The route decision for one request, made once, before anything is forwarded.
+#[derive(Debug)]
+pub struct Decision<'r, 'a> {
+    pub route: &'r Route,
+    /// The host the route was chosen by: the request's own, or a believed X-Forwarded-Host.
+    /// It is what the upstream is told (Host, or X-Forwarded-Host when it came from there).
+    pub host: Option<Host<'a>>,
+    /// The path, normalised, when normalising changed it.
+    pub forward_path: Option<String>,
+}
+
+/// The host that names the site for a request that is not routed (the gateway's own
+/// endpoints, forward-auth): a believed X-Forwarded-Host, else the request's own, validated.
+pub fn site_host<'a>(source: &HostSource<'a>) -> Result<Option<Host<'a>>, HostError> {
+    let own = request_host(source.headers, source.uri, source.version)?;
+    Ok(forwarded_host(source)?.or(own))
+}
+
+impl RouteTable {
+    /// The one route decision: validated host (see `host`), normalised path (see `path`), then
+    /// the route. When a believed X-Forwarded-Host chooses the route, the request's own Host
+    /// must not name a host route that says otherwise: the upstream reads Host, so the two
+    /// would be decided differently.
+    pub fn decide<'a>(
+        &self,
+        source: &HostSource<'a>,
+        raw_path: &'a str,
+    ) -> Result<Decision<'_, 'a>, Refusal> {
+        let path = normalize(raw_path)?;
+        let own = request_host(source.headers, source.uri, source.version)?;
+        let forwarded = forwarded_host(source)?;
+        let host = forwarded.or(own);
+        let route = self
+            .lookup(host.map(|h| h.name), path.match_path())
+            .ok_or(Refusal::NoRoute)?;
+        if let (Some(_), Some(own)) = (forwarded, own) {
+            if self.names_host(own.name) {
+                let by_own = self.lookup(Some(own.name), path.match_path());
+                if by_own.map(|r| r.id) != Some(route.id) {
+                    return Err(HostError::Disagree.into());
+                }
+            }
+        }
+        Ok(Decision {
+            route,
+            host,
+            forward_path: path.into_changed(),
+        })
     }
-    prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'
+
+    /// Whether some route is for this host name.
+    fn names_host(&self, name: &str) -> bool {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        self.routes.iter().any(|r| {
+            r.host
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(name))
+        })
+    }
 }
 
 #[cfg(test)]

@@ -10,9 +10,16 @@
 //! A path that hides a `.` or `..` segment from the forward view (`..;/`, `%2F..%2F`, `\..\`)
 //! is refused: Tomcat would resolve it and nginx, Go or Express would not, so no one route
 //! decision could hold for every upstream. So is an overlong UTF-8 escape (`%C0%AE` is a `.`
-//! to old decoders). Otherwise the match path only splits and unwraps segments
+//! to old decoders), an encoded control byte (C upstreams stop at `%00`), and a segment that
+//! ends in a dot or a space (`/admin./`, `/admin%20/`: IIS and Windows servers trim them, so
+//! `/admin.` is `/admin` there). Otherwise the match path only splits and unwraps segments
 //! the forward path keeps, and a decision made on it holds for whatever the upstream makes of
 //! the forward path.
+//!
+//! Routes compare the match path without regard to ASCII case (`RouteTable`); the four
+//! non-ASCII letters whose case mapping is ASCII (`ſ` to `S`, `K` to `k`, `ı` to `I`, `İ` to
+//! `i`, as Java's `equalsIgnoreCase` and .NET's `OrdinalIgnoreCase` map them) are read as
+//! those ASCII letters in the match path, raw or escaped.
 
 use std::borrow::Cow;
 
@@ -28,6 +35,10 @@ pub enum PathError {
     HiddenDotSegment,
     #[error("the path has an overlong UTF-8 escape (like %C0%AE for '.')")]
     Overlong,
+    #[error("the path has an encoded control byte (like %00)")]
+    ControlByte,
+    #[error("a path segment ends in a dot or a space, which some servers trim")]
+    TrailingDotOrSpace,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,20 +86,17 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath<'_>, PathError> {
     })
 }
 
-/// No escapes, no backslash, no `;`, no `//`, no `.` segment.
+/// No escapes, no backslash, no `;`, no `//`, no `.` segment, no segment ending in a dot,
+/// only ASCII.
 fn is_clean(p: &str) -> bool {
     let b = p.as_bytes();
     let mut prev = 0u8;
     for (i, &c) in b.iter().enumerate() {
         match c {
-            b'%' | b'\\' | b';' => return false,
+            b'%' | b'\\' | b';' | 0x80.. => return false,
             b'/' if prev == b'/' => return false,
-            b'.' if prev == b'/' => {
-                let next = b.get(i + 1).copied();
-                if matches!(next, None | Some(b'/') | Some(b'.')) {
-                    return false;
-                }
-            }
+            b'.' if matches!(b.get(i + 1), None | Some(b'/')) => return false,
+            b'.' if prev == b'/' && b.get(i + 1) == Some(&b'.') => return false,
             _ => {}
         }
         prev = c;
@@ -131,6 +139,9 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
                 _ => return Err(PathError::BadEscape),
             };
             let v = h * 16 + l;
+            if v < 0x20 || v == 0x7f {
+                return Err(PathError::ControlByte);
+            }
             escaped.push(v);
             if is_unreserved(v) {
                 out.push(v as char);
@@ -190,10 +201,17 @@ fn resolve_segments<'s>(segments: impl Iterator<Item = &'s str>, trailing_slash:
 }
 
 fn match_view(forward: &str) -> Result<String, PathError> {
-    let slashed = forward
+    let mut slashed = forward
         .replace("%2F", "/")
         .replace("%5C", "/")
         .replace('\\', "/");
+    if !slashed.is_ascii()
+        || slashed.contains("%C4%B")
+        || slashed.contains("%C5%BF")
+        || slashed.contains("%E2%84%AA")
+    {
+        slashed = fold_to_ascii(&slashed);
+    }
     let segments = slashed
         .split('/')
         .map(|seg| seg.split(';').next().unwrap_or(""));
@@ -201,5 +219,33 @@ fn match_view(forward: &str) -> Result<String, PathError> {
     if segments.clone().any(|seg| seg == "." || seg == "..") {
         return Err(PathError::HiddenDotSegment);
     }
+    if segments
+        .clone()
+        .any(|seg| seg.ends_with('.') || seg.ends_with("%20"))
+    {
+        return Err(PathError::TrailingDotOrSpace);
+    }
     Ok(resolve_segments(segments, slashed.ends_with('/')))
+}
+
+/// The letters whose case mapping leaves ASCII, raw or escaped, as the ASCII letter a
+/// case-insensitive upstream takes them for.
+fn fold_to_ascii(path: &str) -> String {
+    const FOLDS: [(&str, &str); 8] = [
+        ("\u{17F}", "s"),
+        ("%C5%BF", "s"),
+        ("\u{212A}", "k"),
+        ("%E2%84%AA", "k"),
+        ("\u{131}", "i"),
+        ("%C4%B1", "i"),
+        ("\u{130}", "i"),
+        ("%C4%B0", "i"),
+    ];
+    let mut out = path.to_string();
+    for (from, to) in FOLDS {
+        if out.contains(from) {
+            out = out.replace(from, to);
+        }
+    }
+    out
 }

@@ -232,3 +232,124 @@ fn redirect_tricks_are_refused() {
         );
     }
 }
+
+#[test]
+fn routes_match_without_regard_to_case_unless_told() {
+    let t = table(ROUTES);
+    // Express, ASP.NET and IIS serve `/ADMIN/` as `/admin/`.
+    for spelling in [
+        "/ADMIN/",
+        "/Admin/x",
+        "/aDmIn",
+        "/%41dmin/x",
+        "/PUBLIC/../ADMIN",
+    ] {
+        assert_eq!(route_for(&t, None, spelling), 1, "{spelling}");
+    }
+    // The four letters whose case mapping is ASCII, raw or escaped, as Java and .NET fold
+    // them: `ſ` is `S`, `K` (Kelvin) is `k`, `ı` and `İ` are `I`/`i`.
+    let sensitive = table(&format!(
+        "{ROUTES}\n[[routes]]\npath_prefix = \"/secret\"\nupstream = \"http://127.0.0.1:5\"\nallowed_groups = [\"admins\"]\n[[routes]]\npath_prefix = \"/kiosk\"\nupstream = \"http://127.0.0.1:6\"\nallowed_groups = [\"admins\"]\n"
+    ));
+    for spelling in [
+        "/%C5%BFecret",
+        "/\u{17F}ecret/x",
+        "/\u{212A}iosk",
+        "/%E2%84%AAiosk",
+        "/k%C4%B1osk",
+        "/K\u{130}OSK",
+    ] {
+        let p = normalize(spelling).unwrap();
+        let id = sensitive.lookup(None, p.match_path()).unwrap().id;
+        assert!(
+            id == 4 || id == 5,
+            "{spelling} escaped its route (got {id})"
+        );
+    }
+    // A route that asks for case: `/ADMIN` is then another path.
+    let t = table(&ROUTES.replace(
+        "allowed_groups = [\"admins\"]",
+        "allowed_groups = [\"admins\"]\ncase_sensitive = true",
+    ));
+    assert_eq!(route_for(&t, None, "/ADMIN/"), 0);
+    assert_eq!(route_for(&t, None, "/admin/"), 1);
+}
+
+#[test]
+fn encoded_control_bytes_and_segments_ending_in_dots_or_spaces_are_refused() {
+    // C upstreams stop at NUL; IIS and Windows trim trailing dots and spaces.
+    for trick in [
+        "/admin%00/",
+        "/admin%00",
+        "/a%0d%0aSet-Cookie:x",
+        "/admin%09/",
+        "/x%7F",
+    ] {
+        assert_eq!(normalize(trick), Err(PathError::ControlByte), "{trick}");
+    }
+    for trick in [
+        "/admin./",
+        "/admin.",
+        "/admin../x",
+        "/admin%20/",
+        "/admin%20",
+        "/admin%2e/x",
+        "/admin.;x/",
+        "/admin%20;x",
+        "/a/.../b",
+    ] {
+        assert_eq!(
+            normalize(trick),
+            Err(PathError::TrailingDotOrSpace),
+            "{trick}"
+        );
+    }
+    // Dots inside a segment, and a space inside one, stay.
+    for fine in [
+        "/a.b/c.d",
+        "/.well-known/x",
+        "/a%20b/",
+        "/v1.2/x",
+        "/.hidden",
+    ] {
+        assert!(normalize(fine).is_ok(), "{fine}");
+    }
+}
+
+fn source<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri, believe: bool) -> HostSource<'a> {
+    HostSource {
+        headers,
+        uri,
+        version: http::Version::HTTP_11,
+        believe_forwarded_host: believe,
+    }
+}
+
+#[test]
+fn the_decision_uses_one_valid_host_and_refuses_two_that_disagree() {
+    let t = table(&format!(
+        "{ROUTES}\n[[routes]]\nhost = \"docs.example.com\"\npath_prefix = \"/\"\nupstream = \"http://127.0.0.1:7\"\npublic = true\n"
+    ));
+    let uri: http::Uri = "/x".parse().unwrap();
+    let mut h = http::HeaderMap::new();
+    h.insert("host", "other.example.com".parse().unwrap());
+    h.insert("x-forwarded-host", "docs.example.com".parse().unwrap());
+    // Not believed: Host decides, and the upstream is told that host.
+    let d = t.decide(&source(&h, &uri, false), "/x").unwrap();
+    assert_eq!((d.route.id, d.host.unwrap().name), (3, "other.example.com"));
+    // Believed, but Host names another host route: two readings, refused.
+    assert_eq!(
+        t.decide(&source(&h, &uri, true), "/x").unwrap_err(),
+        Refusal::Host(HostError::Disagree)
+    );
+    // Believed, with Host the gateway's own address (no host route): the proxy's word.
+    h.insert("host", "gateway.internal:4180".parse().unwrap());
+    let d = t.decide(&source(&h, &uri, true), "/x").unwrap();
+    assert_eq!((d.route.id, d.host.unwrap().name), (4, "docs.example.com"));
+    // A host no upstream could read one way is never routed.
+    h.insert("host", "other.example.com:80:80".parse().unwrap());
+    assert!(matches!(
+        t.decide(&source(&h, &uri, false), "/x"),
+        Err(Refusal::Host(HostError::Invalid(_)))
+    ));
+}

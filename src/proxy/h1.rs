@@ -44,6 +44,9 @@ pub(super) struct Pool {
     idle: Mutex<Vec<Box<Conn>>>,
     max_idle: usize,
     idle_timeout: Duration,
+    /// The task that closes connections idle past `idle_timeout` runs (started with the
+    /// first connection put back, on that worker's runtime).
+    reaping: std::sync::atomic::AtomicBool,
 }
 
 struct Conn {
@@ -81,7 +84,45 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             max_idle,
             idle_timeout,
+            reaping: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Closes the connections idle for `idle_timeout` or longer: an app closes its end of an
+    /// idle keep-alive connection after a while, and ours would sit in CLOSE_WAIT, holding a
+    /// descriptor, until the next request took it.
+    fn reap(&self) {
+        let now = crate::coarse::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // Most recently used last: the expired ones are at the front.
+        let expired = idle
+            .iter()
+            .take_while(|c| now.saturating_duration_since(c.idle_since) >= self.idle_timeout)
+            .count();
+        idle.drain(..expired);
+    }
+
+    /// Starts the reaper on the current runtime, once; it ends with the pool.
+    fn start_reaping(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.reaping.load(Ordering::Relaxed) || self.reaping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.reaping.store(false, Ordering::Relaxed);
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        let every = (self.idle_timeout / 2).max(Duration::from_millis(250));
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match pool.upgrade() {
+                    Some(pool) => pool.reap(),
+                    None => return,
+                }
+            }
+        });
     }
 
     /// The most recently used idle connection that is still quiet (`quiet`).
@@ -110,7 +151,8 @@ impl Pool {
         }
     }
 
-    fn put(&self, mut conn: Box<Conn>) {
+    fn put(self: &Arc<Self>, mut conn: Box<Conn>) {
+        self.start_reaping();
         conn.idle_since = crate::coarse::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
@@ -187,6 +229,8 @@ pub(crate) enum Framing {
     Chunked(Chunk),
     Close,
     Done,
+    /// The framing after the data already passed on is malformed: the next read fails.
+    Broken(&'static str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +295,9 @@ pub struct RawHead {
     used: u8,
     has_date: bool,
     has_length: bool,
+    /// The gateway made the response private (`respond::make_private`): the upstream's
+    /// caching lines stay behind.
+    no_store: bool,
 }
 
 impl RawHead {
@@ -271,21 +318,55 @@ impl RawHead {
         self.has_length
     }
 
-    /// Appends the kept headers to `map` (for hyper, which needs a `HeaderMap`).
+    pub fn no_store(&self) -> bool {
+        self.no_store
+    }
+
+    pub(super) fn set_no_store(&mut self) {
+        self.no_store = true;
+    }
+
+    /// Each kept line as (name, the whole line with its CRLF).
+    pub fn each_line(&self, mut f: impl FnMut(&[u8], &[u8])) {
+        for run in self.runs() {
+            let mut rest = run;
+            while !rest.is_empty() {
+                let end = rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |i| i + 1);
+                let (line, after) = rest.split_at(end);
+                let name = line
+                    .iter()
+                    .position(|&b| b == b':')
+                    .map_or(line, |colon| &line[..colon]);
+                f(name, line);
+                rest = after;
+            }
+        }
+    }
+
+    /// Appends the headers of `lines` (some of this head's kept lines) to `map`, sharing the
+    /// head's bytes (for hyper, which needs a `HeaderMap`).
+    pub fn append_lines(&self, lines: &[u8], map: &mut HeaderMap) {
+        for line in lines.split(|&b| b == b'\n') {
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let value = line[colon + 1..].trim_ascii();
+            let name = HeaderName::from_bytes(&line[..colon]);
+            let value = HeaderValue::from_maybe_shared(self.head.slice_ref(value));
+            if let (Ok(name), Ok(value)) = (name, value) {
+                map.append(name, value);
+            }
+        }
+    }
+
+    /// Appends all the kept headers to `map`.
+    #[cfg(test)]
     pub fn append_to(&self, map: &mut HeaderMap) {
         for run in self.runs() {
-            for line in run.split(|&b| b == b'\n') {
-                let Some(colon) = line.iter().position(|&b| b == b':') else {
-                    continue;
-                };
-                let value = line[colon + 1..].trim_ascii();
-                let at = value.as_ptr() as usize - self.head.as_ptr() as usize;
-                let name = HeaderName::from_bytes(&line[..colon]);
-                let value = HeaderValue::from_maybe_shared(self.head.slice(at..at + value.len()));
-                if let (Ok(name), Ok(value)) = (name, value) {
-                    map.append(name, value);
-                }
-            }
+            self.append_lines(run, map);
         }
     }
 }
@@ -508,8 +589,13 @@ pub(crate) fn parse_head(
         Framing::Close
     };
     // The client gets the upstream's Content-Length when the body goes on with that length
-    // (or there is none: HEAD, 204, 304); otherwise the gateway frames the body itself.
-    let pass_length = no_body || matches!(framing, Framing::Length(_));
+    // (or there is none and it says what a GET would get: HEAD, 304; never on a 204);
+    // otherwise the gateway frames the body itself.
+    let pass_length = if no_body {
+        super::respond::keeps_length_without_body(status, head_request)
+    } else {
+        matches!(framing, Framing::Length(_))
+    };
 
     let named_by_connection = |n: &[u8]| {
         names_others
@@ -565,6 +651,7 @@ pub(crate) fn parse_head(
             used: used as u8,
             has_date,
             has_length,
+            no_store: false,
         }
     } else {
         // Too many gaps (or bare LF line ends): the kept lines are copied, as one run.
@@ -590,6 +677,7 @@ pub(crate) fn parse_head(
             used: 1,
             has_date,
             has_length,
+            no_store: false,
         }
     };
     Ok(Some(Parsed::Final(Head { status, lines }, framing, !close)))
@@ -631,6 +719,7 @@ pub(crate) fn decode(
     loop {
         match *framing {
             Framing::Done => return Ok(None),
+            Framing::Broken(what) => return Err(what),
             Framing::Length(0) => *framing = Framing::Done,
             Framing::Length(rem) => {
                 if buf.is_empty() || !take_data {
@@ -702,7 +791,13 @@ impl InlineBody {
             return Ok(None);
         };
         let data = decode(&mut self.framing, &mut conn.buf, true)?;
-        self.settle()?;
+        if let Err(what) = self.settle() {
+            if data.is_none() {
+                return Err(what);
+            }
+            // The data is good: it goes on, and the body fails at the next read.
+            self.framing = Framing::Broken(what);
+        }
         Ok(data)
     }
 
@@ -775,15 +870,24 @@ pub fn drained(io: &TcpStream) {
     });
 }
 
-/// Takes one CRLF-terminated line (without the CRLF) off the front of `buf`.
+/// Takes one CRLF-terminated line (without the CRLF) off the front of `buf`. A bare LF or
+/// CR is refused at once (RFC 9112 2.2 lets a recipient refuse them): waiting for a CRLF
+/// that never comes would hold the client until the response timeout, and a reader that
+/// took the bare LF as a line end would frame the body differently.
 fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, &'static str> {
-    match buf.windows(2).position(|w| w == b"\r\n") {
-        Some(at) if at <= MAX_LINE => {
-            let line = buf.split_to(at);
+    match memchr::memchr(b'\n', buf) {
+        Some(at) if at > MAX_LINE + 1 => Err("chunk line too long"),
+        Some(at) => {
+            if at == 0 || buf[at - 1] != b'\r' {
+                return Err("bare LF in a chunk line");
+            }
+            if memchr::memchr(b'\r', &buf[..at - 1]).is_some() {
+                return Err("bare CR in a chunk line");
+            }
+            let line = buf.split_to(at - 1);
             let _ = buf.split_to(2);
             Ok(Some(line))
         }
-        Some(_) => Err("chunk line too long"),
         None if buf.len() > MAX_LINE => Err("chunk line too long"),
         None => Ok(None),
     }
@@ -982,6 +1086,37 @@ mod tests {
     }
 
     #[test]
+    fn hyper_gets_every_header_line_the_gateway_adds_and_the_upstreams() {
+        // A refresh re-sets a session split over several cookies on an upstream's response:
+        // served by hyper (HTTP/2, HTTP/1.0), each of them must reach the browser.
+        let lines = lines_of(
+            "HTTP/1.1 200 OK\r\nSet-Cookie: app=1\r\nCache-Control: public, max-age=60\r\n\
+             Content-Length: 0\r\n\r\n",
+            false,
+        );
+        let mut resp = http::Response::new(super::super::Body {
+            kind: super::super::Kind::Full(http_body_util::Full::default()),
+            head: Some(lines),
+        });
+        let ours = ["_ssogate=a", "_ssogate_1=b", "_ssogate_2=c"].map(HeaderValue::from_static);
+        super::super::add_gateway_cookies(&mut resp, &ours);
+        let resp = super::super::for_hyper(resp, false);
+        let cookies: Vec<_> = resp.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(
+            cookies,
+            ["app=1", "_ssogate=a", "_ssogate_1=b", "_ssogate_2=c"]
+        );
+        assert_eq!(
+            resp.headers()
+                .get_all("cache-control")
+                .iter()
+                .collect::<Vec<_>>(),
+            ["private, no-store"],
+            "a response carrying the gateway's cookie is never kept by a cache"
+        );
+    }
+
+    #[test]
     fn framing_follows_rfc_9112() {
         let (p, f, reuse, rest) = parse(
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
@@ -1122,5 +1257,17 @@ mod tests {
         assert_eq!(&take_line(&mut b).unwrap().unwrap()[..], b"abc");
         assert_eq!(take_line(&mut b).unwrap(), None);
         assert_eq!(&b[..], b"def");
+        // A bare LF or CR is refused at once, not waited on for a CRLF.
+        for bare in [&b"X-Trailer: v\n"[..], b"\n", b"5\r;x\r\n", b"X: a\rb\r\n"] {
+            let mut b = BytesMut::from(bare);
+            assert!(take_line(&mut b).is_err(), "{bare:?}");
+        }
+        let mut framing = Framing::Chunked(Chunk::Size);
+        let mut b = BytesMut::from(&b"1\r\nx\r\n0\r\nX-Trailer: v\n"[..]);
+        assert_eq!(
+            decode(&mut framing, &mut b, true).unwrap().as_deref(),
+            Some(&b"x"[..])
+        );
+        assert!(decode(&mut framing, &mut b, true).is_err());
     }
 }

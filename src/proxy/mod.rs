@@ -7,6 +7,7 @@
 //! pooled client.
 
 pub(crate) mod h1;
+mod respond;
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -28,8 +29,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 use url::Url;
 
-use crate::config::UpstreamConfig;
+use crate::config::{ForwardedTrust, UpstreamConfig};
 use crate::identity::{CookieHeader, InboundFilter};
+use crate::policy::HostSource;
 
 /// Body of every response the gateway sends: an upstream's, or a page of our own. An
 /// upstream response from the inline path also carries the upstream's header lines as
@@ -63,53 +65,83 @@ impl Body {
 }
 
 pub use h1::{drained, HeaderSpan, RawHead};
+pub use respond::{
+    add_gateway_cookies, client_headers, make_private, BytesSink, HeadSink, MapSink, Written,
+};
 
-/// `resp` with the upstream's header lines moved into its `HeaderMap`, for hyper.
-pub fn for_hyper(mut resp: Response<Body>) -> Response<Body> {
-    if let Some(head) = resp.body_mut().head.take() {
-        let added = std::mem::take(resp.headers_mut());
-        let map = resp.headers_mut();
-        head.append_to(map);
-        for (name, value) in added {
-            if let Some(name) = name {
-                map.append(name, value);
-            }
-        }
-    }
-    resp
+/// `resp` as hyper serves it: its `HeaderMap` holds exactly the lines `client_headers` lets
+/// through (the upstream's raw lines included), and hyper frames the message.
+pub fn for_hyper(resp: Response<Body>, head_request: bool) -> Response<Body> {
+    let mut map = HeaderMap::with_capacity(resp.headers().len() + 8);
+    client_headers(&resp, head_request, &mut MapSink(&mut map));
+    let (mut parts, mut body) = resp.into_parts();
+    body.head = None;
+    parts.headers = map;
+    Response::from_parts(parts, body)
 }
 
 /// Body of a request from a client: hyper's, or none (a request head read by the
 /// gateway's own HTTP/1.1 loop, which takes only requests without a body).
 pub enum RequestBody {
     Hyper(Incoming),
+    /// A body that may carry at most `left` more bytes (a route's `max_body`).
+    Limited {
+        body: Incoming,
+        left: u64,
+    },
     Empty,
+}
+
+/// A request body went over its route's `max_body` on the way (413).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than the route's max_body")]
+pub struct BodyTooLarge;
+
+impl RequestBody {
+    /// This body, cut off with `BodyTooLarge` after `max` bytes.
+    pub fn limited(self, max: u64) -> RequestBody {
+        match self {
+            RequestBody::Hyper(body) => RequestBody::Limited { body, left: max },
+            other => other,
+        }
+    }
 }
 
 impl http_body::Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
-            RequestBody::Hyper(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            RequestBody::Limited { body, left } => {
+                let polled = std::task::ready!(Pin::new(body).poll_frame(cx));
+                if let Some(Ok(frame)) = &polled {
+                    let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if n > *left {
+                        return Poll::Ready(Some(Err(BodyTooLarge.into())));
+                    }
+                    *left -= n;
+                }
+                Poll::Ready(polled.map(|r| r.map_err(Into::into)))
+            }
             RequestBody::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Hyper(b) => b.is_end_stream(),
+            RequestBody::Hyper(b) | RequestBody::Limited { body: b, .. } => b.is_end_stream(),
             RequestBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RequestBody::Hyper(b) => b.size_hint(),
+            RequestBody::Hyper(b) | RequestBody::Limited { body: b, .. } => b.size_hint(),
             RequestBody::Empty => SizeHint::with_exact(0),
         }
     }
@@ -365,6 +397,8 @@ pub enum ProxyError {
     Timeout { upstream: Arc<str>, after: Duration },
     #[error("cannot build the upstream address for {upstream}")]
     BadUri { upstream: Arc<str> },
+    #[error(transparent)]
+    BodyTooLarge(#[from] BodyTooLarge),
 }
 
 /// What the gateway knows about the client connection, for X-Forwarded-*.
@@ -373,27 +407,51 @@ pub struct ClientInfo {
     pub ip: IpAddr,
     /// The client IP as a header value, made once per connection.
     pub ip_header: HeaderValue,
-    /// The peer is in `server.trusted_proxies`: its X-Forwarded-* are kept.
+    /// The peer is in `server.trusted_proxies`: its forwarding headers pass upstream.
     pub trusted: bool,
+    /// Which of its X-Forwarded-* the gateway believes: none unless `trusted`, then those
+    /// `server.trusted_forwarded_headers` lists.
+    pub believe: ForwardedTrust,
     /// `https` when the connection itself is TLS.
     pub tls: bool,
 }
 
 impl ClientInfo {
-    pub fn new(ip: IpAddr, trusted: bool, tls: bool) -> ClientInfo {
+    pub fn new(ip: IpAddr, trusted: bool, tls: bool, believe: ForwardedTrust) -> ClientInfo {
         let ip_header =
             HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+        let believe = if trusted {
+            believe
+        } else {
+            ForwardedTrust::NONE
+        };
         ClientInfo {
             ip,
             ip_header,
             trusted,
+            believe,
             tls,
+        }
+    }
+
+    /// Where a request's host comes from, for `policy`'s route decision.
+    pub fn host_source<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        uri: &'a Uri,
+        version: Version,
+    ) -> HostSource<'a> {
+        HostSource {
+            headers,
+            uri,
+            version,
+            believe_forwarded_host: self.believe.host,
         }
     }
 
     /// The scheme the client used: ours, or a trusted proxy's X-Forwarded-Proto.
     pub fn scheme(&self, headers: &HeaderMap) -> &'static str {
-        if self.trusted {
+        if self.believe.proto {
             if let Some(p) = headers
                 .get(&X_FORWARDED_PROTO)
                 .and_then(|v| v.to_str().ok())
@@ -412,57 +470,14 @@ impl ClientInfo {
         }
     }
 
-    /// `host` for choosing a route (RFC 9112 3.2, RFC 9113 8.3.1): refused when the request
-    /// names two hosts (two Host headers, or a target authority, HTTP/2's `:authority`
-    /// included, and a Host that differ), since which one names the site would be up to
-    /// whoever reads it; and when an HTTP/1.1 request names none. One lookup of Host.
-    pub fn route_host<'a>(
-        &self,
-        headers: &'a HeaderMap,
-        uri: &'a Uri,
-        version: Version,
-    ) -> Result<Option<&'a str>, HostProblem> {
-        let mut hosts = headers.get_all(header::HOST).iter();
-        let host = hosts.next();
-        if hosts.next().is_some() {
-            return Err(HostProblem::Two);
-        }
-        match (host, uri.authority()) {
-            (Some(host), Some(authority))
-                if !host
-                    .as_bytes()
-                    .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
-            {
-                return Err(HostProblem::Two)
-            }
-            (None, None) if version == Version::HTTP_11 => return Err(HostProblem::None),
-            _ => {}
-        }
-        if self.trusted {
-            if let Some(h) = headers.get(&X_FORWARDED_HOST).and_then(|v| v.to_str().ok()) {
-                return Ok(h.split(',').next().map(str::trim));
-            }
-        }
-        Ok(host
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| uri.authority().map(|a| a.as_str())))
-    }
-
-    /// The host the client asked for: Host (or :authority), or a trusted proxy's X-Forwarded-Host;
-    /// `None` also when `route_host` refuses it.
+    /// The host (with its port) the client asked for: Host (or :authority), or a believed
+    /// X-Forwarded-Host (`policy::site_host`); `None` when there is none or it is refused.
     pub fn host<'a>(&self, headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
-        self.route_host(headers, uri, Version::HTTP_2)
+        crate::policy::site_host(&self.host_source(headers, uri, Version::HTTP_2))
             .ok()
             .flatten()
+            .map(|h| h.authority)
     }
-}
-
-/// Why a request's host cannot choose a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostProblem {
-    Two,
-    /// An HTTP/1.1 request without Host.
-    None,
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -558,7 +573,7 @@ impl Proxy {
             .ok_or_else(|| ProxyError::BadUri {
                 upstream: upstream.name.clone(),
             })?;
-        let upgrade = is_upgrade(req.version(), req.headers());
+        let upgrade = is_upgrade(req.version(), req.headers()) && req.method() == Method::GET;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let mut headers = HeaderMap::with_capacity(req.headers().len() + out.identity.len() + 3);
@@ -590,10 +605,17 @@ impl Proxy {
                 })
             }
             Ok(Err(e)) => {
+                let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+                while let Some(s) = source {
+                    if s.is::<BodyTooLarge>() {
+                        return Err(BodyTooLarge.into());
+                    }
+                    source = s.source();
+                }
                 return Err(ProxyError::Unavailable {
                     upstream: upstream.name.clone(),
                     reason: crate::telemetry::error_chain(&e),
-                })
+                });
             }
             Ok(Ok(resp)) => resp,
         };
@@ -612,6 +634,14 @@ impl Proxy {
         }
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching && !(client_upgrade.is_some() && is_websocket(resp.headers())) {
+            // Only a WebSocket asked for is tunnelled: any other switch would carry bytes
+            // past every check the gateway makes.
+            return Err(ProxyError::Unavailable {
+                upstream: upstream.name.clone(),
+                reason: "invalid response: 101 Switching Protocols to something other than the WebSocket asked for".into(),
+            });
+        }
         if switching {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
@@ -715,12 +745,12 @@ impl UploadBody {
 
 impl http_body::Body for UploadBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(frame) = &polled {
@@ -765,15 +795,27 @@ async fn answer_deadline(upload: Option<watch::Receiver<bool>>, limit: Duration)
     tokio::time::sleep(limit).await;
 }
 
+/// A WebSocket handshake (RFC 6455 4.1): HTTP/1.1, `Upgrade: websocket` and nothing else,
+/// `Connection: upgrade`. Any other Upgrade (h2c, TLS, a custom protocol) is not tunnelled:
+/// the request goes on as a plain one without it.
 fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
+        && is_websocket(headers)
         && headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Exactly one Upgrade header, naming `websocket` alone.
+fn is_websocket(headers: &HeaderMap) -> bool {
+    let mut upgrades = headers.get_all(header::UPGRADE).iter();
+    matches!(
+        (upgrades.next(), upgrades.next()),
+        (Some(v), None) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket")
+    )
 }
 
 /// Removes the hop-by-hop headers and any header `Connection` names from a response.
@@ -853,6 +895,10 @@ fn connection_named(headers: &HeaderMap, keep_upgrade: bool) -> Vec<HeaderName> 
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+        // What the route was decided on, and what frames the message, stays: without Host
+        // the upstream would pick a site of its own (RFC 9110 7.6.1 lets no header that
+        // matters end to end be made hop-by-hop by a client).
+        .filter(|n| n != header::HOST && n != X_FORWARDED_HOST && n != header::CONTENT_LENGTH)
         .collect()
 }
 
@@ -907,7 +953,7 @@ fn outgoing_headers<'h>(
             continue;
         }
         if name == X_FORWARDED_FOR {
-            if client.trusted {
+            if client.believe.for_ {
                 forwarded_for.push(value);
             }
             continue;
@@ -916,7 +962,8 @@ fn outgoing_headers<'h>(
             continue;
         }
         if name == X_FORWARDED_HOST {
-            if client.trusted {
+            // Believed, it chose the route (validated, one value): the upstream is told it.
+            if client.believe.host && !forwarded_host {
                 forwarded_host = true;
                 emit(name, value);
             }
@@ -1061,7 +1108,12 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-forwarded-host", HeaderValue::from_static("evil.com"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let untrusted = ClientInfo::new("192.0.2.1".parse().unwrap(), false, false);
+        let untrusted = ClientInfo::new(
+            "192.0.2.1".parse().unwrap(),
+            false,
+            false,
+            crate::config::ForwardedTrust::ALL,
+        );
         let sent = outgoing(&h, &untrusted, &[]);
         assert_eq!(sent["x-forwarded-for"], "192.0.2.1");
         assert_eq!(sent["x-forwarded-host"], "app.example.com");
@@ -1078,7 +1130,12 @@ mod tests {
             HeaderValue::from_static("app.example.com"),
         );
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let trusted = ClientInfo::new("10.0.0.2".parse().unwrap(), true, false);
+        let trusted = ClientInfo::new(
+            "10.0.0.2".parse().unwrap(),
+            true,
+            false,
+            crate::config::ForwardedTrust::ALL,
+        );
         let sent = outgoing(&h, &trusted, &[]);
         assert_eq!(
             sent["x-forwarded-for"],
@@ -1106,7 +1163,12 @@ mod tests {
             HeaderName::from_static("x-forwarded-user"),
             HeaderValue::from_static("alice"),
         )];
-        let client = ClientInfo::new("192.0.2.1".parse().unwrap(), false, false);
+        let client = ClientInfo::new(
+            "192.0.2.1".parse().unwrap(),
+            false,
+            false,
+            crate::config::ForwardedTrust::ALL,
+        );
         let sent = outgoing(&h, &client, &identity);
         let users: Vec<_> = sent.get_all("x-forwarded-user").iter().collect();
         assert_eq!(users, ["alice"]);
@@ -1131,7 +1193,12 @@ mod tests {
             filter: &filter,
             identity: &[],
         };
-        let client = ClientInfo::new("192.0.2.1".parse().unwrap(), false, false);
+        let client = ClientInfo::new(
+            "192.0.2.1".parse().unwrap(),
+            false,
+            false,
+            crate::config::ForwardedTrust::ALL,
+        );
         let head = String::from_utf8(u.request_head(&req, None, out, &client)).unwrap();
         assert_eq!(
             head,

@@ -12,15 +12,18 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::callback_limit::CallbackLimit;
 use super::pages::{escape, html_response, is_api_client, json_response, redirect, GatewayError};
 use crate::config::{Config, HeaderPreset, ProviderKind, StoreKind};
-use crate::identity::{AssertionSigner, IdentityHeaders, TokensForHeaders};
+use crate::identity::{
+    AssertionSigner, EmailRefusal, IdentityHeaders, Principal, TokensForHeaders,
+};
 use crate::oidc::{self, jwt, Provider, VerifyError};
 use crate::policy::{safe_redirect, RouteRule};
 use crate::proxy::{full, Body, ClientInfo, RequestBody};
 use crate::session::codec::{self, CookieAttrs};
 use crate::session::{Session, Sessions, StoreError};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Clip, Metrics};
 
 /// Pending sign-ins (state cookies) one browser may have at once.
 const MAX_PENDING_SIGN_INS: usize = 5;
@@ -192,6 +195,11 @@ pub struct Auth {
     background: moka::sync::Cache<String, Background>,
     /// This `Auth`, for the background refreshes (set by `Auth::shared`).
     me: std::sync::Weak<Auth>,
+    /// States of sign-in attempts that have reached the callback, for as long as an attempt
+    /// lives: each is used once, whatever came of it.
+    used_states: moka::sync::Cache<String, ()>,
+    /// Callbacks per client address.
+    callback_limit: CallbackLimit,
 }
 
 impl Auth {
@@ -202,7 +210,10 @@ impl Auth {
             .clone()
             .ok_or_else(|| StoreError::Config("no provider".into()))?;
         let provider = Arc::new(Provider::new(provider_config.clone())?);
-        let sessions = Sessions::new(&config.session)?;
+        let sessions = Sessions::new(
+            &config.session,
+            &crate::session::binding(&provider_config.issuer, &provider_config.client_id),
+        )?;
         let signer = if config.headers.preset == HeaderPreset::Alb {
             let key = match &config.headers.signing_key_file {
                 Some(path) => {
@@ -283,6 +294,11 @@ impl Auth {
                 .time_to_live(REFRESH_MEMO)
                 .build(),
             me: std::sync::Weak::new(),
+            used_states: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(STATE_TTL_SECS))
+                .build(),
+            callback_limit: CallbackLimit::new(),
         })
     }
 
@@ -460,6 +476,10 @@ impl Auth {
                 self.metrics.session_cache_misses.add(1);
                 match Box::pin(self.sessions.load(&value, now)).await {
                     Ok(Some(session)) => {
+                        // Signed in before `user_claim` or `require_verified_email` said otherwise.
+                        if let Some(refusal) = self.email_refusal(&session.principal) {
+                            return Err(GatewayError::EmailNotVerified(refusal).into());
+                        }
                         let live = Arc::new(self.live(session, None));
                         self.remember(value.to_string(), live.clone());
                         live
@@ -712,11 +732,11 @@ impl Auth {
             self.metrics.refresh_failures.add(1);
             let grace_ends = old.refresh_due + self.config.session.refresh_grace.as_secs();
             if now < grace_ends {
-                tracing::warn!(user = %old.principal.user, error = %error, grace_left_s = grace_ends - now,
+                tracing::warn!(user = %Clip(&old.principal.user), error = %error, grace_left_s = grace_ends - now,
                     "cannot refresh now; the session keeps working within the grace period");
                 Ok(live.clone())
             } else {
-                tracing::warn!(user = %old.principal.user, error = %error, "cannot refresh and the grace period is over: signing out");
+                tracing::warn!(user = %Clip(&old.principal.user), error = %error, "cannot refresh and the grace period is over: signing out");
                 Err(RefreshFailure::SignedOut)
             }
         };
@@ -731,7 +751,7 @@ impl Auth {
             Err(e) if e.refuses_grant() => {
                 // invalid_grant: the user was disabled or deleted, or the token revoked.
                 self.metrics.refresh_failures.add(1);
-                tracing::info!(user = %old.principal.user, error = %e, "refresh refused: session ended");
+                tracing::info!(user = %Clip(&old.principal.user), error = %e, "refresh refused: session ended");
                 let _ = self.sessions.delete(old).await;
                 Err(RefreshFailure::SignedOut)
             }
@@ -782,6 +802,11 @@ impl Auth {
                 .verify_id_token(id_token, None, &self.config.headers)
                 .await
             {
+                Ok(v) if self.email_refusal(&v.principal).is_some() => {
+                    tracing::info!(user = %Clip(&old.principal.user), "the refreshed ID token's email is not one this gateway accepts: session ended");
+                    let _ = self.sessions.delete(old).await;
+                    return Err(RefreshFailure::SignedOut);
+                }
                 Ok(v) => {
                     s.principal = v.principal;
                     s.tokens_expire = v.exp;
@@ -790,7 +815,7 @@ impl Auth {
                 // unreachable: not the session's fault.
                 Err(e) if e.is_key_unavailable() => return Err(RefreshFailure::KeyUnavailable(e)),
                 Err(e) => {
-                    tracing::warn!(user = %old.principal.user, error = %e, "refreshed ID token rejected: session ended");
+                    tracing::warn!(user = %Clip(&old.principal.user), error = %e, "refreshed ID token rejected: session ended");
                     let _ = self.sessions.delete(old).await;
                     return Err(RefreshFailure::SignedOut);
                 }
@@ -813,14 +838,14 @@ impl Auth {
             .await
             .map_err(RefreshFailure::Store)?
         else {
-            tracing::info!(user = %s.principal.user, "signed out while the refresh was under way: the sign-out stands");
+            tracing::info!(user = %Clip(&s.principal.user), "signed out while the refresh was under way: the sign-out stands");
             return Err(RefreshFailure::SignedOut);
         };
         if self.cookie_store_fits(&value, &s.principal.user).is_err() {
             // Signed out: the next sign-in ends at the page that says why, not in a loop.
             return Err(RefreshFailure::SignedOut);
         }
-        tracing::info!(user = %s.principal.user, groups = %GroupsForLog(&s.principal.groups), "session refreshed");
+        tracing::info!(user = %Clip(&s.principal.user), groups = %GroupsForLog(&s.principal.groups), "session refreshed");
         let set = self.sessions.is_stateless().then(|| {
             codec::set_chunked(
                 headers,
@@ -833,6 +858,15 @@ impl Auth {
         let live = Arc::new(self.live(s, set));
         self.remember(value, live.for_later());
         Ok(live)
+    }
+
+    /// Whether this person must be refused for their email (`identity::email_refusal`).
+    fn email_refusal(&self, principal: &Principal) -> Option<EmailRefusal> {
+        crate::identity::email_refusal(
+            principal,
+            &self.provider.config().user_claim,
+            self.config.access.require_verified_email,
+        )
     }
 
     fn refresh_lock_ms(&self) -> u64 {
@@ -864,13 +898,13 @@ impl Auth {
             return Ok(());
         }
         if !codec::fits(value) {
-            tracing::error!(user, bytes = value.len(),
+            tracing::error!(user = %Clip(user), bytes = value.len(),
                 "this user's session is too large for the cookie store (many groups?): sign-in refused; set session.store = \"memory\" or \"redis\"");
             return Err(GatewayError::SessionTooLarge { bytes: value.len() });
         }
         let cookies = codec::chunks_for(value);
         if cookies > 2 && !MANY_COOKIES_TOLD.swap(true, Ordering::Relaxed) {
-            tracing::warn!(user, bytes = value.len(), cookies,
+            tracing::warn!(user = %Clip(user), bytes = value.len(), cookies,
                 "a session takes several cookies: a Cookie header this large may be refused by a proxy in front (nginx allows 8 KB per header line) and reaches every request; session.store = \"memory\" or \"redis\" keeps only an id in the cookie");
         }
         Ok(())
@@ -947,6 +981,10 @@ impl Auth {
             return Err(unauthorized());
         }
         let mut principal = self.provider.principal(&claims, &self.config.headers);
+        if let Some(refusal) = self.email_refusal(&principal) {
+            tracing::info!(reason = ?refusal, "bearer token refused for its email");
+            return Err(AuthAnswer::Error(GatewayError::EmailNotVerified(refusal)));
+        }
         if principal.user == principal.sub {
             // Cognito access tokens name the user in `username`.
             if let Some(u) = claims.get("username").and_then(|v| v.as_str()) {
@@ -1077,7 +1115,7 @@ impl Auth {
                         .ok()
                         .or_else(|| url::Url::parse(&format!("https://{spelled}")).ok());
                     let host = host.as_ref().and_then(|u| u.host_str()).unwrap_or("-");
-                    tracing::info!(rd_host = host, "redirect target refused (not this origin, nor a host in server.allowed_redirect_hosts): going to / instead");
+                    tracing::info!(rd_host = %Clip(host), "redirect target refused (not this origin, nor a host in server.allowed_redirect_hosts): going to / instead");
                 }
                 "/"
             });
@@ -1176,10 +1214,93 @@ impl Auth {
         Ok(resp)
     }
 
+    /// The provider sends the browser back here. Rate limited per client address; the
+    /// attempt's state cookie is deleted whatever comes of it.
     async fn callback(
         &self,
         req: &Request<RequestBody>,
         client: &ClientInfo,
+    ) -> Result<Response<Body>, GatewayError> {
+        let address = super::callback_limit::client_address(
+            client,
+            req.headers(),
+            &self.config.server.trusted_proxies,
+        );
+        if let Err(wait) = self.callback_limit.admit(address) {
+            self.metrics.sign_in_failures.add(1);
+            tracing::debug!(client = %address, "too many sign-in callbacks from one address: 429");
+            return Err(GatewayError::TooManyCallbacks {
+                retry_after_secs: wait.as_secs().max(1),
+            });
+        }
+        let origin = self.origin(req.headers(), req.uri(), client);
+        let state = query_param(req.uri(), "state").unwrap_or_default();
+        let state_ok = (20..=80).contains(&state.len())
+            && state
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let cookie_name = format!("{}{state}", self.state_prefix);
+        let answer = self
+            .end_sign_in_attempt(req, client, &origin, &state, state_ok, &cookie_name)
+            .await;
+        let mut resp = match answer {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(
+                is_api_client(req.headers()),
+                Some(&self.config.server.auth_prefix),
+            ),
+        };
+        let sent_cookie = state_ok
+            && codec::cookie_names_with_prefix(req.headers(), &cookie_name)
+                .any(|(n, _)| n == cookie_name);
+        if sent_cookie {
+            let state_attrs = CookieAttrs {
+                path: self.state_path.clone(),
+                ..self.cookie_attrs(&origin)
+            };
+            resp.headers_mut().append(
+                header::SET_COOKIE,
+                codec::set_cookie(&cookie_name, "", &state_attrs, Some(0)),
+            );
+        }
+        Ok(resp)
+    }
+
+    /// Marks a sign-in attempt's state used: true the first time, false ever after (in this
+    /// process, and with Redis at every replica). The state travels sealed in a cookie the
+    /// browser keeps, so remembering it is the only way to void it; only states whose cookie
+    /// opened get here, so nobody can fill the memory with made-up ones.
+    async fn use_state(&self, state: &str) -> Result<bool, GatewayError> {
+        if !self
+            .used_states
+            .entry(state.to_string())
+            .or_insert(())
+            .is_fresh()
+        {
+            return Ok(false);
+        }
+        self.sessions
+            .try_lock(
+                &format!("used-state:{state}"),
+                "used",
+                STATE_TTL_SECS * 1000,
+            )
+            .await
+            .map_err(|e| GatewayError::SessionsUnavailable {
+                reason: e.to_string(),
+            })
+    }
+
+    /// The sign-in attempt a callback ends: checked, used up before the provider is asked (a
+    /// failed code exchange must not leave it open for another try), its code exchanged.
+    async fn end_sign_in_attempt(
+        &self,
+        req: &Request<RequestBody>,
+        client: &ClientInfo,
+        origin: &str,
+        state: &str,
+        state_ok: bool,
+        cookie_name: &str,
     ) -> Result<Response<Body>, GatewayError> {
         let fail = |reason: &str| {
             self.metrics.sign_in_failures.add(1);
@@ -1189,62 +1310,57 @@ impl Auth {
             }
         };
         let uri = req.uri();
-        let origin = self.origin(req.headers(), uri, client);
-        let state = query_param(uri, "state").unwrap_or_default();
-        let state_ok = (20..=80).contains(&state.len())
-            && state
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        let cookie_name = format!("{}{state}", self.state_prefix);
-        let state_attrs = CookieAttrs {
-            path: self.state_path.clone(),
-            ..self.cookie_attrs(&origin)
-        };
-        let forget_state = codec::set_cookie(&cookie_name, "", &state_attrs, Some(0));
+        let now = oidc::unix_now();
+        let sealed = codec::cookie_names_with_prefix(req.headers(), cookie_name)
+            .find(|(n, _)| state_ok && *n == cookie_name)
+            .map(|(_, v)| v);
+        let pending: Option<PendingSignIn> = sealed
+            .and_then(|v| self.sessions.codec().open(cookie_name, v))
+            .and_then(|plain| serde_json::from_str(&plain).ok());
 
         if let Some(error) = query_param(uri, "error") {
             self.metrics.sign_in_failures.add(1);
-            // Debug-formatted: the value is the client's, and must not start a log line of its own.
-            tracing::info!(error = ?error, "the identity provider refused the sign-in");
-            let mut resp = GatewayError::ProviderRefused {
+            // The value is the client's: cut, and it must not start a log line of its own.
+            tracing::info!(error = ?Clip(&error), "the identity provider refused the sign-in");
+            // Anyone can send a browser here with words of their choosing ("your account is
+            // locked, call ..."): the provider's words are shown, as the provider's, only for
+            // an attempt this browser started here, still open and not used before.
+            let ours = match &pending {
+                Some(p) if p.exp > now => self.use_state(state).await.unwrap_or(false),
+                _ => false,
+            };
+            if !ours {
+                return Err(GatewayError::SignInFailed {
+                    reason: "the sign-in was not completed".into(),
+                });
+            }
+            return Err(GatewayError::ProviderRefused {
                 error,
                 description: query_param(uri, "error_description"),
-            }
-            .into_response(false, Some(&self.config.server.auth_prefix));
-            if state_ok {
-                resp.headers_mut().append(header::SET_COOKIE, forget_state);
-            }
-            return Ok(resp);
+            });
         }
         if !state_ok {
             return Err(fail("the sign-in response carries no valid state"));
         }
-        let Some(sealed) = codec::cookie_names_with_prefix(req.headers(), &cookie_name)
-            .find(|(n, _)| *n == cookie_name)
-            .map(|(_, v)| v)
-        else {
+        if sealed.is_none() {
             // The back button to a callback already used, or a second tab's: a user who is
             // signed in goes on to the app rather than to an error page.
-            if let Ok(live) = self.authenticate(req, client).await {
-                tracing::info!("a finished sign-in's callback again, while signed in: going to /");
-                let mut resp = redirect("/");
-                // A refresh on the way has a cookie to set.
-                append_cookies(&mut resp, &live);
+            if let Some(resp) = self.already_signed_in(req, client).await {
                 return Ok(resp);
             }
             return Err(fail(
                 "this sign-in attempt was not started here or has expired",
             ));
-        };
-        let pending: PendingSignIn = self
-            .sessions
-            .codec()
-            .open(&cookie_name, sealed)
-            .and_then(|plain| serde_json::from_str(&plain).ok())
-            .ok_or_else(|| fail("this sign-in attempt's record is not valid"))?;
-        let now = oidc::unix_now();
+        }
+        let pending = pending.ok_or_else(|| fail("this sign-in attempt's record is not valid"))?;
         if pending.exp <= now {
             return Err(fail("this sign-in attempt has expired"));
+        }
+        if !self.use_state(state).await? {
+            if let Some(resp) = self.already_signed_in(req, client).await {
+                return Ok(resp);
+            }
+            return Err(fail("this sign-in attempt has been used already"));
         }
         let code =
             query_param(uri, "code").ok_or_else(|| fail("the sign-in response carries no code"))?;
@@ -1266,7 +1382,7 @@ impl Auth {
                 tracing::warn!(error = %e, "code exchange refused");
                 return Err(fail(&format!(
                     "the identity provider did not accept the sign-in code ({})",
-                    e.oauth_error().unwrap_or("refused")
+                    Clip(e.oauth_error().unwrap_or("refused"))
                 )));
             }
             Err(e) => {
@@ -1295,6 +1411,11 @@ impl Auth {
             }
             Err(e) => return Err(fail(&format!("the ID token was not accepted: {e}"))),
         };
+        if let Some(refusal) = self.email_refusal(&verified.principal) {
+            self.metrics.sign_in_failures.add(1);
+            tracing::info!(user = %Clip(&verified.principal.user), reason = ?refusal, "sign-in refused for the email");
+            return Err(GatewayError::EmailNotVerified(refusal));
+        }
         let max_lifetime = self.config.session.max_lifetime.as_secs();
         let mut session = Session {
             id: None,
@@ -1323,10 +1444,10 @@ impl Auth {
         })?;
         self.cookie_store_fits(&value, &session.principal.user)?;
         self.metrics.sign_ins.add(1);
-        tracing::info!(user = %session.principal.user, groups = %GroupsForLog(&session.principal.groups), "signed in");
+        tracing::info!(user = %Clip(&session.principal.user), groups = %GroupsForLog(&session.principal.groups), "signed in");
         let mut resp = redirect(&pending.rd);
         let h = resp.headers_mut();
-        let attrs = self.cookie_attrs(&origin);
+        let attrs = self.cookie_attrs(origin);
         for c in codec::set_chunked(
             req.headers(),
             &self.sessions.cookie_name,
@@ -1336,8 +1457,22 @@ impl Auth {
         ) {
             h.append(header::SET_COOKIE, c);
         }
-        h.append(header::SET_COOKIE, forget_state);
         Ok(resp)
+    }
+
+    /// For a callback that comes again (the back button, a second tab) while the user is
+    /// signed in: on to the app.
+    async fn already_signed_in(
+        &self,
+        req: &Request<RequestBody>,
+        client: &ClientInfo,
+    ) -> Option<Response<Body>> {
+        let live = self.authenticate(req, client).await.ok()?;
+        tracing::info!("a finished sign-in's callback again, while signed in: going to /");
+        let mut resp = redirect("/");
+        // A refresh on the way has a cookie to set.
+        append_cookies(&mut resp, &live);
+        Some(resp)
     }
 
     fn sign_in_page(&self, req: &Request<RequestBody>) -> Response<Body> {
@@ -1359,12 +1494,18 @@ impl Auth {
 
     async fn sign_out(
         &self,
-        req: &Request<RequestBody>,
+        req: &mut Request<RequestBody>,
         client: &ClientInfo,
     ) -> Result<Response<Body>, GatewayError> {
         let origin = self.origin(req.headers(), req.uri(), client);
         let attrs = self.cookie_attrs(&origin);
         let rd = self.redirect_target(req, client);
+        if super::sign_out::from_elsewhere(req.headers(), &origin) {
+            if let Some(page) = self.unconfirmed_sign_out(req, &origin, &rd).await {
+                return Ok(page);
+            }
+        }
+        let req = &*req;
         let now = oidc::unix_now();
         let mut id_token = None;
         if let Some(value) = codec::read_cookie(req.headers(), &self.sessions.cookie_name) {
@@ -1394,7 +1535,7 @@ impl Auth {
                     });
                     let _ = tokio::time::timeout(REVOKE_WAIT, revoking).await;
                 }
-                tracing::info!(user = %session.principal.user, "signed out");
+                tracing::info!(user = %Clip(&session.principal.user), "signed out");
                 id_token = session.id_token;
             }
         }
@@ -1423,6 +1564,47 @@ impl Auth {
             codec::set_cookie(&rd_cookie, &sealed, &attrs, Some(STATE_TTL_SECS)),
         );
         Ok(resp)
+    }
+
+    /// A sign-out asked for from another site: the confirmation page, unless it is that page's
+    /// own form coming back with its token.
+    async fn unconfirmed_sign_out(
+        &self,
+        req: &mut Request<RequestBody>,
+        origin: &str,
+        rd: &str,
+    ) -> Option<Response<Body>> {
+        let session_cookie = codec::read_cookie(req.headers(), &self.sessions.cookie_name)
+            .map(|c| c.into_owned())
+            .unwrap_or_default();
+        let secret = self.sessions.codec().current_secret().to_vec();
+        if req.method() == Method::POST {
+            if let Some(token) = super::sign_out::posted_token(req).await {
+                if super::sign_out::token_ok(&secret, &session_cookie, &token) {
+                    return None;
+                }
+            }
+        }
+        tracing::info!("a sign-out asked for from another site: the user is asked to confirm");
+        let action = format!(
+            "{}/sign_out?rd={}",
+            self.config.server.auth_prefix,
+            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+        );
+        // Where the sign-out will send the browser after the post: the provider's logout,
+        // and `rd` when it is on another (allowed) host.
+        let elsewhere: Vec<String> = self
+            .provider
+            .logout_url(&format!("{origin}/"), None)
+            .into_iter()
+            .chain(url::Url::parse(rd).ok())
+            .map(|u| u.origin().ascii_serialization())
+            .collect();
+        Some(super::sign_out::confirmation_page(
+            &action,
+            &super::sign_out::token(&secret, &session_cookie),
+            &elsewhere,
+        ))
     }
 
     fn signed_out(&self, req: &Request<RequestBody>, client: &ClientInfo) -> Response<Body> {
@@ -1465,10 +1647,14 @@ impl Auth {
         };
         let p = &live.session.principal;
         let preferred = p.preferred_username.as_deref().unwrap_or(&p.user);
+        let verified = p.verified_email().is_some();
         let mut resp = json_response(
             StatusCode::OK,
             &serde_json::json!({
-                "user": p.user, "sub": p.sub, "email": p.email, "email_verified": p.email_verified,
+                "user": p.user, "sub": p.sub, "email": p.email,
+                // Not verified (or not said to be): the email names nobody; apps must not
+                // take it as the person's.
+                "email_verified": verified, "emailVerified": verified,
                 "preferred_username": preferred,
                 // oauth2-proxy's spelling, for front ends written against its /oauth2/userinfo.
                 "preferredUsername": preferred,

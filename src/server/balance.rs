@@ -21,6 +21,8 @@ pub(super) struct Handover {
     pub(super) stream: std::net::TcpStream,
     pub(super) peer: SocketAddr,
     pub(super) open: Open,
+    /// Its place among `server.max_connections`.
+    pub(super) permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The workers' open-connection counts and the way into each worker.

@@ -153,6 +153,7 @@ fn asked_about<'g>(
     // The query and fragment never decide a route.
     let path = named.split(['?', '#']).next().unwrap_or("");
     let path = normalize(path).map_err(GatewayError::BadPath)?;
-    let host = client.host(req.headers(), req.uri());
-    Ok(gw.routes.lookup(host, path.match_path()))
+    let host =
+        crate::policy::site_host(&client.host_source(req.headers(), req.uri(), req.version()))?;
+    Ok(gw.routes.lookup(host.map(|h| h.name), path.match_path()))
 }

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -32,7 +32,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::drain::Drain;
 use super::{handler, Gateway};
-use crate::proxy::{Body, HeaderSpan, Proxy, RequestBody};
+use crate::proxy::{Body, BytesSink, HeaderSpan, Proxy, RequestBody};
 
 /// A request head larger than this goes to hyper (which has its own, larger, limit). Big
 /// enough for a session split over several cookies.
@@ -114,28 +114,32 @@ pub(super) async fn serve<S: Conn>(
     peer: SocketAddr,
 ) {
     let client = gw.client_info(peer, S::TLS);
+    let limits = HeadLimits {
+        bytes: gw.config.server.max_request_head.min(MAX_HEAD),
+        headers: gw.config.server.max_request_headers.min(MAX_HEADERS),
+    };
     let header_timeout = gw.config.server.header_read_timeout;
     let mut rbuf = BytesMut::with_capacity(READ_SIZE);
     let mut wbuf = Vec::new();
     loop {
-        let (req, keep_alive) = match read_request(&mut io, &mut rbuf, header_timeout, drain).await
-        {
-            Next::Request(req, keep_alive) => (req, keep_alive),
-            Next::Handoff => {
-                let io = Rewind {
-                    pre: rbuf.freeze(),
-                    inner: io,
-                };
-                super::serve_connection(builder, drain, gw, proxy, io, peer, S::TLS).await;
-                return;
-            }
-            Next::BadRequest => {
-                let _ = write_response(&mut io, &mut wbuf, bad_request(), false, false).await;
-                let _ = io.shutdown().await;
-                return;
-            }
-            Next::Close => return,
-        };
+        let (req, keep_alive) =
+            match read_request(&mut io, &mut rbuf, header_timeout, &limits, drain).await {
+                Next::Request(req, keep_alive) => (req, keep_alive),
+                Next::Handoff => {
+                    let io = Rewind {
+                        pre: rbuf.freeze(),
+                        inner: io,
+                    };
+                    super::serve_connection(builder, drain, gw, proxy, io, peer, S::TLS).await;
+                    return;
+                }
+                Next::BadRequest => {
+                    let _ = write_response(&mut io, &mut wbuf, bad_request(), false, false).await;
+                    let _ = io.shutdown().await;
+                    return;
+                }
+                Next::Close => return,
+            };
         let head_request = req.method() == Method::HEAD;
         let resp = handler::handle(&gw, &proxy, &client, req).await;
         let keep_alive = keep_alive && !drain.stopping();
@@ -166,20 +170,28 @@ enum Next {
     Close,
 }
 
+/// Where this loop stops and hands a request to hyper, which refuses what is over
+/// `server.max_request_head` / `max_request_headers` with 431.
+struct HeadLimits {
+    bytes: usize,
+    headers: usize,
+}
+
 async fn read_request<S: Conn>(
     io: &mut S,
     buf: &mut BytesMut,
     timeout: Duration,
+    limits: &HeadLimits,
     drain: &Drain,
 ) -> Next {
     let mut deadline = None;
     loop {
         if !buf.is_empty() {
-            match parse(buf) {
+            match parse(buf, limits.headers) {
                 Parsed::Request(req, keep_alive) => return Next::Request(req, keep_alive),
                 Parsed::Handoff => return Next::Handoff,
                 Parsed::BadRequest => return Next::BadRequest,
-                Parsed::Partial if buf.len() >= MAX_HEAD => return Next::Handoff,
+                Parsed::Partial if buf.len() >= limits.bytes => return Next::Handoff,
                 Parsed::Partial => {}
             }
         }
@@ -226,8 +238,9 @@ pub(crate) enum Parsed {
 }
 
 /// Parses a request head at the start of `buf`, taking it out of the buffer when it is one
-/// this loop takes; anything else is left in place for hyper.
-pub(crate) fn parse(buf: &mut BytesMut) -> Parsed {
+/// this loop takes; anything else (more than `max_headers` lines too) is left in place for
+/// hyper.
+pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     if buf.len() >= 24 && buf.starts_with(b"PRI * HTTP/2.0") {
         return Parsed::Handoff;
     }
@@ -250,7 +263,7 @@ pub(crate) fn parse(buf: &mut BytesMut) -> Parsed {
             Some("HEAD") => true,
             _ => return Parsed::Handoff,
         };
-        if req.version != Some(1) {
+        if req.version != Some(1) || req.headers.len() > max_headers {
             return Parsed::Handoff;
         }
         let Some(target) = req.path.map(str::as_bytes) else {
@@ -340,32 +353,11 @@ async fn write_response<S: AsyncWrite + Unpin>(
     wbuf.push(b' ');
     wbuf.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     wbuf.extend_from_slice(b"\r\n");
-    // An upstream's header lines go out as they came (hop-by-hop ones already left out).
-    let mut has_date = false;
-    let mut has_length = false;
-    if let Some(head) = body.upstream_head() {
-        for run in head.runs() {
-            wbuf.extend_from_slice(run);
-        }
-        has_date = head.has_date();
-        has_length = head.has_length();
-    }
-    for (name, value) in &parts.headers {
-        if *name == header::CONTENT_LENGTH {
-            // Ours below, from the body itself; a HEAD or 304 answer keeps the upstream's.
-            if !no_body {
-                continue;
-            }
-        } else if *name == header::TRANSFER_ENCODING || *name == header::CONNECTION {
-            continue;
-        } else if *name == header::DATE {
-            has_date = true;
-        }
-        wbuf.extend_from_slice(name.as_str().as_bytes());
-        wbuf.extend_from_slice(b": ");
-        wbuf.extend_from_slice(value.as_bytes());
-        wbuf.extend_from_slice(b"\r\n");
-    }
+    // What goes in the head is decided in one place for every path; this writer frames it.
+    let resp = Response::from_parts(parts, body);
+    let written = crate::proxy::client_headers(&resp, head_request, &mut BytesSink(wbuf));
+    let (has_date, has_length) = (written.date, written.content_length);
+    let body = resp.into_body();
     if !no_body && !has_length {
         match length {
             Some(n) => {
@@ -400,7 +392,12 @@ async fn write_response<S: AsyncWrite + Unpin>(
             };
             let data = match next {
                 None => break,
-                Some(Err(e)) => return Err(io::Error::other(e)),
+                Some(Err(e)) => {
+                    // What arrived goes out first (as hyper would have sent it); the client
+                    // sees the body end short, as framed, and the connection close.
+                    let _ = write_out(io, wbuf).await;
+                    return Err(io::Error::other(e));
+                }
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => data,
                     Err(_) => continue, // trailers are not passed on
@@ -524,7 +521,7 @@ mod tests {
 
     fn parsed(raw: &[u8]) -> (Parsed, BytesMut) {
         let mut buf = BytesMut::from(raw);
-        (parse(&mut buf), buf)
+        (parse(&mut buf, MAX_HEADERS), buf)
     }
 
     #[test]

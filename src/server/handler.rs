@@ -43,10 +43,13 @@ pub async fn handle(
         ..Outcome::default()
     };
 
-    let resp = match stages(gw, proxy, client, req, &mut outcome).await {
+    let mut resp = match stages(gw, proxy, client, req, &mut outcome).await {
         Ok(resp) => resp,
         Err(e) => {
             match &e {
+                GatewayError::Upstream(crate::proxy::ProxyError::BodyTooLarge(_)) => {
+                    gw.metrics.bodies_too_large.add(1)
+                }
                 GatewayError::Upstream(err) => {
                     gw.metrics.upstream_errors.add(1);
                     outcome.upstream_error = Some(err.to_string());
@@ -57,12 +60,19 @@ pub async fn handle(
             e.into_response(json, Some(&gw.config.server.auth_prefix))
         }
     };
+    // What the gateway answers itself (sign-in redirects with their state cookie, a
+    // callback's session cookie, forward-auth's identity, /userinfo, pages) no cache keeps;
+    // an upstream's response to which it added a cookie was made private in `stages`.
+    if !outcome.forwarded && !resp.headers().contains_key(http::header::CACHE_CONTROL) {
+        crate::proxy::make_private(&mut resp);
+    }
     let status = resp.status().as_u16();
     gw.metrics.count_status(status);
     if let Some((method, raw_path, start)) = logged {
         let path = normalize(&raw_path)
             .map(|p| p.forward_path().to_string())
             .unwrap_or(raw_path);
+        let path = crate::telemetry::Clip(&path);
         let route = outcome.route.map(|r| r.name.as_str()).unwrap_or("-");
         let upstream = outcome
             .route
@@ -72,12 +82,12 @@ pub async fn handle(
         let ms = start.elapsed().as_secs_f64() * 1000.0;
         match &outcome.upstream_error {
             Some(error) => tracing::warn!(
-                target: "access", %method, path, route, status, upstream, duration_ms = ms,
+                target: "access", %method, %path, route, status, upstream, duration_ms = ms,
                 client = %client.ip, user = outcome.user.as_deref().unwrap_or("-"), error = error.as_str(),
                 "upstream failed"
             ),
             None => tracing::info!(
-                target: "access", %method, path, route, status, upstream, duration_ms = ms,
+                target: "access", %method, %path, route, status, upstream, duration_ms = ms,
                 client = %client.ip, user = outcome.user.as_deref().unwrap_or("-"),
                 "request"
             ),
@@ -95,9 +105,7 @@ async fn stages<'g>(
 ) -> Result<Response<Body>, GatewayError> {
     // classify: the gateway's own endpoints first.
     if let Some(endpoint) = super::endpoints::endpoint_of(&gw.config.server, req.uri().path()) {
-        if let Err(problem) = client.route_host(req.headers(), req.uri(), req.version()) {
-            return Err(problem.into());
-        }
+        crate::policy::site_host(&client.host_source(req.headers(), req.uri(), req.version()))?;
         let answer =
             super::endpoints::handle(gw, client, &mut req, &endpoint, &mut outcome.route).await;
         if outcome.log {
@@ -111,16 +119,16 @@ async fn stages<'g>(
         }
         return answer;
     }
+    // The one route decision: validated host, normalised path, route.
     let (route, new_path) = {
-        let path = normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
-        let host = client.route_host(req.headers(), req.uri(), req.version())?;
-        let route = gw
-            .routes
-            .lookup(host, path.match_path())
-            .ok_or(GatewayError::NoRoute)?;
-        (route, path.into_changed())
+        let source = client.host_source(req.headers(), req.uri(), req.version());
+        let decision = gw.routes.decide(&source, req.uri().path())?;
+        (decision.route, decision.forward_path)
     };
     outcome.route = Some(route);
+    if let Some(max) = gw.config.routes[route.id].max_body {
+        req = limit_body(req, max)?;
+    }
 
     // Spoofable identity headers and the gateway's cookies never pass, on any route: the
     // proxy leaves them behind as it writes the request (`Outgoing`).
@@ -160,10 +168,7 @@ async fn stages<'g>(
         .as_ref()
         .and_then(|live| live.set_cookies.as_ref())
     {
-        for c in cookies {
-            resp.headers_mut()
-                .append(http::header::SET_COOKIE, c.clone());
-        }
+        crate::proxy::add_gateway_cookies(&mut resp, cookies);
     }
     Ok(resp)
 }
@@ -180,6 +185,21 @@ async fn forward(
     Ok(proxy
         .forward(&gw.upstreams[route.id], req, new_path, client, out)
         .await?)
+}
+
+/// A request whose body may not pass `max` bytes: refused at once when its Content-Length
+/// says more (a client sending `Expect: 100-continue` then sends nothing), else cut off on
+/// the way (`RequestBody::limited`).
+fn limit_body(req: Request<RequestBody>, max: u64) -> Result<Request<RequestBody>, GatewayError> {
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(crate::proxy::ProxyError::from(crate::proxy::BodyTooLarge).into());
+    }
+    Ok(req.map(|b| b.limited(max)))
 }
 
 /// A CORS preflight: browsers send it before a cross-origin call, without cookies or

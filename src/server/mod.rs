@@ -4,12 +4,15 @@
 
 mod auth;
 mod balance;
+mod callback_limit;
 mod drain;
 mod endpoints;
 pub(crate) mod fast;
 mod front;
 mod handler;
+mod idle;
 pub mod pages;
+mod sign_out;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -64,6 +67,9 @@ pub struct Gateway {
     stopping: AtomicBool,
     /// Asks every file watcher (secrets, certificates) to read its files now (SIGHUP).
     reread: Arc<tokio::sync::Notify>,
+    /// One permit per open client connection, `server.max_connections` in all (every
+    /// worker's listener shares them).
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
@@ -90,7 +96,6 @@ impl Gateway {
         let ready = Arc::new(AtomicBool::new(auth.is_none()));
         Ok(Gateway {
             filter: InboundFilter::from_config(&config),
-            config,
             routes,
             upstreams,
             proxy,
@@ -99,6 +104,8 @@ impl Gateway {
             ready,
             stopping: AtomicBool::new(false),
             reread: Arc::new(tokio::sync::Notify::new()),
+            connections: Arc::new(tokio::sync::Semaphore::new(config.server.max_connections)),
+            config,
         })
     }
 
@@ -112,7 +119,7 @@ impl Gateway {
 
     /// After SIGTERM: `/ready` says 503 for `shutdown_delay` while everything is served as
     /// before, so whatever routes traffic here stops first; then the drain may begin.
-    async fn before_the_drain(&self) {
+    async fn before_the_drain(&self, signals: &mut StopSignals) {
         let delay = self.config.server.shutdown_delay;
         if delay.is_zero() {
             return;
@@ -121,7 +128,7 @@ impl Gateway {
         tracing::info!(delay = ?delay, "stopping: /ready answers 503 while requests are still served (server.shutdown_delay); then the drain");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = shutdown_signal() => tracing::info!("a second signal: draining now"),
+            () = signals.recv() => tracing::info!("a second signal: draining now"),
         }
     }
 
@@ -133,7 +140,12 @@ impl Gateway {
             .trusted_proxies
             .iter()
             .any(|n| n.contains(&ip));
-        ClientInfo::new(ip, trusted, tls)
+        ClientInfo::new(
+            ip,
+            trusted,
+            tls,
+            self.config.server.trusted_forwarded_headers,
+        )
     }
 
     /// Background work: provider discovery and key refresh, secret re-reads.
@@ -158,6 +170,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let (tls, cert_files) = load_tls(&config)?;
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
     let gateway = Arc::new(Gateway::new(config)?);
+    // Listened for before any worker serves: a SIGTERM that came before would end the
+    // process at once (the default action), without the drain.
+    let control = runtime()?;
+    let mut signals = {
+        let _in_runtime = control.enter();
+        StopSignals::listen()
+    };
     // SO_REUSEPORT would let a second ssogate share a busy port silently: a plain bind first
     // makes "address in use" an error, as users expect.
     drop(
@@ -218,7 +237,6 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         threads.push(spawned);
     }
     drop(bound_tx);
-    let control = runtime()?;
     let mut failure = None;
     for _ in 0..workers {
         match bound_rx.recv() {
@@ -248,8 +266,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 );
                 start_metrics(metrics_listen, &gateway).await?;
                 tracing::info!(listen = %listen, workers, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
-                shutdown_signal().await;
-                gateway.before_the_drain().await;
+                signals.recv().await;
+                gateway.before_the_drain(&mut signals).await;
                 Ok(())
             }
             .await;
@@ -382,6 +400,9 @@ fn watch_certificates(
     });
 }
 
+/// Whether the wait for a place among `server.max_connections` has been logged.
+static CONNECTIONS_WAITED: AtomicBool = AtomicBool::new(false);
+
 /// Serves on an already bound listener, on the current runtime, until `shutdown` completes
 /// (used by `ssogate demo` and by anything embedding the gateway).
 pub async fn serve(
@@ -421,22 +442,29 @@ impl Placement {
         &self,
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
-    ) -> Option<(tokio::net::TcpStream, balance::Open)> {
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Option<(
+        tokio::net::TcpStream,
+        balance::Open,
+        tokio::sync::OwnedSemaphorePermit,
+    )> {
         let (target, open) = self.balance.place(self.me);
         if target == self.me {
-            return Some((stream, open));
+            return Some((stream, open, permit));
         }
         // A stream that cannot leave this worker's poller is closed (dropped) here.
         let stream = stream.into_std().ok()?;
-        match self
-            .balance
-            .hand_over(balance::Handover { stream, peer, open })
-        {
+        match self.balance.hand_over(balance::Handover {
+            stream,
+            peer,
+            open,
+            permit,
+        }) {
             Ok(()) => None,
             // That worker has stopped: serve it here.
             Err(h) => {
                 let stream = tokio::net::TcpStream::from_std(h.stream).ok()?;
-                Some((stream, h.open.moved_to(self.me)))
+                Some((stream, h.open.moved_to(self.me), h.permit))
             }
         }
     }
@@ -462,27 +490,56 @@ async fn accept_loop(
 ) {
     let drain_timeout = gateway.config.server.drain_timeout;
     let header_timeout = gateway.config.server.header_read_timeout;
+    let limits = &gateway.config.server;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(crate::coarse::Timer)
         .header_read_timeout(header_timeout)
+        .max_buf_size(limits.max_request_head)
+        .max_headers(limits.max_request_headers)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_request_head as u32);
     let builder = Arc::new(builder);
     let drain = Arc::new(drain::Drain::default());
 
     tokio::pin!(shutdown);
+    let permits = gateway.connections.clone();
+    let mut permit = None;
     loop {
-        let (stream, peer, open) = tokio::select! {
+        // A place among `server.max_connections` before the next accept: with all taken, new
+        // connections wait in the listen queue (and then the kernel's) until one closes.
+        let held = match permit.take() {
+            Some(held) => held,
+            None => match permits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    gateway.metrics.connections_waited.add(1);
+                    if !CONNECTIONS_WAITED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!(max = gateway.config.server.max_connections, "server.max_connections are open: new connections wait until one closes (counted in ssogate_connections_waited_total; said once)");
+                    }
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        p = permits.clone().acquire_owned() => match p {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    }
+                }
+            },
+        };
+        let (stream, peer, open, held) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     match &placement {
-                        None => (stream, peer, None),
-                        Some(p) => match p.place(stream, peer) {
-                            Some((stream, open)) => (stream, peer, Some(open)),
+                        None => (stream, peer, None, held),
+                        Some(p) => match p.place(stream, peer, held) {
+                            Some((stream, open, held)) => (stream, peer, Some(open), held),
                             None => continue,
                         },
                     }
@@ -490,13 +547,16 @@ async fn accept_loop(
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
+                    permit = Some(held);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             Some(h) = handed_over(&mut placement) => {
+                // Not accepted here: this worker's own place is kept for its next accept.
+                permit = Some(held);
                 match tokio::net::TcpStream::from_std(h.stream) {
-                    Ok(stream) => (stream, h.peer, Some(h.open)),
+                    Ok(stream) => (stream, h.peer, Some(h.open), h.permit),
                     Err(e) => {
                         tracing::debug!(peer = %h.peer, error = %e, "a handed-over connection could not be registered");
                         continue;
@@ -510,8 +570,9 @@ async fn accept_loop(
         let drain = drain.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            // Counted on this worker until the connection ends.
+            // Counted on this worker, and holding its place, until the connection ends.
             let _open = open;
+            let _held = held;
             match tls {
                 None => {
                     let conn = fast::serve(&builder, &drain, gw, proxy, stream, peer);
@@ -561,17 +622,21 @@ async fn serve_connection<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let client = Arc::new(gw.client_info(peer, tls));
+    let idle_timeout = gw.config.server.idle_timeout;
     let proxy = Arc::new(proxy);
     let svc = service_fn(move |req| {
         let gw = gw.clone();
         let client = client.clone();
         let proxy = proxy.clone();
         async move {
+            let head_request = req.method() == http::Method::HEAD;
             let resp = handler::handle(&gw, &proxy, &client, req.map(RequestBody::Hyper)).await;
-            Ok::<_, Infallible>(crate::proxy::for_hyper(resp))
+            Ok::<_, Infallible>(crate::proxy::for_hyper(resp, head_request))
         }
     });
+    let (stream, moved) = idle::Counted::new(stream);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    let conn = idle::IdleClosing::new(conn, moved, idle_timeout);
     if let Err(e) = drain.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
@@ -618,24 +683,48 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
     }
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT, listened for from when this is made.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Needs a runtime's context (its signal driver).
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = next(&mut self.term) => {}
+                () = next(&mut self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -15,6 +15,8 @@ pub enum GatewayError {
     AmbiguousHost,
     #[error("the HTTP/1.1 request names no host")]
     MissingHost,
+    #[error("{0}")]
+    BadHost(crate::policy::HostError),
     #[error("the forward-auth request names two different original URIs")]
     AmbiguousUri,
     #[error("no route for this host and path")]
@@ -29,6 +31,9 @@ pub enum GatewayError {
     /// A bearer token was sent and refused (RFC 6750's `invalid_token`).
     #[error("the bearer token was refused")]
     InvalidToken,
+    /// Signed in at the provider, refused for the email (`identity::email_refusal`).
+    #[error("refused for the email: {0:?}")]
+    EmailNotVerified(crate::identity::EmailRefusal),
     #[error("{user} is not in a group this route admits")]
     Forbidden { user: String },
     #[error("sign-in is temporarily unavailable: {reason}")]
@@ -45,17 +50,33 @@ pub enum GatewayError {
         error: String,
         description: Option<String>,
     },
+    /// Too many sign-in callbacks from one address (`callback_limit`).
+    #[error("too many sign-in callbacks from this address")]
+    TooManyCallbacks { retry_after_secs: u64 },
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
 }
 
-impl From<crate::proxy::HostProblem> for GatewayError {
-    fn from(problem: crate::proxy::HostProblem) -> GatewayError {
+impl From<crate::policy::HostError> for GatewayError {
+    fn from(problem: crate::policy::HostError) -> GatewayError {
+        use crate::policy::HostError;
         match problem {
-            crate::proxy::HostProblem::Two => GatewayError::AmbiguousHost,
-            crate::proxy::HostProblem::None => GatewayError::MissingHost,
+            HostError::Two => GatewayError::AmbiguousHost,
+            HostError::None => GatewayError::MissingHost,
+            other => GatewayError::BadHost(other),
+        }
+    }
+}
+
+impl From<crate::policy::Refusal> for GatewayError {
+    fn from(refusal: crate::policy::Refusal) -> GatewayError {
+        use crate::policy::Refusal;
+        match refusal {
+            Refusal::Path(why) => GatewayError::BadPath(why),
+            Refusal::Host(why) => why.into(),
+            Refusal::NoRoute => GatewayError::NoRoute,
         }
     }
 }
@@ -66,22 +87,25 @@ impl GatewayError {
             GatewayError::BadPath(_)
             | GatewayError::AmbiguousHost
             | GatewayError::MissingHost
+            | GatewayError::BadHost(_)
             | GatewayError::AmbiguousUri
             | GatewayError::SignInFailed { .. } => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute | GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::Upstream(ProxyError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Upstream(ProxyError::BodyTooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::SignInRequired | GatewayError::InvalidToken => StatusCode::UNAUTHORIZED,
             GatewayError::SessionTooLarge { .. } | GatewayError::ClientRefused { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            GatewayError::Forbidden { .. } | GatewayError::ProviderRefused { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            GatewayError::Forbidden { .. }
+            | GatewayError::ProviderRefused { .. }
+            | GatewayError::EmailNotVerified(_) => StatusCode::FORBIDDEN,
             GatewayError::SignInUnavailable { .. } | GatewayError::SessionsUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::TooManyCallbacks { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -91,9 +115,15 @@ impl GatewayError {
             GatewayError::BadPath(why) => ("bad_request", "Bad request", format!("The address is malformed: {why}.")),
             GatewayError::AmbiguousHost => ("bad_request", "Bad request", "The request names more than one host (two Host headers, or a Host that differs from the request target). If a proxy in front sends it, check how it sets Host.".into()),
             GatewayError::MissingHost => ("bad_request", "Bad request", "An HTTP/1.1 request must name its host in a Host header.".into()),
+            GatewayError::BadHost(why) => ("bad_request", "Bad request", format!("The request's host is not one valid host name: {why}. If a proxy in front sends it, check how it sets Host and X-Forwarded-Host.")),
             GatewayError::AmbiguousUri => ("bad_request", "Bad request", "The header that names the request asked about (server.forward_auth_uri_header) came more than once, with different values: the proxy in front should overwrite what the client sent, not add to it.".into()),
             GatewayError::NoRoute => ("not_found", "Not found", "Nothing is served at this address.".into()),
             GatewayError::NotFound => ("not_found", "Not found", "Nothing is served at this address.".into()),
+            GatewayError::Upstream(ProxyError::BodyTooLarge(_)) => (
+                "body_too_large",
+                "The request is too large",
+                "What you sent is larger than this application accepts here (its route's max_body).".into(),
+            ),
             GatewayError::Upstream(ProxyError::Timeout { .. }) => (
                 "upstream_timeout",
                 "The application did not answer in time",
@@ -124,6 +154,15 @@ impl GatewayError {
                 "Access denied",
                 "You are signed in, but your account is not in a group allowed here. Ask an administrator for access.".into(),
             ),
+            GatewayError::EmailNotVerified(refusal) => {
+                use crate::identity::EmailRefusal;
+                let detail = match refusal {
+                    EmailRefusal::UnverifiedEmailAsUser => "This application knows people by their email address, and the sign-in provider says yours is not verified yet. Verify it with the sign-in provider (follow the link in the message it sent you), then sign in again.",
+                    EmailRefusal::Unverified => "This application admits only people whose email address is verified, and the sign-in provider says yours is not verified yet. Verify it with the sign-in provider (follow the link in the message it sent you), then sign in again.",
+                    EmailRefusal::NoEmail => "This application admits only people with a verified email address, and the sign-in gave none (programs: send an ID token, as access tokens carry no email). Ask an administrator to add and verify an email address for your account.",
+                };
+                ("email_not_verified", "Your email address is not verified", detail.into())
+            }
             GatewayError::SignInUnavailable { .. } => (
                 "sign_in_unavailable",
                 "Sign-in is temporarily unavailable",
@@ -144,13 +183,24 @@ impl GatewayError {
                 "Sign-in failed",
                 format!("{reason}. Start again from the application's address."),
             ),
+            // Shown only for a sign-in this browser started here (the callback checks the
+            // state first): quoted as the provider's words, never as the gateway's own.
             GatewayError::ProviderRefused { error, description } => (
                 "provider_refused",
                 "Sign-in was refused",
                 match description {
-                    Some(d) => format!("The identity provider said: {error}: {d}."),
-                    None => format!("The identity provider said: {error}."),
+                    Some(d) => format!(
+                        "The sign-in provider said: “{}” (error code: {}).",
+                        quotable(d),
+                        quotable(error)
+                    ),
+                    None => format!("The sign-in provider said: “{}”.", quotable(error)),
                 },
+            ),
+            GatewayError::TooManyCallbacks { .. } => (
+                "too_many_requests",
+                "Too many sign-in attempts",
+                "Too many sign-in attempts came from your network address in the last minute. Wait a minute, then sign in again.".into(),
             ),
             GatewayError::MethodNotAllowed => ("method_not_allowed", "Method not allowed", String::new()),
         }
@@ -169,6 +219,11 @@ impl GatewayError {
                 (GatewayError::Forbidden { user }, Some(prefix)) => format!(
                     "<p>Signed in as <b>{}</b>. <a href=\"{}/sign_out\">Sign out</a> to use another account.</p>",
                     escape(user),
+                    escape(prefix)
+                ),
+                // Signed in at the provider: a way to sign in with another account.
+                (GatewayError::EmailNotVerified(_), Some(prefix)) => format!(
+                    "<p><a href=\"{}/sign_out\">Sign out</a> to use another account.</p>",
                     escape(prefix)
                 ),
                 (
@@ -194,6 +249,10 @@ impl GatewayError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
         }
+        if let GatewayError::TooManyCallbacks { retry_after_secs } = &self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -207,6 +266,28 @@ impl GatewayError {
         }
         resp
     }
+}
+
+/// The most of a provider's words a page quotes, in characters.
+const QUOTED_MAX_CHARS: usize = 200;
+
+/// Words from outside (a provider's `error_description`) as a page may quote them: control
+/// characters dropped, at most `QUOTED_MAX_CHARS`, then "…". Escaped later, with the page.
+fn quotable(words: &str) -> String {
+    let mut out: String = words
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(QUOTED_MAX_CHARS)
+        .collect();
+    if words
+        .chars()
+        .filter(|c| !c.is_control())
+        .nth(QUOTED_MAX_CHARS)
+        .is_some()
+    {
+        out.push('…');
+    }
+    out
 }
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {

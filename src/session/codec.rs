@@ -20,6 +20,10 @@ pub struct Codec {
     keys: Vec<Key>,
     /// The current secret, to compare with a re-read secret file.
     current: Vec<u8>,
+    /// What every value is sealed for besides its cookie name (the provider's issuer and the
+    /// client id): a gateway that shares the secret but signs in for another app cannot open
+    /// it. Bound as associated data, with the name.
+    context: String,
 }
 
 impl Codec {
@@ -31,12 +35,29 @@ impl Codec {
         Codec {
             keys,
             current: secret.to_vec(),
+            context: String::new(),
         }
+    }
+
+    /// This codec, sealing for `context` only (see `Codec::context`).
+    pub fn bound_to(mut self, context: &str) -> Codec {
+        self.context = context.to_string();
+        self
     }
 
     /// A codec sealing with `secret` that still opens what this one sealed.
     pub fn rotated_to(&self, secret: &[u8]) -> Codec {
-        Codec::new(secret, Some(&self.current))
+        Codec::new(secret, Some(&self.current)).bound_to(&self.context)
+    }
+
+    /// The associated data for cookie `name`: the name and the context. A space cannot be in
+    /// a cookie name, so no name and context run into another pair.
+    fn bound_name(&self, name: &str) -> String {
+        if self.context.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name} {}", self.context)
+        }
     }
 
     pub fn current_secret(&self) -> &[u8] {
@@ -45,20 +66,22 @@ impl Codec {
 
     /// Encrypts `plaintext` for a cookie called `name`.
     pub fn seal(&self, name: &str, plaintext: &str) -> String {
+        let name = self.bound_name(name);
         let mut jar = CookieJar::new();
         jar.private_mut(&self.keys[0])
-            .add(Cookie::new(name.to_string(), plaintext.to_string()));
-        jar.get(name)
+            .add(Cookie::new(name.clone(), plaintext.to_string()));
+        jar.get(&name)
             .map(|c| c.value().to_string())
             .unwrap_or_default()
     }
 
     /// Decrypts a value sealed for `name` with the current or the previous key.
     pub fn open(&self, name: &str, sealed: &str) -> Option<String> {
+        let name = self.bound_name(name);
         let jar = CookieJar::new();
         self.keys.iter().find_map(|k| {
             jar.private(k)
-                .decrypt(Cookie::new(name.to_string(), sealed.to_string()))
+                .decrypt(Cookie::new(name.clone(), sealed.to_string()))
                 .map(|c| c.value().to_string())
         })
     }

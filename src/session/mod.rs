@@ -37,6 +37,23 @@ pub struct Session {
     pub id_token: Option<String>,
 }
 
+/// A session as sealed in a cookie or kept in a store: with what it is bound to.
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    #[serde(flatten)]
+    session: &'a Session,
+    bound_to: &'a str,
+}
+
+#[derive(Deserialize)]
+struct RecordIn {
+    #[serde(flatten)]
+    session: Session,
+    /// Absent in records written before sessions were bound: those need a new sign-in.
+    #[serde(default)]
+    bound_to: String,
+}
+
 /// Sessions in and out of cookies and stores.
 pub struct Sessions {
     /// Swapped whole when the secret file changes.
@@ -45,15 +62,27 @@ pub struct Sessions {
     pub cookie_name: String,
     /// Seconds a session cookie lives in the browser (max_lifetime).
     pub max_age: u64,
+    /// The issuer and client id the sessions are for (`binding`).
+    bound_to: String,
+}
+
+/// What sessions, state and sign-out cookies are bound to: the provider's issuer and this
+/// gateway's client id. Gateways in front of different apps may share a session secret (one
+/// secret in a cluster, copied configs); a session signed in for one app must not open
+/// another.
+pub fn binding(issuer: &str, client_id: &str) -> String {
+    format!("{issuer} {client_id}")
 }
 
 impl Sessions {
-    pub fn new(config: &SessionConfig) -> Result<Sessions, StoreError> {
+    /// Sessions for `bound_to` (`binding`): sealed for it, and kept with it in a store.
+    pub fn new(config: &SessionConfig, bound_to: &str) -> Result<Sessions, StoreError> {
         let secret = config.secret.as_ref().ok_or(StoreError::NoSecret)?;
         let codec = Codec::new(
             &secret.0,
             config.previous_secret.as_ref().map(|s| s.0.as_slice()),
-        );
+        )
+        .bound_to(bound_to);
         let store = match config.store {
             StoreKind::Cookie => Store::Cookie,
             StoreKind::Memory => Store::memory(config),
@@ -64,6 +93,7 @@ impl Sessions {
             store,
             cookie_name: config.cookie_name.clone(),
             max_age: config.max_lifetime.as_secs(),
+            bound_to: bound_to.to_string(),
         })
     }
 
@@ -103,9 +133,9 @@ impl Sessions {
             return Ok(None);
         };
         let session = match &self.store {
-            Store::Cookie => serde_json::from_str::<Session>(&plain).ok(),
+            Store::Cookie => self.session_in(&plain),
             server_side => match server_side.get(&plain).await? {
-                Some(json) => serde_json::from_str::<Session>(&json).ok().map(|mut s| {
+                Some(json) => self.session_in(&json).map(|mut s| {
                     s.id = Some(plain);
                     s
                 }),
@@ -115,11 +145,26 @@ impl Sessions {
         Ok(session.filter(|s| s.expires > now))
     }
 
+    fn record(&self, session: &Session) -> Result<String, StoreError> {
+        serde_json::to_string(&RecordOut {
+            session,
+            bound_to: &self.bound_to,
+        })
+        .map_err(|e| StoreError::Encode(e.to_string()))
+    }
+
+    /// The session in a record, if it is bound to what this gateway signs in for.
+    fn session_in(&self, json: &str) -> Option<Session> {
+        serde_json::from_str::<RecordIn>(json)
+            .ok()
+            .filter(|r| r.bound_to == self.bound_to)
+            .map(|r| r.session)
+    }
+
     /// Stores the session; returns the cookie value to set. A session without an id gets a
     /// fresh random one (a new id at every sign-in: no fixation).
     pub async fn save(&self, session: &mut Session) -> Result<String, StoreError> {
-        let json =
-            serde_json::to_string(&session).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let json = self.record(session)?;
         match &self.store {
             Store::Cookie => Ok(self.codec.load().seal(&self.cookie_name, &json)),
             server_side => {
@@ -141,8 +186,7 @@ impl Sessions {
     /// `save`), or `None` when the record is gone meanwhile (signed out while the refresh was
     /// with the provider), and then nothing is stored: the sign-out stands.
     pub async fn save_refreshed(&self, session: &Session) -> Result<Option<String>, StoreError> {
-        let json =
-            serde_json::to_string(&session).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let json = self.record(session)?;
         match (&self.store, &session.id) {
             (Store::Cookie, _) | (_, None) => {
                 Ok(Some(self.codec.load().seal(&self.cookie_name, &json)))

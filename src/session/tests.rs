@@ -6,6 +6,8 @@ use crate::config::{Config, ProcessSource};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 const OTHER: &[u8] = b"fedcba9876543210fedcba9876543210";
+const APP_A: &str = "https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_A app-a";
+const APP_B: &str = "https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_A app-b";
 
 fn session(expires: u64) -> Session {
     Session {
@@ -108,7 +110,7 @@ fn sessions_config(store: &str) -> crate::config::SessionConfig {
 
 #[tokio::test]
 async fn cookie_store_round_trips_and_expires() {
-    let sessions = Sessions::new(&sessions_config("cookie")).unwrap();
+    let sessions = Sessions::new(&sessions_config("cookie"), APP_A).unwrap();
     let mut s = session(100);
     let value = sessions.save(&mut s).await.unwrap();
     assert_eq!(sessions.load(&value, 50).await.unwrap(), Some(s.clone()));
@@ -118,7 +120,7 @@ async fn cookie_store_round_trips_and_expires() {
 
 #[tokio::test]
 async fn memory_store_keeps_only_an_id_in_the_cookie_and_revokes() {
-    let sessions = Sessions::new(&sessions_config("memory")).unwrap();
+    let sessions = Sessions::new(&sessions_config("memory"), APP_A).unwrap();
     let mut s = session(u64::MAX / 2);
     let value = sessions.save(&mut s).await.unwrap();
     assert!(value.len() < 120, "cookie is small: {}", value.len());
@@ -129,4 +131,26 @@ async fn memory_store_keeps_only_an_id_in_the_cookie_and_revokes() {
     assert_ne!(sessions.save(&mut again).await.unwrap(), value);
     sessions.delete(&loaded).await.unwrap();
     assert_eq!(sessions.load(&value, 1).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_session_for_one_client_does_not_open_at_a_gateway_for_another_with_the_same_secret() {
+    for store in ["cookie", "memory"] {
+        let a = Sessions::new(&sessions_config(store), APP_A).unwrap();
+        let b = Sessions::new(&sessions_config(store), APP_B).unwrap();
+        let value = a.save(&mut session(u64::MAX / 2)).await.unwrap();
+        assert!(a.load(&value, 1).await.unwrap().is_some(), "{store}");
+        assert_eq!(b.load(&value, 1).await.unwrap(), None, "{store}");
+        assert!(!b.opens(&value), "{store}");
+    }
+    // A server-side record written for another binding (a shared Redis) is not taken either,
+    // even with a cookie that opens.
+    let a = Sessions::new(&sessions_config("cookie"), APP_A).unwrap();
+    let b = Sessions::new(&sessions_config("cookie"), APP_B).unwrap();
+    let json = a.record(&session(u64::MAX / 2)).unwrap();
+    assert!(a.session_in(&json).is_some());
+    assert!(b.session_in(&json).is_none());
+    // Records from before sessions were bound need a new sign-in.
+    let unbound = serde_json::to_string(&session(u64::MAX / 2)).unwrap();
+    assert!(a.session_in(&unbound).is_none());
 }

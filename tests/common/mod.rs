@@ -751,6 +751,7 @@ pub struct Script {
 pub struct ScriptedUpstream {
     pub url: String,
     connections: Arc<std::sync::atomic::AtomicUsize>,
+    closed: Arc<std::sync::atomic::AtomicUsize>,
     _server: LoopbackServer,
 }
 
@@ -759,11 +760,22 @@ impl ScriptedUpstream {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let script = Arc::new(script);
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = connections.clone();
+        let closings = closed.clone();
         let server = LoopbackServer::start(move |mut stream| {
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let script = script.clone();
+            let closings = closings.clone();
             async move {
+                // Counted when this connection's task ends, however it ends.
+                struct Closed(Arc<std::sync::atomic::AtomicUsize>);
+                impl Drop for Closed {
+                    fn drop(&mut self) {
+                        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+                let _closed = Closed(closings);
                 let mut buf = Vec::new();
                 loop {
                     let end = loop {
@@ -797,6 +809,7 @@ impl ScriptedUpstream {
         ScriptedUpstream {
             url: format!("http://127.0.0.1:{}", server.port),
             connections,
+            closed,
             _server: server,
         }
     }
@@ -804,6 +817,11 @@ impl ScriptedUpstream {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Connections that have ended (the gateway closed them, or the script did).
+    pub fn closed(&self) -> usize {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -956,6 +974,51 @@ impl WebSocketEcho {
             url: format!("http://127.0.0.1:{port}"),
             _server: server,
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------------------
+
+/// A self-signed P-256 certificate for `localhost` and `127.0.0.1`, valid for a day, not a CA.
+pub struct SelfSigned {
+    pub dir: tempfile::TempDir,
+}
+
+impl SelfSigned {
+    pub fn generate() -> SelfSigned {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec"])
+            .args(["-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+            .arg("-keyout")
+            .arg(dir.path().join("key.pem"))
+            .arg("-out")
+            .arg(dir.path().join("cert.pem"))
+            .args(["-days", "1", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            // openssl's default `v3_ca` makes it a CA, which webpki refuses as a server's
+            // own certificate (`CaUsedAsEndEntity`).
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl (is it installed?)");
+        assert!(
+            out.status.success(),
+            "openssl req failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SelfSigned { dir }
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    pub fn key(&self) -> PathBuf {
+        self.dir.path().join("key.pem")
     }
 }
 
