@@ -524,6 +524,11 @@ pub(crate) fn parse_head(
                 length = Some(n);
             }
             Role::TransferEncoding => {
+                if !is_visible_ascii(value(i)) {
+                    // hyper reads such a value as no coding it knows (a body until the
+                    // close), a byte-wise reading finds `chunked` in it: no one framing.
+                    return Err(Failure::Invalid("Transfer-Encoding that is not ASCII"));
+                }
                 encoded = true;
                 // Only the last coding counts; a later header line replaces the verdict.
                 chunked = value(i)
@@ -537,7 +542,7 @@ pub(crate) fn parse_head(
                     asked_close = true;
                 } else if contains_token(v, b"keep-alive")
                     // hyper does not read a value that is not visible ASCII: nor do we here.
-                    && v.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+                    && is_visible_ascii(v)
                 {
                     kept_alive = true;
                 }
@@ -689,6 +694,13 @@ fn parse_length(v: &[u8]) -> Result<u64, Failure> {
         return Err(Failure::Invalid("bad Content-Length"));
     }
     Ok(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Visible ASCII, spaces and tabs: a value `HeaderValue::to_str` (so hyper) reads.
+fn is_visible_ascii(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 fn contains_token(value: &[u8], token: &[u8]) -> bool {
@@ -1174,6 +1186,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 1e3\r\n\r\n",
             b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
             b"HTTX/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gz\x9bp, chunked\r\n\r\n0\r\n\r\n",
             // Faulty framing (RFC 9112 6.1): an HTTP/1.0 reader reads it until the close.
             b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         ] {
