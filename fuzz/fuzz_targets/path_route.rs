@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use ssogate::config::{Config, ProcessSource};
-use ssogate::policy::{normalize, RouteTable};
+use ssogate::policy::{normalize, HostSource, Refusal, RouteTable};
 
 /// Routes every input is looked up in (prefixes of unreserved characters only).
 const FIXED: &[&str] = &[
@@ -53,6 +53,10 @@ fn toml_for(prefixes: &[&str]) -> String {
         ));
         if i % 2 == 1 {
             toml.push_str("host = \"app.example.com\"\n");
+        }
+        // Case-sensitive routes only among the extra ones: the fixed ones are all not.
+        if i >= FIXED.len() && i % 3 == 2 {
+            toml.push_str("case_sensitive = true\n");
         }
     }
     toml
@@ -132,6 +136,32 @@ fn check(table: &RouteTable, raw: &str, fixed_table: bool) {
         "a separator some upstream reads is left in the match path {matching:?} of {raw:?}"
     );
 
+    // The one decision (`decide`) is normalize + lookup on a validated host.
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::HOST,
+        http::HeaderValue::from_static("App.Example.com:8443"),
+    );
+    let uri = http::Uri::from_static("/");
+    let source = HostSource {
+        headers: &headers,
+        uri: &uri,
+        version: http::Version::HTTP_11,
+        believe_forwarded_host: false,
+    };
+    let by_lookup = table
+        .lookup(Some("app.example.com"), matching)
+        .map(|r| r.id);
+    match table.decide(&source, raw) {
+        Ok(d) => assert_eq!(
+            Some(d.route.id),
+            by_lookup,
+            "decide and lookup differ for {raw:?}"
+        ),
+        Err(Refusal::NoRoute) => assert_eq!(by_lookup, None, "decide found no route for {raw:?}"),
+        Err(e) => panic!("decide refused {raw:?}, which normalises: {e}"),
+    }
+
     for host in HOSTS {
         let route = table.lookup(*host, matching).map(|r| r.id);
         assert_eq!(
@@ -139,6 +169,19 @@ fn check(table: &RouteTable, raw: &str, fixed_table: bool) {
             model_lookup(table, *host, matching),
             "route for {matching:?} (from {raw:?}, host {host:?})"
         );
+        // Routes are not case-sensitive (the fixed ones): nor is the decision, however the
+        // request spells the path (Express, ASP.NET and IIS route without regard to case).
+        if fixed_table {
+            for spelled in [raw.to_ascii_lowercase(), raw.to_ascii_uppercase()] {
+                if let Ok(n) = normalize(&spelled) {
+                    assert_eq!(
+                        table.lookup(*host, n.match_path()).map(|r| r.id),
+                        route,
+                        "{raw:?} and {spelled:?} go different routes (host {host:?})"
+                    );
+                }
+            }
+        }
         // nginx (and most servers) percent-decode the whole path once, then resolve it. When
         // that reading has no escape, `;` or `\` left to read otherwise, its route (on the
         // unreserved-only prefixes of the fixed table) must be the one the gateway decided.
@@ -168,12 +211,15 @@ fn model_lookup(table: &RouteTable, host: Option<&str>, path: &str) -> Option<us
         };
         h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
     });
-    let matches = |prefix: &str| {
+    let matches = |prefix: &str, case_sensitive: bool| {
+        let start = path.get(..prefix.len());
+        let same = if case_sensitive {
+            start == Some(prefix)
+        } else {
+            start.is_some_and(|s| s.eq_ignore_ascii_case(prefix))
+        };
         prefix == "/"
-            || path == prefix
-            || path
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('/'))
+            || (same && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
     };
     let best = |want_host: bool| {
         table
@@ -184,7 +230,7 @@ fn model_lookup(table: &RouteTable, host: Option<&str>, path: &str) -> Option<us
                 (Some(_), None) => false,
                 (None, _) => !want_host,
             })
-            .filter(|r| matches(&r.path_prefix))
+            .filter(|r| matches(&r.path_prefix, r.case_sensitive))
             // The last of equally long prefixes, as `max_by_key` picks.
             .fold(None::<&ssogate::policy::Route>, |best, r| match best {
                 Some(b) if b.path_prefix.len() > r.path_prefix.len() => Some(b),

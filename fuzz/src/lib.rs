@@ -191,7 +191,7 @@ async fn fetch(io: tokio::io::DuplexStream, head_request: bool) -> Fetched {
     let resp = match sender.send_request(req).await {
         Ok(resp) => resp,
         Err(e) => {
-            fetched.head = Err(e.to_string());
+            fetched.head = Err(chain(&e));
             conn.abort();
             return fetched;
         }
@@ -207,7 +207,7 @@ async fn fetch(io: tokio::io::DuplexStream, head_request: bool) -> Fetched {
                 }
             }
             Some(Err(e)) => {
-                fetched.body_end = Err(e.to_string());
+                fetched.body_end = Err(chain(&e));
                 break;
             }
         }
@@ -224,4 +224,16 @@ async fn fetch(io: tokio::io::DuplexStream, head_request: bool) -> Fetched {
     }
     conn.abort();
     fetched
+}
+
+/// An error and its sources, for messages and for telling hyper's limits from its refusals.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
