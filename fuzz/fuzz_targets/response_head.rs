@@ -246,7 +246,9 @@ fn end_to_end(theirs: &HeaderMap, status: StatusCode, head_request: bool) -> Hea
 /// - a 101 (no upgrade was asked for; hyper hands the connection over as upgraded);
 /// - a Content-Length that is not one decimal number, or several that differ, even where
 ///   it frames nothing (HEAD, 204, 304: hyper does not read it there). A list of equal
-///   numbers (`5, 5`) included, which RFC 9110 8.6 lets a recipient refuse.
+///   numbers (`5, 5`) included, which RFC 9110 8.6 lets a recipient refuse;
+/// - a Transfer-Encoding that is not visible ASCII (hyper reads no coding in it and takes
+///   the body until the close; read byte-wise it may end in `chunked`).
 fn accepted_refusal(upstream: &[u8], _head_request: bool) -> bool {
     let mut buf = upstream;
     loop {
@@ -265,9 +267,17 @@ fn accepted_refusal(upstream: &[u8], _head_request: bool) -> bool {
                     .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
                     .map(|h| h.value.trim_ascii())
                     .collect();
-                return lengths
-                    .iter()
-                    .any(|v| v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit))
+                let garbled_coding = resp.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("transfer-encoding")
+                        && !h
+                            .value
+                            .iter()
+                            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+                });
+                return garbled_coding
+                    || lengths.iter().any(|v| {
+                        v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit)
+                    })
                     || lengths.windows(2).any(|w| {
                         w[0].trim_ascii_start() != w[1].trim_ascii_start()
                             && std::str::from_utf8(w[0])
