@@ -133,7 +133,9 @@ fn check(head_request: bool, seed: u8, upstream: &[u8]) {
         );
     }
     let reused = head.reusable && end == BodyEnd::Framed { leftover: 0 };
-    if reused {
+    // Past hyper's trailer limits it fails the body and drops the connection; the trailer
+    // section still ends where ours does (README, accepted differences).
+    if reused && !hyper_limit {
         assert!(
             theirs.framed && theirs.reusable,
             "we would reuse the connection after {shown} (HEAD: {head_request}), \
