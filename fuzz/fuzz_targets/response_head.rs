@@ -224,12 +224,22 @@ fn end_to_end(theirs: &HeaderMap, status: StatusCode, head_request: bool) -> Hea
             continue;
         }
         if name == header::SET_COOKIE {
-            let cookie = value
+            // The name the browser will send it back under: a cookie without a name
+            // (`=_ssogate=x`, RFC 6265bis 5.6) comes back as its value alone.
+            let pair = value
                 .as_bytes()
-                .split(|&b| b == b'=')
+                .split(|&b| b == b';')
                 .next()
                 .unwrap_or_default();
-            let cookie = cookie.trim_ascii();
+            let mut pair = pair.trim_ascii();
+            while let Some(rest) = pair.strip_prefix(b"=") {
+                pair = rest.trim_ascii();
+            }
+            let cookie = pair
+                .split(|&b| b == b'=')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
             let ours = COOKIE_NAME.as_bytes();
             if cookie == ours
                 || (cookie.len() > ours.len()
