@@ -58,7 +58,7 @@ pub struct FinalHead {
     pub status: StatusCode,
     /// The header lines passed on, exactly as the gateway writes them to the client.
     pub lines: Vec<u8>,
-    /// The same lines as hyper gets them when it serves the client (`RawHead::append_to`).
+    /// The same lines as hyper gets them when it serves the client (`RawHead::append_lines`).
     pub headers: HeaderMap,
     pub has_length: bool,
     pub has_date: bool,
@@ -100,11 +100,15 @@ pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> ResponseHe
         Ok(None) => ResponseHead::Partial,
         Ok(Some(h1::Parsed::Interim)) => ResponseHead::Interim,
         Ok(Some(h1::Parsed::Final(head, framing, reusable))) => {
+            let lines: Vec<u8> = head.lines.runs().flatten().copied().collect();
             let mut headers = HeaderMap::new();
-            head.lines.append_to(&mut headers);
+            for run in head.lines.runs() {
+                // The runs are the head's own bytes, as `append_lines` wants them.
+                head.lines.append_lines(run, &mut headers);
+            }
             ResponseHead::Final(FinalHead {
                 status: head.status,
-                lines: head.lines.runs().flatten().copied().collect(),
+                lines,
                 headers,
                 has_length: head.lines.has_length(),
                 has_date: head.lines.has_date(),
