@@ -62,6 +62,7 @@ async fn main() {
             refresh_token: Some(refresh_token.clone()),
             access_token: None,
             id_token: None,
+            nonce: None,
         };
         sessions
             .save(&mut s)

@@ -1,7 +1,8 @@
 //! The JWT entry points (`oidc::jwt`): `parse`, `verify`, `KeySet::from_json` and
 //! `check_claims` never panic on arbitrary input; nothing verifies against the provider's
 //! keys unless the provider signed it: not garbage, not an unsigned (`alg: none`) or
-//! otherwise re-labelled token, not a signed token with one character changed.
+//! otherwise re-labelled token, not a signed token with one character changed. A signed
+//! token gives claims only when its payload is a JSON object.
 //!
 //! Input: one byte choosing which character to change, then the payload / garbage.
 #![no_main]
@@ -13,7 +14,7 @@ use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use ssogate::oidc::jwt::{self, Audience, Expectations, KeySet};
+use ssogate::oidc::jwt::{self, AlgSet, Expectations, KeySet, Nonce, TokenKind};
 
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
 
@@ -54,28 +55,36 @@ fuzz_target!(|data: &[u8]| {
 
     // Garbage.
     if let Ok(token) = jwt::parse(&text) {
-        assert!(token.verify(&p.keys).is_err(), "garbage verified: {text:?}");
+        assert!(
+            token.verify(&p.keys, AlgSet::SAFE).is_err(),
+            "garbage verified: {text:?}"
+        );
     }
     if let Ok(keys) = KeySet::from_json(payload) {
         if let Ok(token) = jwt::parse(&text) {
-            let _ = token.verify(&keys);
+            let _ = token.verify(&keys, AlgSet::SAFE);
+            let _ = token.check_typ(TokenKind::Id);
+            let _ = token.check_typ(TokenKind::Access);
         }
     }
     if let Ok(claims) =
         serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(payload)
     {
-        for audience in [Audience::Aud, Audience::ClientIdClaim] {
-            let _ = jwt::check_claims(
-                &claims,
-                &Expectations {
-                    issuer: "https://issuer",
-                    client_id: "client",
-                    token_use: Some("id"),
-                    audience,
-                    nonce: Some("n"),
-                    now: 1_700_000_000,
-                },
-            );
+        for kind in [TokenKind::Id, TokenKind::Access] {
+            for nonce in [Nonce::Ignored, Nonce::Required("n"), Nonce::IfPresent("n")] {
+                let _ = jwt::check_claims(
+                    &claims,
+                    &Expectations {
+                        issuer: "https://issuer",
+                        client_id: "client",
+                        token_use: Some("id"),
+                        kind,
+                        nonce,
+                        sub: Some("s"),
+                        now: 1_700_000_000,
+                    },
+                );
+            }
         }
     }
 
@@ -92,7 +101,7 @@ fuzz_target!(|data: &[u8]| {
         let token = format!("{}.{body}.{signature}", b64(header.as_bytes()));
         if let Ok(t) = jwt::parse(&token) {
             assert!(
-                t.verify(&p.keys).is_err(),
+                t.verify(&p.keys, AlgSet::SAFE).is_err(),
                 "an unsigned token verified: {token}"
             );
         }
@@ -106,15 +115,17 @@ fuzz_target!(|data: &[u8]| {
     let sig = p.key.sign(&p.rng, input.as_bytes()).expect("signing");
     let token = format!("{input}.{}", b64(sig.as_ref()));
     let parsed = jwt::parse(&token).expect("a token we built parses");
-    let claims = parsed.verify(&p.keys);
+    let claims = parsed.verify(&p.keys, AlgSet::SAFE);
     let is_object =
         serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(payload).is_ok();
-    assert_eq!(
-        claims.is_ok(),
-        is_object,
-        "a signed token over {payload:?}: {:?}",
-        claims.err()
+    // Claims only from a JSON object (one without duplicate members: those are refused).
+    assert!(
+        is_object || claims.is_err(),
+        "a signed token over {payload:?} gave claims: {claims:?}"
     );
+    if payload == b"{}" {
+        assert!(claims.is_ok(), "a signed empty claim set: {claims:?}");
+    }
     let mut bytes = token.into_bytes();
     let i = usize::from(at) * bytes.len() / 256;
     let pos = ALPHABET.iter().position(|&c| c == bytes[i]).unwrap_or(0);
@@ -122,7 +133,7 @@ fuzz_target!(|data: &[u8]| {
     let tampered = String::from_utf8(bytes).expect("ASCII");
     if let Ok(t) = jwt::parse(&tampered) {
         assert!(
-            t.verify(&p.keys).is_err(),
+            t.verify(&p.keys, AlgSet::SAFE).is_err(),
             "a signed token with character {i} changed verified: {tampered}"
         );
     }

@@ -20,9 +20,10 @@ use url::Url;
 
 use crate::config::{ClientAuth, HeadersConfig, ProviderConfig, ProviderKind};
 use crate::identity::Principal;
+use crate::telemetry::Clip;
 use client::HttpClient;
 pub use client::ProviderError;
-use jwt::{Audience, Expectations, KeySet, TokenError};
+use jwt::{AlgSet, Expectations, KeySet, Nonce, TokenError, TokenKind};
 
 /// An unknown kid triggers at most one JWKS fetch this often.
 const MIN_REFETCH: Duration = Duration::from_secs(5);
@@ -38,6 +39,9 @@ pub struct Metadata {
     pub revocation_endpoint: Option<Url>,
     pub end_session_endpoint: Option<Url>,
     pub jwks_uri: Url,
+    /// What this provider's tokens may be signed with: RS256 for Cognito; for `kind = "oidc"`
+    /// the safe algorithms among those discovery advertises (all safe ones when it says none).
+    pub signing_algs: AlgSet,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +53,7 @@ struct Discovery {
     revocation_endpoint: Option<Url>,
     end_session_endpoint: Option<Url>,
     jwks_uri: Option<Url>,
+    id_token_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 /// The token endpoint's answer.
@@ -66,6 +71,21 @@ pub struct VerifiedIdToken {
     pub principal: Principal,
     pub exp: u64,
     pub auth_time: Option<u64>,
+    /// The token's nonce: kept with the session, a refreshed ID token's must be the same.
+    pub nonce: Option<String>,
+}
+
+/// Where an ID token from the token endpoint comes: what its nonce and sub must be.
+#[derive(Debug, Clone, Copy)]
+pub enum IdTokenCheck<'a> {
+    /// At sign-in: the nonce sent with the authorization request, required and exact.
+    SignIn { nonce: &'a str },
+    /// At a refresh (OIDC Core 12.2): the session's sub, and its sign-in's nonce when the
+    /// session kept it (one present in the token must be that one).
+    Refresh {
+        sub: &'a str,
+        nonce: Option<&'a str>,
+    },
 }
 
 pub struct Provider {
@@ -171,6 +191,7 @@ impl Provider {
                     userinfo_endpoint: c.userinfo_endpoint.clone().or(d.userinfo_endpoint),
                     revocation_endpoint: c.revocation_endpoint.clone().or(d.revocation_endpoint),
                     end_session_endpoint: c.end_session_endpoint.clone().or(d.end_session_endpoint),
+                    signing_algs: self.signing_algs(d.id_token_signing_alg_values_supported)?,
                 }
             } else {
                 // Validation guarantees these three when discovery is skipped.
@@ -184,6 +205,7 @@ impl Provider {
                     userinfo_endpoint: c.userinfo_endpoint.clone(),
                     revocation_endpoint: c.revocation_endpoint.clone(),
                     end_session_endpoint: c.end_session_endpoint.clone(),
+                    signing_algs: self.signing_algs(None)?,
                 }
             };
             self.metadata.store(Some(Arc::new(meta)));
@@ -192,6 +214,30 @@ impl Provider {
             self.refresh_keys(None).await?;
         }
         Ok(())
+    }
+
+    /// The algorithms this provider's tokens may use: Cognito signs with RS256 only; another
+    /// provider with the safe ones (`AlgSet::SAFE`) among those it advertises, all safe ones
+    /// when it advertises none (the key's own type and `alg` still have to fit).
+    fn signing_algs(&self, advertised: Option<Vec<String>>) -> Result<AlgSet, ProviderError> {
+        if self.config.kind == ProviderKind::Cognito {
+            return Ok(AlgSet::COGNITO);
+        }
+        let Some(names) = advertised else {
+            return Ok(AlgSet::SAFE);
+        };
+        let algs = AlgSet::advertised(names.iter().map(String::as_str));
+        if algs.is_empty() {
+            return Err(ProviderError::Invalid {
+                what: "discovery document",
+                reason: format!(
+                    "its id_token_signing_alg_values_supported {:?} names no algorithm this gateway verifies ({})",
+                    names.iter().map(|n| Clip(n).to_string()).collect::<Vec<_>>(),
+                    AlgSet::SAFE
+                ),
+            });
+        }
+        Ok(algs)
     }
 
     /// Fetches the JWKS. With `for_kid`, only when that kid is still unknown and no fetch
@@ -240,7 +286,7 @@ impl Provider {
             })
         }
         .await;
-        let set = match fetched {
+        let mut set = match fetched {
             Ok(set) => set,
             Err(e) => {
                 *last_miss = Some(Instant::now());
@@ -251,11 +297,13 @@ impl Provider {
             *last_miss = Some(Instant::now());
         }
         tracing::info!(keys = set.len(), jwks = %meta.jwks_uri, "loaded the provider's signing keys");
-        let withdrawn = self
-            .keys
-            .load()
-            .as_ref()
-            .is_some_and(|old| old.drops_any_in(&set));
+        let withdrawn = match self.keys.load().as_ref() {
+            Some(old) => {
+                set.remember_withdrawn_since(old);
+                old.drops_any_in(&set)
+            }
+            None => false,
+        };
         self.keys.store(Some(Arc::new(set)));
         if withdrawn {
             tracing::info!("the provider withdrew a signing key: bearer tokens verified with it are checked again");
@@ -272,19 +320,26 @@ impl Provider {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Verifies a JWT's signature (fetching keys once on an unknown kid) and returns its claims.
-    pub async fn verify_signature(
+    /// Checks a JWT's header, algorithm, key and signature (fetching the keys once on a kid
+    /// the set does not have) and returns its claims, with the parsed token for `check_typ`.
+    async fn verified<'t>(
         &self,
-        token: &str,
+        token: &'t str,
         source: Source,
-    ) -> Result<Map<String, Value>, VerifyError> {
+    ) -> Result<(jwt::Unverified<'t>, Map<String, Value>), VerifyError> {
         let unverified = jwt::parse(token)?;
+        let algs = self
+            .metadata()
+            .ok_or(VerifyError::Provider(ProviderError::NotReady))?
+            .signing_algs;
         let keys = self
             .keys
             .load_full()
             .ok_or(VerifyError::Provider(ProviderError::NotReady))?;
-        match unverified.verify(&keys) {
-            Err(TokenError::UnknownKey(kid)) => {
+        let claims = match unverified.verify(&keys, algs) {
+            // Withdrawn, or not there yet: one look at the provider's current set decides
+            // (a key published again is good again).
+            Err(TokenError::UnknownKey(kid) | TokenError::KeyWithdrawn(kid)) => {
                 match self.refresh_keys(Some((&kid, source))).await {
                     Ok(()) | Err(ProviderError::RateLimited) => {}
                     // The JWKS could not be had: whether the key exists is unknown, so the
@@ -298,26 +353,35 @@ impl Provider {
                     .keys
                     .load_full()
                     .ok_or(VerifyError::Provider(ProviderError::NotReady))?;
-                Ok(unverified.verify(&keys)?)
+                unverified.verify(&keys, algs)?
             }
-            other => Ok(other?),
-        }
+            other => other?,
+        };
+        Ok((unverified, claims))
     }
 
     /// Verifies an ID token from the token endpoint (at sign-in or refresh).
     pub async fn verify_id_token(
         &self,
         token: &str,
-        nonce: Option<&str>,
+        check: IdTokenCheck<'_>,
         headers: &HeadersConfig,
     ) -> Result<VerifiedIdToken, VerifyError> {
-        let claims = self.verify_signature(token, Source::TokenEndpoint).await?;
+        let (unverified, claims) = self.verified(token, Source::TokenEndpoint).await?;
+        unverified.check_typ(TokenKind::Id)?;
+        let (nonce, sub) = match check {
+            IdTokenCheck::SignIn { nonce } => (Nonce::Required(nonce), None),
+            IdTokenCheck::Refresh { sub, nonce } => {
+                (nonce.map_or(Nonce::Ignored, Nonce::IfPresent), Some(sub))
+            }
+        };
         let want = Expectations {
             issuer: &self.config.issuer,
             client_id: &self.config.client_id,
             token_use: (self.config.kind == ProviderKind::Cognito).then_some("id"),
-            audience: Audience::Aud,
+            kind: TokenKind::Id,
             nonce,
+            sub,
             now: unix_now(),
         };
         jwt::check_claims(&claims, &want)?;
@@ -325,7 +389,41 @@ impl Provider {
             principal: self.principal(&claims, headers),
             exp: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
             auth_time: claims.get("auth_time").and_then(Value::as_u64),
+            nonce: claims
+                .get("nonce")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         })
+    }
+
+    /// Verifies a bearer token a client sent: for Cognito an access token (`token_use`
+    /// `access`) or an ID token, for another provider an ID token; the same rules as at
+    /// sign-in, but no nonce. Returns its claims.
+    pub async fn verify_bearer(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<Map<String, Value>, VerifyError> {
+        let (unverified, claims) = self.verified(token, Source::Client).await?;
+        let cognito = self.config.kind == ProviderKind::Cognito;
+        let access = cognito && claims.get("token_use").and_then(Value::as_str) == Some("access");
+        let (kind, token_use) = match (cognito, access) {
+            (true, true) => (TokenKind::Access, Some("access")),
+            (true, false) => (TokenKind::Id, Some("id")),
+            (false, _) => (TokenKind::Id, None),
+        };
+        unverified.check_typ(kind)?;
+        let want = Expectations {
+            issuer: &self.config.issuer,
+            client_id: &self.config.client_id,
+            token_use,
+            kind,
+            nonce: Nonce::Ignored,
+            sub: None,
+            now,
+        };
+        jwt::check_claims(&claims, &want)?;
+        Ok(claims)
     }
 
     /// The person described by verified claims.

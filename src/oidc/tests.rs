@@ -19,8 +19,9 @@ fn expect(now: u64) -> Expectations<'static> {
         issuer: ISS,
         client_id: "client",
         token_use: Some("id"),
-        audience: Audience::Aud,
-        nonce: Some("n-1"),
+        kind: TokenKind::Id,
+        nonce: Nonce::Required("n-1"),
+        sub: None,
         now,
     }
 }
@@ -42,19 +43,76 @@ fn a_good_id_token_passes_and_each_rule_bites() {
         with("iss", json!("https://evil")),
         Err(TokenError::Issuer { .. })
     ));
-    assert_eq!(with("aud", json!("other")), Err(TokenError::Audience));
-    assert_eq!(
+    assert!(matches!(
+        with("aud", json!("other")),
+        Err(TokenError::Audience(_))
+    ));
+    assert!(matches!(
         with("aud", json!(["client", "other"])),
-        Err(TokenError::Audience)
+        Err(TokenError::Audience(_))
+    ));
+    assert!(
+        matches!(with("azp", json!("other")), Err(TokenError::Audience(_))),
+        "an azp must be this client even with one audience"
     );
+    let mut several = id_claims(now);
+    several["aud"] = json!(["client", "other"]);
+    several["azp"] = json!("client");
+    assert_eq!(check(several, &expect(now)), Ok(()));
     assert_eq!(with("exp", json!(now - 61)), Err(TokenError::Expired));
     assert_eq!(
         with("exp", json!(now - 30)),
         Ok(()),
         "small clock skew is tolerated"
     );
-    assert_eq!(with("iat", json!(now + 600)), Err(TokenError::NotYetValid));
-    assert_eq!(with("nonce", json!("n-2")), Err(TokenError::Nonce));
+    assert_eq!(
+        with("iat", json!(now + 600)),
+        Err(TokenError::NotYetValid("iat"))
+    );
+    assert!(matches!(
+        with("nonce", json!("n-2")),
+        Err(TokenError::Nonce(_))
+    ));
+    let without = |k: &str, want: &Expectations<'_>| {
+        let mut c = id_claims(now);
+        c.as_object_mut().unwrap().remove(k);
+        check(c, want)
+    };
+    assert_eq!(without("exp", &expect(now)), Err(TokenError::NoExpiry));
+    assert_eq!(without("iat", &expect(now)), Err(TokenError::NoIssuedAt));
+    assert!(matches!(
+        without("nonce", &expect(now)),
+        Err(TokenError::Nonce(_))
+    ));
+    // At a refresh: the nonce may be absent, but one present is the sign-in's; same sub.
+    let refresh = Expectations {
+        nonce: Nonce::IfPresent("n-1"),
+        sub: Some("u-1"),
+        ..expect(now)
+    };
+    assert_eq!(without("nonce", &refresh), Ok(()));
+    assert!(matches!(
+        check(
+            {
+                let mut c = id_claims(now);
+                c["nonce"] = json!("n-2");
+                c
+            },
+            &refresh
+        ),
+        Err(TokenError::Nonce(_))
+    ));
+    assert_eq!(
+        check(
+            {
+                let mut c = id_claims(now);
+                c["sub"] = json!("u-2");
+                c
+            },
+            &refresh
+        ),
+        Err(TokenError::OtherSubject)
+    );
     assert!(matches!(
         with("token_use", json!("access")),
         Err(TokenError::TokenUse { .. })
@@ -68,11 +126,18 @@ fn cognito_access_tokens_carry_client_id_not_aud() {
     let claims = json!({"iss": ISS, "sub": "u", "client_id": "client", "token_use": "access", "exp": now + 60});
     let want = Expectations {
         token_use: Some("access"),
-        audience: Audience::ClientIdClaim,
-        nonce: None,
+        kind: TokenKind::Access,
+        nonce: Nonce::Ignored,
         ..expect(now)
     };
-    assert_eq!(check(claims, &want), Ok(()));
+    assert_eq!(
+        check(claims.clone(), &want),
+        Ok(()),
+        "iat is not required here"
+    );
+    let mut other = claims;
+    other["client_id"] = json!("other");
+    assert!(matches!(check(other, &want), Err(TokenError::Audience(_))));
 }
 
 #[test]
@@ -81,13 +146,16 @@ fn signatures_verify_only_with_the_right_key_and_algorithm() {
     let other = RsaSigner::generate().unwrap();
     let keys = KeySet::from_json(signer.jwks_json().as_bytes()).unwrap();
     let token = signer.sign(&id_claims(1)).unwrap();
-    let claims = parse(&token).unwrap().verify(&keys).unwrap();
+    let claims = parse(&token)
+        .unwrap()
+        .verify(&keys, AlgSet::COGNITO)
+        .unwrap();
     assert_eq!(claims["sub"], "u-1");
 
     let forged = other.sign(&id_claims(1)).unwrap();
     // Same kid lookup fails: other key has another kid.
     assert!(matches!(
-        parse(&forged).unwrap().verify(&keys),
+        parse(&forged).unwrap().verify(&keys, AlgSet::SAFE),
         Err(TokenError::UnknownKey(_))
     ));
 
@@ -98,7 +166,7 @@ fn signatures_verify_only_with_the_right_key_and_algorithm() {
         .encode(serde_json::to_vec(&json!({"sub": "admin"})).unwrap());
     let tampered = format!("{h}.{evil_payload}.{s}");
     assert_eq!(
-        parse(&tampered).unwrap().verify(&keys).err(),
+        parse(&tampered).unwrap().verify(&keys, AlgSet::SAFE).err(),
         Some(TokenError::BadSignature)
     );
 
@@ -107,10 +175,11 @@ fn signatures_verify_only_with_the_right_key_and_algorithm() {
         .encode(format!("{{\"alg\":\"none\",\"kid\":\"{}\"}}", signer.kid()));
     let none = format!("{none_header}.{evil_payload}.");
     assert!(matches!(
-        parse(&none).unwrap().verify(&keys),
-        Err(TokenError::Algorithm(_))
+        parse(&none).unwrap().verify(&keys, AlgSet::SAFE),
+        Err(TokenError::Algorithm { .. })
     ));
-    assert_eq!(parse("a.b").err(), Some(TokenError::Malformed));
+    assert!(matches!(parse("a.b"), Err(TokenError::Malformed(_))));
+    assert!(matches!(parse("a.b.c.d.e"), Err(TokenError::Malformed(_))));
 }
 
 #[test]
@@ -163,4 +232,64 @@ fn pkce_matches_rfc7636_example() {
         pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
         "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     );
+}
+
+/// A token with `header` (raw JSON text) and the claims `payload` (raw JSON text).
+fn raw(header: &str, payload: &str) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!("{}.{}.c2ln", b64.encode(header), b64.encode(payload))
+}
+
+#[test]
+fn headers_with_crit_cty_duplicates_or_another_typ_are_refused() {
+    let ok = raw(r#"{"alg":"RS256","kid":"k","typ":"JWT"}"#, "{}");
+    let t = parse(&ok).unwrap();
+    assert_eq!(t.check_typ(TokenKind::Id), Ok(()));
+    for (header, why) in [
+        (r#"{"alg":"RS256","crit":["b64"],"b64":false}"#, "crit"),
+        (r#"{"alg":"RS256","cty":"JWT"}"#, "cty"),
+        (r#"{"alg":"RS256","typ":"JWT","typ":"JWE"}"#, "duplicate"),
+        (r#"{"kid":"k"}"#, "no alg"),
+    ] {
+        let e = parse(&raw(header, "{}")).err().expect(header).to_string();
+        assert!(e.contains(why), "{header}: {e}");
+    }
+    let at = raw(r#"{"alg":"RS256","typ":"at+jwt"}"#, "{}");
+    let at = parse(&at).unwrap();
+    assert!(matches!(
+        at.check_typ(TokenKind::Id),
+        Err(TokenError::Type { .. })
+    ));
+    assert_eq!(at.check_typ(TokenKind::Access), Ok(()));
+    let jwe = raw(r#"{"alg":"RS256","typ":"JWE"}"#, "{}");
+    let jwe = parse(&jwe).unwrap();
+    assert!(jwe.check_typ(TokenKind::Access).is_err());
+}
+
+#[test]
+fn algorithm_sets_keep_only_safe_algorithms() {
+    let advertised = AlgSet::advertised(["RS256", "HS256", "none", "ES256", "PS512"]);
+    assert_eq!(advertised.to_string(), "RS256, PS512, ES256");
+    assert!(AlgSet::advertised(["HS256", "none"]).is_empty());
+    assert_eq!(AlgSet::COGNITO.to_string(), "RS256");
+}
+
+#[test]
+fn a_withdrawn_key_is_named_as_such_until_it_is_published_again() {
+    let a = RsaSigner::generate().unwrap();
+    let b = RsaSigner::generate().unwrap();
+    let first = KeySet::from_json(a.jwks_json().as_bytes()).unwrap();
+    let mut second = KeySet::from_json(b.jwks_json().as_bytes()).unwrap();
+    second.remember_withdrawn_since(&first);
+    let token = a.sign(&id_claims(1)).unwrap();
+    assert!(matches!(
+        parse(&token).unwrap().verify(&second, AlgSet::COGNITO),
+        Err(TokenError::KeyWithdrawn(_))
+    ));
+    let mut third = KeySet::from_json(a.jwks_json().as_bytes()).unwrap();
+    third.remember_withdrawn_since(&second);
+    assert!(parse(&token)
+        .unwrap()
+        .verify(&third, AlgSet::COGNITO)
+        .is_ok());
 }

@@ -43,7 +43,8 @@ pub struct Host<'a> {
     pub name: &'a str,
 }
 
-/// Checks one authority (`host[:port]`); see the module documentation.
+/// Checks one authority (`host[:port]`); see the module documentation. One pass over the
+/// bytes for a name or IPv4 address (it runs on every request).
 pub fn parse_authority(raw: &[u8]) -> Result<Host<'_>, &'static str> {
     if raw.is_empty() {
         return Err("is empty");
@@ -51,62 +52,69 @@ pub fn parse_authority(raw: &[u8]) -> Result<Host<'_>, &'static str> {
     if raw.len() > MAX_AUTHORITY {
         return Err("is too long");
     }
-    // ASCII only from here, so slicing a str by byte positions is safe.
+    if raw[0] == b'[' {
+        return parse_ip_literal(raw);
+    }
+    // `prev` starts as a dot, so a leading dot is an empty label.
+    let mut prev = b'.';
+    let mut end = raw.len();
+    for (i, &b) in raw.iter().enumerate() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => {}
+            b'.' if prev == b'.' => return Err("has an empty label ('..' or a leading dot)"),
+            b'.' => {}
+            b':' => {
+                end = i;
+                break;
+            }
+            _ => return Err("may hold only letters, digits, '-', '_' and '.' (no '@', ',', '/', '%', spaces or control bytes)"),
+        }
+        prev = b;
+    }
+    if end < raw.len() {
+        check_port(&raw[end + 1..])?;
+    }
+    let host = &raw[..end];
+    let name = host.strip_suffix(b".").unwrap_or(host);
+    if name.is_empty() {
+        return Err("has no name");
+    }
+    // ASCII, checked above.
     let text = std::str::from_utf8(raw).map_err(|_| "is not ASCII")?;
-    if !text.is_ascii() {
-        return Err("is not ASCII (write an international name in its xn-- form)");
-    }
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let end = rest.find(']').ok_or("has an unclosed '['")?;
-        let literal = &rest[..end];
-        if literal.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err("has a bracketed part that is not an IPv6 address");
-        }
-        let after = &rest[end + 1..];
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if after.is_empty() => None,
-            None => return Err("has something after its IPv6 address"),
-        };
-        (&text[..end + 2], port)
-    } else {
-        match text.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (text, None),
-        }
-    };
-    if let Some(port) = port {
-        if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("has a port that is not a number (or a second ':')");
-        }
-        if port.parse::<u32>().map_or(true, |p| p > 65535) {
-            return Err("has a port above 65535");
-        }
-    }
-    let name = if host.starts_with('[') {
-        host
-    } else {
-        let name = host.strip_suffix('.').unwrap_or(host);
-        if name.is_empty() {
-            return Err("has no name");
-        }
-        for label in name.split('.') {
-            if label.is_empty() {
-                return Err("has an empty label ('..' or a leading dot)");
-            }
-            if !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err("may hold only letters, digits, '-', '_' and '.' (no '@', ',', '/', '%', spaces or control bytes)");
-            }
-        }
-        name
-    };
     Ok(Host {
         authority: text,
-        name,
+        name: &text[..name.len()],
     })
+}
+
+/// `[v6]` or `[v6]:port`.
+fn parse_ip_literal(raw: &[u8]) -> Result<Host<'_>, &'static str> {
+    let text = std::str::from_utf8(raw).map_err(|_| "is not ASCII")?;
+    let end = text.find(']').ok_or("has an unclosed '['")?;
+    if text[1..end].parse::<std::net::Ipv6Addr>().is_err() {
+        return Err("has a bracketed part that is not an IPv6 address");
+    }
+    match &raw[end + 1..] {
+        [] => {}
+        [b':', port @ ..] => check_port(port)?,
+        _ => return Err("has something after its IPv6 address"),
+    }
+    Ok(Host {
+        authority: text,
+        name: &text[..=end],
+    })
+}
+
+/// 1 to 5 digits, at most 65535.
+fn check_port(port: &[u8]) -> Result<(), &'static str> {
+    if port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
+        return Err("has a port that is not a number (or a second ':')");
+    }
+    let value = port.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    if value > 65535 {
+        return Err("has a port above 65535");
+    }
+    Ok(())
 }
 
 /// Where the host of a request comes from, and whether a proxy's word is believed.

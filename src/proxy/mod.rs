@@ -73,7 +73,13 @@ pub use respond::{
 /// through (the upstream's raw lines included), and hyper frames the message.
 pub fn for_hyper(resp: Response<Body>, head_request: bool) -> Response<Body> {
     let mut map = HeaderMap::with_capacity(resp.headers().len() + 8);
-    client_headers(&resp, head_request, &mut MapSink(&mut map));
+    client_headers(
+        resp.status(),
+        resp.headers(),
+        resp.body(),
+        head_request,
+        &mut MapSink(&mut map),
+    );
     let (mut parts, mut body) = resp.into_parts();
     body.head = None;
     parts.headers = map;

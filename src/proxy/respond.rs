@@ -49,21 +49,23 @@ pub fn keeps_length_without_body(status: StatusCode, head_request: bool) -> bool
         && (head_request || status == StatusCode::NOT_MODIFIED)
 }
 
-/// Hands `sink` every header line of `resp` the client gets (see the module doc), in order:
-/// the upstream's, then those in the response's `HeaderMap`.
+/// Hands `sink` every header line of a response the client gets (see the module doc), in
+/// order: the upstream's (`body.upstream_head()`), then those in the response's `HeaderMap`.
+/// Takes the parts, so a writer need not put a response back together to ask.
 pub fn client_headers(
-    resp: &Response<Body>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &Body,
     head_request: bool,
     sink: &mut impl HeadSink,
 ) -> Written {
-    let status = resp.status();
     let no_body = head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let length_allowed = !no_body || keeps_length_without_body(status, head_request);
     let mut written = Written::default();
-    if let Some(head) = resp.body().upstream_head() {
+    if let Some(head) = body.upstream_head() {
         let drop_length = head.has_length() && !length_allowed;
         if head.no_store() || drop_length {
             head.each_line(|name, line| {
@@ -85,7 +87,7 @@ pub fn client_headers(
         }
     }
     let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
-    for (name, value) in resp.headers() {
+    for (name, value) in headers {
         if *name == header::CONTENT_LENGTH {
             // With a body, the writer frames it from the body itself.
             if no_body && length_allowed && !written.content_length {

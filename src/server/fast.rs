@@ -354,10 +354,14 @@ async fn write_response<S: AsyncWrite + Unpin>(
     wbuf.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     wbuf.extend_from_slice(b"\r\n");
     // What goes in the head is decided in one place for every path; this writer frames it.
-    let resp = Response::from_parts(parts, body);
-    let written = crate::proxy::client_headers(&resp, head_request, &mut BytesSink(wbuf));
+    let written = crate::proxy::client_headers(
+        status,
+        &parts.headers,
+        &body,
+        head_request,
+        &mut BytesSink(wbuf),
+    );
     let (has_date, has_length) = (written.date, written.content_length);
-    let body = resp.into_body();
     if !no_body && !has_length {
         match length {
             Some(n) => {

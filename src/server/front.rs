@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::auth::LiveSession;
+use super::live::LiveSession;
 
 const SLOT_BITS: u32 = 5;
 const SLOTS: usize = 1 << SLOT_BITS;

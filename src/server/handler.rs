@@ -79,7 +79,8 @@ pub async fn handle(
             .filter(|_| outcome.forwarded)
             .map(|r| &*gw.upstreams[r.id].name)
             .unwrap_or("-");
-        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        // Microsecond precision: 0.41 ms, not 0.41042900000000004.
+        let ms = (start.elapsed().as_micros() as f64).round() / 1000.0;
         match &outcome.upstream_error {
             Some(error) => tracing::warn!(
                 target: "access", %method, %path, route, status, upstream, duration_ms = ms,

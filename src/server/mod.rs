@@ -4,15 +4,14 @@
 
 mod auth;
 mod balance;
-mod callback_limit;
 mod drain;
 mod endpoints;
 pub(crate) mod fast;
 mod front;
 mod handler;
 mod idle;
+mod live;
 pub mod pages;
-mod sign_out;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -35,6 +35,10 @@ pub struct Session {
     pub access_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// The sign-in's ID-token nonce: a refreshed ID token that carries a nonce must carry this
+    /// one (OIDC Core 12.2). Absent in sessions from before it was kept (then not compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 /// A session as sealed in a cookie or kept in a store: with what it is bound to.

@@ -28,6 +28,7 @@ fn session(expires: u64) -> Session {
         refresh_token: Some("r".repeat(1800)),
         access_token: None,
         id_token: None,
+        nonce: None,
     }
 }
 

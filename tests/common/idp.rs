@@ -29,10 +29,20 @@ impl Idp {
     }
 
     pub fn start_on(port: u16, gateway_ports: &[u16]) -> Idp {
+        Self::start_full(port, gateway_ports, &[])
+    }
+
+    /// `start` with more command-line options for idp.mjs (`--advertise-algs ...`).
+    pub fn start_with(gateway_ports: &[u16], args: &[&str]) -> Idp {
+        Self::start_full(0, gateway_ports, args)
+    }
+
+    fn start_full(port: u16, gateway_ports: &[u16], args: &[&str]) -> Idp {
         let root = env!("CARGO_MANIFEST_DIR");
         let mut cmd = Command::new("node");
         cmd.arg(format!("{root}/tests/support/idp.mjs"))
             .args(["--port", &port.to_string(), "--pool", POOL])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         for gw in gateway_ports {

@@ -24,6 +24,9 @@ const { values: args } = parseArgs({
     'logout-uri': { type: 'string', multiple: true, default: [] },
     'id-token-ttl': { type: 'string', default: '3600' },
     'access-token-ttl': { type: 'string', default: '3600' },
+    // Overrides discovery's id_token_signing_alg_values_supported (comma-separated), for
+    // relying parties that take their algorithm allow-list from it.
+    'advertise-algs': { type: 'string' },
   },
   strict: true,
 });
@@ -149,6 +152,8 @@ class SharedAdapter {
 
 // keys[0] signs; older keys stay published (unless dropped) so already-issued tokens verify.
 let keys = [];
+// Keys dropped from the JWKS by rotate-keys?drop_old=1, newest first (for forged tokens).
+let withdrawnKeys = [];
 let signingKeyHidden = false;
 // While set, the token endpoint answers this HTTP status instead of a grant (an outage or
 // throttling at the provider, not a refusal of the grant).
@@ -186,7 +191,136 @@ const publicJwk = ({ kty, e, n, kid, alg, use }) => ({ alg, e, kid, kty, n, use 
 
 function servedJwks() {
   const published = signingKeyHidden ? keys.slice(1) : keys;
-  return { keys: published.map(publicJwk) };
+  return { keys: [...published.map(publicJwk), ...extraKeys.map((k) => k.published)] };
+}
+
+// ---------------------------------------------------------------- forged tokens (test-only)
+
+// Keys of the provider's own that are not its signing key: published in the JWKS with
+// whatever members a test asks for (no `alg`, `use: "enc"`, an EC key...), or not at all.
+let extraKeys = []; // { kid, privateKey, published }
+// One defect to put into the next token response (see forge()); null when none is queued.
+let defect = null;
+
+const EC_KEYS = {
+  ec256: fs.readFileSync(new URL('./ec/p256.key', KEY_DIR)),
+  ec384: fs.readFileSync(new URL('./ec/p384.key', KEY_DIR)),
+};
+const b64u = (buf) => Buffer.from(buf).toString('base64url');
+const fromB64u = (text) => JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
+
+// A private key by role: the current signing key, the one before it (withdrawn by
+// rotate-keys?drop_old=1), an RSA key that is in no JWKS, or a key published just for this.
+function forgeKey(spec) {
+  const rsa = (jwk) => crypto.createPrivateKey({ key: jwk, format: 'jwk' });
+  switch (spec.key ?? 'current') {
+    case 'current':
+      return { privateKey: rsa(keys[0]), kid: keys[0].kid };
+    case 'withdrawn': {
+      if (!withdrawnKeys.length) throw new Error('no key has been withdrawn (rotate-keys?drop_old=1 first)');
+      const k = withdrawnKeys[0];
+      return { privateKey: rsa(k), kid: k.kid };
+    }
+    case 'foreign':
+    case 'foreign-kid': {
+      // A test key whose modulus is not among the published ones.
+      const used = new Set([...keys, ...withdrawnKeys].map((k) => k.n));
+      const pem = KEY_PEMS.find((p) => !used.has(crypto.createPrivateKey(p).export({ format: 'jwk' }).n));
+      if (!pem) throw new Error('every test key is published');
+      const kid = spec.key === 'foreign' ? keys[0].kid : `foreign-${crypto.randomBytes(6).toString('hex')}`;
+      return { privateKey: crypto.createPrivateKey(pem), kid };
+    }
+    case 'extra-rsa':
+    case 'ec256':
+    case 'ec384': {
+      const privateKey = spec.key === 'extra-rsa'
+        ? crypto.createPrivateKey(KEY_PEMS.find((p) => !keys.some((k) => k.n === crypto.createPrivateKey(p).export({ format: 'jwk' }).n)) ?? KEY_PEMS[0])
+        : crypto.createPrivateKey(EC_KEYS[spec.key]);
+      const kid = `extra-${crypto.randomBytes(6).toString('hex')}`;
+      const { kty, n, e, crv, x, y } = privateKey.export({ format: 'jwk' });
+      const defaults = kty === 'RSA' ? { alg: 'RS256' } : { alg: spec.key === 'ec256' ? 'ES256' : 'ES384' };
+      const published = Object.fromEntries(Object.entries({ kty, n, e, crv, x, y, kid, use: 'sig', ...defaults, ...(spec.jwk ?? {}) })
+        .filter(([, v]) => v !== undefined && v !== null));
+      extraKeys.push({ kid, privateKey, published });
+      return { privateKey, kid };
+    }
+    default:
+      throw new Error(`unknown key ${spec.key}`);
+  }
+}
+
+function signWith(alg, privateKey, input) {
+  const hash = { 256: 'sha256', 384: 'sha384', 512: 'sha512' }[alg.slice(2)];
+  if (alg === 'none') return Buffer.alloc(0);
+  if (alg.startsWith('HS')) {
+    // The classic confusion: HMAC keyed with the provider's PUBLIC key.
+    const pub = crypto.createPublicKey(privateKey).export({ type: 'spki', format: 'pem' });
+    return crypto.createHmac(hash, pub).update(input).digest();
+  }
+  if (alg.startsWith('RS')) return crypto.sign(hash, Buffer.from(input), privateKey);
+  if (alg.startsWith('PS')) {
+    return crypto.sign(hash, Buffer.from(input), { key: privateKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: crypto.constants.RSA_PSS_SALTLEN_DIGEST });
+  }
+  if (alg.startsWith('ES')) return crypto.sign(hash, Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' });
+  throw new Error(`cannot sign with ${alg}`);
+}
+
+// JSON text with `extra` (raw member text, e.g. ',"sub":"x"') put before its closing brace.
+const withRaw = (obj, extra) => (extra ? JSON.stringify(obj).replace(/}$/, `${extra}}`) : JSON.stringify(obj));
+const merge = (obj, changes) => {
+  for (const [k, v] of Object.entries(changes ?? {})) {
+    if (v === null) delete obj[k];
+    else obj[k] = v;
+  }
+  return obj;
+};
+
+// A token like `genuine` (a real ID token of this provider) with one defect, signed as asked.
+// target "access_token": a Cognito-shaped access token (token_use access, client_id, no aud)
+// made from the ID token's claims.
+function forge(genuine, spec) {
+  const [h, p] = genuine.split('.');
+  const header = fromB64u(h);
+  let claims = fromB64u(p);
+  if (spec.target === 'access_token') {
+    const { sub, iss, exp, iat, auth_time: authTime, jti } = claims;
+    claims = {
+      sub, iss, client_id: claims.aud, token_use: 'access', scope: 'openid email', auth_time: authTime,
+      exp, iat, jti, username: claims['cognito:username'], 'cognito:groups': claims['cognito:groups'],
+    };
+  }
+  merge(claims, spec.claims);
+  const alg = spec.alg ?? 'RS256';
+  const { privateKey, kid } = forgeKey(spec);
+  merge(Object.assign(header, { alg, kid }), spec.header);
+  if (spec.jwe) {
+    const jweHeader = b64u(JSON.stringify({ alg: 'RSA-OAEP', enc: 'A256GCM', kid }));
+    return [jweHeader, b64u(crypto.randomBytes(256)), b64u(crypto.randomBytes(12)), b64u(JSON.stringify(claims)), b64u(crypto.randomBytes(16))].join('.');
+  }
+  let headerText = withRaw(header, spec.append_header);
+  let payloadText = withRaw(claims, spec.append_payload);
+  let encode = b64u;
+  if (spec.encoding === 'padded') {
+    // Make sure the header needs padding (its length not a multiple of 3), then keep it.
+    if (Buffer.byteLength(headerText) % 3 === 0) headerText = `${headerText} `;
+    encode = (buf) => Buffer.from(buf).toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
+  }
+  if (spec.encoding === 'standard') {
+    // Make the payload's standard base64 hold a '+' or '/' (where base64url has '-' or '_').
+    const std = (buf) => Buffer.from(buf).toString('base64').replace(/=+$/, '');
+    for (let i = 0; !/[+/]/.test(std(payloadText)); i += 1) payloadText = withRaw({ ...claims, pad: '?'.repeat(i % 7 + 1) + '>'.repeat(i) }, spec.append_payload);
+    encode = std;
+  }
+  const input = `${encode(headerText)}.${encode(payloadText)}`;
+  return `${input}.${encode(signWith(alg, privateKey, input))}`;
+}
+
+// The defect queued for this grant, used up (one token response each).
+function takeDefect(grantType) {
+  if (!defect || (defect.grant && defect.grant !== grantType)) return null;
+  const d = defect;
+  defect = null;
+  return d;
 }
 
 // ---------------------------------------------------------------- oidc-provider
@@ -289,11 +423,14 @@ function buildProvider() {
 
   // Runs before oidc-provider's own routing; ctx.path is relative to /<pool>.
   provider.use(async (ctx, next) => {
-    if (legacyDiscovery && ctx.path === '/.well-known/openid-configuration') {
+    if ((legacyDiscovery || args['advertise-algs']) && ctx.path === '/.well-known/openid-configuration') {
       await next();
       if (ctx.body && typeof ctx.body === 'object') {
-        delete ctx.body.revocation_endpoint;
-        delete ctx.body.end_session_endpoint;
+        if (legacyDiscovery) {
+          delete ctx.body.revocation_endpoint;
+          delete ctx.body.end_session_endpoint;
+        }
+        if (args['advertise-algs']) ctx.body.id_token_signing_alg_values_supported = args['advertise-algs'].split(',');
       }
       return undefined;
     }
@@ -323,6 +460,15 @@ function buildProvider() {
     // The grant is done (tokens issued) before the wait, as when the answer is slow to travel.
     if (tokenDelayMs) await new Promise((resolve) => setTimeout(resolve, tokenDelayMs));
     const grantType = ctx.oidc?.body?.grant_type;
+    const queued = ctx.status === 200 && ctx.body?.id_token ? takeDefect(grantType) : null;
+    if (queued) {
+      const target = queued.target ?? 'id_token';
+      try {
+        ctx.body[target] = forge(ctx.body.id_token, queued);
+      } catch (err) {
+        log('cannot forge the token asked for:', err);
+      }
+    }
     if (grantType === 'authorization_code') stats.authorization_code_grants += 1;
     if (grantType === 'refresh_token') {
       stats.refresh_grants += 1;
@@ -463,9 +609,21 @@ async function control(req, res, url) {
   }
   if (route === 'POST /__test/rotate-keys') {
     const dropOld = ['1', 'true'].includes(url.searchParams.get('drop_old'));
+    if (dropOld) withdrawnKeys = [...keys, ...withdrawnKeys];
     keys = [newSigningKey(), ...(dropOld ? [] : keys)];
     current = buildProvider(); // new keystore; state lives in the shared adapter
     return json(res, 200, { kid: keys[0].kid, kids: keys.map((k) => k.kid) });
+  }
+  if (route === 'POST /__test/defect') {
+    // The next token response (of `grant`, if given) carries a token with this defect.
+    const chunks = [];
+    for await (const chunk of req) chunks.push(chunk);
+    try {
+      defect = JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null');
+    } catch {
+      return json(res, 400, { error: 'body must be a JSON defect (see README.md)' });
+    }
+    return json(res, 200, { queued: defect });
   }
   if (route === 'POST /__test/hide-signing-key' || route === 'POST /__test/show-signing-key') {
     signingKeyHidden = route.endsWith('hide-signing-key');

@@ -16,11 +16,11 @@ use crate::proxy::ClientInfo;
 
 /// Callbacks one address may send per `WINDOW`. A person signs in a few times an hour; a
 /// whole office behind one NAT at nine in the morning stays well under it.
-pub const CALLBACKS_PER_WINDOW: u32 = 30;
+const CALLBACKS_PER_WINDOW: u32 = 30;
 const WINDOW: Duration = Duration::from_secs(60);
 
 /// Callback counts by client address, forgotten a window after the first one.
-pub struct CallbackLimit {
+pub(super) struct CallbackLimit {
     windows: moka::sync::Cache<IpAddr, Arc<Window>>,
 }
 
@@ -30,7 +30,7 @@ struct Window {
 }
 
 impl CallbackLimit {
-    pub fn new() -> CallbackLimit {
+    pub(super) fn new() -> CallbackLimit {
         CallbackLimit {
             windows: moka::sync::Cache::builder()
                 // Under a flood of addresses the oldest counts go first: some slip through,
@@ -42,7 +42,7 @@ impl CallbackLimit {
     }
 
     /// Counts one callback from `address`: `Err(retry_after)` when it is one too many.
-    pub fn admit(&self, address: IpAddr) -> Result<(), Duration> {
+    pub(super) fn admit(&self, address: IpAddr) -> Result<(), Duration> {
         let window = self.windows.get_with(limited_key(address), || {
             Arc::new(Window {
                 started: Instant::now(),
@@ -60,7 +60,11 @@ impl CallbackLimit {
 /// The address a callback is counted against: the peer, or, when the peer is a trusted proxy,
 /// the nearest address in X-Forwarded-For that is not one (all users behind a load balancer
 /// would otherwise share one count), when `server.trusted_forwarded_headers` lists it.
-pub fn client_address(client: &ClientInfo, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub(super) fn client_address(
+    client: &ClientInfo,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> IpAddr {
     if !client.believe.for_ {
         return client.ip;
     }

@@ -1,0 +1,113 @@
+//! Bearer tokens (`Authorization: Bearer`): a token verified before is answered from the
+//! caches without crypto (and checked again after a key is withdrawn); a new one is verified
+//! against the provider's keys and Cognito's claim rules. Never touches cookies, never
+//! refreshes.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap};
+
+use super::{Auth, AuthAnswer};
+use crate::oidc::VerifyError;
+use crate::server::live::LiveSession;
+use crate::server::pages::GatewayError;
+use crate::session::Session;
+
+impl Auth {
+    /// The principal behind a bearer token: verified before (no crypto), or verified now.
+    pub(super) async fn bearer(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<Arc<LiveSession>, AuthAnswer> {
+        match self.known_bearer(token, now) {
+            Some(answer) => answer,
+            // Boxed, as the other slow paths: inline, its state would make every request's
+            // future (moved several times per request) tens of KB larger.
+            None => Box::pin(self.verify_bearer(token, now)).await,
+        }
+    }
+
+    /// A bearer token verified before (no allocation, no lock on a worker's memo hit).
+    fn known_bearer(&self, token: &str, now: u64) -> Option<Result<Arc<LiveSession>, AuthAnswer>> {
+        // A key withdrawn since: every token verified before is verified again (and one
+        // signed with that key refused), not served from the cache for 5 more minutes.
+        let generation = self.provider.keys_generation();
+        if generation != self.bearers_generation.load(Ordering::Acquire) {
+            self.bearers.invalidate_all();
+            self.bearer_front.changed();
+            self.bearers_generation.store(generation, Ordering::Release);
+            return None;
+        }
+        let live = self
+            .bearer_front
+            .get_or_else(now, token, || self.bearers.get(token))?;
+        Some(if live.session.expires > now {
+            Ok(live)
+        } else {
+            Err(AuthAnswer::Error(GatewayError::InvalidToken))
+        })
+    }
+
+    async fn verify_bearer(&self, token: &str, now: u64) -> Result<Arc<LiveSession>, AuthAnswer> {
+        let unauthorized = || AuthAnswer::Error(GatewayError::InvalidToken);
+        let generation = self.provider.keys_generation();
+        let claims = match self.provider.verify_bearer(token, now).await {
+            Ok(c) => c,
+            // The keys are not loaded yet (the provider was down at start), or cannot be
+            // fetched: the token may well be good, so a client must not throw it away.
+            Err(VerifyError::Provider(e)) => {
+                tracing::warn!(error = %e, "a bearer token cannot be checked now: the provider's keys cannot be had");
+                return Err(AuthAnswer::Error(GatewayError::SignInUnavailable {
+                    reason: e.to_string(),
+                }));
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "bearer token rejected");
+                return Err(unauthorized());
+            }
+        };
+        let mut principal = self.provider.principal(&claims, &self.config.headers);
+        if let Some(refusal) = self.email_refusal(&principal) {
+            tracing::info!(reason = ?refusal, "bearer token refused for its email");
+            return Err(AuthAnswer::Error(GatewayError::EmailNotVerified(refusal)));
+        }
+        if principal.user == principal.sub {
+            // Cognito access tokens name the user in `username`.
+            if let Some(u) = claims.get("username").and_then(|v| v.as_str()) {
+                principal.user = u.to_string();
+            }
+        }
+        let exp = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(now);
+        let session = Session {
+            id: None,
+            principal,
+            created: now,
+            expires: exp,
+            refresh_due: u64::MAX,
+            tokens_expire: exp,
+            refresh_token: None,
+            access_token: Some(token.to_string()),
+            // With `pass_id_token` the client's `Authorization` is stripped; the upstream gets
+            // the token it verified in its place, whichever kind it is (as oauth2-proxy does).
+            id_token: self.config.headers.pass_id_token.then(|| token.to_string()),
+            nonce: None,
+        };
+        let live = Arc::new(self.live(session, None));
+        // Not kept when a key was withdrawn while it was checked (with the keys before).
+        if self.provider.keys_generation() == generation {
+            self.bearers.insert(token.to_string(), live.clone());
+        }
+        Ok(live)
+    }
+}
+
+pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
+        Some(v[7..].trim())
+    } else {
+        None
+    }
+}

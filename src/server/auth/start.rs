@@ -1,0 +1,209 @@
+//! Where a sign-in starts: the answer a request without a session gets (a redirect to
+//! sign-in, or 401 for a program), the sign-in page, the redirect target kept for after
+//! sign-in (and sign-out), and `/start`, which seals the attempt's state cookie and sends the
+//! browser to the provider. Never reads a callback, never makes a session.
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+
+use super::{query_param, Auth, PendingSignIn, STATE_TTL_SECS};
+use crate::oidc;
+use crate::policy::safe_redirect;
+use crate::proxy::{Body, ClientInfo, RequestBody};
+use crate::server::pages::{escape, html_response, is_api_client, redirect, GatewayError};
+use crate::session::codec::{self, CookieAttrs};
+use crate::telemetry::Clip;
+
+/// Pending sign-ins (state cookies) one browser may have at once.
+const MAX_PENDING_SIGN_INS: usize = 5;
+/// The longest `rd` kept: sealed (base64, plus the nonce and PKCE verifier) it still fits a
+/// cookie under browsers' 4 KB.
+const MAX_RD: usize = 2048;
+
+impl Auth {
+    /// What a request without a usable session gets: a redirect to sign-in for a person
+    /// navigating, 401 JSON for a program.
+    pub fn sign_in_answer(
+        &self,
+        req: &Request<RequestBody>,
+        clear: Vec<HeaderValue>,
+    ) -> Response<Body> {
+        let mut resp = if is_api_client(req.headers()) {
+            GatewayError::SignInRequired.into_response(true, None)
+        } else {
+            let rd = req
+                .uri()
+                .path_and_query()
+                .map(|pq| pq.as_str())
+                .unwrap_or("/");
+            let rd = if req.method() == Method::GET || req.method() == Method::HEAD {
+                rd
+            } else {
+                "/"
+            };
+            let page = if self.config.server.sign_in_page {
+                "sign_in"
+            } else {
+                "start"
+            };
+            redirect(&format!(
+                "{}/{page}?rd={}",
+                self.config.server.auth_prefix,
+                url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+            ))
+        };
+        for c in clear {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        resp
+    }
+
+    /// A safe `rd` from the query, or `/`. It travels sealed in a cookie (the sign-in
+    /// attempt's, or sign-out's), which browsers drop above 4 KB: a longer one keeps only
+    /// its path, and failing that is `/`.
+    pub(super) fn redirect_target(
+        &self,
+        req: &Request<RequestBody>,
+        client: &ClientInfo,
+    ) -> String {
+        let asked = asked_redirect(req).unwrap_or_default();
+        let origin = self.origin(req.headers(), req.uri(), client);
+        let rd = safe_redirect(&asked, &origin, &self.config.server.allowed_redirect_hosts)
+            .unwrap_or_else(|| {
+                if !asked.is_empty() {
+                    // The host only: a refused target's path or query may carry anything.
+                    // `//evil`, `/\evil` and `https:evil` read as a browser would.
+                    let spelled = asked.trim_start_matches(['/', '\\']);
+                    let host = url::Url::parse(&asked)
+                        .ok()
+                        .or_else(|| url::Url::parse(&format!("https://{spelled}")).ok());
+                    let host = host.as_ref().and_then(|u| u.host_str()).unwrap_or("-");
+                    tracing::info!(rd_host = %Clip(host), "redirect target refused (not this origin, nor a host in server.allowed_redirect_hosts): going to / instead");
+                }
+                "/"
+            });
+        // Never back to the gateway's own endpoints: `rd=/oauth2/start` after a sign-in, or
+        // `/oauth2/sign_out` after a sign-out, would go round for ever (nginx's
+        // `X-Auth-Request-Redirect $request_uri` names them when they are opened directly).
+        let rd = if self.is_own_endpoint(rd, &origin) {
+            "/"
+        } else {
+            rd
+        };
+        let path = rd.split(['?', '#']).next().unwrap_or("/");
+        let kept = [rd, path]
+            .into_iter()
+            .find(|candidate| candidate.len() <= MAX_RD)
+            .unwrap_or("/");
+        kept.to_string()
+    }
+
+    /// Whether `target` (a path, or an absolute URL) is one of the gateway's own endpoints
+    /// on this origin.
+    fn is_own_endpoint(&self, target: &str, origin: &str) -> bool {
+        let Some(url) = url::Url::parse(origin).ok().and_then(|o| {
+            let url = o.join(target).ok()?;
+            (url.origin() == o.origin()).then_some(url)
+        }) else {
+            return false;
+        };
+        // As the gateway will read it when the browser comes back (`%6Fauth2`, `..`).
+        let Ok(path) = crate::policy::normalize(url.path()) else {
+            return false;
+        };
+        let path = path.match_path();
+        let server = &self.config.server;
+        path == server.callback_path
+            || path
+                .strip_prefix(server.auth_prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    pub(super) fn start(
+        &self,
+        req: &Request<RequestBody>,
+        client: &ClientInfo,
+    ) -> Result<Response<Body>, GatewayError> {
+        if !self.provider.is_ready() {
+            return Err(GatewayError::SignInUnavailable {
+                reason: self.not_ready_reason(),
+            });
+        }
+        let now = oidc::unix_now();
+        let origin = self.origin(req.headers(), req.uri(), client);
+        let attrs = CookieAttrs {
+            path: self.state_path.clone(),
+            ..self.cookie_attrs(&origin)
+        };
+        // The state begins with the time so the oldest pending attempts sort first.
+        let state = format!("{:012x}{}", now, oidc::random_token(16));
+        let pending = PendingSignIn {
+            nonce: oidc::random_token(16),
+            verifier: oidc::random_token(32),
+            rd: self.redirect_target(req, client),
+            exp: now + STATE_TTL_SECS,
+        };
+        let redirect_uri = format!("{origin}{}", self.config.server.callback_path);
+        let url = self
+            .provider
+            .authorize_url(&redirect_uri, &state, &pending.nonce, &pending.verifier)
+            .map_err(|e| GatewayError::SignInUnavailable {
+                reason: e.to_string(),
+            })?;
+        let cookie_name = format!("{}{state}", self.state_prefix);
+        let sealed = self.sessions.codec().seal(
+            &cookie_name,
+            &serde_json::to_string(&pending).unwrap_or_default(),
+        );
+        let mut resp = redirect(url.as_str());
+        let h = resp.headers_mut();
+        // Cap the attempts one browser keeps: drop the oldest beyond the limit.
+        let mut existing: Vec<&str> =
+            codec::cookie_names_with_prefix(req.headers(), &self.state_prefix)
+                .map(|(n, _)| n)
+                .collect();
+        existing.sort_unstable();
+        let excess = (existing.len() + 1).saturating_sub(MAX_PENDING_SIGN_INS);
+        for old in existing.iter().take(excess) {
+            h.append(
+                header::SET_COOKIE,
+                codec::set_cookie(old, "", &attrs, Some(0)),
+            );
+        }
+        h.append(
+            header::SET_COOKIE,
+            codec::set_cookie(&cookie_name, &sealed, &attrs, Some(STATE_TTL_SECS)),
+        );
+        Ok(resp)
+    }
+
+    pub(super) fn sign_in_page(&self, req: &Request<RequestBody>) -> Response<Body> {
+        let rd = asked_redirect(req).unwrap_or_else(|| "/".into());
+        let href = format!(
+            "{}/start?rd={}",
+            self.config.server.auth_prefix,
+            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+        );
+        html_response(
+            StatusCode::OK,
+            "Sign in",
+            &format!(
+                "<p>This application needs you to sign in.</p><p><a class=\"button\" href=\"{}\">Sign in</a></p>",
+                escape(&href)
+            ),
+        )
+    }
+}
+
+/// Where the user asked to go after sign-in or sign-out: `?rd=`, or else the
+/// `X-Auth-Request-Redirect` header, which an nginx in front sets to `$request_uri` when its
+/// `error_page 401` sends the browser here (oauth2-proxy reads it the same way). Either is
+/// checked by `safe_redirect` before it is followed.
+fn asked_redirect(req: &Request<RequestBody>) -> Option<String> {
+    query_param(req.uri(), "rd").or_else(|| {
+        req.headers()
+            .get("x-auth-request-redirect")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    })
+}
