@@ -308,7 +308,7 @@ fn only_websocket_upgrades_are_tunnelled() {
     let gw = Gateway::start(&public_config(&switching.url, ""));
     let resp = raw_request(
         gw.port,
-        "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     );
     assert_eq!(resp.status, 502, "{}", resp.text());

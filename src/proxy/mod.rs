@@ -90,11 +90,9 @@ pub fn for_hyper(resp: Response<Body>, head_request: bool) -> Response<Body> {
 /// gateway's own HTTP/1.1 loop, which takes only requests without a body).
 pub enum RequestBody {
     Hyper(Incoming),
-    /// A body that may carry at most `left` more bytes (a route's `max_body`).
-    Limited {
-        body: Incoming,
-        left: u64,
-    },
+    /// A body that may carry at most so many more bytes (a route's `max_body`). Boxed: every
+    /// request moves this enum several times, and nearly none is limited.
+    Limited(Box<(Incoming, u64)>),
     Empty,
 }
 
@@ -107,7 +105,7 @@ impl RequestBody {
     /// This body, cut off with `BodyTooLarge` after `max` bytes.
     pub fn limited(self, max: u64) -> RequestBody {
         match self {
-            RequestBody::Hyper(body) => RequestBody::Limited { body, left: max },
+            RequestBody::Hyper(body) => RequestBody::Limited(Box::new((body, max))),
             other => other,
         }
     }
@@ -123,7 +121,8 @@ impl http_body::Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             RequestBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            RequestBody::Limited { body, left } => {
+            RequestBody::Limited(limited) => {
+                let (body, left) = &mut **limited;
                 let polled = std::task::ready!(Pin::new(body).poll_frame(cx));
                 if let Some(Ok(frame)) = &polled {
                     let n = frame.data_ref().map_or(0, |d| d.len() as u64);
@@ -140,14 +139,16 @@ impl http_body::Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Hyper(b) | RequestBody::Limited { body: b, .. } => b.is_end_stream(),
+            RequestBody::Hyper(b) => b.is_end_stream(),
+            RequestBody::Limited(limited) => limited.0.is_end_stream(),
             RequestBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RequestBody::Hyper(b) | RequestBody::Limited { body: b, .. } => b.size_hint(),
+            RequestBody::Hyper(b) => b.size_hint(),
+            RequestBody::Limited(limited) => limited.0.size_hint(),
             RequestBody::Empty => SizeHint::with_exact(0),
         }
     }
