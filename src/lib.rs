@@ -4,6 +4,9 @@
 pub mod coarse;
 pub mod config;
 pub mod demo;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod oidc;
 pub mod policy;

@@ -58,7 +58,7 @@ struct Conn {
 
 /// Why an exchange failed, before any of the response reached the client.
 #[derive(Debug)]
-pub(super) enum Failure {
+pub(crate) enum Failure {
     Connect(io::Error),
     ConnectTimeout(Duration),
     Io(io::Error),
@@ -224,7 +224,7 @@ async fn connect(authority: &Authority, timeout: Duration) -> Result<Box<Conn>, 
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(crate) enum Framing {
     Length(u64),
     Chunked(Chunk),
     Close,
@@ -234,7 +234,7 @@ enum Framing {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
+pub(crate) enum Chunk {
     Size,
     Data(u64),
     DataEnd,
@@ -269,16 +269,16 @@ async fn read_head(
     }
 }
 
-enum Parsed {
+pub(crate) enum Parsed {
     /// A 1xx response other than 101, consumed: the real one follows.
     Interim,
     Final(Head, Framing, bool),
 }
 
 /// A final response head as the client will get it.
-pub(super) struct Head {
-    pub(super) status: StatusCode,
-    pub(super) lines: RawHead,
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) lines: RawHead,
 }
 
 /// Runs of kept header lines a `RawHead` refers to before it copies them instead.
@@ -452,7 +452,7 @@ impl HeaderSpan {
 
 /// Parses a response head at the start of `buf`, taking it out of the buffer when complete.
 /// Set-Cookie lines for the gateway's own cookies (`filter`) are left out.
-fn parse_head(
+pub(crate) fn parse_head(
     buf: &mut BytesMut,
     head_request: bool,
     filter: &InboundFilter,
@@ -508,6 +508,8 @@ fn parse_head(
     // bytes arriving after the connection was taken again would be read as the next
     // request's response (another user's). HEAD is rare; a new connection is cheap.
     let mut close = minor == 0 || head_request;
+    // A `close` on any Connection line wins over a `keep-alive` on another (as in hyper).
+    let (mut asked_close, mut kept_alive) = (false, false);
     // Whether a Connection header names other headers, to be left out too (rare).
     let mut names_others = false;
     let mut roles = [Role::EndToEnd; MAX_HEADERS];
@@ -522,6 +524,11 @@ fn parse_head(
                 length = Some(n);
             }
             Role::TransferEncoding => {
+                if !is_visible_ascii(value(i)) {
+                    // hyper reads such a value as no coding it knows (a body until the
+                    // close), a byte-wise reading finds `chunked` in it: no one framing.
+                    return Err(Failure::Invalid("Transfer-Encoding that is not ASCII"));
+                }
                 encoded = true;
                 // Only the last coding counts; a later header line replaces the verdict.
                 chunked = value(i)
@@ -532,9 +539,12 @@ fn parse_head(
             Role::Connection => {
                 let v = value(i);
                 if contains_token(v, b"close") {
-                    close = true;
-                } else if minor == 0 && contains_token(v, b"keep-alive") {
-                    close = false;
+                    asked_close = true;
+                } else if contains_token(v, b"keep-alive")
+                    // hyper does not read a value that is not visible ASCII: nor do we here.
+                    && is_visible_ascii(v)
+                {
+                    kept_alive = true;
                 }
                 names_others |= super::names_other_headers(v);
             }
@@ -550,10 +560,21 @@ fn parse_head(
         }
     }
 
+    if asked_close {
+        close = true;
+    } else if minor == 0 && kept_alive && !head_request {
+        close = false;
+    }
     let no_body =
         head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let framing = if no_body {
         Framing::Done
+    } else if encoded && minor == 0 {
+        // Faulty framing (RFC 9112 6.1): an HTTP/1.0 reader reads the body until the close,
+        // chunks and all. hyper refuses it too.
+        return Err(Failure::Invalid(
+            "Transfer-Encoding in an HTTP/1.0 response",
+        ));
     } else if encoded {
         // With Transfer-Encoding, Content-Length is ignored and the connection must not be
         // reused (RFC 9112 6.3 item 3).
@@ -675,6 +696,13 @@ fn parse_length(v: &[u8]) -> Result<u64, Failure> {
     Ok(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
+/// Visible ASCII, spaces and tabs: a value `HeaderValue::to_str` (so hyper) reads.
+fn is_visible_ascii(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
 fn contains_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
@@ -695,7 +723,7 @@ pub struct InlineBody {
 /// Decodes what is buffered: the next data (only with `take_data`), or `None` when more
 /// bytes are needed or, without `take_data`, when data comes next. Framing that carries no
 /// data (a chunk's CRLF, the last chunk, trailers) is consumed either way.
-fn decode(
+pub(crate) fn decode(
     framing: &mut Framing,
     buf: &mut BytesMut,
     take_data: bool,
@@ -760,6 +788,8 @@ fn decode(
                 };
                 if line.is_empty() {
                     *framing = Framing::Done;
+                } else if !is_field_line(&line) {
+                    return Err("malformed trailer field");
                 }
             }
         }
@@ -875,13 +905,41 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, &'static str> {
     }
 }
 
+/// `name: value` with a token for a name and no control byte (a bare CR or LF above all) in
+/// the value: a trailer line as hyper takes it, so no reader of the same bytes ends the
+/// trailer section elsewhere.
+fn is_field_line(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    colon > 0
+        && line[..colon].iter().all(tchar)
+        && line[colon + 1..]
+            .iter()
+            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// `chunk-size [BWS] [; chunk-ext]` (RFC 9112 7.1). Strict, as hyper is: a size read
+/// leniently (` 5`, `5\n`) is read otherwise by whoever frames the stream next.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, &'static str> {
-    let digits = line
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
-    if digits.is_empty() || digits.len() > 15 {
+    let end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    let (digits, rest) = line.split_at(end);
+    let ext = rest.trim_ascii_start();
+    if digits.len() > 15 {
+        // Leading zeros included: no body needs them, and the sum cannot overflow.
+        return Err("chunk size of more than 15 digits");
+    }
+    if digits.is_empty()
+        || !(ext.is_empty() || ext[0] == b';')
+        || rest[..rest.len() - ext.len()]
+            .iter()
+            .any(|&b| b != b' ' && b != b'\t')
+        || ext.iter().any(|&b| b == b'\r' || b == b'\n')
+    {
         return Err("bad chunk size");
     }
     digits.iter().try_fold(0u64, |n, &d| {
@@ -1106,6 +1164,15 @@ mod tests {
         )
         .unwrap();
         assert!(!reuse);
+        // HTTP/1.0 is reused only with keep-alive, never once a line said close or after a HEAD.
+        for (raw, head, reused) in [
+            (&b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"[..], false, true),
+            (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", true, false),
+            (b"HTTP/1.0 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", false, false),
+            (b"HTTP/1.0 200 OK\r\nConnection: keep-alive, \xff\r\nContent-Length: 0\r\n\r\n", false, false),
+        ] {
+            assert_eq!(parse(raw, head).unwrap().2, reused, "{raw:?} (HEAD: {head})");
+        }
         let (p, _, reuse, _) = parse(
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
             false,
@@ -1119,6 +1186,9 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 1e3\r\n\r\n",
             b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
             b"HTTX/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gz\x9bp, chunked\r\n\r\n0\r\n\r\n",
+            // Faulty framing (RFC 9112 6.1): an HTTP/1.0 reader reads it until the close.
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         ] {
             assert!(
                 parse_head(&mut BytesMut::from(bad), false, &filter()).is_err(),
@@ -1160,6 +1230,19 @@ mod tests {
         );
         assert!(decode_all(Framing::Chunked(Chunk::Size), b"5\r\nhelloXX0\r\n\r\n", 64).is_err());
         assert!(decode_all(Framing::Chunked(Chunk::Size), b"g\r\n", 64).is_err());
+        for trailers in [
+            &b"X: a\nY: b\r\n\r\n"[..],
+            b"X: a\rb\r\n\r\n",
+            b"no colon\r\n\r\n",
+            b": v\r\n\r\n",
+        ] {
+            let mut wire = b"0\r\n".to_vec();
+            wire.extend_from_slice(trailers);
+            assert!(
+                decode_all(Framing::Chunked(Chunk::Size), &wire, 64).is_err(),
+                "{trailers:?}"
+            );
+        }
     }
 
     #[test]
@@ -1169,6 +1252,20 @@ mod tests {
         assert!(parse_chunk_size(b"").is_err());
         assert!(parse_chunk_size(b"zz").is_err());
         assert!(parse_chunk_size(b"ffffffffffffffffff").is_err());
+        // Only spaces or tabs between the size and an extension; no line break in the line.
+        assert_eq!(parse_chunk_size(b"5 \t;x"), Ok(5));
+        for bad in [
+            &b" 5"[..],
+            b"5\n",
+            b"\n5",
+            b"5\x0c",
+            b"5 x",
+            b"5;a\rb",
+            b"5;a\nb",
+            b"0x5",
+        ] {
+            assert!(parse_chunk_size(bad).is_err(), "{bad:?}");
+        }
         let mut b = BytesMut::from(&b"abc\r\ndef"[..]);
         assert_eq!(&take_line(&mut b).unwrap().unwrap()[..], b"abc");
         assert_eq!(take_line(&mut b).unwrap(), None);

@@ -6,7 +6,7 @@
 //! `h1` (the exchange runs in the request's own task); everything else goes through hyper's
 //! pooled client.
 
-mod h1;
+pub(crate) mod h1;
 mod respond;
 
 use std::net::IpAddr;

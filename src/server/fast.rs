@@ -230,7 +230,7 @@ async fn read_request<S: Conn>(
 }
 
 #[allow(clippy::large_enum_variant)]
-enum Parsed {
+pub(crate) enum Parsed {
     Request(Request<RequestBody>, bool),
     Partial,
     Handoff,
@@ -240,7 +240,7 @@ enum Parsed {
 /// Parses a request head at the start of `buf`, taking it out of the buffer when it is one
 /// this loop takes; anything else (more than `max_headers` lines too) is left in place for
 /// hyper.
-fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
+pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     if buf.len() >= 24 && buf.starts_with(b"PRI * HTTP/2.0") {
         return Parsed::Handoff;
     }

@@ -6,7 +6,7 @@ mod auth;
 mod balance;
 mod drain;
 mod endpoints;
-mod fast;
+pub(crate) mod fast;
 mod front;
 mod handler;
 mod idle;
