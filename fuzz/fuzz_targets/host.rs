@@ -55,14 +55,12 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(authority.host(), name_part, "http's host of {raw:?}");
     assert_eq!(authority.port_u16(), port, "http's port of {raw:?}");
 
-    // KNOWN, reported (README, findings): a name whose last label is a number to WHATWG
-    // (all digits, or 0x and hex) but which is not a dotted-quad IPv4 address (`a.1`,
-    // `1.2.3`, `0x7f.1`, `2130706433`, `010.0.0.1`) passes the validator, and a WHATWG
-    // parser (browsers, Node) reads it as some IPv4 address or refuses it. Skipped until the
-    // validator refuses these; then this early return goes.
-    if ends_in_number(host.name) && host.name.parse::<std::net::Ipv4Addr>().is_err() {
-        return;
-    }
+    // A name whose last label WHATWG reads as a number (all digits, or 0x and hex) must be a
+    // dotted-quad IPv4 address: the validator refuses the others (`a.1`, `0x7f.1`, ...).
+    assert!(
+        !ends_in_number(host.name) || host.name.parse::<std::net::Ipv4Addr>().is_ok(),
+        "accepted {raw:?}, which a WHATWG parser reads as an IPv4 address of its own"
+    );
 
     // WHATWG URL's reading (browsers, Node): the same host (lower-cased, dot kept) and port.
     let url = match url::Url::parse(&format!("http://{raw}/")) {

@@ -79,12 +79,39 @@ pub fn parse_authority(raw: &[u8]) -> Result<Host<'_>, &'static str> {
     if name.is_empty() {
         return Err("has no name");
     }
+    if looks_numeric(last_label(name)) && !is_dotted_ipv4(name) {
+        // Browsers and Node read `2130706433`, `0x7f.1` and `1.2.3` as IPv4 addresses
+        // (`010.0.0.1` as 8.0.0.1), where a name lookup reads them as names.
+        return Err("is neither a name nor a dotted IPv4 address (a last label of digits or 0x is read as an address by some)");
+    }
     // ASCII, checked above.
     let text = std::str::from_utf8(raw).map_err(|_| "is not ASCII")?;
     Ok(Host {
         authority: text,
         name: &text[..name.len()],
     })
+}
+
+fn last_label(name: &[u8]) -> &[u8] {
+    name.rsplit(|&b| b == b'.').next().unwrap_or(name)
+}
+
+/// All digits, or `0x` and hex digits: what WHATWG URL parsers take for part of an IPv4
+/// address.
+fn looks_numeric(label: &[u8]) -> bool {
+    let hex = label
+        .strip_prefix(b"0x")
+        .or_else(|| label.strip_prefix(b"0X"));
+    match hex {
+        Some(digits) => digits.iter().all(u8::is_ascii_hexdigit),
+        None => !label.is_empty() && label.iter().all(u8::is_ascii_digit),
+    }
+}
+
+/// Four decimal parts without leading zeros (`std`'s reading, the only one every reader
+/// shares).
+fn is_dotted_ipv4(name: &[u8]) -> bool {
+    std::str::from_utf8(name).is_ok_and(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
 }
 
 /// `[v6]` or `[v6]:port`.
@@ -233,6 +260,13 @@ mod tests {
             "app.example?x",
             "app.example#x",
             "*",
+            // Read as IPv4 addresses by browsers and Node, as names by a resolver.
+            "2130706433",
+            "0x7f.1",
+            "1.2.3",
+            "a.1",
+            "010.0.0.1",
+            "app.0x1",
         ] {
             assert!(
                 parse_authority(raw.as_bytes()).is_err(),
