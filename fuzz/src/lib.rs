@@ -228,12 +228,5 @@ async fn fetch(io: tokio::io::DuplexStream, head_request: bool) -> Fetched {
 
 /// An error and its sources, for messages and for telling hyper's limits from its refusals.
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    ssogate::telemetry::error_chain(e)
 }
