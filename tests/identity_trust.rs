@@ -60,14 +60,7 @@ async fn an_unverified_email_reaches_the_app_under_no_header() {
     );
     assert_eq!(seen.header("x-forwarded-preferred-username"), Some("carol"));
 
-    let me: serde_json::Value = b
-        .get(s.gw.url("/oauth2/userinfo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = s.gw.userinfo(&b).await;
     assert_eq!(me["emailVerified"], false, "{me}");
     assert_eq!(me["email_verified"], false, "{me}");
 

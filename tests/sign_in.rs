@@ -144,14 +144,7 @@ async fn an_allowed_user_reaches_the_app_with_identity_headers_and_no_gateway_co
         .keys()
         .all(|k| k.as_str() != "x_forwarded_groups"));
 
-    let me: serde_json::Value = b
-        .get(s.gw.url("/oauth2/userinfo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = s.gw.userinfo(&b).await;
     assert_eq!(me["user"], "alice");
     assert_eq!(me["groups"], serde_json::json!(["admins", "staff"]));
     // Both spellings: ours and oauth2-proxy's.
@@ -199,14 +192,7 @@ async fn groups_decide_who_passes_where() {
     let carol = browser();
     let (resp, trail) = sign_in(&carol, &s.gw.url("/"), "carol").await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{trail:#?}");
-    let me: serde_json::Value = carol
-        .get(s.gw.url("/oauth2/userinfo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = s.gw.userinfo(&carol).await;
     assert_eq!(me["groups"], serde_json::json!([]));
     // No loop back to sign-in for a signed-in user without access.
     let again = carol.get(s.gw.url("/")).send().await.unwrap();

@@ -268,6 +268,13 @@ impl Gateway {
         format!("{}{path}", self.base)
     }
 
+    /// `GET {auth_prefix}/userinfo` with `client`'s cookies, as JSON.
+    pub async fn userinfo(&self, client: &reqwest::Client) -> serde_json::Value {
+        let url = self.url(&format!("{}/userinfo", self.auth_prefix));
+        let resp = client.get(url).send().await.expect("userinfo request");
+        resp.json().await.expect("userinfo JSON")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
