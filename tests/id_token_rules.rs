@@ -77,6 +77,11 @@ fn cognito_rows() -> Vec<Row> {
         row("a valid token", json!({}), [Accept; 4]),
         row("typ JWT", json!({"header": {"typ": "JWT"}}), [Accept; 4]),
         row(
+            "a token response without token_type (RFC 6749 5.1; the OIDC library's read)",
+            json!({"response": {"token_type": null}}),
+            [Refuse("token_type"), Refuse("token_type"), Skip, Skip],
+        ),
+        row(
             "typ at+jwt (RFC 9068: access tokens only)",
             json!({"header": {"typ": "at+jwt"}}),
             [Refuse("typ"), Refuse("typ"), Refuse("typ"), Accept],

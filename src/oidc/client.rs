@@ -1,5 +1,5 @@
-//! HTTP calls to the provider: GET JSON, POST forms with client authentication, each with
-//! a timeout and a size limit.
+//! HTTP calls to the provider, each with a timeout and a size limit: our GETs (discovery,
+//! JWKS) and, as its `AsyncHttpClient`, every request of the `openidconnect` crate.
 
 use std::path::Path;
 use std::time::Duration;
@@ -71,15 +71,48 @@ impl ProviderError {
     }
 }
 
+/// Client authentication for `post_form`.
 pub enum Auth<'a> {
     Basic(&'a str, &'a str),
     Post(&'a str, &'a str),
     Public(&'a str),
 }
 
+#[derive(Clone)]
 pub struct HttpClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
+}
+
+/// The `openidconnect` crate's requests go out on this client: the provider timeout, the size
+/// limit, no redirects followed (hyper's client follows none), and any answer but a 2xx
+/// turned into `ProviderError::Refused` with its status and OAuth error, as our own calls do.
+impl<'c> openidconnect::AsyncHttpClient<'c> for HttpClient {
+    type Error = ProviderError;
+    type Future = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<openidconnect::HttpResponse, ProviderError>>
+                + Send
+                + 'c,
+        >,
+    >;
+
+    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let url = Url::parse(&parts.uri.to_string()).map_err(|e| ProviderError::Invalid {
+                what: "endpoint URL",
+                reason: e.to_string(),
+            })?;
+            let req = Request::from_parts(parts, Full::new(Bytes::from(body)));
+            let body = self.send(&url, req).await?;
+            http::Response::builder()
+                .status(http::StatusCode::OK)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_vec())
+                .map_err(|e| unreachable(&url, e))
+        })
+    }
 }
 
 impl HttpClient {
@@ -105,6 +138,9 @@ impl HttpClient {
         self.send(url, req).await
     }
 
+    /// A form POST of our own, for the one request the library will not send: revocation to
+    /// a plain-http endpoint on loopback (the demo's and the tests' providers; RFC 7009 asks
+    /// for TLS, which a loopback hop does not need).
     pub async fn post_form(
         &self,
         url: &Url,

@@ -97,6 +97,9 @@ pub enum TokenError {
     NoSubject,
     #[error("the refreshed ID token's sub is not the session's (OIDC Core 12.2)")]
     OtherSubject,
+    /// The `openidconnect` crate's verification (OIDC Core 3.1.3.7) refused what ours passed.
+    #[error("the ID token fails OpenID Connect's checks: {0}")]
+    Library(String),
 }
 
 /// The signature algorithms verified here (those ring has). `none` and the HMAC family are
@@ -176,6 +179,10 @@ impl AlgSet {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+
+    pub fn iter(self) -> impl Iterator<Item = Alg> {
+        ALGS.into_iter().filter(move |a| self.contains(*a))
+    }
 }
 
 impl fmt::Display for AlgSet {
@@ -236,6 +243,8 @@ struct VerifyKey {
 #[derive(Clone, Default)]
 pub struct KeySet {
     keys: HashMap<String, VerifyKey>,
+    /// The same document as the `openidconnect` crate reads it, for its ID-token checks.
+    library: openidconnect::core::CoreJsonWebKeySet,
     /// Kids of keys earlier sets had and later ones left out, newest first.
     withdrawn: VecDeque<String>,
 }
@@ -317,10 +326,18 @@ impl KeySet {
         if !keys.values().any(|k| k.not_for_signing.is_none()) {
             return Err("the JWKS holds no usable signing key".into());
         }
+        let library = serde_json::from_slice(body)
+            .map_err(|e| format!("the JWKS is not one the OpenID Connect library reads: {e}"))?;
         Ok(KeySet {
             keys,
+            library,
             withdrawn: VecDeque::new(),
         })
+    }
+
+    /// The set as the `openidconnect` crate takes it.
+    pub fn library(&self) -> &openidconnect::core::CoreJsonWebKeySet {
+        &self.library
     }
 
     pub fn len(&self) -> usize {

@@ -1,10 +1,12 @@
 //! The identity provider: discovery, our own JWKS cache (refetch on an unknown kid, rate
 //! limited, single-flight, old keys kept until a new set is in), token verification with
 //! Cognito's rules, the authorize URL, code exchange, refresh, revocation and the sign-out URL.
-//! Never serves HTTP and never touches cookies.
+//! The protocol itself is the `openidconnect` crate's (`protocol`); this module holds what it
+//! keeps between calls. Never serves HTTP and never touches cookies.
 
 mod client;
 pub mod jwt;
+mod protocol;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +20,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::config::{ClientAuth, HeadersConfig, ProviderConfig, ProviderKind};
+use crate::config::{HeadersConfig, ProviderConfig, ProviderKind};
 use crate::identity::Principal;
 use crate::telemetry::Clip;
 use client::HttpClient;
@@ -44,18 +46,6 @@ pub struct Metadata {
     pub signing_algs: AlgSet,
 }
 
-#[derive(Deserialize)]
-struct Discovery {
-    issuer: String,
-    authorization_endpoint: Option<Url>,
-    token_endpoint: Option<Url>,
-    userinfo_endpoint: Option<Url>,
-    revocation_endpoint: Option<Url>,
-    end_session_endpoint: Option<Url>,
-    jwks_uri: Option<Url>,
-    id_token_signing_alg_values_supported: Option<Vec<String>>,
-}
-
 /// The token endpoint's answer.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TokenResponse {
@@ -63,6 +53,10 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
     pub refresh_token: Option<String>,
     pub expires_in: Option<u64>,
+    /// Why the `openidconnect` crate could not read this answer: its ID token is refused
+    /// (after our own rules say what is wrong with it, if they can).
+    #[serde(skip)]
+    pub unreadable: Option<String>,
 }
 
 /// A verified ID token turned into a person.
@@ -160,38 +154,49 @@ impl Provider {
             let c = &self.config;
             let meta = if c.needs_discovery() {
                 let body = self.http.get(&c.discovery_url).await?;
-                let d: Discovery =
-                    serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid {
-                        what: "discovery document",
-                        reason: e.to_string(),
-                    })?;
-                if d.issuer.trim_end_matches('/') != c.issuer {
+                let d = protocol::discovery(&body)?;
+                let issuer = d.issuer().as_str();
+                if issuer.trim_end_matches('/') != c.issuer {
                     return Err(ProviderError::Invalid {
                         what: "discovery document",
                         reason: format!(
                             "its issuer {:?} is not the configured issuer {:?}; set provider.issuer_url to the provider's exact issuer",
-                            d.issuer, c.issuer
+                            Clip(issuer), c.issuer
                         ),
                     });
                 }
-                let need = |configured: &Option<Url>, found: Option<Url>, what: &'static str| {
-                    configured.clone().or(found).ok_or(ProviderError::Invalid {
+                let more = d.additional_metadata();
+                let token_endpoint = c
+                    .token_endpoint
+                    .clone()
+                    .or_else(|| d.token_endpoint().map(|u| u.url().clone()))
+                    .ok_or(ProviderError::Invalid {
                         what: "discovery document",
-                        reason: format!("it has no {what}; set provider.{what}"),
-                    })
-                };
+                        reason: "it has no token_endpoint; set provider.token_endpoint".into(),
+                    })?;
                 Metadata {
-                    authorization_endpoint: need(
-                        &c.authorization_endpoint,
-                        d.authorization_endpoint,
-                        "authorization_endpoint",
-                    )?,
-                    token_endpoint: need(&c.token_endpoint, d.token_endpoint, "token_endpoint")?,
-                    jwks_uri: need(&c.jwks_url, d.jwks_uri, "jwks_uri")?,
-                    userinfo_endpoint: c.userinfo_endpoint.clone().or(d.userinfo_endpoint),
-                    revocation_endpoint: c.revocation_endpoint.clone().or(d.revocation_endpoint),
-                    end_session_endpoint: c.end_session_endpoint.clone().or(d.end_session_endpoint),
-                    signing_algs: self.signing_algs(d.id_token_signing_alg_values_supported)?,
+                    authorization_endpoint: c
+                        .authorization_endpoint
+                        .clone()
+                        .unwrap_or_else(|| d.authorization_endpoint().url().clone()),
+                    token_endpoint,
+                    jwks_uri: c
+                        .jwks_url
+                        .clone()
+                        .unwrap_or_else(|| d.jwks_uri().url().clone()),
+                    userinfo_endpoint: c
+                        .userinfo_endpoint
+                        .clone()
+                        .or_else(|| d.userinfo_endpoint().map(|u| u.url().clone())),
+                    revocation_endpoint: c
+                        .revocation_endpoint
+                        .clone()
+                        .or_else(|| more.revocation_endpoint.clone()),
+                    end_session_endpoint: c
+                        .end_session_endpoint
+                        .clone()
+                        .or_else(|| more.end_session_endpoint.clone()),
+                    signing_algs: self.signing_algs(Some(protocol::advertised_algs(&d)))?,
                 }
             } else {
                 // Validation guarantees these three when discovery is skipped.
@@ -320,6 +325,18 @@ impl Provider {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
+    fn keys_and_algs(&self) -> Result<(Arc<KeySet>, AlgSet), VerifyError> {
+        let algs = self
+            .metadata()
+            .ok_or(VerifyError::Provider(ProviderError::NotReady))?
+            .signing_algs;
+        let keys = self
+            .keys
+            .load_full()
+            .ok_or(VerifyError::Provider(ProviderError::NotReady))?;
+        Ok((keys, algs))
+    }
+
     /// Checks a JWT's header, algorithm, key and signature (fetching the keys once on a kid
     /// the set does not have) and returns its claims, with the parsed token for `check_typ`.
     async fn verified<'t>(
@@ -361,20 +378,26 @@ impl Provider {
     }
 
     /// Verifies an ID token from the token endpoint (at sign-in or refresh).
+    /// `unreadable` says why the `openidconnect` crate could not read the token endpoint's
+    /// answer (`TokenResponse::unreadable`): the token is refused, after our rules had their say.
     pub async fn verify_id_token(
         &self,
         token: &str,
+        unreadable: Option<&str>,
         check: IdTokenCheck<'_>,
         headers: &HeadersConfig,
     ) -> Result<VerifiedIdToken, VerifyError> {
         let (unverified, claims) = self.verified(token, Source::TokenEndpoint).await?;
         unverified.check_typ(TokenKind::Id)?;
-        let (nonce, sub) = match check {
-            IdTokenCheck::SignIn { nonce } => (Nonce::Required(nonce), None),
-            IdTokenCheck::Refresh { sub, nonce } => {
-                (nonce.map_or(Nonce::Ignored, Nonce::IfPresent), Some(sub))
-            }
+        let (nonce, sub, sign_in_nonce) = match check {
+            IdTokenCheck::SignIn { nonce } => (Nonce::Required(nonce), None, Some(nonce)),
+            IdTokenCheck::Refresh { sub, nonce } => (
+                nonce.map_or(Nonce::Ignored, Nonce::IfPresent),
+                Some(sub),
+                None,
+            ),
         };
+        let now = unix_now();
         let want = Expectations {
             issuer: &self.config.issuer,
             client_id: &self.config.client_id,
@@ -382,9 +405,25 @@ impl Provider {
             kind: TokenKind::Id,
             nonce,
             sub,
-            now: unix_now(),
+            now,
         };
         jwt::check_claims(&claims, &want)?;
+        if let Some(why) = unreadable {
+            return Err(TokenError::Library(why.to_string()).into());
+        }
+        // The same token through the library's 3.1.3.7, with the keys ours used.
+        let (keys, algs) = self.keys_and_algs()?;
+        protocol::verify_id_token(
+            token,
+            &protocol::IdTokenRules {
+                issuer: &self.config.issuer,
+                client_id: &self.config.client_id,
+                keys: keys.library(),
+                algs,
+                nonce: sign_in_nonce,
+                now,
+            },
+        )?;
         Ok(VerifiedIdToken {
             principal: self.principal(&claims, headers),
             exp: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
@@ -459,6 +498,21 @@ impl Provider {
         }
     }
 
+    /// The provider as the `openidconnect` crate sees it for one call.
+    fn call<'a>(
+        &'a self,
+        meta: &'a Metadata,
+        secret: Option<&'a crate::config::Secret>,
+    ) -> protocol::Call<'a> {
+        protocol::Call {
+            config: &self.config,
+            http: &self.http,
+            authorization_endpoint: &meta.authorization_endpoint,
+            token_endpoint: &meta.token_endpoint,
+            secret: secret.map(|s| s.as_str()),
+        }
+    }
+
     /// The authorization request URL: code flow, state, nonce and PKCE S256.
     pub fn authorize_url(
         &self,
@@ -468,25 +522,8 @@ impl Provider {
         code_verifier: &str,
     ) -> Result<Url, ProviderError> {
         let meta = self.metadata().ok_or(ProviderError::NotReady)?;
-        let mut url = meta.authorization_endpoint.clone();
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("response_type", "code")
-                .append_pair("client_id", &self.config.client_id)
-                .append_pair("redirect_uri", redirect_uri)
-                .append_pair("scope", &self.config.scopes.join(" "))
-                .append_pair("state", state)
-                .append_pair("nonce", nonce)
-                .append_pair("code_challenge", &pkce_challenge(code_verifier))
-                .append_pair("code_challenge_method", "S256");
-            if let Some(idp) = &self.config.identity_provider {
-                q.append_pair("identity_provider", idp);
-            }
-            for (name, value) in &self.config.authorize_params {
-                q.append_pair(name, value);
-            }
-        }
-        Ok(url)
+        self.call(&meta, None)
+            .authorize_url(redirect_uri, state, nonce, code_verifier)
     }
 
     /// Exchanges an authorization code (with its PKCE verifier) for tokens.
@@ -496,39 +533,20 @@ impl Provider {
         code_verifier: &str,
         redirect_uri: &str,
     ) -> Result<TokenResponse, ProviderError> {
-        self.token_request(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", code_verifier),
-        ])
-        .await
+        let meta = self.metadata().ok_or(ProviderError::NotReady)?;
+        let secret = self.client_secret.load_full();
+        self.call(&meta, secret.as_deref())
+            .exchange_code(code, code_verifier, redirect_uri)
+            .await
     }
 
     /// A refresh grant. Cognito answers without a new refresh token unless rotation is on.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, ProviderError> {
-        self.token_request(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-        ])
-        .await
-    }
-
-    async fn token_request(&self, params: &[(&str, &str)]) -> Result<TokenResponse, ProviderError> {
         let meta = self.metadata().ok_or(ProviderError::NotReady)?;
         let secret = self.client_secret.load_full();
-        let body = self
-            .http
-            .post_form(
-                &meta.token_endpoint,
-                params,
-                self.client_auth(secret.as_deref()),
-            )
-            .await?;
-        serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid {
-            what: "token response",
-            reason: e.to_string(),
-        })
+        self.call(&meta, secret.as_deref())
+            .refresh(refresh_token)
+            .await
     }
 
     /// Revokes a refresh token (and what was issued from it) when the provider can.
@@ -544,15 +562,8 @@ impl Provider {
             return Ok(false);
         };
         let secret = self.client_secret.load_full();
-        self.http
-            .post_form(
-                &endpoint,
-                &[
-                    ("token", refresh_token),
-                    ("token_type_hint", "refresh_token"),
-                ],
-                self.client_auth(secret.as_deref()),
-            )
+        self.call(&meta, secret.as_deref())
+            .revoke(&endpoint, refresh_token)
             .await?;
         Ok(true)
     }
@@ -567,17 +578,6 @@ impl Provider {
         true
     }
 
-    fn client_auth<'a>(&'a self, secret: Option<&'a crate::config::Secret>) -> client::Auth<'a> {
-        let secret = secret.map(|s| s.as_str());
-        match (self.config.client_auth, secret) {
-            (ClientAuth::Basic, Some(secret)) => {
-                client::Auth::Basic(&self.config.client_id, secret)
-            }
-            (ClientAuth::Post, Some(secret)) => client::Auth::Post(&self.config.client_id, secret),
-            _ => client::Auth::Public(&self.config.client_id),
-        }
-    }
-
     /// Where to send the browser to end the provider's session, coming back to `return_to`.
     /// Cognito: `{domain}/logout?client_id&logout_uri` (its own, not OIDC's); OIDC:
     /// `end_session_endpoint` with `id_token_hint` and `post_logout_redirect_uri`.
@@ -589,16 +589,8 @@ impl Provider {
             return Some(url);
         }
         let meta = self.metadata()?;
-        let mut url = meta.end_session_endpoint.clone()?;
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("client_id", &self.config.client_id)
-                .append_pair("post_logout_redirect_uri", return_to);
-            if let Some(t) = id_token {
-                q.append_pair("id_token_hint", t);
-            }
-        }
-        Some(url)
+        let endpoint = meta.end_session_endpoint.as_ref()?;
+        protocol::end_session_url(endpoint, &self.config.client_id, return_to, id_token)
     }
 
     /// `path` on a Cognito pool's hosted UI (managed login): `provider.domain`, or else where

@@ -226,12 +226,135 @@ fn principal_reads_cognito_claims() {
     assert_eq!(principal.verified_email(), None);
 }
 
+fn cognito_provider(extra: &str) -> Provider {
+    let config = crate::config::Config::from_toml_str(
+        &format!("[provider]\nuser_pool_id = \"eu-central-1_AbC123xyz\"\nclient_id = \"client\"\n{extra}\n[session]\nsecret = \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"\n[[routes]]\nupstream = \"http://127.0.0.1:1\"\n"),
+        &crate::config::ProcessSource,
+    )
+    .unwrap();
+    let p = Provider::new(config.provider.clone().unwrap()).unwrap();
+    let url = |s: &str| Url::parse(s).unwrap();
+    p.metadata.store(Some(Arc::new(Metadata {
+        authorization_endpoint: url("https://auth.example.com/oauth2/authorize?lang=de"),
+        token_endpoint: url("https://auth.example.com/oauth2/token"),
+        userinfo_endpoint: None,
+        revocation_endpoint: None,
+        end_session_endpoint: Some(url("https://auth.example.com/end")),
+        jwks_uri: url("https://auth.example.com/jwks"),
+        signing_algs: AlgSet::COGNITO,
+    })));
+    p
+}
+
 #[test]
-fn pkce_matches_rfc7636_example() {
+fn the_authorization_request_carries_state_nonce_pkce_s256_and_the_extras() {
+    let p = cognito_provider(
+        "scopes = [\"email\", \"openid\", \"profile\"]\nidentity_provider = \"Corp\"\nauthorize_params = { prompt = \"login\" }",
+    );
+    // The verifier of RFC 7636's appendix B, and its challenge.
+    let url = p
+        .authorize_url(
+            "https://app.example.com/oauth2/callback",
+            "st-1",
+            "n-1",
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        )
+        .unwrap();
+    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
     assert_eq!(
-        pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+        q["code_challenge"],
         "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     );
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["client_id"], "client");
+    assert_eq!(q["state"], "st-1");
+    assert_eq!(q["nonce"], "n-1");
+    assert_eq!(q["redirect_uri"], "https://app.example.com/oauth2/callback");
+    assert_eq!(q["scope"], "openid email profile", "openid once, first");
+    assert_eq!(q["identity_provider"], "Corp");
+    assert_eq!(q["prompt"], "login");
+    assert_eq!(q["lang"], "de", "the endpoint's own query is kept");
+    assert_eq!(
+        pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+        q["code_challenge"]
+    );
+}
+
+#[test]
+fn the_end_session_url_is_rp_initiated_logout() {
+    let p = cognito_provider("kind = \"oidc\"\nissuer_url = \"https://auth.example.com\"");
+    let url = p
+        .logout_url("https://app.example.com/oauth2/signed_out", None)
+        .unwrap();
+    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert!(url.as_str().starts_with("https://auth.example.com/end?"));
+    assert_eq!(q["client_id"], "client");
+    assert_eq!(
+        q["post_logout_redirect_uri"],
+        "https://app.example.com/oauth2/signed_out"
+    );
+}
+
+/// The library's 3.1.3.7 is a gate of its own: each of these is refused by it alone.
+#[test]
+fn the_openidconnect_check_refuses_on_its_own() {
+    let signer = RsaSigner::generate().unwrap();
+    let other = RsaSigner::generate().unwrap();
+    let keys = KeySet::from_json(signer.jwks_json().as_bytes()).unwrap();
+    let now = 1_800_000_000;
+    let rules = |nonce| protocol::IdTokenRules {
+        issuer: ISS,
+        client_id: "client",
+        keys: keys.library(),
+        algs: AlgSet::COGNITO,
+        nonce,
+        now,
+    };
+    let good = signer.sign(&id_claims(now)).unwrap();
+    assert_eq!(
+        protocol::verify_id_token(&good, &rules(Some("n-1"))),
+        Ok(())
+    );
+    assert_eq!(
+        protocol::verify_id_token(&good, &rules(None)),
+        Ok(()),
+        "a refresh"
+    );
+    let refused = |token: &str, nonce| {
+        matches!(
+            protocol::verify_id_token(token, &rules(nonce)),
+            Err(TokenError::Library(_))
+        )
+    };
+    assert!(refused(&good, Some("n-2")), "another nonce");
+    assert!(
+        refused(&other.sign(&id_claims(now)).unwrap(), None),
+        "another key"
+    );
+    let with = |k: &str, v: serde_json::Value| {
+        let mut c = id_claims(now);
+        c[k] = v;
+        signer.sign(&c).unwrap()
+    };
+    assert!(refused(&with("aud", json!("other")), None));
+    assert!(refused(
+        &with("iss", json!("https://evil.example.com")),
+        None
+    ));
+    assert!(refused(&with("exp", json!(now - 61)), None));
+    assert!(
+        !refused(&with("exp", json!(now - 30)), None),
+        "the same leeway as ours"
+    );
+    let mut no_iat = id_claims(now);
+    no_iat.as_object_mut().unwrap().remove("iat");
+    assert!(refused(&signer.sign(&no_iat).unwrap(), None));
+    let only_es256 = protocol::IdTokenRules {
+        algs: AlgSet::advertised(["ES256"]),
+        ..rules(None)
+    };
+    assert!(protocol::verify_id_token(&good, &only_es256).is_err());
 }
 
 /// A token with `header` (raw JSON text) and the claims `payload` (raw JSON text).

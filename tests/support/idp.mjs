@@ -468,6 +468,8 @@ function buildProvider() {
       } catch (err) {
         log('cannot forge the token asked for:', err);
       }
+      // Changes to the token response itself (null removes a member), e.g. no token_type.
+      merge(ctx.body, queued.response);
     }
     if (grantType === 'authorization_code') stats.authorization_code_grants += 1;
     if (grantType === 'refresh_token') {

@@ -200,6 +200,7 @@ impl Auth {
             .provider
             .verify_id_token(
                 id_token,
+                tokens.unreadable.as_deref(),
                 oidc::IdTokenCheck::SignIn {
                     nonce: &pending.nonce,
                 },

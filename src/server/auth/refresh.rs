@@ -272,6 +272,7 @@ impl Auth {
                 .provider
                 .verify_id_token(
                     id_token,
+                    tokens.unreadable.as_deref(),
                     oidc::IdTokenCheck::Refresh {
                         sub: &old.principal.sub,
                         nonce: old.nonce.as_deref(),
