@@ -243,5 +243,16 @@ impl RouteTable {
     }
 }
 
+/// A CORS preflight: browsers send it before a cross-origin call, without cookies or
+/// credentials, so it can never be signed in (`[access] skip_preflight`). Used by the
+/// handler and by forward-auth, so it lives here rather than in either.
+pub fn is_cors_preflight<B>(req: &http::Request<B>) -> bool {
+    req.method() == http::Method::OPTIONS
+        && req.headers().contains_key(http::header::ORIGIN)
+        && req
+            .headers()
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
 #[cfg(test)]
 mod tests;

@@ -140,7 +140,9 @@ async fn stages<'g>(
 
     // authenticate, refresh, authorise, identify.
     let mut signed_in = None;
-    if route.rule.needs_sign_in() && !(gw.config.access.skip_preflight && is_cors_preflight(&req)) {
+    if route.rule.needs_sign_in()
+        && !(gw.config.access.skip_preflight && crate::policy::is_cors_preflight(&req))
+    {
         let auth = gw
             .auth
             .as_ref()
@@ -201,14 +203,4 @@ fn limit_body(req: Request<RequestBody>, max: u64) -> Result<Request<RequestBody
         return Err(crate::proxy::ProxyError::from(crate::proxy::BodyTooLarge).into());
     }
     Ok(req.map(|b| b.limited(max)))
-}
-
-/// A CORS preflight: browsers send it before a cross-origin call, without cookies or
-/// credentials, so it can never be signed in (`[access] skip_preflight`).
-pub fn is_cors_preflight<B>(req: &Request<B>) -> bool {
-    req.method() == http::Method::OPTIONS
-        && req.headers().contains_key(http::header::ORIGIN)
-        && req
-            .headers()
-            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
 }

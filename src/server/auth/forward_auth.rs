@@ -65,8 +65,7 @@ impl Auth {
             )
         });
         let rule = route.unwrap_or(&self.access_rule);
-        let preflight =
-            self.config.access.skip_preflight && crate::server::handler::is_cors_preflight(req);
+        let preflight = self.config.access.skip_preflight && crate::policy::is_cors_preflight(req);
         if (!rule.needs_sign_in() && asked.is_none()) || preflight {
             let mut resp = Response::new(full(""));
             *resp.status_mut() = StatusCode::ACCEPTED;
