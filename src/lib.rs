@@ -7,6 +7,7 @@ pub mod demo;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 pub mod identity;
 pub mod oidc;
 pub mod policy;

@@ -1,4 +1,4 @@
-//! The `ssogate` command: `serve`, `check-config`, `demo`.
+//! The `ssogate` command: `serve`, `check-config`, `demo`, `health`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -34,6 +34,15 @@ enum Command {
     /// The whole sign-in flow on this machine: gateway, a Cognito-like test provider and an
     /// echo app, all on loopback.
     Demo(ssogate::demo::DemoArgs),
+    /// Ask a URL once (plain http) and exit 0 when it answers 2xx: a HEALTHCHECK or exec probe
+    /// for an image with no shell or curl.
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:4180/oauth2/ping")]
+        url: String,
+        /// How long each of connect, send and read may take.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +85,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Health { url, timeout } => match ssogate::health::check(&url, timeout) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ssogate health: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo(args) => {
             run(async move { ssogate::demo::run(args).await.map_err(anyhow::Error::from) })
         }

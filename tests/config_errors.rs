@@ -187,6 +187,11 @@ fn an_environment_override_shows_in_the_effective_config() {
         .find(|l| l.contains("server.listen"))
         .unwrap_or_else(|| panic!("{}", out.stderr));
     assert!(!line.contains("line "), "{line}");
+    // ... and by the variable that set it.
+    assert!(
+        line.contains("server.listen (from SSOGATE_SERVER__LISTEN)"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -392,15 +392,20 @@ pub fn is_plain_http_loopback(origin: &str) -> bool {
 
 const ENV_PREFIX: &str = "SSOGATE_";
 
-/// Whether `SSOGATE_SECTION__KEY` is set for `key` (`section.key`, indexes ignored).
-fn set_by_env(env: &[(String, String)], key: &str) -> bool {
+/// The variable that sets `key` (`section.key`, indexes ignored): `SSOGATE_SECTION__KEY`.
+fn env_name(key: &str) -> String {
     let name = key
         .split('.')
         .map(|part| part.split('[').next().unwrap_or(part).to_ascii_uppercase())
         .collect::<Vec<_>>()
         .join("__");
-    env.iter()
-        .any(|(k, _)| k.strip_prefix(ENV_PREFIX) == Some(name.as_str()))
+    format!("{ENV_PREFIX}{name}")
+}
+
+/// Whether `SSOGATE_SECTION__KEY` is set for `key`.
+fn set_by_env(env: &[(String, String)], key: &str) -> bool {
+    let name = env_name(key);
+    env.iter().any(|(k, _)| *k == name)
 }
 
 /// Environment overrides: `SSOGATE_SERVER__LISTEN=...` sets `server.listen`.
@@ -513,6 +518,12 @@ impl Config {
                     if !e.key.is_empty() && !set_by_env(&env, &e.key) {
                         e.line = lines.line_of(&e.key);
                     }
+                }
+            }
+            // Where the value came from: the operator looks for the variable, not the key.
+            for e in &mut errors.0 {
+                if !e.key.is_empty() && set_by_env(&env, &e.key) {
+                    e.key = format!("{} (from {})", e.key, env_name(&e.key));
                 }
             }
             errors

@@ -36,8 +36,6 @@ impl Auth {
                 // take it as the person's.
                 "email_verified": verified, "emailVerified": verified,
                 "preferred_username": preferred,
-                // oauth2-proxy's spelling, for front ends written against its /oauth2/userinfo.
-                "preferredUsername": preferred,
                 "groups": p.groups,
             }),
         );
