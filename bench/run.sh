@@ -767,12 +767,15 @@ more_round() {
             "${h2[@]}" -H "cookie: $COOKIE_TLS_COOKIE" "https://127.0.0.1:$PORT_COOKIE_TLS/"
     fi
     if has_rows tls && [[ -n ${NGX_TLS_PID:-} ]]; then
-        local g="TLS handshakes (a new connection per request)"
+        local g="a new connection per request: TLS handshakes, and plain HTTP (wrk -c16, Connection: close)"
         local w=("$WRK" -t2 -c16 -H "Connection: close")
         warm "${w[@]}" -d${W}s "https://127.0.0.1:$PORT_NGX_TLS/"
         measure "$g" "nginx proxy, TLS" "" "$NGX_TLS_PID" wrk -- "${w[@]}" -d${S}s --latency "https://127.0.0.1:$PORT_NGX_TLS/"
         warm "${w[@]}" -d${W}s "https://127.0.0.1:$PORT_SSO_TLS/"
         measure "$g" "ssogate public, TLS" "nginx proxy, TLS" "$SSO_TLS_PID" wrk -- "${w[@]}" -d${S}s --latency "https://127.0.0.1:$PORT_SSO_TLS/"
+        # The same without TLS: what a new connection costs besides the handshake.
+        measure "$g" "nginx proxy, plain HTTP" "" "$NGX_PLAIN_PID" wrk -- "${w[@]}" -d${S}s --latency "$ngx/"
+        measure "$g" "ssogate public, plain HTTP" "nginx proxy, plain HTTP" "$SSO_PLAIN_PID" wrk -- "${w[@]}" -d${S}s --latency "http://127.0.0.1:$PORT_SSO/"
     fi
     if has_rows body; then
         local size bytes c g
@@ -900,7 +903,7 @@ main() {
     ((MORE)) && start_more_servers
     start_nginx_proxy "$PORT_NGX" "$PORT_UP"
     NGX_PLAIN_PID=$NGX_PID
-    if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then start_ssogate "$PORT_SSO" "$PORT_UP"; fi
+    if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then start_ssogate "$PORT_SSO" "$PORT_UP"; SSO_PLAIN_PID=$SSO_PID; fi
 
     # ---- targets: everything is started first, then measured round by round --------
     # One target per line: name, URL, PID whose tree is measured, Cookie header ("" = none).
