@@ -44,7 +44,16 @@
 #                            redis, Apache) and wrk to these CPUs (`taskset -c` lists, e.g. 0 and
 #                            1), so the load generator does not take CPU from the server measured
 #     BENCH_KEEP_TMP=1       keep the temp dir (configs, logs) for inspection
-#   Output: Markdown table on stdout, also written to bench/out/results-<date>.md
+#     BENCH_ROWS="get h2 tls body ws idle signin refresh bearer session"   which groups of rows
+#                            (default all): the signed-in GET table, HTTP/2 over TLS, TLS
+#                            handshakes, 1 MiB / 100 MiB uploads and downloads, WebSocket
+#                            messages and set-ups, idle keep-alive connections, sign-ins,
+#                            refreshes, bearer tokens, memory-store bytes per session
+#                            (bench/README.md, "The other rows")
+#     BENCH_IDLE=10000 BENCH_TOKENS=40000 BENCH_FIRST_SIGHT_SECONDS=2   idle connections held;
+#                            bearer tokens per round, and the length of the first-sight run
+#   Output: Markdown tables on stdout, also written to bench/out/results-<date>.md, with the
+#   same as JSON (results-<date>.json) and an SVG chart of it (results-<date>.svg, bench/chart.py)
 #
 # Adding rows
 #   Start the server in main(), then: add_target NAME URL PID [COOKIE]
@@ -65,6 +74,11 @@ SSOGATE_WORKERS=${SSOGATE_WORKERS:-}
 BENCH_SERVER_CPUS=${BENCH_SERVER_CPUS:-}
 BENCH_TLS=${BENCH_TLS:-0}
 BENCH_WRK_CPUS=${BENCH_WRK_CPUS:-}
+# Which rows: get (the signed-in GET table) and the others (see bench/README.md).
+BENCH_ROWS=${BENCH_ROWS:-get h2 tls body ws idle signin refresh bearer session}
+BENCH_IDLE=${BENCH_IDLE:-10000}
+BENCH_TOKENS=${BENCH_TOKENS:-40000}
+BENCH_FIRST_SIGHT_SECONDS=${BENCH_FIRST_SIGHT_SECONDS:-2}
 # Command prefixes: `taskset -c LIST` when pinned, nothing otherwise.
 ON_SERVER_CPUS=()
 [[ -n $BENCH_SERVER_CPUS ]] && ON_SERVER_CPUS=(taskset -c "$BENCH_SERVER_CPUS")
@@ -87,6 +101,7 @@ ensure_tools() {
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    if has_rows h2; then command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client); fi
     if ((${#missing[@]})); then
         log "installing: ${missing[*]}"
         local SUDO=()
@@ -211,7 +226,8 @@ master_process on;
 worker_processes $workers;
 $( [[ $EUID -eq 0 ]] && echo "user www-data;" )
 error_log $dir/error.log warn;
-events { worker_connections 4096; }
+worker_rlimit_nofile 40000;
+events { worker_connections 16384; }
 EOF
 }
 
@@ -221,6 +237,8 @@ nginx_http_common() { # DIR
     access_log off;
     default_type text/plain;
     keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    client_max_body_size 0;
     client_body_temp_path $dir/tmp/body;
     proxy_temp_path $dir/tmp/proxy;
     fastcgi_temp_path $dir/tmp/fastcgi;
@@ -240,6 +258,7 @@ start_upstream() { # PORT ; sets UP_PID
     server {
         listen 127.0.0.1:$port;
         location / { return 200 "hello from upstream\n"; }
+        location /blob/ { alias $WORK/blobs/; }
     }
 }
 EOF
@@ -250,9 +269,35 @@ EOF
 }
 
 start_nginx_proxy() { # PORT UPSTREAM_PORT [tls] ; sets NGX_PID
-    local port=$1 up=$2 tls=${3:-} dir="$WORK/nginx-proxy${3:+-tls}" listen
+    local port=$1 up=$2 tls=${3:-} dir="$WORK/nginx-proxy${3:+-tls}${4:+-$4}" listen
     listen="listen 127.0.0.1:$port;"
-    [[ -n $tls ]] && listen="listen 127.0.0.1:$port ssl; ssl_certificate $WORK/tls/cert.pem; ssl_certificate_key $WORK/tls/key.pem;"
+    [[ -n $tls ]] && listen="listen 127.0.0.1:$port ssl http2; ssl_certificate $WORK/tls/cert.pem; ssl_certificate_key $WORK/tls/key.pem;"
+    # The WebSocket echo and upload sink (bench/soak_upstream.py), when it runs.
+    local py_upstream="" py_locations=""
+    if [[ -n ${PORT_PY:-} ]]; then
+        py_upstream="upstream pyapp { server 127.0.0.1:$PORT_PY; keepalive 64; }
+    map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }"
+        py_locations="location /ws {
+            proxy_pass http://pyapp;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$connection_upgrade;
+            proxy_read_timeout 120s;
+        }
+        location /blob/ {
+            # Streamed as ssogate streams: no spilling of a large answer to a temp file.
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_max_temp_file_size 0;
+        }
+        location /upload {
+            proxy_pass http://pyapp;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_request_buffering off;
+        }"
+    fi
     mkdir -p "$dir/tmp"
     {
         nginx_common "$dir" 2
@@ -264,8 +309,10 @@ start_nginx_proxy() { # PORT UPSTREAM_PORT [tls] ; sets NGX_PID
         keepalive 64;
         keepalive_requests 1000000;
     }
+    $py_upstream
     server {
         $listen
+        $py_locations
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -291,13 +338,14 @@ build_ssogate() {
     [[ -x $SSOGATE_BIN ]] || die "$SSOGATE_BIN not found after build"
 }
 
-start_ssogate() { # PORT UPSTREAM_PORT [tls] ; sets SSO_PID
-    local port=$1 up=$2 tls=${3:-} dir="$WORK/ssogate${3:+-tls}"
+start_ssogate() { # PORT UPSTREAM_PORT [tls] [DIR_SUFFIX] ; sets SSO_PID
+    local port=$1 up=$2 tls=${3:-} dir="$WORK/ssogate${3:+-tls}${4:+-$4}"
     mkdir -p "$dir"
     cat >"$dir/ssogate.toml" <<EOF
 [server]
 listen = "127.0.0.1:$port"
 ${SSOGATE_WORKERS:+workers = $SSOGATE_WORKERS}
+${EXTRA_SERVER_TOML:-}
 $([[ -n $tls ]] && ssogate_tls_section)
 
 [[routes]]
@@ -348,6 +396,7 @@ start_ssogate_signed_in() {
         echo "listen = \"127.0.0.1:$port\""
         echo "public_url = \"http${tls:+s}://127.0.0.1:$port\""
         [[ -n $SSOGATE_WORKERS ]] && echo "workers = $SSOGATE_WORKERS"
+        [[ -n ${EXTRA_SERVER_TOML:-} ]] && echo "$EXTRA_SERVER_TOML"
         [[ -n $tls ]] && ssogate_tls_section
         echo "[provider]"
         echo "kind = \"cognito\""
@@ -360,6 +409,8 @@ start_ssogate_signed_in() {
         echo "secret = \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\""
         echo "store = \"$store\""
         [[ -n $redis ]] && echo "redis_url = \"$redis\""
+        [[ -n ${EXTRA_SESSION_TOML:-} ]] && echo "$EXTRA_SESSION_TOML"
+        [[ -n ${EXTRA_ROUTES_TOML:-} ]] && echo "$EXTRA_ROUTES_TOML"
         echo "[[routes]]"
         echo "path_prefix = \"/\""
         echo "upstream = \"http://127.0.0.1:$up\""
@@ -411,6 +462,10 @@ start_apache_oidc() {
         echo "    Require valid-user"
         echo "</Location>"
         echo "ProxyPass /redirect_uri !"
+        if [[ -n ${PORT_PY:-} ]]; then
+            echo "ProxyPass /ws http://127.0.0.1:$PORT_PY/ws upgrade=websocket"
+            echo "ProxyPass /upload http://127.0.0.1:$PORT_PY/upload keepalive=On"
+        fi
         echo "ProxyPass / http://127.0.0.1:$up/ keepalive=On"
     } >"$dir/httpd.conf"
     ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} /usr/sbin/apache2 -f "$dir/httpd.conf" -DFOREGROUND >"$dir/stdout.log" 2>&1 &
@@ -617,6 +672,213 @@ PY
 }
 
 # ---------------------------------------------------------------------------
+# more rows (BENCH_ROWS): HTTP/2, TLS handshakes, bodies, WebSockets, idle connections,
+# sign-ins, refreshes, bearer tokens, session size. Each is measured by bench/measure.py
+# (CPU of the server's process tree per operation, largest RSS while the load ran) and
+# appended to $WORK/more.jsonl; bench/report.py puts them beside the GET rows.
+# ---------------------------------------------------------------------------
+has_rows() { local r; for r in "$@"; do [[ " $BENCH_ROWS " == *" $r "* ]] && return 0; done; return 1; }
+
+# measure GROUP NAME BASELINE PID PARSE [measure.py options...] -- COMMAND...
+measure() {
+    local group=$1 name=$2 base=$3 pid=$4 parse=$5
+    shift 5
+    local opts=()
+    while [[ $# -gt 0 && $1 != -- ]]; do opts+=("$1"); shift; done
+    shift
+    [[ $pid == - ]] && pid=0
+    python3 "$REPO/bench/measure.py" --out "$WORK/more.jsonl" --log "$WORK/more.log" --round "$ROUND" \
+        --group "$group" --name "$name" --baseline "$base" --pid "$pid" --parse "$parse" \
+        ${opts[@]+"${opts[@]}"} -- ${ON_WRK_CPUS[@]+"${ON_WRK_CPUS[@]}"} "$@" ||
+        die "$group / $name: the measurement failed (see $WORK/more.log)"
+}
+
+# warm COMMAND...: a short run whose figures are thrown away
+warm() { ${ON_WRK_CPUS[@]+"${ON_WRK_CPUS[@]}"} "$@" >/dev/null 2>&1 || true; }
+
+start_pyapp() { # PORT ; the WebSocket echo and upload sink; sets PY_PID
+    local port=$1
+    ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} python3 "$REPO/bench/soak_upstream.py" "$port" --idle-timeout 600 \
+        >"$WORK/pyapp.log" 2>&1 &
+    PY_PID=$!
+    STARTED_PIDS+=("$PY_PID")
+    wait_http pyapp "http://127.0.0.1:$port/__soak/stats" "$PY_PID" 10 "$WORK/pyapp.log"
+}
+
+make_blobs() { # the download and upload bodies: 1 MiB and 100 MiB
+    mkdir -p "$WORK/blobs"
+    head -c 1048576 /dev/urandom >"$WORK/blobs/1m"
+    head -c 104857600 /dev/zero >"$WORK/blobs/100m"
+    chmod 755 "$WORK/blobs"
+    chmod 644 "$WORK/blobs"/*
+}
+
+# The servers of the extra rows; sets the *_MORE variables used by more_round.
+start_more_servers() {
+    local ports
+    ports=$(free_ports 4)
+    read -r PORT_PY PORT_MORE PORT_REFRESH PORT_IDP_SPARE <<<"$ports"
+    export PORT_PY
+    start_pyapp "$PORT_PY"
+    make_blobs
+}
+
+# ssogate signed in (cookie store) with the echo/upload routes: the body, WebSocket, sign-in
+# and bearer rows; and one refreshing at every request. Needs the provider running.
+start_more_gateways() {
+    local pyroutes
+    pyroutes=$(printf '[[routes]]\npath_prefix = "/ws"\nupstream = "http://127.0.0.1:%s"\n[[routes]]\npath_prefix = "/upload"\nupstream = "http://127.0.0.1:%s"\n' "$PORT_PY" "$PORT_PY")
+    # Trusts 127.0.0.1's X-Forwarded-For: the sign-in rows' browsers each name an address of
+    # their own (ssogate admits 30 callbacks a minute per client address).
+    EXTRA_ROUTES_TOML=$pyroutes EXTRA_SERVER_TOML='trusted_proxies = ["127.0.0.1/32"]' \
+        start_ssogate_signed_in "signed-in-more" "$PORT_MORE" "$PORT_UP" cookie
+    MORE_PID=$SIGNED_PID
+    MORE_COOKIE=$SESSION_COOKIE
+    if has_rows refresh; then
+        EXTRA_SESSION_TOML='refresh_interval = "0s"' start_ssogate_signed_in "signed-in-refresh" "$PORT_REFRESH" "$PORT_UP" cookie
+        REFRESH_PID=$SIGNED_PID
+    fi
+    if has_rows bearer; then
+        local id_token n=$((BENCH_TOKENS * BENCH_ROUNDS)) r
+        id_token=$(cd "$REPO/bench" && python3 id_token.py "$IDP_ISSUER" basic-client basic-secret \
+            "http://127.0.0.1:$PORT_MORE/oauth2/callback" alice 'Passw0rd!') || die "bearer rows: no ID token"
+        BEARER_TOKEN=$id_token
+        log "bearer rows: minting $n ID tokens"
+        node "$REPO/bench/mint_tokens.mjs" "$id_token" "$IDP_ISSUER/.well-known/jwks.json" "$n" >"$WORK/tokens.all" ||
+            die "bearer rows: could not mint tokens"
+        grep -q . "$WORK/tokens.all" || die "bearer rows: no tokens minted"
+        for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+            sed -n "$(((r - 1) * BENCH_TOKENS + 1)),$((r * BENCH_TOKENS))p" "$WORK/tokens.all" >"$WORK/tokens.$r"
+        done
+    fi
+}
+
+# One round of the extra rows, every target of a group one after the other.
+more_round() {
+    local S=$BENCH_SECONDS W=1 ngx=http://127.0.0.1:$PORT_NGX sso=http://127.0.0.1:$PORT_MORE
+    local apache="" ck="Cookie: $MORE_COOKIE" ack="Cookie: ${APACHE_COOKIE:-}"
+    [[ -n ${APACHE_PID:-} ]] && apache=http://127.0.0.1:$PORT_APACHE
+
+    if has_rows h2 && [[ -n ${NGX_TLS_PID:-} ]]; then
+        local g="HTTP/2 over TLS, signed in (h2load -c4 -m32)"
+        local h2=(h2load -t1 -c4 -m32 -D "$S" --warm-up-time "$W")
+        measure "$g" "nginx proxy, h2" "" "$NGX_TLS_PID" h2load -- "${h2[@]}" "https://127.0.0.1:$PORT_NGX_TLS/"
+        measure "$g" "ssogate signed-in, h2" "nginx proxy, h2" "$COOKIE_TLS_PID" h2load -- \
+            "${h2[@]}" -H "cookie: $COOKIE_TLS_COOKIE" "https://127.0.0.1:$PORT_COOKIE_TLS/"
+    fi
+    if has_rows tls && [[ -n ${NGX_TLS_PID:-} ]]; then
+        local g="a new connection per request: TLS handshakes, and plain HTTP (wrk -c16, Connection: close)"
+        local w=("$WRK" -t2 -c16 -H "Connection: close")
+        warm "${w[@]}" -d${W}s "https://127.0.0.1:$PORT_NGX_TLS/"
+        measure "$g" "nginx proxy, TLS" "" "$NGX_TLS_PID" wrk -- "${w[@]}" -d${S}s --latency "https://127.0.0.1:$PORT_NGX_TLS/"
+        warm "${w[@]}" -d${W}s "https://127.0.0.1:$PORT_SSO_TLS/"
+        measure "$g" "ssogate public, TLS" "nginx proxy, TLS" "$SSO_TLS_PID" wrk -- "${w[@]}" -d${S}s --latency "https://127.0.0.1:$PORT_SSO_TLS/"
+        # The same without TLS: what a new connection costs besides the handshake.
+        measure "$g" "nginx proxy, plain HTTP" "" "$NGX_PLAIN_PID" wrk -- "${w[@]}" -d${S}s --latency "$ngx/"
+        measure "$g" "ssogate public, plain HTTP" "nginx proxy, plain HTTP" "$SSO_PLAIN_PID" wrk -- "${w[@]}" -d${S}s --latency "http://127.0.0.1:$PORT_SSO/"
+    fi
+    if has_rows body; then
+        local size bytes c g
+        for size in 1m 100m; do
+            bytes=$(stat -c %s "$WORK/blobs/$size")
+            c=4
+            [[ $size == 100m ]] && c=2
+            g="download ${size/m/ MiB} (wrk -c$c)"
+            measure "$g" "nginx proxy" "" "$NGX_PLAIN_PID" wrk --bytes "$bytes" -- "$WRK" -t1 -c$c -d${S}s --latency "$ngx/blob/$size"
+            measure "$g" "ssogate signed-in" "nginx proxy" "$MORE_PID" wrk --bytes "$bytes" -- \
+                "$WRK" -t1 -c$c -d${S}s --latency -H "$ck" "$sso/blob/$size"
+            [[ -n $apache ]] && measure "$g" "apache mod_auth_openidc signed-in" "nginx proxy" "$APACHE_PID" wrk --bytes "$bytes" -- \
+                "$WRK" -t1 -c$c -d${S}s --latency -H "$ack" "$apache/blob/$size"
+            g="upload ${size/m/ MiB} (wrk -c$c)"
+            measure "$g" "nginx proxy" "" "$NGX_PLAIN_PID" wrk --bytes "$bytes" -- \
+                env BODY_FILE="$WORK/blobs/$size" "$WRK" -t1 -c$c -d${S}s --latency -s "$REPO/bench/upload.lua" "$ngx/upload"
+            measure "$g" "ssogate signed-in" "nginx proxy" "$MORE_PID" wrk --bytes "$bytes" -- \
+                env BODY_FILE="$WORK/blobs/$size" COOKIE="$MORE_COOKIE" "$WRK" -t1 -c$c -d${S}s --latency -s "$REPO/bench/upload.lua" "$sso/upload"
+            [[ -n $apache ]] && measure "$g" "apache mod_auth_openidc signed-in" "nginx proxy" "$APACHE_PID" wrk --bytes "$bytes" -- \
+                env BODY_FILE="$WORK/blobs/$size" COOKIE="$APACHE_COOKIE" "$WRK" -t1 -c$c -d${S}s --latency -s "$REPO/bench/upload.lua" "$apache/upload"
+        done
+    fi
+    if has_rows ws; then
+        local mode g ws=(python3 "$REPO/bench/ws_load.py")
+        for mode in messages setups; do
+            g="WebSocket $mode (8 connections)"
+            [[ $mode == messages ]] && g="WebSocket messages, 128 B echoed (8 open connections)"
+            [[ $mode == setups ]] && g="WebSocket set-ups: upgrade, 1 message, close (8 loops)"
+            measure "$g" "nginx proxy" "" "$NGX_PLAIN_PID" json --unit "$mode/s" -- "${ws[@]}" "$mode" "127.0.0.1:$PORT_NGX/ws" --seconds "$S"
+            measure "$g" "ssogate signed-in" "nginx proxy" "$MORE_PID" json --unit "$mode/s" -- \
+                "${ws[@]}" "$mode" "127.0.0.1:$PORT_MORE/ws" --seconds "$S" --cookie "$MORE_COOKIE"
+            [[ -n $apache ]] && measure "$g" "apache mod_auth_openidc signed-in" "nginx proxy" "$APACHE_PID" json --unit "$mode/s" -- \
+                "${ws[@]}" "$mode" "127.0.0.1:$PORT_APACHE/ws" --seconds "$S" --cookie "$APACHE_COOKIE"
+        done
+    fi
+    if has_rows idle; then
+        # Fresh servers each round: memory freed after a round stays with the process and
+        # would make the next round's connections look free.
+        local g="$BENCH_IDLE idle keep-alive connections (RSS per connection; lower is better)" p1 p2
+        read -r p1 p2 <<<"$(free_ports 2)"
+        start_nginx_proxy "$p1" "$PORT_UP" "" "idle-$ROUND"
+        local ngx_idle=$NGX_PID
+        EXTRA_SERVER_TOML=$(printf 'header_read_timeout = "120s"\nmax_connections = %s' $((BENCH_IDLE * 2))) \
+            start_ssogate "$p2" "$PORT_UP" "" "idle-$ROUND"
+        local sso_idle=$SSO_PID
+        sleep 1
+        measure "$g" "nginx proxy" "" "$ngx_idle" json --unit bytes/conn -- \
+            python3 "$REPO/bench/idle_conns.py" "127.0.0.1:$p1/" --pid "$ngx_idle" --connections "$BENCH_IDLE"
+        measure "$g" "ssogate public" "nginx proxy" "$sso_idle" json --unit bytes/conn -- \
+            python3 "$REPO/bench/idle_conns.py" "127.0.0.1:$p2/" --pid "$sso_idle" --connections "$BENCH_IDLE"
+        stop_tree "$ngx_idle"
+        stop_tree "$sso_idle"
+    fi
+    if has_rows signin && [[ -n ${MORE_PID:-} ]]; then
+        local g="sign-ins through the whole flow (4 browsers at once, test provider)"
+        local si=(python3 "$REPO/bench/sign_in_load.py" signins --threads 4 --seconds "$S")
+        if [[ -n $apache ]]; then
+            measure "$g" "apache mod_auth_openidc" "" "$APACHE_PID" json --unit sign-ins/s -- "${si[@]}" "$apache/" --prefix mod_auth_openidc_session
+            measure "$g" "ssogate, cookie store" "apache mod_auth_openidc" "$MORE_PID" json --unit sign-ins/s -- "${si[@]}" "$sso/"
+        else
+            measure "$g" "ssogate, cookie store" "" "$MORE_PID" json --unit sign-ins/s -- "${si[@]}" "$sso/"
+        fi
+    fi
+    if has_rows refresh && [[ -n ${REFRESH_PID:-} ]]; then
+        local g="session refreshes (refresh_interval 0s: a refresh grant at every request, 4 sessions)"
+        measure "$g" "ssogate, cookie store" "" "$REFRESH_PID" json --unit refreshes/s -- \
+            python3 "$REPO/bench/sign_in_load.py" refreshes --threads 4 --seconds "$S" "http://127.0.0.1:$PORT_REFRESH/"
+    fi
+    if has_rows bearer && [[ -n ${BEARER_TOKEN:-} ]]; then
+        local g="bearer ID tokens (wrk -t2 -c8)"
+        local w=("$WRK" -t2 -c8 --latency)
+        warm "${w[@]}" -d${W}s "$ngx/"
+        measure "$g" "nginx proxy (no token)" "" "$NGX_PLAIN_PID" wrk -- "${w[@]}" -d${S}s "$ngx/"
+        warm "${w[@]}" -d${W}s -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$sso/api/"
+        measure "$g" "ssogate, cached token" "nginx proxy (no token)" "$MORE_PID" wrk -- "${w[@]}" -d${S}s \
+            -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$sso/api/"
+        # The same gateway and route with alice's session cookie: what the bearer path costs
+        # beyond a signed-in request at this connection count.
+        measure "$g" "ssogate, session cookie" "nginx proxy (no token)" "$MORE_PID" wrk -- "${w[@]}" -d${S}s \
+            -H "$ck" "$sso/"
+        measure "$g" "ssogate, first sight (signature checked)" "nginx proxy (no token)" "$MORE_PID" wrk -- \
+            env TOKENS="$WORK/tokens.$ROUND" TOKEN_THREADS=2 "${w[@]}" -d${BENCH_FIRST_SIGHT_SECONDS}s -s "$REPO/bench/tokens.lua" "$sso/api/"
+    fi
+}
+
+# Bytes per session in the memory store with Cognito-sized tokens (examples/memory_sessions),
+# once: it does not depend on the machine's load.
+session_row() {
+    local bin=$REPO/target/release/examples/memory_sessions
+    if [[ -z ${SESSION_EXAMPLE_BIN:-} ]]; then
+        log "building examples/memory_sessions (cargo build --release --example memory_sessions)"
+        (cd "$REPO" && cargo build --release --example memory_sessions >&2) || die "could not build examples/memory_sessions"
+    else
+        bin=$SESSION_EXAMPLE_BIN
+    fi
+    local g="sessions in the memory store, Cognito-sized tokens (bytes per session / raw bytes of the tokens kept)"
+    ROUND=1 measure "$g" "refresh token (1.8 KB JWE) kept" "" - json --unit "x raw token bytes" -- \
+        "$bin" 100000 --cognito --json
+    ROUND=1 measure "$g" "refresh, ID and access tokens kept" "" - json --unit "x raw token bytes" -- \
+        "$bin" 100000 --cognito --all-tokens --json
+}
+
+# ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
 main() {
@@ -633,9 +895,15 @@ main() {
         PORT_NGX_TLS PORT_SSO_TLS PORT_COOKIE_TLS <<<"$ports"
     log "ports: upstream=$PORT_UP nginx-proxy=$PORT_NGX ssogate=$PORT_SSO; temp dir $WORK"
 
+    local MORE=0
+    has_rows h2 tls body ws idle signin refresh bearer && [[ $BENCH_SKIP_SSOGATE != 1 ]] && MORE=1
+    # The idle rows hold BENCH_IDLE connections in one client and in each server.
+    ulimit -n $((BENCH_IDLE * 2 + 4096)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
     start_upstream "$PORT_UP"
+    ((MORE)) && start_more_servers
     start_nginx_proxy "$PORT_NGX" "$PORT_UP"
-    if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then start_ssogate "$PORT_SSO" "$PORT_UP"; fi
+    NGX_PLAIN_PID=$NGX_PID
+    if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then start_ssogate "$PORT_SSO" "$PORT_UP"; SSO_PLAIN_PID=$SSO_PID; fi
 
     # ---- targets: everything is started first, then measured round by round --------
     # One target per line: name, URL, PID whose tree is measured, Cookie header ("" = none).
@@ -648,7 +916,8 @@ main() {
         if [[ ${BENCH_SKIP_SIGNED_IN:-0} != 1 ]]; then
             start_idp "http://127.0.0.1:$PORT_COOKIE/oauth2/callback" "http://127.0.0.1:$PORT_MEM/oauth2/callback" \
                 "http://127.0.0.1:$PORT_REDIS_GW/oauth2/callback" "http://127.0.0.1:$PORT_APACHE/redirect_uri" \
-                "https://127.0.0.1:$PORT_COOKIE_TLS/oauth2/callback"
+                "https://127.0.0.1:$PORT_COOKIE_TLS/oauth2/callback" \
+                ${PORT_MORE:+"http://127.0.0.1:$PORT_MORE/oauth2/callback" "http://127.0.0.1:$PORT_REFRESH/oauth2/callback"}
             start_ssogate_signed_in "signed-in-cookie" "$PORT_COOKIE" "$PORT_UP" cookie
             add_target "ssogate signed-in, cookie store" "http://127.0.0.1:$PORT_COOKIE/" "$SIGNED_PID" "$SESSION_COOKIE"
             start_ssogate_signed_in "signed-in-memory" "$PORT_MEM" "$PORT_UP" memory
@@ -670,27 +939,40 @@ main() {
         fi
     fi
 
-    # HTTPS rows last: their own nginx and ssogate, TLS-terminating, same upstream.
-    if [[ $BENCH_TLS == 1 ]]; then
+    # HTTPS rows last: their own nginx and ssogate, TLS-terminating, same upstream (also
+    # the servers of the HTTP/2 and TLS-handshake rows).
+    local tls_rows=0
+    [[ $BENCH_TLS == 1 ]] && has_rows get && tls_rows=1
+    if ((tls_rows)) || { ((MORE)) && has_rows h2 tls; }; then
         make_cert
         start_nginx_proxy "$PORT_NGX_TLS" "$PORT_UP" tls
-        add_target "nginx proxy, TLS" "https://127.0.0.1:$PORT_NGX_TLS/" "$NGX_PID"
+        NGX_TLS_PID=$NGX_PID
+        ((tls_rows)) && add_target "nginx proxy, TLS" "https://127.0.0.1:$PORT_NGX_TLS/" "$NGX_PID"
         if [[ $BENCH_SKIP_SSOGATE != 1 ]]; then
             start_ssogate "$PORT_SSO_TLS" "$PORT_UP" tls
-            add_target "ssogate public, TLS" "https://127.0.0.1:$PORT_SSO_TLS/" "$SSO_PID"
+            SSO_TLS_PID=$SSO_PID
+            ((tls_rows)) && add_target "ssogate public, TLS" "https://127.0.0.1:$PORT_SSO_TLS/" "$SSO_PID"
             if [[ ${BENCH_SKIP_SIGNED_IN:-0} != 1 ]]; then
                 start_ssogate_signed_in "signed-in-cookie-tls" "$PORT_COOKIE_TLS" "$PORT_UP" cookie "" tls
-                add_target "ssogate signed-in, cookie store, TLS" "https://127.0.0.1:$PORT_COOKIE_TLS/" \
+                COOKIE_TLS_PID=$SIGNED_PID
+                COOKIE_TLS_COOKIE=$SESSION_COOKIE
+                ((tls_rows)) && add_target "ssogate signed-in, cookie store, TLS" "https://127.0.0.1:$PORT_COOKIE_TLS/" \
                     "$SIGNED_PID" "$SESSION_COOKIE"
             fi
         fi
     fi
+    if ((MORE)) && [[ ${BENCH_SKIP_SIGNED_IN:-0} != 1 ]]; then start_more_gateways; fi
 
     # ---- rows: every target once per round, so slow drifts of the machine hit all alike ----
     : >"$WORK/rows.tsv"
+    : >"$WORK/more.jsonl"
     local i
+    has_rows get || T_NAME=()
+    local loads=()
     for ((ROUND = 1; ROUND <= BENCH_ROUNDS; ROUND++)); do
-        log "round $ROUND of $BENCH_ROUNDS"
+        loads+=("$(cut -d' ' -f1 /proc/loadavg)")
+        log "round $ROUND of $BENCH_ROUNDS (load average ${loads[-1]})"
+        ((MORE)) && more_round
         for i in "${!T_NAME[@]}"; do
             if [[ -n ${T_COOKIE[i]} ]]; then
                 bench_row "${T_NAME[i]}" "${T_URL[i]}" "${T_PID[i]}" -H "Cookie: ${T_COOKIE[i]}"
@@ -700,12 +982,31 @@ main() {
         done
     done
 
+    loads+=("$(cut -d' ' -f1 /proc/loadavg) (end)")
+    if has_rows session && [[ $BENCH_SKIP_SSOGATE != 1 ]]; then session_row; fi
+
     # ---- report -------------------------------------------------------------
-    local stamp table out_file
+    local stamp table out_file more_tables=""
     stamp=$(date +%Y-%m-%d-%H%M%S)
-    table=$(print_table)
+    table=""
+    if has_rows get; then table=$(print_table); fi
     mkdir -p "$OUT_DIR"
     out_file="$OUT_DIR/results-$stamp.md"
+    local envs
+    envs=$(env | grep -E '^(BENCH_[A-Z_]+|SSOGATE_WORKERS)=' | sort | tr '\n' ' ')
+    python3 - "$WORK/meta.json" "$stamp" "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo none)" \
+        "${envs}bash bench/run.sh" "${loads[*]}" "$("$NGINX" -v 2>&1)" <<'PY'
+import json, os, platform, sys
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+out, stamp, git, cmd, loads, nginx = sys.argv[1:7]
+json.dump({"date": stamp, "git": git, "command": cmd.strip(), "loadavg": loads,
+           "host": f"{platform.system()} {platform.release()}, {os.cpu_count()} x {cpu}", "nginx": nginx},
+          open(out, "w"))
+PY
+    more_tables=$(python3 "$REPO/bench/report.py" --rows "$WORK/rows.tsv" --more "$WORK/more.jsonl" \
+        --meta "$WORK/meta.json" --json "$OUT_DIR/results-$stamp.json") || die "bench/report.py failed"
+    python3 "$REPO/bench/chart.py" "$OUT_DIR/results-$stamp.json" "$OUT_DIR/results-$stamp.svg" ||
+        die "bench/chart.py failed"
     {
         echo "# ssogate benchmark $stamp"
         echo
@@ -724,13 +1025,17 @@ main() {
         echo "- wrk: -t$BENCH_THREADS -c$BENCH_CONNECTIONS -d${BENCH_SECONDS}s --latency (after ${BENCH_WARMUP}s warm-up), $BENCH_ROUNDS rounds; medians shown"
         echo "- $("$NGINX" -v 2>&1); ssogate: ${SSOGATE_BIN:-skipped}"
         echo "- CPU-us/req: server process tree utime+stime during the measured run / requests; RSS: VmHWM summed over the tree"
+        echo "- load average (1 min) at each round's start: ${loads[*]}"
         echo
         echo "$table"
+        echo
+        echo "$more_tables"
     } >"$out_file"
     echo
     echo "$table"
     echo
-    log "written to $out_file"
+    echo "$more_tables"
+    log "written to $out_file, $OUT_DIR/results-$stamp.json and $OUT_DIR/results-$stamp.svg"
 }
 
 main "$@"

@@ -34,18 +34,20 @@ class Form(html.parser.HTMLParser):
             self.fields[a["name"]] = a.get("value") or ""
 
 
-def main():
-    url, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
-    prefix = sys.argv[4] if len(sys.argv) > 4 else None
+def sign_in(url, user, password, prefix=None, ca_file=None, timeout=10, headers=()):
+    """Signs in at `url` like a browser; returns the session cookies as `name=value; ...`.
+    `headers`: more (name, value) pairs sent with every request. Raises SystemExit with the
+    reason when it cannot."""
     jar = http.cookiejar.CookieJar()
     handlers = [urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(jar)]
-    if os.environ.get("SIGN_IN_CA_FILE"):
-        ca = ssl.create_default_context(cafile=os.environ["SIGN_IN_CA_FILE"])
+    if ca_file:
+        ca = ssl.create_default_context(cafile=ca_file)
         handlers.append(urllib.request.HTTPSHandler(context=ca))
     opener = urllib.request.build_opener(*handlers)
     # Look like a browser navigating: some gateways answer other clients with 401.
-    opener.addheaders = [("Accept", "text/html,application/xhtml+xml,*/*;q=0.8"), ("User-Agent", "ssogate-bench")]
-    page = opener.open(url, timeout=10)
+    opener.addheaders = [("Accept", "text/html,application/xhtml+xml,*/*;q=0.8"), ("User-Agent", "ssogate-bench"),
+                         *headers]
+    page = opener.open(url, timeout=timeout)
     form = Form()
     form.feed(page.read().decode("utf-8", "replace"))
     if form.action is None or "password" not in form.fields:
@@ -54,9 +56,11 @@ def main():
     form.fields["password"] = password
     target = urllib.parse.urljoin(page.geturl(), form.action)
     data = urllib.parse.urlencode(form.fields).encode()
-    final = opener.open(target, data=data, timeout=10)
+    final = opener.open(target, data=data, timeout=timeout)
+    final.read()
     if final.status != 200:
         sys.exit(f"sign-in ended with HTTP {final.status} at {final.geturl()}")
+
     def wanted(name):
         if prefix:
             return name.startswith(prefix)
@@ -65,7 +69,13 @@ def main():
     cookies = [f"{c.name}={c.value}" for c in jar if wanted(c.name)]
     if not cookies:
         sys.exit("signed in, but no session cookie was set")
-    print("; ".join(cookies))
+    return "; ".join(cookies)
+
+
+def main():
+    url, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
+    prefix = sys.argv[4] if len(sys.argv) > 4 else None
+    print(sign_in(url, user, password, prefix, os.environ.get("SIGN_IN_CA_FILE") or None))
 
 
 if __name__ == "__main__":

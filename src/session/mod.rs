@@ -1,8 +1,9 @@
 //! Sessions: the record, its cookie codec (AES-256-GCM, chunked above ~3.8 KB) and the
-//! stores: `cookie` (the sealed record is the cookie), `memory` and `redis` (the cookie is a
-//! sealed random id). Never decides who may pass.
+//! stores: `cookie` (the sealed record is the cookie), `memory` (records packed: tokens as
+//! bytes) and `redis` (the cookie is a sealed random id). Never decides who may pass.
 
 pub mod codec;
+mod pack;
 mod store;
 
 use serde::{Deserialize, Serialize};

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::pack;
 use crate::config::SessionConfig;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -21,7 +22,8 @@ pub enum StoreError {
 pub enum Store {
     /// The sealed record is the cookie.
     Cookie,
-    Memory(moka::future::Cache<String, Arc<str>>),
+    /// Records packed (`pack`): tokens as bytes, not base64url text.
+    Memory(moka::future::Cache<String, Arc<[u8]>>),
     #[cfg(feature = "redis-store")]
     Redis(Box<redis_store::RedisStore>),
 }
@@ -51,7 +53,7 @@ impl Store {
     pub async fn get(&self, id: &str) -> Result<Option<String>, StoreError> {
         match self {
             Store::Cookie => Ok(None),
-            Store::Memory(cache) => Ok(cache.get(id).await.map(|s| s.to_string())),
+            Store::Memory(cache) => Ok(cache.get(id).await.and_then(|p| pack::unpack(&p))),
             #[cfg(feature = "redis-store")]
             Store::Redis(r) => r.get(id).await,
         }
@@ -64,7 +66,7 @@ impl Store {
             Store::Cookie => Ok(true),
             Store::Memory(cache) => {
                 use moka::ops::compute::{CompResult, Op};
-                let json: Arc<str> = Arc::from(json);
+                let json: Arc<[u8]> = Arc::from(pack::pack(json));
                 let result = cache
                     .entry(id.to_string())
                     .and_compute_with(|entry| async move {
@@ -91,7 +93,9 @@ impl Store {
         match self {
             Store::Cookie => Ok(()),
             Store::Memory(cache) => {
-                cache.insert(id.to_string(), Arc::from(json)).await;
+                cache
+                    .insert(id.to_string(), Arc::from(pack::pack(json)))
+                    .await;
                 Ok(())
             }
             #[cfg(feature = "redis-store")]
@@ -102,6 +106,15 @@ impl Store {
                 let _ = ttl_secs;
                 Ok(())
             }
+        }
+    }
+
+    /// Bytes the memory store keeps for a session: its id and its packed record.
+    #[cfg(test)]
+    pub async fn kept_bytes(&self, id: &str) -> Option<usize> {
+        match self {
+            Store::Memory(cache) => cache.get(id).await.map(|p| id.len() + p.len()),
+            _ => None,
         }
     }
 

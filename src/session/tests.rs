@@ -155,3 +155,95 @@ async fn a_session_for_one_client_does_not_open_at_a_gateway_for_another_with_th
     let unbound = serde_json::to_string(&session(u64::MAX / 2)).unwrap();
     assert!(a.session_in(&unbound).is_none());
 }
+
+/// Base64url text of `n` pseudo-random bytes (a token part).
+fn b64_part(n: usize, seed: u8) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Cognito-sized tokens: a JWE refresh token (~1.8 KB of text), and RS256 JWTs for the ID
+/// and access tokens (~1.1 KB each).
+fn cognito_session() -> Session {
+    let jwe = [
+        b64_part(68, 1),
+        b64_part(256, 2),
+        b64_part(12, 3),
+        b64_part(1000, 4),
+        b64_part(16, 5),
+    ]
+    .join(".");
+    let jwt = |seed| {
+        [
+            b64_part(60, seed),
+            b64_part(560, seed + 1),
+            b64_part(256, seed + 2),
+        ]
+        .join(".")
+    };
+    Session {
+        refresh_token: Some(jwe),
+        id_token: Some(jwt(10)),
+        access_token: Some(jwt(20)),
+        ..session(u64::MAX / 2)
+    }
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_tokens_as_bytes_not_as_base64_text() {
+    let sessions = Sessions::new(&sessions_config("memory"), APP_A).unwrap();
+    for s in [cognito_session(), session(u64::MAX / 2)] {
+        let mut s = s;
+        let value = sessions.save(&mut s).await.unwrap();
+        let raw: usize = [&s.refresh_token, &s.id_token, &s.access_token]
+            .iter()
+            .filter_map(|t| t.as_ref().map(|t| t.len()))
+            .sum();
+        let kept = sessions
+            .store
+            .kept_bytes(s.id.as_deref().unwrap())
+            .await
+            .unwrap();
+        // The record as JSON text is the tokens plus ~400 bytes; packed, the tokens take 3/4.
+        assert!(
+            kept <= raw,
+            "{kept} bytes kept for {raw} bytes of tokens (as text: {})",
+            sessions.record(&s).unwrap().len()
+        );
+        assert_eq!(
+            sessions.load(&value, 1).await.unwrap(),
+            Some(s),
+            "back exactly"
+        );
+    }
+}
+
+#[test]
+fn packed_records_come_back_exactly() {
+    let token = cognito_session().refresh_token.unwrap();
+    let cases = [
+        String::new(),
+        "{}".to_string(),
+        format!(r#"{{"a":"{token}","b":"x\"y\\","c":"{token}"}}"#),
+        // Not canonical base64url (stray bits at the end), padding, standard base64, too short,
+        // too many parts, a raw marker byte: all kept as text.
+        format!(r#"{{"t":"{}B"}}"#, b64_part(100, 7)),
+        format!(r#"{{"t":"{}=="}}"#, b64_part(100, 7)),
+        format!(r#"{{"t":"{}+/{}"}}"#, b64_part(60, 1), b64_part(60, 2)),
+        r#"{"t":"abc.def"}"#.to_string(),
+        format!(r#"{{"t":"{}"}}"#, vec![b64_part(30, 1); 10].join(".")),
+        format!("{{\"t\":\"\u{1}{token}\"}}"),
+        format!(r#"{{"t":"{token}.","u":".{token}"}}"#),
+    ];
+    for json in cases {
+        assert_eq!(
+            pack::unpack(&pack::pack(&json)).as_deref(),
+            Some(json.as_str())
+        );
+    }
+    assert!(pack::pack(&format!(r#"{{"r":"{token}"}}"#)).len() < token.len() * 4 / 5);
+    assert_eq!(pack::unpack(&[1, 1, 5]), None, "cut short");
+}

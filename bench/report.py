@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""bench/run.sh's results as one JSON document and Markdown tables.
+
+    python3 bench/report.py --rows ROWS.tsv --more MORE.jsonl --meta META.json --json OUT.json > tables.md
+
+ROWS.tsv: the GET rows (round, name, req/s, p50 us, p99 us, CPU-us/req, RSS MiB, errors) as
+bench_row writes them; MORE.jsonl: the other rows, one JSON object per measured run, as
+bench/measure.py writes them; META.json: the machine, the command, the load. Per group and row
+it keeps every round's value and gives the median, the ratio of the medians against the row's
+baseline (another row of the same group) and the range of the per-round ratios (both measured
+in the same minute), the median CPU-us per operation, the largest RSS and the errors.
+Standard library only.
+"""
+import argparse
+import json
+import statistics
+from collections import OrderedDict
+
+GET_GROUP = "signed-in GET, HTTP/1.1 keep-alive (wrk -t2 -c32)"
+# What each group is held to; the chart draws the line.
+GOALS = {
+    "proxy": {"goal": 1.0, "better": "higher", "text": "goal: at or above nginx (1.0x)"},
+    "sign-in": {"goal": 5.0, "better": "higher", "text": "goal: at least 5x mod_auth_openidc"},
+    "idle": {"goal": 1.0, "better": "lower", "text": "goal: at or below nginx's RSS per connection (1.0x)"},
+    "session": {"goal": 1.25, "better": "lower", "text": "goal: at most 1.25x the raw token bytes"},
+}
+
+
+def goal_for(title):
+    t = title.lower()
+    if t.startswith("sign-ins"):
+        return GOALS["sign-in"]
+    if "idle" in t:
+        return GOALS["idle"]
+    if t.startswith("sessions"):
+        return GOALS["session"]
+    if t.startswith("session refreshes"):
+        return None
+    return GOALS["proxy"]
+
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def load_runs(rows_tsv, more_jsonl):
+    runs = []
+    for line in open(rows_tsv):
+        if not line.strip():
+            continue
+        rnd, name, rps, p50, p99, cpu, rss, err = line.rstrip("\n").split("\t")
+        num = lambda v: None if v in ("n/a", "") else float(v)  # noqa: E731
+        base = "" if name in ("nginx proxy", "nginx proxy, TLS") else \
+            ("nginx proxy, TLS" if name.endswith(", TLS") else "nginx proxy")
+        p50, p99 = num(p50), num(p99)
+        runs.append({"round": int(rnd), "group": GET_GROUP, "name": name, "baseline": base,
+                     "value": float(rps), "unit": "req/s", "cpu_us_per_op": num(cpu), "rss_peak_mib": num(rss),
+                     "p50_ms": p50 / 1000 if p50 is not None else None,
+                     "p99_ms": p99 / 1000 if p99 is not None else None,
+                     "errors": [] if err == "0" else [err]})
+    for line in open(more_jsonl):
+        if line.strip():
+            runs.append(json.loads(line))
+    return runs
+
+
+def summarize(runs):
+    groups = OrderedDict()
+    for r in runs:
+        groups.setdefault(r["group"], OrderedDict()).setdefault(r["name"], []).append(r)
+    out = []
+    for title, rows in groups.items():
+        goal = goal_for(title)
+        g = {"title": title, "unit": next(iter(rows.values()))[0]["unit"], "goal": goal, "rows": []}
+        for name, rs in rows.items():
+            base_rs = rows.get(rs[0]["baseline"], []) if rs[0]["baseline"] else []
+            base_by_round = {b["round"]: b["value"] for b in base_rs}
+            value = med([r["value"] for r in rs])
+            base_med = med([b["value"] for b in base_rs])
+            per_round = sorted(r["value"] / base_by_round[r["round"]] for r in rs
+                               if base_by_round.get(r["round"]))
+            row = {
+                "name": name, "baseline": rs[0]["baseline"], "rounds": len(rs),
+                "value": value, "values": [r["value"] for r in rs],
+                "ratio": value / base_med if base_med else None,
+                "ratio_range": [per_round[0], per_round[-1]] if per_round else None,
+                "cpu_us_per_op": med([r.get("cpu_us_per_op") for r in rs]),
+                "rss_peak_mib": max((r["rss_peak_mib"] for r in rs if r.get("rss_peak_mib") is not None), default=None),
+                "p50_ms": med([r.get("p50_ms") for r in rs]),
+                "p99_ms": med([r.get("p99_ms") for r in rs]),
+                "errors": sorted({e for r in rs for e in r.get("errors", [])}),
+            }
+            if any("mb_per_s" in r for r in rs):
+                row["mb_per_s"] = med([r.get("mb_per_s") for r in rs])
+            if any("bytes_per_session" in r for r in rs):
+                for k in ("bytes_per_session", "raw_token_bytes", "sessions"):
+                    row[k] = med([r.get(k) for r in rs])
+            if base_rs and row["cpu_us_per_op"] and med([b.get("cpu_us_per_op") for b in base_rs]):
+                row["cpu_ratio"] = row["cpu_us_per_op"] / med([b.get("cpu_us_per_op") for b in base_rs])
+            g["rows"].append(row)
+        out.append(g)
+    return out
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "n/a"
+    if abs(v) >= 1000:
+        return f"{v:.0f}"
+    return f"{v:.{digits}f}"
+
+
+def markdown(groups):
+    lines = []
+    for g in groups:
+        has_mb = any("mb_per_s" in r for r in g["rows"])
+        lines.append(f"**{g['title']}**" + (f" ({g['goal']['text']})" if g["goal"] else ""))
+        lines.append("")
+        head = f"| target | {g['unit']} (median) |" + (" MB/s |" if has_mb else "") + \
+            " vs baseline (per-round range) | p99 | CPU-us/op | peak RSS MiB | errors |"
+        lines.append(head)
+        lines.append("|---|---:|" + ("---:|" if has_mb else "") + "---:|---:|---:|---:|---|")
+        for r in g["rows"]:
+            if r["ratio"] is None:
+                vs = "baseline" if any(x["baseline"] == r["name"] for x in g["rows"]) else "-"
+            else:
+                vs = f"{r['ratio']:.2f}x"
+                if r["ratio_range"] and r["rounds"] > 1:
+                    vs += f" ({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f})"
+                if r["baseline"]:
+                    vs += f" vs {r['baseline']}"
+            p99 = "n/a" if r["p99_ms"] is None else f"{r['p99_ms']:.2f} ms"
+            mb = f" {fmt(r.get('mb_per_s'), 0)} |" if has_mb else ""
+            lines.append(f"| {r['name']} | {fmt(r['value'], 2)} |{mb} {vs} | {p99} | {fmt(r['cpu_us_per_op'])} | "
+                         f"{fmt(r['rss_peak_mib'])} | {'; '.join(r['errors']) or 0} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", required=True)
+    ap.add_argument("--more", required=True)
+    ap.add_argument("--meta", required=True)
+    ap.add_argument("--json", required=True)
+    a = ap.parse_args()
+    groups = summarize(load_runs(a.rows, a.more))
+    doc = {"meta": json.load(open(a.meta)), "groups": groups}
+    with open(a.json, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    print(markdown(groups))
+
+
+if __name__ == "__main__":
+    main()
