@@ -236,6 +236,9 @@ pub struct RouteConfig {
     pub case_sensitive: bool,
     /// Largest request body in bytes: 413 above. `None` (the default): no limit.
     pub max_body: Option<u64>,
+    /// `METHOD=regex` or `regex` on the normalised path: no sign-in for these (oauth2-proxy's
+    /// `--skip-auth-route`). Default none. Identity headers are still stripped.
+    pub public_paths: Vec<crate::policy::PublicPath>,
 }
 
 #[derive(Debug, Clone)]

@@ -122,6 +122,7 @@ pub struct RawRoute {
     pub public: Option<bool>,
     pub case_sensitive: Option<bool>,
     pub max_body: Option<String>,
+    pub public_paths: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

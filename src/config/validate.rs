@@ -498,6 +498,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             .max_body
             .as_deref()
             .and_then(|b| e.size(&key("max_body"), b));
+        let public_paths = public_paths(&mut e, i, r, public, &server);
         if let Some(u) = upstream {
             routes.push(RouteConfig {
                 host,
@@ -507,6 +508,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
                 allowed_groups: r.allowed_groups.clone(),
                 case_sensitive,
                 max_body,
+                public_paths,
             });
         }
     }
@@ -725,6 +727,49 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         metrics,
         raw: Arc::new(raw),
     })
+}
+
+/// `routes[i].public_paths`, each parsed, and refused when it could match the gateway's own
+/// endpoints: those are answered before any route, so such a pattern reads as making
+/// sign-in or `/userinfo` public (or, later, would, if the order ever changed).
+fn public_paths(
+    e: &mut Errors,
+    i: usize,
+    r: &RawRoute,
+    public: bool,
+    server: &ServerConfig,
+) -> Vec<crate::policy::PublicPath> {
+    let Some(list) = &r.public_paths else {
+        return Vec::new();
+    };
+    if public {
+        // Rejected because it reads as if the rest of the route were protected.
+        e.add(
+            &format!("routes[{i}].public_paths"),
+            "the whole route is public (public = true); remove public_paths or public",
+        );
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (j, text) in list.iter().enumerate() {
+        let key = format!("routes[{i}].public_paths[{j}]");
+        match crate::policy::PublicPath::parse(text) {
+            Err(why) => e.add(&key, format!("{text:?} {why}")),
+            Ok(p) => {
+                let ours = [server.auth_prefix.as_str(), server.callback_path.as_str()]
+                    .into_iter()
+                    .find(|prefix| p.may_match_under(prefix));
+                match ours {
+                    Some(prefix) => e.add(
+                        &key,
+                        format!("{text:?} can match the gateway's own endpoints under {prefix:?}; anchor it to the app's paths, like \"^/api/health$\" or \"^/static/\""),
+                    ),
+                    None => out.push(p),
+                }
+            }
+        }
+    }
+    out
 }
 
 fn is_reserved_header(name: &HeaderName) -> bool {
@@ -1053,6 +1098,8 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
                 public: Some(r.public),
                 case_sensitive: Some(r.case_sensitive),
                 max_body: r.max_body.map(|b| format!("{b}B")),
+                public_paths: (!r.public_paths.is_empty())
+                    .then(|| r.public_paths.iter().map(|p| p.text.clone()).collect()),
             })
             .collect(),
         upstream: RawUpstream {
