@@ -220,7 +220,33 @@ pub struct AccessConfig {
     /// Only people whose email the provider says is verified get in; others get a page that
     /// says why. Default false: an unverified email is then merely never sent as identity.
     /// For pools where an unverified address must not even reach an app's own sign-up.
+    /// Default true when an email rule below is set: a rule on an address nobody verified
+    /// admits whoever typed it.
     pub require_verified_email: bool,
+    /// Emails whose domain (after the last `@`, exact, any case) is one of these may sign in.
+    /// Default none (no domain rule).
+    pub allowed_email_domains: Vec<String>,
+    /// These addresses may sign in (any case): the inline list and the lines of
+    /// `allowed_emails_file`, as read at start. Default none.
+    pub allowed_emails: Vec<String>,
+    /// The inline addresses alone, to rebuild the list when the file changes.
+    pub allowed_emails_inline: Vec<String>,
+    /// One address a line, re-read like the `*_file` secrets (`server.secret_poll_interval`).
+    pub allowed_emails_file: Option<PathBuf>,
+}
+
+impl AccessConfig {
+    /// Whether an email rule (domains, addresses or a file) is set.
+    pub fn has_email_rules(&self) -> bool {
+        !self.allowed_email_domains.is_empty()
+            || !self.allowed_emails.is_empty()
+            || self.allowed_emails_file.is_some()
+    }
+
+    /// The email rules as configured (the file as read at start).
+    pub fn email_rules(&self) -> crate::identity::EmailRules {
+        crate::identity::EmailRules::new(&self.allowed_email_domains, &self.allowed_emails)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -602,6 +628,15 @@ impl Config {
                     }
                 ));
             }
+        }
+        if self.access.has_email_rules() && !self.access.require_verified_email {
+            warnings.push(
+                "access.require_verified_email = false with email rules: an address the provider \
+                 has not verified is held to allowed_email_domains / allowed_emails as given, so \
+                 whoever types a listed address (where the provider lets users set it) gets in; \
+                 leave require_verified_email out (it is on with email rules)"
+                    .to_string(),
+            );
         }
         for net in &self.server.trusted_proxies {
             if net.prefix_len() == 0 {

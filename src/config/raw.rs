@@ -110,6 +110,9 @@ pub struct RawAccess {
     pub allowed_groups: Option<Vec<String>>,
     pub skip_preflight: Option<bool>,
     pub require_verified_email: Option<bool>,
+    pub allowed_email_domains: Option<Vec<String>>,
+    pub allowed_emails: Option<Vec<String>>,
+    pub allowed_emails_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -708,6 +708,8 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         }
     });
 
+    let access = access(&mut e, source, &raw.access);
+
     if !e.0.is_empty() {
         return Err(ConfigErrors(e.0));
     }
@@ -715,11 +717,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         server,
         provider,
         session,
-        access: AccessConfig {
-            allowed_groups: raw.access.allowed_groups.clone().unwrap_or_default(),
-            skip_preflight: raw.access.skip_preflight.unwrap_or(false),
-            require_verified_email: raw.access.require_verified_email.unwrap_or(false),
-        },
+        access,
         routes,
         upstream,
         headers,
@@ -727,6 +725,64 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         metrics,
         raw: Arc::new(raw),
     })
+}
+
+/// `[access]`: groups, preflights, and the email rules (each entry checked, the file read).
+fn access(e: &mut Errors, source: &dyn ConfigSource, a: &RawAccess) -> AccessConfig {
+    let mut allowed_email_domains = Vec::new();
+    for (i, d) in a.allowed_email_domains.iter().flatten().enumerate() {
+        match crate::identity::domain_problem(d) {
+            Some(why) => e.add(
+                &format!("access.allowed_email_domains[{i}]"),
+                format!("{d:?} never matches: {why}"),
+            ),
+            None => allowed_email_domains.push(d.trim().to_ascii_lowercase()),
+        }
+    }
+    let mut inline = Vec::new();
+    for (i, m) in a.allowed_emails.iter().flatten().enumerate() {
+        match crate::identity::email_problem(m) {
+            Some(why) => e.add(
+                &format!("access.allowed_emails[{i}]"),
+                format!("{m:?} {why}"),
+            ),
+            None => inline.push(m.trim().to_ascii_lowercase()),
+        }
+    }
+    let mut allowed_emails = inline.clone();
+    let allowed_emails_file = a.allowed_emails_file.as_ref().map(PathBuf::from);
+    if let Some(path) = &allowed_emails_file {
+        match source.read_file(path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                for (n, m) in crate::identity::parse_email_list(&text).iter().enumerate() {
+                    match crate::identity::email_problem(m) {
+                        Some(why) => e.add(
+                            "access.allowed_emails_file",
+                            format!("{}: entry {} {m:?} {why}", path.display(), n + 1),
+                        ),
+                        None => allowed_emails.push(m.to_ascii_lowercase()),
+                    }
+                }
+            }
+            Err(err) => e.add(
+                "access.allowed_emails_file",
+                format!("cannot read {}: {err}; put one address a line there, or list them in access.allowed_emails", path.display()),
+            ),
+        }
+    }
+    let has_rules = !allowed_email_domains.is_empty()
+        || !allowed_emails.is_empty()
+        || allowed_emails_file.is_some();
+    AccessConfig {
+        allowed_groups: a.allowed_groups.clone().unwrap_or_default(),
+        skip_preflight: a.skip_preflight.unwrap_or(false),
+        require_verified_email: a.require_verified_email.unwrap_or(has_rules),
+        allowed_email_domains,
+        allowed_emails,
+        allowed_emails_inline: inline,
+        allowed_emails_file,
+    }
 }
 
 /// `routes[i].public_paths`, each parsed, and refused when it could match the gateway's own
@@ -1086,6 +1142,11 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
             allowed_groups: Some(c.access.allowed_groups.clone()),
             skip_preflight: Some(c.access.skip_preflight),
             require_verified_email: Some(c.access.require_verified_email),
+            allowed_email_domains: (!c.access.allowed_email_domains.is_empty())
+                .then(|| c.access.allowed_email_domains.clone()),
+            allowed_emails: (!c.access.allowed_emails_inline.is_empty())
+                .then(|| c.access.allowed_emails_inline.clone()),
+            allowed_emails_file: raw.access.allowed_emails_file.clone(),
         },
         routes: c
             .routes
