@@ -209,6 +209,9 @@ pub struct SessionConfig {
     pub refresh_interval: Duration,
     /// How long a session keeps working past a due refresh while the provider is unreachable.
     pub refresh_grace: Duration,
+    /// A session without a request for this long is ended (`max_lifetime` still holds).
+    /// Default none: only `max_lifetime` ends sessions.
+    pub idle_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Default)]

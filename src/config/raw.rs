@@ -102,6 +102,7 @@ pub struct RawSession {
     pub max_lifetime: Option<String>,
     pub refresh_interval: Option<String>,
     pub refresh_grace: Option<String>,
+    pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -468,3 +468,25 @@ fn public_paths_are_parsed_and_kept_off_the_gateways_endpoints() {
         "{errors}"
     );
 }
+
+#[test]
+fn idle_timeout_is_off_by_default_and_must_be_below_max_lifetime() {
+    let c = Config::from_toml_str(&protected(""), &FakeSource::default()).unwrap();
+    assert_eq!(c.session.idle_timeout, None);
+    let with = protected("").replace("[session]\n", "[session]\nidle_timeout = \"30m\"\n");
+    let c = Config::from_toml_str(&with, &FakeSource::default()).unwrap();
+    assert_eq!(c.session.idle_timeout, Some(Duration::from_secs(1800)));
+    for (value, says) in [
+        ("12h", "not shorter than session.max_lifetime"),
+        ("1s", "at least"),
+        ("soon", "session.idle_timeout"),
+    ] {
+        let bad = protected("").replace(
+            "[session]\n",
+            &format!("[session]\nidle_timeout = \"{value}\"\n"),
+        );
+        let errors = errors_of(&bad, &FakeSource::default());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains(says), "{errors:?}");
+    }
+}

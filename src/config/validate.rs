@@ -621,6 +621,11 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         max_lifetime: e.duration("session.max_lifetime", &ss.max_lifetime, "12h"),
         refresh_interval: e.duration("session.refresh_interval", &ss.refresh_interval, "5m"),
         refresh_grace: e.duration("session.refresh_grace", &ss.refresh_grace, "5m"),
+        idle_timeout: None,
+    };
+    let session = SessionConfig {
+        idle_timeout: session_idle_timeout(&mut e, ss, session.max_lifetime),
+        ..session
     };
 
     // [upstream]
@@ -725,6 +730,32 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         metrics,
         raw: Arc::new(raw),
     })
+}
+
+/// `session.idle_timeout`: at least 2s (the last-seen stamp has whole seconds) and below
+/// `max_lifetime` (else it never ends a session: rejected because it reads as a limit).
+fn session_idle_timeout(
+    e: &mut Errors,
+    ss: &RawSession,
+    max_lifetime: Duration,
+) -> Option<Duration> {
+    let raw = ss.idle_timeout.as_ref()?;
+    let errors = e.0.len();
+    let idle = e.duration("session.idle_timeout", &Some(raw.clone()), "0s");
+    if e.0.len() > errors {
+        None
+    } else if idle < Duration::from_secs(2) {
+        e.add(
+            "session.idle_timeout",
+            "must be at least \"2s\", like \"30m\"; leave it out for no idle limit",
+        );
+        None
+    } else if idle >= max_lifetime {
+        e.add("session.idle_timeout", format!("{raw:?} is not shorter than session.max_lifetime, so it would never end a session; make it shorter or leave it out"));
+        None
+    } else {
+        Some(idle)
+    }
 }
 
 /// `[access]`: groups, preflights, and the email rules (each entry checked, the file read).
@@ -1133,6 +1164,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         max_lifetime: dur(ss.max_lifetime),
         refresh_interval: dur(ss.refresh_interval),
         refresh_grace: dur(ss.refresh_grace),
+        idle_timeout: ss.idle_timeout.and_then(dur),
     };
     RawConfig {
         server,

@@ -23,6 +23,7 @@ fn session(expires: u64) -> Session {
         },
         created: 1,
         expires,
+        last_seen: 0,
         refresh_due: 2,
         tokens_expire: 3,
         refresh_token: Some("r".repeat(1800)),

@@ -12,6 +12,7 @@ mod bearer;
 mod callback;
 mod callback_limit;
 mod forward_auth;
+mod idle;
 mod refresh;
 mod sign_out;
 mod start;
@@ -474,6 +475,10 @@ impl Auth {
                 }
             }
         };
+        let live = match self.idle_state(&live, now) {
+            crate::session::Idle::Fresh => live,
+            state => Box::pin(self.mind_idle(state, &value, live, req, client, now)).await?,
+        };
         if live.session.refresh_due > now {
             return Ok(live);
         }
@@ -506,6 +511,7 @@ impl Auth {
             session,
             headers,
             set_cookies,
+            renewing: Default::default(),
         }
     }
 
