@@ -212,6 +212,9 @@ pub struct SessionConfig {
     /// A session without a request for this long is ended (`max_lifetime` still holds).
     /// Default none: only `max_lifetime` ends sessions.
     pub idle_timeout: Option<Duration>,
+    /// `Domain=` of the session and sign-in cookies (lower case, no leading dot): one sign-in
+    /// for every host below it. Default none: cookies for the one host that set them.
+    pub cookie_domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -629,6 +632,16 @@ impl Config {
                     } else {
                         ""
                     }
+                ));
+            }
+        }
+        if let Some(domain) = &self.session.cookie_domain {
+            let dotted = format!(".{domain}");
+            if !self.server.allowed_redirect_hosts.contains(&dotted) {
+                warnings.push(format!(
+                    "session.cookie_domain = {domain:?}: a sign-in started at another host below \
+                     it comes back there only if server.allowed_redirect_hosts lists \
+                     \"{dotted}\"; without it, users land on server.public_url's front page"
                 ));
             }
         }

@@ -103,6 +103,7 @@ pub struct RawSession {
     pub refresh_interval: Option<String>,
     pub refresh_grace: Option<String>,
     pub idle_timeout: Option<String>,
+    pub cookie_domain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

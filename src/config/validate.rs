@@ -622,9 +622,11 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         refresh_interval: e.duration("session.refresh_interval", &ss.refresh_interval, "5m"),
         refresh_grace: e.duration("session.refresh_grace", &ss.refresh_grace, "5m"),
         idle_timeout: None,
+        cookie_domain: None,
     };
     let session = SessionConfig {
         idle_timeout: session_idle_timeout(&mut e, ss, session.max_lifetime),
+        cookie_domain: cookie_domain(&mut e, ss, &server),
         ..session
     };
 
@@ -755,6 +757,56 @@ fn session_idle_timeout(
         None
     } else {
         Some(idle)
+    }
+}
+
+/// `session.cookie_domain`: a parent of `server.public_url`'s host (where the callback is,
+/// so the sign-in's cookies must reach it), of at least two labels (a browser refuses
+/// `Domain=com`, and one it took would go to every site under it), never an IP address.
+fn cookie_domain(e: &mut Errors, ss: &RawSession, server: &ServerConfig) -> Option<String> {
+    let raw = ss.cookie_domain.as_ref()?;
+    let domain = raw.trim().trim_start_matches('.').to_ascii_lowercase();
+    let key = "session.cookie_domain";
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 || labels.iter().any(|l| l.is_empty()) {
+        e.add(key, format!("{raw:?} must be a domain of at least two labels, like \"example.com\" (browsers refuse a cookie for a whole top-level domain)"));
+        return None;
+    }
+    if domain.parse::<std::net::IpAddr>().is_ok()
+        || !domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        e.add(
+            key,
+            format!("{raw:?} must be a domain name like \"example.com\""),
+        );
+        return None;
+    }
+    let lower = ss.cookie_name.as_deref().unwrap_or("").to_ascii_lowercase();
+    if lower.starts_with("__host-") {
+        // Browsers drop a __Host- cookie that names a Domain.
+        e.add(
+            key,
+            "cannot be used with a __Host- session.cookie_name: use a __Secure- or plain name",
+        );
+        return None;
+    }
+    let host = server
+        .public_url
+        .as_ref()
+        .and_then(|u| u.host_str())
+        .map(|h| h.to_ascii_lowercase());
+    match host {
+        None => {
+            e.add(key, "needs server.public_url (the one address the provider sends sign-ins back to), on a host below it");
+            None
+        }
+        Some(h) if h == domain || h.ends_with(&format!(".{domain}")) => Some(domain),
+        Some(h) => {
+            e.add(key, format!("{raw:?} is not a parent of server.public_url's host {h:?}: the sign-in's cookies would not reach its callback"));
+            None
+        }
     }
 }
 
@@ -1165,6 +1217,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         refresh_interval: dur(ss.refresh_interval),
         refresh_grace: dur(ss.refresh_grace),
         idle_timeout: ss.idle_timeout.and_then(dur),
+        cookie_domain: ss.cookie_domain.clone(),
     };
     RawConfig {
         server,

@@ -612,6 +612,7 @@ impl Auth {
         CookieAttrs {
             secure: !crate::config::is_plain_http_loopback(origin),
             path: "/".into(),
+            domain: self.config.session.cookie_domain.clone(),
         }
     }
 
