@@ -1,4 +1,4 @@
-//! The `ssogate` command: `serve`, `check-config`, `demo`.
+//! The `ssogate` command: `serve`, `check-config`, `explain`, `demo`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -31,6 +31,29 @@ enum Command {
         #[arg(long, short, env = "SSOGATE_CONFIG")]
         config: PathBuf,
     },
+    /// What the gateway would do with one request from one person: the route, the rule, the
+    /// decision and why, and the identity headers the app would receive. Exit 0 when the
+    /// request would be forwarded, 1 when not, 2 when the config or the question is wrong.
+    Explain {
+        #[arg(long, short, env = "SSOGATE_CONFIG")]
+        config: PathBuf,
+        /// The signed-in user (`user_claim`); leave out for a request without a session.
+        #[arg(long)]
+        user: Option<String>,
+        /// The user's groups, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// The user's email, taken as verified by the provider.
+        #[arg(long)]
+        email: Option<String>,
+        /// The provider the session came from (one provider today: "default").
+        #[arg(long)]
+        provider: Option<String>,
+        /// GET, POST...
+        method: String,
+        /// The whole URL the browser asks for, like https://app.example.com/admin/
+        url: String,
+    },
     /// The whole sign-in flow on this machine: gateway, a Cognito-like test provider and an
     /// echo app, all on loopback.
     Demo(ssogate::demo::DemoArgs),
@@ -54,6 +77,43 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Explain {
+            config,
+            user,
+            groups,
+            email,
+            provider,
+            method,
+            url,
+        } => {
+            let loaded = match Config::load(&config, &ProcessSource) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let who = ssogate::server::explain::Who {
+                user,
+                groups: groups.into_iter().filter(|g| !g.is_empty()).collect(),
+                email,
+                provider,
+            };
+            match ssogate::server::explain::explain(&loaded, &who, &method, &url) {
+                Ok(e) => {
+                    print!("{}", e.text);
+                    if e.forwarded {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("ssogate explain: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Serve { config } => {
             let loaded = match Config::load(&config, &ProcessSource) {
                 Ok(c) => c,
