@@ -10,6 +10,7 @@ pub mod fuzzing;
 pub mod identity;
 pub mod oidc;
 pub mod policy;
+pub mod probe;
 pub mod proxy;
 pub mod server;
 pub mod session;

@@ -30,6 +30,10 @@ enum Command {
     CheckConfig {
         #[arg(long, short, env = "SSOGATE_CONFIG")]
         config: PathBuf,
+        /// Also check live what it points at: the provider's metadata and keys, the client's
+        /// id and secret, Redis, each upstream; one line each (exit 1 when one fails).
+        #[arg(long)]
+        probe: bool,
     },
     /// What the gateway would do with one request from one person: the route, the rule, the
     /// decision and why, and the identity headers the app would receive. Exit 0 when the
@@ -64,12 +68,15 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => match Config::load(&config, &ProcessSource) {
+        Command::CheckConfig { config, probe } => match Config::load(&config, &ProcessSource) {
             Ok(c) => {
                 for warning in c.warnings() {
                     eprintln!("{}: warning: {warning}", config.display());
                 }
                 println!("# {}: valid\n{}", config.display(), c.effective_toml());
+                if probe {
+                    return probe_live(&c);
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -138,6 +145,43 @@ fn main() -> ExitCode {
         }
         Command::Demo(args) => {
             run(async move { ssogate::demo::run(args).await.map_err(anyhow::Error::from) })
+        }
+    }
+}
+
+/// `check-config --probe`: one line per live check; exit 1 when one fails.
+fn probe_live(config: &Config) -> ExitCode {
+    let checks = run_value(async {
+        tokio::time::timeout(ssogate::probe::PROBE_LIMIT, ssogate::probe::probe(config)).await
+    });
+    match checks {
+        Some(Ok(checks)) => {
+            for check in &checks {
+                println!("{check}");
+            }
+            if checks.iter().all(|c| c.result.is_ok()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        _ => {
+            println!("FAIL  probe: the checks did not finish within a minute");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `fut` on a fresh runtime; `None` when no runtime can be started.
+fn run_value<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime.block_on(fut)),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            None
         }
     }
 }
