@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, Upstream};
-use idp::{Idp, SESSION_SECRET};
+use idp::Idp;
 
 /// A real redis-server on a free loopback port, without persistence, stopped by its PID.
 struct Redis {
