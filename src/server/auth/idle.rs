@@ -42,9 +42,37 @@ impl Auth {
     ) -> Result<Arc<LiveSession>, AuthAnswer> {
         match state {
             Idle::Fresh => Ok(live),
-            Idle::Ended => Err(self.end_idle(cookie_value, &live, req, client).await),
+            Idle::Ended => {
+                if let Some(fresher) = self.renewed_elsewhere(cookie_value, &live, now).await {
+                    return Ok(fresher);
+                }
+                Err(self.end_idle(cookie_value, &live, req, client).await)
+            }
             Idle::RenewDue => self.renew(cookie_value, live, req, client, now).await,
         }
+    }
+
+    /// A server-side session this replica holds a copy of (up to `cache_ttl` old) may have
+    /// been renewed at another replica: the store has the last word before it is ended.
+    async fn renewed_elsewhere(
+        &self,
+        cookie_value: &str,
+        live: &LiveSession,
+        now: u64,
+    ) -> Option<Arc<LiveSession>> {
+        if self.sessions.is_stateless() {
+            return None;
+        }
+        let stored = self.sessions.load(cookie_value, now).await.ok()??;
+        let idle = self.config.session.idle_timeout?.as_secs();
+        if stored.last_seen <= live.session.last_seen
+            || stored.idle(now, idle, renew_every(idle)) == Idle::Ended
+        {
+            return None;
+        }
+        let fresher = Arc::new(self.live(stored, None));
+        self.remember(cookie_value.to_string(), fresher.clone());
+        Some(fresher)
     }
 
     async fn end_idle(
