@@ -107,6 +107,7 @@ async fn main() {
             },
             created: 1,
             expires: u64::MAX / 2,
+            last_seen: 0,
             refresh_due: 2,
             tokens_expire: 3,
             refresh_token: Some(refresh_token),

@@ -11,6 +11,7 @@ pub mod health;
 pub mod identity;
 pub mod oidc;
 pub mod policy;
+pub mod probe;
 pub mod proxy;
 pub mod server;
 pub mod session;

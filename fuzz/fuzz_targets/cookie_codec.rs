@@ -63,6 +63,7 @@ fuzz_target!(|data: &[u8]| {
         let attrs = CookieAttrs {
             secure: true,
             path: "/".into(),
+            domain: None,
         };
         let set = codec::set_chunked(&HeaderMap::new(), NAME, &sealed, &attrs, 60);
         assert_eq!(set.len(), codec::chunks_for(&sealed));

@@ -152,7 +152,7 @@ fn check(table: &RouteTable, raw: &str, fixed_table: bool) {
     let by_lookup = table
         .lookup(Some("app.example.com"), matching)
         .map(|r| r.id);
-    match table.decide(&source, raw) {
+    match table.decide(&http::Method::GET, &source, raw) {
         Ok(d) => assert_eq!(
             Some(d.route.id),
             by_lookup,

@@ -209,6 +209,12 @@ pub struct SessionConfig {
     pub refresh_interval: Duration,
     /// How long a session keeps working past a due refresh while the provider is unreachable.
     pub refresh_grace: Duration,
+    /// A session without a request for this long is ended (`max_lifetime` still holds).
+    /// Default none: only `max_lifetime` ends sessions.
+    pub idle_timeout: Option<Duration>,
+    /// `Domain=` of the session and sign-in cookies (lower case, no leading dot): one sign-in
+    /// for every host below it. Default none: cookies for the one host that set them.
+    pub cookie_domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -220,7 +226,33 @@ pub struct AccessConfig {
     /// Only people whose email the provider says is verified get in; others get a page that
     /// says why. Default false: an unverified email is then merely never sent as identity.
     /// For pools where an unverified address must not even reach an app's own sign-up.
+    /// Default true when an email rule below is set: a rule on an address nobody verified
+    /// admits whoever typed it.
     pub require_verified_email: bool,
+    /// Emails whose domain (after the last `@`, exact, any case) is one of these may sign in.
+    /// Default none (no domain rule).
+    pub allowed_email_domains: Vec<String>,
+    /// These addresses may sign in (any case): the inline list and the lines of
+    /// `allowed_emails_file`, as read at start. Default none.
+    pub allowed_emails: Vec<String>,
+    /// The inline addresses alone, to rebuild the list when the file changes.
+    pub allowed_emails_inline: Vec<String>,
+    /// One address a line, re-read like the `*_file` secrets (`server.secret_poll_interval`).
+    pub allowed_emails_file: Option<PathBuf>,
+}
+
+impl AccessConfig {
+    /// Whether an email rule (domains, addresses or a file) is set.
+    pub fn has_email_rules(&self) -> bool {
+        !self.allowed_email_domains.is_empty()
+            || !self.allowed_emails.is_empty()
+            || self.allowed_emails_file.is_some()
+    }
+
+    /// The email rules as configured (the file as read at start).
+    pub fn email_rules(&self) -> crate::identity::EmailRules {
+        crate::identity::EmailRules::new(&self.allowed_email_domains, &self.allowed_emails)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -236,6 +268,9 @@ pub struct RouteConfig {
     pub case_sensitive: bool,
     /// Largest request body in bytes: 413 above. `None` (the default): no limit.
     pub max_body: Option<u64>,
+    /// `METHOD=regex` or `regex` on the normalised path: no sign-in for these (oauth2-proxy's
+    /// `--skip-auth-route`). Default none. Identity headers are still stripped.
+    pub public_paths: Vec<crate::policy::PublicPath>,
 }
 
 #[derive(Debug, Clone)]
@@ -610,6 +645,25 @@ impl Config {
                     }
                 ));
             }
+        }
+        if let Some(domain) = &self.session.cookie_domain {
+            let dotted = format!(".{domain}");
+            if !self.server.allowed_redirect_hosts.contains(&dotted) {
+                warnings.push(format!(
+                    "session.cookie_domain = {domain:?}: a sign-in started at another host below \
+                     it comes back there only if server.allowed_redirect_hosts lists \
+                     \"{dotted}\"; without it, users land on server.public_url's front page"
+                ));
+            }
+        }
+        if self.access.has_email_rules() && !self.access.require_verified_email {
+            warnings.push(
+                "access.require_verified_email = false with email rules: an address the provider \
+                 has not verified is held to allowed_email_domains / allowed_emails as given, so \
+                 whoever types a listed address (where the provider lets users set it) gets in; \
+                 leave require_verified_email out (it is on with email rules)"
+                    .to_string(),
+            );
         }
         for net in &self.server.trusted_proxies {
             if net.prefix_len() == 0 {

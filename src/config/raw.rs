@@ -102,6 +102,8 @@ pub struct RawSession {
     pub max_lifetime: Option<String>,
     pub refresh_interval: Option<String>,
     pub refresh_grace: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub cookie_domain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -110,6 +112,9 @@ pub struct RawAccess {
     pub allowed_groups: Option<Vec<String>>,
     pub skip_preflight: Option<bool>,
     pub require_verified_email: Option<bool>,
+    pub allowed_email_domains: Option<Vec<String>>,
+    pub allowed_emails: Option<Vec<String>>,
+    pub allowed_emails_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -122,6 +127,7 @@ pub struct RawRoute {
     pub public: Option<bool>,
     pub case_sensitive: Option<bool>,
     pub max_body: Option<String>,
+    pub public_paths: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -397,3 +397,96 @@ fn an_empty_list_variable_is_refused_not_taken_for_no_groups() {
     let c = Config::from_toml_str(&protected(""), &source).unwrap();
     assert!(c.access.allowed_groups.is_empty());
 }
+
+#[test]
+fn email_rules_are_checked_read_and_ask_for_verified_emails() {
+    let mut files = FakeSource::default();
+    files.files.insert(
+        PathBuf::from("/run/emails"),
+        b"# staff\nAlice@Example.com\n".to_vec(),
+    );
+    let c = Config::from_toml_str(
+        &protected("[access]\nallowed_email_domains = [\"Example.org\"]\nallowed_emails_file = \"/run/emails\"\n"),
+        &files,
+    )
+    .unwrap();
+    assert!(c.access.require_verified_email, "on by default with a rule");
+    assert_eq!(c.access.allowed_email_domains, ["example.org"]);
+    assert_eq!(c.access.allowed_emails, ["alice@example.com"]);
+    let plain = Config::from_toml_str(&protected(""), &files).unwrap();
+    assert!(!plain.access.require_verified_email);
+    assert!(plain.warnings().is_empty());
+    let off = Config::from_toml_str(
+        &protected(
+            "[access]\nallowed_emails = [\"a@example.com\"]\nrequire_verified_email = false\n",
+        ),
+        &files,
+    )
+    .unwrap();
+    assert!(off
+        .warnings()
+        .iter()
+        .any(|w| w.contains("require_verified_email = false")));
+
+    let errors = errors_of(
+        &protected("[access]\nallowed_email_domains = [\".example.com\"]\nallowed_emails = [\"example.com\"]\nallowed_emails_file = \"/nowhere\"\n"),
+        &files,
+    )
+    .join("\n");
+    for key in [
+        "access.allowed_email_domains[0]: \".example.com\" never matches",
+        "access.allowed_emails[0]",
+        "access.allowed_emails_file: cannot read /nowhere",
+    ] {
+        assert!(errors.contains(key), "{key}: {errors}");
+    }
+}
+
+#[test]
+fn public_paths_are_parsed_and_kept_off_the_gateways_endpoints() {
+    let c = Config::from_toml_str(
+        &protected("public_paths = [\"GET=^/health$\"]"),
+        &FakeSource::default(),
+    )
+    .unwrap();
+    assert_eq!(c.routes[0].public_paths[0].text, "GET=^/health$");
+    let errors = errors_of(
+        &protected("public_paths = [\"^/oauth2/ping$\", \"^/ok$\", \"(\"]"),
+        &FakeSource::default(),
+    )
+    .join("\n");
+    assert!(errors.contains("routes[0].public_paths[0]"), "{errors}");
+    assert!(!errors.contains("routes[0].public_paths[1]"), "{errors}");
+    assert!(errors.contains("routes[0].public_paths[2]"), "{errors}");
+    let errors = errors_of(
+        &protected("public = true\npublic_paths = [\"^/x\"]"),
+        &FakeSource::default(),
+    )
+    .join("\n");
+    assert!(
+        errors.contains("routes[0].public_paths: the whole route is public"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn idle_timeout_is_off_by_default_and_must_be_below_max_lifetime() {
+    let c = Config::from_toml_str(&protected(""), &FakeSource::default()).unwrap();
+    assert_eq!(c.session.idle_timeout, None);
+    let with = protected("").replace("[session]\n", "[session]\nidle_timeout = \"30m\"\n");
+    let c = Config::from_toml_str(&with, &FakeSource::default()).unwrap();
+    assert_eq!(c.session.idle_timeout, Some(Duration::from_secs(1800)));
+    for (value, says) in [
+        ("12h", "not shorter than session.max_lifetime"),
+        ("1s", "at least"),
+        ("soon", "session.idle_timeout"),
+    ] {
+        let bad = protected("").replace(
+            "[session]\n",
+            &format!("[session]\nidle_timeout = \"{value}\"\n"),
+        );
+        let errors = errors_of(&bad, &FakeSource::default());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains(says), "{errors:?}");
+    }
+}

@@ -498,6 +498,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             .max_body
             .as_deref()
             .and_then(|b| e.size(&key("max_body"), b));
+        let public_paths = public_paths(&mut e, i, r, public, &server);
         if let Some(u) = upstream {
             routes.push(RouteConfig {
                 host,
@@ -507,6 +508,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
                 allowed_groups: r.allowed_groups.clone(),
                 case_sensitive,
                 max_body,
+                public_paths,
             });
         }
     }
@@ -619,6 +621,13 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         max_lifetime: e.duration("session.max_lifetime", &ss.max_lifetime, "12h"),
         refresh_interval: e.duration("session.refresh_interval", &ss.refresh_interval, "5m"),
         refresh_grace: e.duration("session.refresh_grace", &ss.refresh_grace, "5m"),
+        idle_timeout: None,
+        cookie_domain: None,
+    };
+    let session = SessionConfig {
+        idle_timeout: session_idle_timeout(&mut e, ss, session.max_lifetime),
+        cookie_domain: cookie_domain(&mut e, ss, &server),
+        ..session
     };
 
     // [upstream]
@@ -706,6 +715,8 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         }
     });
 
+    let access = access(&mut e, source, &raw.access);
+
     if !e.0.is_empty() {
         return Err(ConfigErrors(e.0));
     }
@@ -713,11 +724,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         server,
         provider,
         session,
-        access: AccessConfig {
-            allowed_groups: raw.access.allowed_groups.clone().unwrap_or_default(),
-            skip_preflight: raw.access.skip_preflight.unwrap_or(false),
-            require_verified_email: raw.access.require_verified_email.unwrap_or(false),
-        },
+        access,
         routes,
         upstream,
         headers,
@@ -725,6 +732,183 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         metrics,
         raw: Arc::new(raw),
     })
+}
+
+/// `session.idle_timeout`: at least 2s (the last-seen stamp has whole seconds) and below
+/// `max_lifetime` (else it never ends a session: rejected because it reads as a limit).
+fn session_idle_timeout(
+    e: &mut Errors,
+    ss: &RawSession,
+    max_lifetime: Duration,
+) -> Option<Duration> {
+    let raw = ss.idle_timeout.as_ref()?;
+    let errors = e.0.len();
+    let idle = e.duration("session.idle_timeout", &Some(raw.clone()), "0s");
+    if e.0.len() > errors {
+        None
+    } else if idle < Duration::from_secs(2) {
+        e.add(
+            "session.idle_timeout",
+            "must be at least \"2s\", like \"30m\"; leave it out for no idle limit",
+        );
+        None
+    } else if idle >= max_lifetime {
+        e.add("session.idle_timeout", format!("{raw:?} is not shorter than session.max_lifetime, so it would never end a session; make it shorter or leave it out"));
+        None
+    } else {
+        Some(idle)
+    }
+}
+
+/// `session.cookie_domain`: a parent of `server.public_url`'s host (where the callback is,
+/// so the sign-in's cookies must reach it), of at least two labels (a browser refuses
+/// `Domain=com`, and one it took would go to every site under it), never an IP address.
+fn cookie_domain(e: &mut Errors, ss: &RawSession, server: &ServerConfig) -> Option<String> {
+    let raw = ss.cookie_domain.as_ref()?;
+    let domain = raw.trim().trim_start_matches('.').to_ascii_lowercase();
+    let key = "session.cookie_domain";
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 || labels.iter().any(|l| l.is_empty()) {
+        e.add(key, format!("{raw:?} must be a domain of at least two labels, like \"example.com\" (browsers refuse a cookie for a whole top-level domain)"));
+        return None;
+    }
+    if domain.parse::<std::net::IpAddr>().is_ok()
+        || !domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        e.add(
+            key,
+            format!("{raw:?} must be a domain name like \"example.com\""),
+        );
+        return None;
+    }
+    let lower = ss.cookie_name.as_deref().unwrap_or("").to_ascii_lowercase();
+    if lower.starts_with("__host-") {
+        // Browsers drop a __Host- cookie that names a Domain.
+        e.add(
+            key,
+            "cannot be used with a __Host- session.cookie_name: use a __Secure- or plain name",
+        );
+        return None;
+    }
+    let host = server
+        .public_url
+        .as_ref()
+        .and_then(|u| u.host_str())
+        .map(|h| h.to_ascii_lowercase());
+    match host {
+        None => {
+            e.add(key, "needs server.public_url (the one address the provider sends sign-ins back to), on a host below it");
+            None
+        }
+        Some(h) if h == domain || h.ends_with(&format!(".{domain}")) => Some(domain),
+        Some(h) => {
+            e.add(key, format!("{raw:?} is not a parent of server.public_url's host {h:?}: the sign-in's cookies would not reach its callback"));
+            None
+        }
+    }
+}
+
+/// `[access]`: groups, preflights, and the email rules (each entry checked, the file read).
+fn access(e: &mut Errors, source: &dyn ConfigSource, a: &RawAccess) -> AccessConfig {
+    let mut allowed_email_domains = Vec::new();
+    for (i, d) in a.allowed_email_domains.iter().flatten().enumerate() {
+        match crate::identity::domain_problem(d) {
+            Some(why) => e.add(
+                &format!("access.allowed_email_domains[{i}]"),
+                format!("{d:?} never matches: {why}"),
+            ),
+            None => allowed_email_domains.push(d.trim().to_ascii_lowercase()),
+        }
+    }
+    let mut inline = Vec::new();
+    for (i, m) in a.allowed_emails.iter().flatten().enumerate() {
+        match crate::identity::email_problem(m) {
+            Some(why) => e.add(
+                &format!("access.allowed_emails[{i}]"),
+                format!("{m:?} {why}"),
+            ),
+            None => inline.push(m.trim().to_ascii_lowercase()),
+        }
+    }
+    let mut allowed_emails = inline.clone();
+    let allowed_emails_file = a.allowed_emails_file.as_ref().map(PathBuf::from);
+    if let Some(path) = &allowed_emails_file {
+        match source.read_file(path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                for (n, m) in crate::identity::parse_email_list(&text).iter().enumerate() {
+                    match crate::identity::email_problem(m) {
+                        Some(why) => e.add(
+                            "access.allowed_emails_file",
+                            format!("{}: entry {} {m:?} {why}", path.display(), n + 1),
+                        ),
+                        None => allowed_emails.push(m.to_ascii_lowercase()),
+                    }
+                }
+            }
+            Err(err) => e.add(
+                "access.allowed_emails_file",
+                format!("cannot read {}: {err}; put one address a line there, or list them in access.allowed_emails", path.display()),
+            ),
+        }
+    }
+    let has_rules = !allowed_email_domains.is_empty()
+        || !allowed_emails.is_empty()
+        || allowed_emails_file.is_some();
+    AccessConfig {
+        allowed_groups: a.allowed_groups.clone().unwrap_or_default(),
+        skip_preflight: a.skip_preflight.unwrap_or(false),
+        require_verified_email: a.require_verified_email.unwrap_or(has_rules),
+        allowed_email_domains,
+        allowed_emails,
+        allowed_emails_inline: inline,
+        allowed_emails_file,
+    }
+}
+
+/// `routes[i].public_paths`, each parsed, and refused when it could match the gateway's own
+/// endpoints: those are answered before any route, so such a pattern reads as making
+/// sign-in or `/userinfo` public (or, later, would, if the order ever changed).
+fn public_paths(
+    e: &mut Errors,
+    i: usize,
+    r: &RawRoute,
+    public: bool,
+    server: &ServerConfig,
+) -> Vec<crate::policy::PublicPath> {
+    let Some(list) = &r.public_paths else {
+        return Vec::new();
+    };
+    if public {
+        // Rejected because it reads as if the rest of the route were protected.
+        e.add(
+            &format!("routes[{i}].public_paths"),
+            "the whole route is public (public = true); remove public_paths or public",
+        );
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (j, text) in list.iter().enumerate() {
+        let key = format!("routes[{i}].public_paths[{j}]");
+        match crate::policy::PublicPath::parse(text) {
+            Err(why) => e.add(&key, format!("{text:?} {why}")),
+            Ok(p) => {
+                let ours = [server.auth_prefix.as_str(), server.callback_path.as_str()]
+                    .into_iter()
+                    .find(|prefix| p.may_match_under(prefix));
+                match ours {
+                    Some(prefix) => e.add(
+                        &key,
+                        format!("{text:?} can match the gateway's own endpoints under {prefix:?}; anchor it to the app's paths, like \"^/api/health$\" or \"^/static/\""),
+                    ),
+                    None => out.push(p),
+                }
+            }
+        }
+    }
+    out
 }
 
 fn is_reserved_header(name: &HeaderName) -> bool {
@@ -1032,6 +1216,8 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
         max_lifetime: dur(ss.max_lifetime),
         refresh_interval: dur(ss.refresh_interval),
         refresh_grace: dur(ss.refresh_grace),
+        idle_timeout: ss.idle_timeout.and_then(dur),
+        cookie_domain: ss.cookie_domain.clone(),
     };
     RawConfig {
         server,
@@ -1041,6 +1227,11 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
             allowed_groups: Some(c.access.allowed_groups.clone()),
             skip_preflight: Some(c.access.skip_preflight),
             require_verified_email: Some(c.access.require_verified_email),
+            allowed_email_domains: (!c.access.allowed_email_domains.is_empty())
+                .then(|| c.access.allowed_email_domains.clone()),
+            allowed_emails: (!c.access.allowed_emails_inline.is_empty())
+                .then(|| c.access.allowed_emails_inline.clone()),
+            allowed_emails_file: raw.access.allowed_emails_file.clone(),
         },
         routes: c
             .routes
@@ -1053,6 +1244,8 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
                 public: Some(r.public),
                 case_sensitive: Some(r.case_sensitive),
                 max_body: r.max_body.map(|b| format!("{b}B")),
+                public_paths: (!r.public_paths.is_empty())
+                    .then(|| r.public_paths.iter().map(|p| p.text.clone()).collect()),
             })
             .collect(),
         upstream: RawUpstream {

@@ -9,6 +9,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde::{Deserialize, Serialize};
 
+use super::EmailRules;
 use crate::config::{HeaderPreset, HeadersConfig};
 
 /// A verified person, as the provider described them at sign-in or last refresh.
@@ -54,23 +55,35 @@ pub enum EmailRefusal {
     /// `access.require_verified_email`, and there is no email at all (also: a Cognito access
     /// token, which carries none).
     NoEmail,
+    /// `access.allowed_email_domains` / `allowed_emails`, and the email is not among them.
+    NotAllowed,
 }
 
 /// Whether `principal` must be refused for its email: named by an email that is not verified
-/// (`user_claim`), or without a verified one where `require_verified` asks for it.
+/// (`user_claim`), without a verified one where `require_verified` asks for it, or with one
+/// the `rules` do not admit (the verified email, or with `require_verified` off the email
+/// as given).
 pub fn email_refusal(
     principal: &Principal,
     user_claim: &str,
     require_verified: bool,
+    rules: &EmailRules,
 ) -> Option<EmailRefusal> {
     let verified = principal.verified_email().is_some();
     if user_claim == "email" && principal.email.is_some() && !verified {
         return Some(EmailRefusal::UnverifiedEmailAsUser);
     }
-    match (require_verified, verified, &principal.email) {
+    let refusal = match (require_verified, verified, &principal.email) {
         (false, _, _) | (true, true, _) => None,
         (true, false, Some(_)) => Some(EmailRefusal::Unverified),
         (true, false, None) => Some(EmailRefusal::NoEmail),
+    };
+    if refusal.is_some() || rules.is_empty() {
+        return refusal;
+    }
+    match principal.email.as_deref() {
+        Some(email) if rules.admits(email) => None,
+        _ => Some(EmailRefusal::NotAllowed),
     }
 }
 

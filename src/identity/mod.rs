@@ -2,7 +2,10 @@
 //! spellings), removing the gateway's own cookies, and turning a verified principal into the
 //! headers of the configured preset. Never does I/O.
 
+mod email_rules;
 mod headers;
+
+pub use email_rules::{domain_problem, email_problem, parse_email_list, EmailRules};
 
 pub use headers::{
     email_refusal, AssertionSigner, EmailRefusal, IdentityHeaders, Principal, SignerError,

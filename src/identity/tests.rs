@@ -231,19 +231,64 @@ fn who_is_refused_for_their_email() {
         email_verified: None,
         ..alice()
     };
-    assert_eq!(email_refusal(&alice(), "email", true), None);
-    assert_eq!(email_refusal(&unverified, "cognito:username", false), None);
     assert_eq!(
-        email_refusal(&unverified, "email", false),
+        email_refusal(&alice(), "email", true, &EmailRules::default()),
+        None
+    );
+    assert_eq!(
+        email_refusal(
+            &unverified,
+            "cognito:username",
+            false,
+            &EmailRules::default()
+        ),
+        None
+    );
+    assert_eq!(
+        email_refusal(&unverified, "email", false, &EmailRules::default()),
         Some(EmailRefusal::UnverifiedEmailAsUser)
     );
     assert_eq!(
-        email_refusal(&unverified, "sub", true),
+        email_refusal(&unverified, "sub", true, &EmailRules::default()),
         Some(EmailRefusal::Unverified)
     );
-    assert_eq!(email_refusal(&none, "sub", false), None);
     assert_eq!(
-        email_refusal(&none, "sub", true),
+        email_refusal(&none, "sub", false, &EmailRules::default()),
+        None
+    );
+    assert_eq!(
+        email_refusal(&none, "sub", true, &EmailRules::default()),
         Some(EmailRefusal::NoEmail)
+    );
+}
+
+#[test]
+fn email_rules_admit_by_the_verified_email_unless_told_otherwise() {
+    let ours = EmailRules::new(["example.com"], [] as [&str; 0]);
+    let theirs = EmailRules::new(["other.org"], ["someone@example.com"]);
+    let unverified = Principal {
+        email_verified: Some(false),
+        ..alice()
+    };
+    let none = Principal {
+        email: None,
+        email_verified: None,
+        ..alice()
+    };
+    assert_eq!(email_refusal(&alice(), "sub", true, &ours), None);
+    assert_eq!(
+        email_refusal(&alice(), "sub", true, &theirs),
+        Some(EmailRefusal::NotAllowed)
+    );
+    // Verification is asked first: its page says what to do.
+    assert_eq!(
+        email_refusal(&unverified, "sub", true, &ours),
+        Some(EmailRefusal::Unverified)
+    );
+    // Turned off on purpose: the email as given is held to the rules.
+    assert_eq!(email_refusal(&unverified, "sub", false, &ours), None);
+    assert_eq!(
+        email_refusal(&none, "sub", false, &ours),
+        Some(EmailRefusal::NotAllowed)
     );
 }

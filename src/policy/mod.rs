@@ -4,10 +4,12 @@
 
 mod host;
 mod path;
+mod public;
 mod redirect;
 
 pub use host::{forwarded_host, parse_authority, request_host, Host, HostError, HostSource};
 pub use path::{normalize, NormalizedPath, PathError};
+pub use public::PublicPath;
 pub use redirect::safe_redirect;
 
 use crate::config::{Config, RouteConfig};
@@ -59,6 +61,8 @@ pub struct Route {
     /// must meet `/admin`'s rule.
     pub case_sensitive: bool,
     pub rule: RouteRule,
+    /// Method + pattern pairs that need no sign-in on an otherwise protected route.
+    pub public_paths: Vec<PublicPath>,
     /// For logs: the prefix as written.
     pub name: String,
 }
@@ -132,6 +136,7 @@ impl Route {
             path_prefix,
             case_sensitive: r.case_sensitive,
             rule,
+            public_paths: r.public_paths.clone(),
             name: match &r.host {
                 Some(h) => format!("{h}{}", r.path_prefix),
                 None => r.path_prefix.clone(),
@@ -191,6 +196,15 @@ pub struct Decision<'r, 'a> {
     pub host: Option<Host<'a>>,
     /// The path, normalised, when normalising changed it.
     pub forward_path: Option<String>,
+    /// The route's `public_paths` entry this request matched: no sign-in for it.
+    pub public_path: Option<&'r PublicPath>,
+}
+
+impl Decision<'_, '_> {
+    /// Whether the request must come from a signed-in user.
+    pub fn needs_sign_in(&self) -> bool {
+        self.route.rule.needs_sign_in() && self.public_path.is_none()
+    }
 }
 
 /// The host that names the site for a request that is not routed (the gateway's own
@@ -204,9 +218,11 @@ impl RouteTable {
     /// The one route decision: validated host (see `host`), normalised path (see `path`), then
     /// the route. When a believed X-Forwarded-Host chooses the route, the request's own Host
     /// must not name a host route that says otherwise: the upstream reads Host, so the two
-    /// would be decided differently.
+    /// would be decided differently. Last, whether the route's `public_paths` make this
+    /// method and path public (regexes run only on routes that have them).
     pub fn decide<'a>(
         &self,
+        method: &http::Method,
         source: &HostSource<'a>,
         raw_path: &'a str,
     ) -> Result<Decision<'_, 'a>, Refusal> {
@@ -225,10 +241,16 @@ impl RouteTable {
                 }
             }
         }
+        let public_path = if route.rule.needs_sign_in() {
+            route.public_paths.iter().find(|p| p.admits(method, &path))
+        } else {
+            None
+        };
         Ok(Decision {
             route,
             host,
             forward_path: path.into_changed(),
+            public_path,
         })
     }
 

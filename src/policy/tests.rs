@@ -335,21 +335,26 @@ fn the_decision_uses_one_valid_host_and_refuses_two_that_disagree() {
     h.insert("host", "other.example.com".parse().unwrap());
     h.insert("x-forwarded-host", "docs.example.com".parse().unwrap());
     // Not believed: Host decides, and the upstream is told that host.
-    let d = t.decide(&source(&h, &uri, false), "/x").unwrap();
+    let d = t
+        .decide(&http::Method::GET, &source(&h, &uri, false), "/x")
+        .unwrap();
     assert_eq!((d.route.id, d.host.unwrap().name), (3, "other.example.com"));
     // Believed, but Host names another host route: two readings, refused.
     assert_eq!(
-        t.decide(&source(&h, &uri, true), "/x").unwrap_err(),
+        t.decide(&http::Method::GET, &source(&h, &uri, true), "/x")
+            .unwrap_err(),
         Refusal::Host(HostError::Disagree)
     );
     // Believed, with Host the gateway's own address (no host route): the proxy's word.
     h.insert("host", "gateway.internal:4180".parse().unwrap());
-    let d = t.decide(&source(&h, &uri, true), "/x").unwrap();
+    let d = t
+        .decide(&http::Method::GET, &source(&h, &uri, true), "/x")
+        .unwrap();
     assert_eq!((d.route.id, d.host.unwrap().name), (4, "docs.example.com"));
     // A host no upstream could read one way is never routed.
     h.insert("host", "other.example.com:80:80".parse().unwrap());
     assert!(matches!(
-        t.decide(&source(&h, &uri, false), "/x"),
+        t.decide(&http::Method::GET, &source(&h, &uri, false), "/x"),
         Err(Refusal::Host(HostError::Invalid(_)))
     ));
 }

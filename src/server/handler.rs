@@ -121,10 +121,11 @@ async fn stages<'g>(
         return answer;
     }
     // The one route decision: validated host, normalised path, route.
-    let (route, new_path) = {
+    let (route, new_path, needs_sign_in) = {
         let source = client.host_source(req.headers(), req.uri(), req.version());
-        let decision = gw.routes.decide(&source, req.uri().path())?;
-        (decision.route, decision.forward_path)
+        let decision = gw.routes.decide(req.method(), &source, req.uri().path())?;
+        let needs_sign_in = decision.needs_sign_in();
+        (decision.route, decision.forward_path, needs_sign_in)
     };
     outcome.route = Some(route);
     if let Some(max) = gw.config.routes[route.id].max_body {
@@ -140,8 +141,7 @@ async fn stages<'g>(
 
     // authenticate, refresh, authorise, identify.
     let mut signed_in = None;
-    if route.rule.needs_sign_in()
-        && !(gw.config.access.skip_preflight && crate::policy::is_cors_preflight(&req))
+    if needs_sign_in && !(gw.config.access.skip_preflight && crate::policy::is_cors_preflight(&req))
     {
         let auth = gw
             .auth

@@ -19,6 +19,9 @@ pub struct LiveSession {
     pub headers: IdentityHeaders,
     /// Cookies to send back when this request changed the session (a refresh).
     pub set_cookies: Option<Vec<HeaderValue>>,
+    /// A request has taken on renewing this session's last-seen stamp
+    /// (`session.idle_timeout`): the others go on without writing it again.
+    pub renewing: std::sync::atomic::AtomicBool,
 }
 
 impl LiveSession {
@@ -38,6 +41,7 @@ impl LiveSession {
                 },
                 created: 0,
                 expires: u64::MAX,
+                last_seen: 0,
                 refresh_due: u64::MAX,
                 tokens_expire: u64::MAX,
                 refresh_token: None,
@@ -47,6 +51,7 @@ impl LiveSession {
             },
             headers: IdentityHeaders::default(),
             set_cookies: None,
+            renewing: Default::default(),
         }
     }
 
@@ -56,6 +61,7 @@ impl LiveSession {
             session: self.session.clone(),
             headers: self.headers.clone(),
             set_cookies: None,
+            renewing: Default::default(),
         })
     }
 }

@@ -6,6 +6,7 @@ mod auth;
 mod balance;
 mod drain;
 mod endpoints;
+pub mod explain;
 pub(crate) mod fast;
 mod front;
 mod handler;

@@ -166,6 +166,13 @@ impl GatewayError {
                     EmailRefusal::UnverifiedEmailAsUser => "This application knows people by their email address, and the sign-in provider says yours is not verified yet. Verify it with the sign-in provider (follow the link in the message it sent you), then sign in again.",
                     EmailRefusal::Unverified => "This application admits only people whose email address is verified, and the sign-in provider says yours is not verified yet. Verify it with the sign-in provider (follow the link in the message it sent you), then sign in again.",
                     EmailRefusal::NoEmail => "This application admits only people with a verified email address, and the sign-in gave none (programs: send an ID token, as access tokens carry no email). Ask an administrator to add and verify an email address for your account.",
+                    EmailRefusal::NotAllowed => {
+                        return (
+                            "email_not_allowed",
+                            "Access denied",
+                            "You are signed in, but this application admits only certain email addresses, and yours is not one of them. Sign out to use another account, or ask an administrator for access.".into(),
+                        )
+                    }
                 };
                 ("email_not_verified", "Your email address is not verified", detail.into())
             }

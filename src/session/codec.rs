@@ -139,6 +139,9 @@ pub fn cookie_names_with_prefix<'h>(
 pub struct CookieAttrs {
     pub secure: bool,
     pub path: String,
+    /// `Domain=` (`session.cookie_domain`): the cookie goes to every host below it.
+    /// `None`: a host-only cookie.
+    pub domain: Option<String>,
 }
 
 /// A `Set-Cookie` header; `max_age` 0 deletes, `None` makes a browser-session cookie.
@@ -152,6 +155,10 @@ pub fn set_cookie(
         "{name}={value}; Path={}; HttpOnly; SameSite=Lax",
         attrs.path
     );
+    if let Some(domain) = &attrs.domain {
+        s.push_str("; Domain=");
+        s.push_str(domain);
+    }
     if attrs.secure {
         s.push_str("; Secure");
     }

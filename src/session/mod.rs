@@ -25,6 +25,10 @@ pub struct Session {
     pub created: u64,
     /// Sign in again after this (created + max_lifetime).
     pub expires: u64,
+    /// Unix seconds of the last request that renewed the session's idle time
+    /// (`session.idle_timeout`); written at most every tenth of it. 0: `created`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_seen: u64,
     /// Re-check with the provider (refresh grant) at or after this.
     pub refresh_due: u64,
     /// When the ID/access tokens expire.
@@ -40,6 +44,35 @@ pub struct Session {
     /// one (OIDC Core 12.2). Absent in sessions from before it was kept (then not compared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Where a session stands against `session.idle_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// Used recently enough; nothing to write.
+    Fresh,
+    /// Still alive, and its last-seen stamp is old enough to be renewed.
+    RenewDue,
+    /// Unused for `idle_timeout`: ended.
+    Ended,
+}
+
+impl Session {
+    /// Against `idle` seconds without a request, the stamp renewed every `renew_every`.
+    pub fn idle(&self, now: u64, idle: u64, renew_every: u64) -> Idle {
+        let seen = self.last_seen.max(self.created);
+        if now >= seen.saturating_add(idle) {
+            Idle::Ended
+        } else if now >= seen.saturating_add(renew_every) {
+            Idle::RenewDue
+        } else {
+            Idle::Fresh
+        }
+    }
 }
 
 /// A session as sealed in a cookie or kept in a store: with what it is bound to.

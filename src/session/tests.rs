@@ -23,6 +23,7 @@ fn session(expires: u64) -> Session {
         },
         created: 1,
         expires,
+        last_seen: 0,
         refresh_due: 2,
         tokens_expire: 3,
         refresh_token: Some("r".repeat(1800)),
@@ -67,6 +68,7 @@ fn large_values_are_chunked_and_stale_chunks_deleted() {
     let attrs = CookieAttrs {
         secure: true,
         path: "/".into(),
+        domain: None,
     };
     let big = "A".repeat(CHUNK_SIZE * 2 + 10);
     let set = set_chunked(&HeaderMap::new(), "_s", &big, &attrs, 60);

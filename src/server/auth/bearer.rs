@@ -85,6 +85,7 @@ impl Auth {
             principal,
             created: now,
             expires: exp,
+            last_seen: 0,
             refresh_due: u64::MAX,
             tokens_expire: exp,
             refresh_token: None,

@@ -230,6 +230,7 @@ impl Auth {
             principal: verified.principal,
             created: now,
             expires: now + max_lifetime,
+            last_seen: 0,
             refresh_due: 0,
             tokens_expire: verified.exp,
             refresh_token: tokens.refresh_token,

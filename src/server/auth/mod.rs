@@ -12,6 +12,7 @@ mod bearer;
 mod callback;
 mod callback_limit;
 mod forward_auth;
+mod idle;
 mod refresh;
 mod sign_out;
 mod start;
@@ -142,6 +143,8 @@ pub struct Auth {
     keep_id_token: bool,
     /// `[access]`: what forward-auth asks of a request it knows no route for.
     access_rule: RouteRule,
+    /// `[access]` email rules, replaced when `allowed_emails_file` changes.
+    email_rules: ArcSwap<crate::identity::EmailRules>,
     ready: AtomicBool,
     /// The last refresh failed for want of the provider (unreachable, timed out, 5xx, 429):
     /// while it is set, a due session within its grace does not wait for the provider; its
@@ -215,6 +218,7 @@ impl Auth {
         };
         Ok(Auth {
             access_rule: RouteRule::from_groups(&config.access.allowed_groups),
+            email_rules: ArcSwap::from_pointee(config.access.email_rules()),
             keep_access_token: config.headers.pass_access_token
                 || config.headers.preset == HeaderPreset::Alb,
             keep_id_token: config.headers.pass_id_token
@@ -309,7 +313,8 @@ impl Auth {
         let interval = self.config.server.secret_poll_interval;
         let any_file = self.config.session.secret_file.is_some()
             || self.provider.config().client_secret_file.is_some()
-            || (self.signer.is_some() && self.config.headers.signing_key_file.is_some());
+            || (self.signer.is_some() && self.config.headers.signing_key_file.is_some())
+            || self.config.access.allowed_emails_file.is_some();
         if !any_file {
             return;
         }
@@ -322,6 +327,7 @@ impl Auth {
     }
 
     async fn reread_secrets(&self) {
+        self.reread_allowed_emails().await;
         if let Some(path) = &self.config.session.secret_file {
             match tokio::fs::read(path)
                 .await
@@ -469,6 +475,10 @@ impl Auth {
                 }
             }
         };
+        let live = match self.idle_state(&live, now) {
+            crate::session::Idle::Fresh => live,
+            state => Box::pin(self.mind_idle(state, &value, live, req, client, now)).await?,
+        };
         if live.session.refresh_due > now {
             return Ok(live);
         }
@@ -501,6 +511,7 @@ impl Auth {
             session,
             headers,
             set_cookies,
+            renewing: Default::default(),
         }
     }
 
@@ -510,7 +521,44 @@ impl Auth {
             principal,
             &self.provider.config().user_claim,
             self.config.access.require_verified_email,
+            &self.email_rules.load(),
         )
+    }
+
+    /// `access.allowed_emails_file` read again: when the list changed, sessions and tokens
+    /// in the caches are checked against it again at their next request.
+    async fn reread_allowed_emails(&self) {
+        let access = &self.config.access;
+        let Some(path) = &access.allowed_emails_file else {
+            return;
+        };
+        let text = match tokio::fs::read(path).await {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot re-read access.allowed_emails_file; keeping the current list");
+                return;
+            }
+        };
+        let listed = crate::identity::parse_email_list(&text);
+        if let Some(bad) = listed
+            .iter()
+            .find(|m| crate::identity::email_problem(m).is_some())
+        {
+            tracing::warn!(file = %path.display(), entry = %Clip(bad), "access.allowed_emails_file has an entry that is not an email address; keeping the current list");
+            return;
+        }
+        let rules = crate::identity::EmailRules::new(
+            &access.allowed_email_domains,
+            access.allowed_emails_inline.iter().chain(&listed),
+        );
+        if **self.email_rules.load() != rules {
+            self.email_rules.store(Arc::new(rules));
+            self.decoded.invalidate_all();
+            self.bearers.invalidate_all();
+            self.front.changed();
+            self.bearer_front.changed();
+            tracing::info!(file = %path.display(), addresses = listed.len(), "access.allowed_emails_file changed: sessions are checked against the new list at their next request");
+        }
     }
 
     /// A session cookie sealed with neither secret: counted, and said at most once a minute.
@@ -564,6 +612,7 @@ impl Auth {
         CookieAttrs {
             secure: !crate::config::is_plain_http_loopback(origin),
             path: "/".into(),
+            domain: self.config.session.cookie_domain.clone(),
         }
     }
 

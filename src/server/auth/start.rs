@@ -41,6 +41,10 @@ impl Auth {
             } else {
                 "/"
             };
+            // With `cookie_domain` the sign-in may end at another host (`public_url`'s):
+            // the way back names this one.
+            let absolute = self.absolute_on_this_host(req, rd);
+            let rd = absolute.as_deref().unwrap_or(rd);
             let page = if self.config.server.sign_in_page {
                 "sign_in"
             } else {
@@ -56,6 +60,26 @@ impl Auth {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }
         resp
+    }
+
+    /// `path` as an absolute URL on the request's host, when `session.cookie_domain` shares
+    /// sessions between hosts and this is not `public_url`'s (where the sign-in returns).
+    /// The scheme is `public_url`'s; the host was validated by the route decision, and the
+    /// result is still held to `allowed_redirect_hosts` at `/start`.
+    fn absolute_on_this_host(&self, req: &Request<RequestBody>, path: &str) -> Option<String> {
+        self.config.session.cookie_domain.as_ref()?;
+        let public = self.config.server.public_url.as_ref()?;
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+        let public_host = match public.port() {
+            Some(port) => format!("{}:{port}", public.host_str()?),
+            None => public.host_str()?.to_string(),
+        };
+        (!host.eq_ignore_ascii_case(&public_host))
+            .then(|| format!("{}://{host}{path}", public.scheme()))
     }
 
     /// A safe `rd` from the query, or `/`. It travels sealed in a cookie (the sign-in
