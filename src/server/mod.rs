@@ -177,6 +177,12 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         let _in_runtime = control.enter();
         StopSignals::listen()
     };
+    // The metrics port is bound before any worker serves: whoever sees the gateway answer
+    // can scrape it.
+    let metrics_listener = {
+        let _in_runtime = control.enter();
+        bind_metrics(metrics_listen)?
+    };
     // SO_REUSEPORT would let a second ssogate share a busy port silently: a plain bind first
     // makes "address in use" an error, as users expect.
     drop(
@@ -268,7 +274,9 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                     gateway.config.server.secret_poll_interval,
                     gateway.reread.clone(),
                 );
-                start_metrics(metrics_listen, &gateway).await?;
+                if let Some(l) = metrics_listener {
+                    tokio::spawn(serve_metrics(l, gateway.metrics.clone()));
+                }
                 tracing::info!(listen = %listen, workers, tls = tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ssogate is serving");
                 signals.recv().await;
                 gateway.before_the_drain(&mut signals).await;
@@ -652,6 +660,17 @@ async fn serve_connection<S>(
     if let Err(e) = drain.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+}
+
+/// Binds the Prometheus listener, when `[metrics] listen` is set (inside a runtime).
+fn bind_metrics(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, ServerError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listen = |source| ServerError::Listen { addr, source };
+    let l = std::net::TcpListener::bind(addr).map_err(listen)?;
+    l.set_nonblocking(true).map_err(listen)?;
+    TcpListener::from_std(l).map(Some).map_err(listen)
 }
 
 /// The Prometheus listener, when `[metrics] listen` is set.
