@@ -22,17 +22,19 @@ runtime_tar=$cache/runtime.tar
 mkdir -p "$cache"
 
 rootfs=$cache/rootfs
-if [ ! -f "$rootfs/.complete" ]; then
-  echo "== debootstrap --variant=minbase bookworm (once; about a minute)" >&2
+ensure_rootfs() {
+  [ -f "$rootfs/.complete" ] && return
+  echo "== debootstrap --variant=minbase bookworm (once; a minute or two)" >&2
   rm -rf "$rootfs"
   debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates \
     bookworm "$rootfs" "$mirror" >"$cache/debootstrap.log" 2>&1 \
     || { tail -n 30 "$cache/debootstrap.log" >&2; exit 1; }
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   touch "$rootfs/.complete"
-fi
+}
 
 if [ ! -f "$runtime_tar" ]; then
+  ensure_rootfs
   echo "== runtime base: glibc and libgcc from the debootstrap tree" >&2
   tree=$cache/runtime-tree
   rm -rf "$tree" && mkdir -p "$tree"/{etc,tmp,home/nonroot,usr/local/bin}
@@ -56,6 +58,7 @@ if [ ! -f "$runtime_tar" ]; then
 fi
 
 if [ ! -f "$build_tar" ]; then
+  ensure_rootfs
   echo "== build base: bookworm + Rust $rust_version from $sysroot" >&2
   rm -f "$cache"/build-rust-*.tar
   staging=$cache/build-extra
@@ -68,4 +71,6 @@ if [ ! -f "$build_tar" ]; then
   mv "$build_tar.part" "$build_tar"
   rm -rf "$staging"
 fi
+# The tree is only for making the tarballs: they are what is kept.
+rm -rf "$rootfs"
 echo "$cache"

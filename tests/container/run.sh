@@ -157,7 +157,6 @@ ln -s ..data/cookie-secret "$secrets/cookie-secret"
 # ------------------------------------------------------------------------ start
 run_started=$(now)
 "$docker_cli" run -d --name ssogate-under-test "${locked[@]}" \
-  --health-interval 1s --health-start-period 0s \
   -v "$work/config:/etc/ssogate:ro" -v "$secrets:/run/secrets/ssogate:ro" \
   -e SSOGATE_SERVER__LISTEN="127.0.0.1:$gw_port" -e SSOGATE_SERVER__PUBLIC_URL="$gw" \
   -e SSOGATE_METRICS__LISTEN="127.0.0.1:$metrics_port" \
@@ -173,12 +172,16 @@ done
 ready_seconds=$(elapsed "$run_started")
 ok "docker run to /oauth2/ready 200 in ${ready_seconds} s"
 
-for _ in $(seq 100); do
-  [ "$("$docker_cli" inspect -f '{{.State.Health.Status}}' ssogate-under-test)" = healthy ] && break
-  sleep 0.2
-done
-[ "$("$docker_cli" inspect -f '{{.State.Health.Status}}' ssogate-under-test)" = healthy ] || fail "HEALTHCHECK never healthy"
-ok "HEALTHCHECK (ssogate health) says healthy"
+# The image's HEALTHCHECK asks port 4180; this test's gateway listens on a free port, so the
+# same command is run in the container against that one (Docker's --health-cmd would need a
+# shell, which the image does not have).
+[ "$(inspect '{{json .Config.Healthcheck.Test}}')" = '["CMD","ssogate","health","--url","http://127.0.0.1:4180/oauth2/ping"]' ] \
+  || fail "HEALTHCHECK is $(inspect '{{json .Config.Healthcheck.Test}}')"
+"$docker_cli" exec ssogate-under-test ssogate health --url "$gw/oauth2/ping" || fail "ssogate health against the gateway"
+if "$docker_cli" exec ssogate-under-test ssogate health --url "http://127.0.0.1:$metrics_port/nothing-here" 2>/dev/null; then
+  fail "ssogate health passed a 404"
+fi
+ok "HEALTHCHECK runs ssogate health: exit 0 on /oauth2/ping, 1 on a 404"
 curl -sf "http://127.0.0.1:$metrics_port/metrics" | grep -q '^ssogate_' || fail "no metrics on the metrics listener"
 ok "metrics on their own listener"
 
@@ -191,6 +194,7 @@ sign_in() {
   curl -s -L -b "$jar" -c "$jar" -o "$work/page" -H 'Accept: text/html' "$gw/hello" >/dev/null
   action=$(grep -o '<form[^>]*action="[^"]*"' "$work/page" | sed 's/.*action="//; s/"$//; s/&amp;/\&/g')
   [ -n "$action" ] || fail "no login form on the way to sign in: $(head -c 300 "$work/page")"
+  case $action in /*) action=${issuer%/*}$action ;; esac # the provider's page names its own paths
   curl -s -L -b "$jar" -c "$jar" -o "$work/page" -w '%{http_code}' \
     --data-urlencode "username=$2" --data-urlencode "password=Passw0rd!" "$action"
 }
@@ -221,10 +225,8 @@ status=$(sign_in "$work/carol" carol)
 [ "$status" = 500 ] && grep -q invalid_client "$work/page" || fail "a wrong rotated client secret was not used ($status)"
 secret_version ..2026_04 basic-secret "$secret_b"
 wait_log "provider client secret changed" 2
-for _ in $(seq 50); do
-  status=$(sign_in "$work/carol" carol); [ "$status" = 200 ] && break; sleep 0.2
-done
-[ "$status" = 200 ] || fail "sign-in after the client secret came back: $status"
+status=$(sign_in "$work/alice2" alice)
+[ "$status" = 200 ] || fail "sign-in after the client secret came back: $status $(head -c 600 "$work/page")"
 ok "a rotated client secret is used at the next code exchange (wrong: 500 invalid_client; right again: 200)"
 "$docker_cli" logs ssogate-under-test 2>&1 | grep -q -e rotated-but-wrong -e "$secret_b" && fail "a secret reached the logs"
 ok "no secret in the logs"
