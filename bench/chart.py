@@ -59,15 +59,19 @@ def block(group, y):
     y += 22
     ratios = [ratio_of(group, r) for r in group["rows"]]
     has_ratio = any(r for r, _ in ratios)
+    # Rows with errors (a 302 counted as an answer) do not set the scale; their bars are cut.
+    clean = [(r, rng) for (r, rng), row in zip(ratios, group["rows"]) if not row["errors"]]
     if has_ratio:
-        top = max([r for r, _ in ratios if r] + [rng[1] for _, rng in ratios if rng] + [goal["goal"] if goal else 1.0])
+        top = max([r for r, _ in clean if r] + [rng[1] for _, rng in clean if rng] + [goal["goal"] if goal else 1.0])
     else:
         top = max(r["value"] for r in group["rows"])
     scale = BAR_W / (top * 1.08)
     x0 = LABEL_W
     for row, (ratio, rng) in zip(group["rows"], ratios):
         out.append(text(x0 - 8, y + 14, row["name"], 12, anchor="end"))
-        length = (ratio if has_ratio else row["value"]) or 0
+        length = min((ratio if has_ratio else row["value"]) or 0, top * 1.08)
+        if rng:
+            rng = [min(v, top * 1.08) for v in rng]
         out.append(f"<rect x='{x0}' y='{y + 3}' width='{length * scale:.1f}' height='{ROW_H - 6}' "
                    f"fill='{color(row['name'])}'/>")
         if rng:
@@ -87,7 +91,7 @@ def block(group, y):
         if row.get("rss_peak_mib") is not None and not group["unit"].startswith("x "):
             label += f" · {fmt(row['rss_peak_mib'])} MiB"
         if row["errors"]:
-            label += " · errors!"
+            label += " · errors (see the table)!"
         end = max(length * scale, (rng[1] * scale) if rng else 0)
         out.append(text(x0 + end + 6, y + 14, label, 11, fill="#333"))
         y += ROW_H

@@ -4,6 +4,9 @@
 //! decides anything about the tokens it holds; anything that is not canonical base64url stays
 //! text.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
@@ -18,14 +21,36 @@ const MIN_TOKEN_LEN: usize = 64;
 /// A JWE has five parts; anything with more is kept as text.
 const MAX_PARTS: usize = 8;
 
+thread_local! {
+    /// Where a record is packed before it is copied out at its exact size: one allocation per
+    /// record kept, and none of a size near it freed beside it (glibc then leaves holes that
+    /// the next records do not fit: 3.3 KB per Cognito session instead of 2.1 KB).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// `json` with each long base64url string value (tokens) replaced by its decoded bytes.
-pub fn pack(json: &str) -> Box<[u8]> {
+pub fn pack(json: &str) -> Arc<[u8]> {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut out) => {
+            out.clear();
+            pack_into(json, &mut out);
+            Arc::from(&out[..])
+        }
+        // Not reached (nothing here calls pack again), but never a panic for it.
+        Err(_) => {
+            let mut out = Vec::new();
+            pack_into(json, &mut out);
+            Arc::from(out)
+        }
+    })
+}
+
+fn pack_into(json: &str, out: &mut Vec<u8>) {
     let bytes = json.as_bytes();
-    let mut out = Vec::with_capacity(json.len() + 1);
     if bytes.contains(&TOKEN) {
         out.push(AS_TEXT);
         out.extend_from_slice(bytes);
-        return out.into_boxed_slice();
+        return;
     }
     out.push(WITH_TOKENS);
     let mut copied = 0;
@@ -35,20 +60,18 @@ pub fn pack(json: &str) -> Box<[u8]> {
             break;
         };
         let text = &json[open + 1..close];
-        if let Some(parts) = token_parts(text) {
+        if looks_like_token(text) {
+            let before = out.len();
             out.extend_from_slice(&bytes[copied..open]);
-            out.push(TOKEN);
-            push_len(&mut out, parts.len());
-            for part in parts {
-                push_len(&mut out, part.len());
-                out.extend_from_slice(&part);
+            if push_token(text, out) {
+                copied = close + 1;
+            } else {
+                out.truncate(before);
             }
-            copied = close + 1;
         }
         i = close + 1;
     }
     out.extend_from_slice(&bytes[copied..]);
-    out.into_boxed_slice()
 }
 
 /// The JSON text `pack` was given; `None` for bytes `pack` did not make.
@@ -91,28 +114,30 @@ fn string_end(bytes: &[u8], from: usize) -> Option<usize> {
     }
 }
 
-/// The decoded parts of a token: a long string of canonical base64url parts (no padding)
-/// joined by dots, which re-encode to exactly the same text.
-fn token_parts(text: &str) -> Option<Vec<Vec<u8>>> {
-    if text.len() < MIN_TOKEN_LEN
-        || !text
+/// A long string of base64url characters and dots, in at most `MAX_PARTS` parts.
+fn looks_like_token(text: &str) -> bool {
+    text.len() >= MIN_TOKEN_LEN
+        && text.bytes().filter(|&b| b == b'.').count() < MAX_PARTS
+        && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        return None;
+}
+
+/// Appends the token's parts decoded (straight into `out`: no allocation of their own); false
+/// when a part is not canonical base64url without padding, which would not come back as the
+/// same text (the engine refuses padding and stray bits in the last character).
+fn push_token(text: &str, out: &mut Vec<u8>) -> bool {
+    out.push(TOKEN);
+    push_len(out, text.split('.').count());
+    for part in text.split('.') {
+        let len = part.len() * 3 / 4;
+        push_len(out, len);
+        let at = out.len();
+        if URL_SAFE_NO_PAD.decode_vec(part, out).is_err() || out.len() - at != len {
+            return false;
+        }
     }
-    let parts: Vec<&str> = text.split('.').collect();
-    if parts.len() > MAX_PARTS {
-        return None;
-    }
-    parts
-        .into_iter()
-        .map(|p| {
-            let decoded = URL_SAFE_NO_PAD.decode(p).ok()?;
-            // Non-canonical text (stray bits in the last character) would not come back.
-            (URL_SAFE_NO_PAD.encode(&decoded) == p).then_some(decoded)
-        })
-        .collect()
+    true
 }
 
 /// A length as 7-bit groups, low first (LEB128).

@@ -66,7 +66,7 @@ impl Store {
             Store::Cookie => Ok(true),
             Store::Memory(cache) => {
                 use moka::ops::compute::{CompResult, Op};
-                let json: Arc<[u8]> = Arc::from(pack::pack(json));
+                let json = pack::pack(json);
                 let result = cache
                     .entry(id.to_string())
                     .and_compute_with(|entry| async move {
@@ -93,9 +93,7 @@ impl Store {
         match self {
             Store::Cookie => Ok(()),
             Store::Memory(cache) => {
-                cache
-                    .insert(id.to_string(), Arc::from(pack::pack(json)))
-                    .await;
+                cache.insert(id.to_string(), pack::pack(json)).await;
                 Ok(())
             }
             #[cfg(feature = "redis-store")]
