@@ -888,3 +888,41 @@ async fn a_refresh_that_outlived_its_lock_leaves_the_next_holders_lock_alone() {
         "a replica released a refresh lock that another one held"
     );
 }
+
+#[tokio::test]
+async fn redis_replicas_share_the_idle_time_of_a_session() {
+    let redis = Redis::start();
+    let Replicas {
+        a,
+        b,
+        idp: _idp,
+        upstream: _upstream,
+    } = replicas(
+        &redis.url(),
+        "\nidle_timeout = \"3s\"\nrefresh_interval = \"1h\"",
+    );
+    let cookie = signed_in_cookie(&a, "bob").await;
+    // Used at either replica, in turn, for twice the idle time: alive at both.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(6) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        for gw in [&a, &b] {
+            assert_eq!(
+                with_cookie(gw, &cookie, "/x").await,
+                StatusCode::OK,
+                "{}",
+                gw.logs()
+            );
+        }
+    }
+    // Unused at both for longer than the idle time: ended at both.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(
+        with_cookie(&b, &cookie, "/x").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        with_cookie(&a, &cookie, "/x").await,
+        StatusCode::UNAUTHORIZED
+    );
+}
