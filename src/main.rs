@@ -1,4 +1,5 @@
-//! The `ssogate` command: `serve`, `check-config`, `demo`.
+//! The `ssogate` command: `serve`, `check-config`, `demo`, and (feature `cognito-admin`)
+//! `users` / `groups`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -34,6 +35,12 @@ enum Command {
     /// The whole sign-in flow on this machine: gateway, a Cognito-like test provider and an
     /// echo app, all on loopback.
     Demo(ssogate::demo::DemoArgs),
+    /// Manage the Cognito pool's users (list, show, create, delete, disable, groups...).
+    #[cfg(feature = "cognito-admin")]
+    Users(ssogate::admin::cli::UsersArgs),
+    /// The Cognito pool's groups and their members.
+    #[cfg(feature = "cognito-admin")]
+    Groups(ssogate::admin::cli::GroupsArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +83,10 @@ fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "cognito-admin")]
+        Command::Users(args) => ssogate::admin::cli::users(args),
+        #[cfg(feature = "cognito-admin")]
+        Command::Groups(args) => ssogate::admin::cli::groups(args),
         Command::Demo(args) => {
             run(async move { ssogate::demo::run(args).await.map_err(anyhow::Error::from) })
         }
