@@ -4,9 +4,8 @@
 //! HTTP client. Owns turning the SDK's errors into `AdminError`s in words, each naming the IAM
 //! action a missing permission concerns. Never prints or decides who may administer.
 
-use std::fmt;
-
 use aws_sdk_cognitoidentityprovider as cognito;
+use cognito::config::http::HttpResponse;
 use cognito::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use cognito::types::{AttributeType, DeliveryMediumType, MessageActionType, UserType};
 use serde::Serialize;
@@ -131,13 +130,21 @@ fn from_cognito(
     }
 }
 
-fn failed<E, R>(action: &'static str, about: About<'_>, err: SdkError<E, R>) -> AdminError
+fn failed<E>(action: &'static str, about: About<'_>, err: SdkError<E, HttpResponse>) -> AdminError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug + Send + Sync + 'static,
 {
     match &err {
         SdkError::ServiceError(_) => from_cognito(action, about, err.code(), err.message()),
+        // An answer the SDK could not read: a 403 is still a refusal (moto, and proxies in
+        // front of the API, answer denials as XML or HTML).
+        SdkError::ResponseError(ctx) if ctx.raw().status().as_u16() == 403 => {
+            let body = ctx.raw().body().bytes().unwrap_or_default();
+            AdminError::Denied {
+                action,
+                message: xml_message(body).unwrap_or_else(|| "HTTP 403".into()),
+            }
+        }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => AdminError::Unreachable {
             action,
             message: DisplayErrorContext(&err).to_string(),
@@ -147,6 +154,14 @@ where
             message: DisplayErrorContext(&err).to_string(),
         },
     }
+}
+
+/// The `<Message>` of an XML error body.
+fn xml_message(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<Message>")? + "<Message>".len();
+    let len = text[start..].find("</Message>")?;
+    Some(text[start..start + len].to_string())
 }
 
 /// The pool named by `[admin]` (or `[provider]`), and a client for it.
@@ -551,6 +566,16 @@ mod tests {
             Some("User pool eu-west-1_x does not exist."),
         );
         assert_eq!(e.kind(), "pool_not_found");
+    }
+
+    #[test]
+    fn an_xml_denial_keeps_its_message() {
+        let body = b"<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>not authorized to perform: cognito-idp:AdminDisableUser</Message></Error></Errors></ErrorResponse>";
+        assert_eq!(
+            xml_message(body).as_deref(),
+            Some("not authorized to perform: cognito-idp:AdminDisableUser")
+        );
+        assert_eq!(xml_message(b"{}"), None);
     }
 
     #[test]

@@ -75,6 +75,24 @@ impl Moto {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// One IAM call (query protocol), answered as XML text.
+    pub async fn iam(&self, params: &[(&str, &str)]) -> String {
+        let mut form: Vec<(&str, &str)> = vec![("Version", "2010-05-08")];
+        form.extend_from_slice(params);
+        let resp = crate::common::client()
+            .post(self.url())
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .form(&form)
+            .send()
+            .await
+            .expect("moto answers");
+        assert!(resp.status().is_success(), "IAM {params:?}: {}", resp.status());
+        resp.text().await.unwrap_or_default()
+    }
+
     /// A pool with groups `admins` and `staff`, and the given users (username, email,
     /// groups), each with a permanent password `Passw0rd!`. Returns the pool id.
     pub async fn seed_pool(&self, users: &[(&str, &str, &[&str])]) -> String {
