@@ -88,7 +88,10 @@ async fn users_list_as_table_json_by_group_and_filter() {
     ok(&table);
     let text = stdout(&table);
     assert!(text.starts_with("USERNAME"), "{text}");
-    assert!(text.contains("ann") && text.contains("bob@example.com"), "{text}");
+    assert!(
+        text.contains("ann") && text.contains("bob@example.com"),
+        "{text}"
+    );
     assert!(text.contains("CONFIRMED"), "{text}");
 
     let all = json(&ssogate(&moto, &pool, &["users", "list", "--json"]));
@@ -147,11 +150,22 @@ async fn users_create_prints_the_password_once_and_joins_groups() {
     let made = ssogate(
         &moto,
         &pool,
-        &["users", "create", "carl", "--email", "carl@example.com", "--group", "staff"],
+        &[
+            "users",
+            "create",
+            "carl",
+            "--email",
+            "carl@example.com",
+            "--group",
+            "staff",
+        ],
     );
     ok(&made);
     let text = stdout(&made);
-    assert!(text.contains("created carl (carl@example.com) in staff"), "{text}");
+    assert!(
+        text.contains("created carl (carl@example.com) in staff"),
+        "{text}"
+    );
     let password = text
         .rsplit(": ")
         .next()
@@ -167,8 +181,14 @@ async fn users_create_prints_the_password_once_and_joins_groups() {
         &moto,
         &pool,
         &[
-            "users", "create", "dora", "--email", "dora@example.com",
-            "--temporary-password", "Temporary1x", "--json",
+            "users",
+            "create",
+            "dora",
+            "--email",
+            "dora@example.com",
+            "--temporary-password",
+            "Temporary1x",
+            "--json",
         ],
     ));
     assert_eq!(made["temporary_password"], "Temporary1x");
@@ -181,9 +201,17 @@ async fn users_create_errors_in_words() {
     let moto = Moto::start();
     let pool = pool_of_two(&moto).await;
 
-    let again = ssogate(&moto, &pool, &["users", "create", "ann", "--email", "a@example.com"]);
+    let again = ssogate(
+        &moto,
+        &pool,
+        &["users", "create", "ann", "--email", "a@example.com"],
+    );
     assert_eq!(again.status.code(), Some(4), "{}", stderr(&again));
-    assert!(stderr(&again).contains("user \"ann\" already exists"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("user \"ann\" already exists"),
+        "{}",
+        stderr(&again)
+    );
 
     // moto checks the password policy at AdminSetUserPassword, not at AdminCreateUser's
     // temporary password (Cognito checks both): `users_reset_password_forces_a_new_one`
@@ -192,10 +220,22 @@ async fn users_create_errors_in_words() {
     let no_group = ssogate(
         &moto,
         &pool,
-        &["users", "create", "fay", "--email", "f@example.com", "--group", "ghosts"],
+        &[
+            "users",
+            "create",
+            "fay",
+            "--email",
+            "f@example.com",
+            "--group",
+            "ghosts",
+        ],
     );
     assert_eq!(no_group.status.code(), Some(3));
-    assert!(stderr(&no_group).contains("group \"ghosts\" not found"), "{}", stderr(&no_group));
+    assert!(
+        stderr(&no_group).contains("group \"ghosts\" not found"),
+        "{}",
+        stderr(&no_group)
+    );
     assert!(moto.user(&pool, "fay").await.is_none(), "no half-made user");
 }
 
@@ -206,13 +246,26 @@ async fn users_delete_asks_first() {
 
     let declined = ssogate_in(&moto, &pool, &["users", "delete", "ann"], "n\n");
     assert_eq!(declined.status.code(), Some(8));
-    assert!(stderr(&declined).contains("not deleted"), "{}", stderr(&declined));
+    assert!(
+        stderr(&declined).contains("not deleted"),
+        "{}",
+        stderr(&declined)
+    );
     assert!(moto.user(&pool, "ann").await.is_some());
 
-    ok(&ssogate_in(&moto, &pool, &["users", "delete", "ann"], "yes\n"));
+    ok(&ssogate_in(
+        &moto,
+        &pool,
+        &["users", "delete", "ann"],
+        "yes\n",
+    ));
     assert!(moto.user(&pool, "ann").await.is_none());
 
-    let done = json(&ssogate(&moto, &pool, &["users", "delete", "bob", "--yes", "--json"]));
+    let done = json(&ssogate(
+        &moto,
+        &pool,
+        &["users", "delete", "bob", "--yes", "--json"],
+    ));
     assert_eq!(done["ok"], true);
     assert!(moto.user(&pool, "bob").await.is_none());
 
@@ -228,12 +281,24 @@ async fn users_disable_and_enable() {
     let off = ssogate(&moto, &pool, &["users", "disable", "ann"]);
     ok(&off);
     assert_eq!(stdout(&off).trim(), "disable: ann: done");
-    assert_eq!(moto.user(&pool, "ann").await.expect("ann")["Enabled"], false);
+    assert_eq!(
+        moto.user(&pool, "ann").await.expect("ann")["Enabled"],
+        false
+    );
     let listed = json(&ssogate(&moto, &pool, &["users", "list", "--json"]));
-    let ann = listed.as_array().unwrap().iter().find(|u| u["username"] == "ann").cloned();
+    let ann = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "ann")
+        .cloned();
     assert_eq!(ann.expect("ann listed")["enabled"], false);
 
-    ok(&ssogate(&moto, &pool, &["users", "enable", "ann", "--json"]));
+    ok(&ssogate(
+        &moto,
+        &pool,
+        &["users", "enable", "ann", "--json"],
+    ));
     assert_eq!(moto.user(&pool, "ann").await.expect("ann")["Enabled"], true);
 
     let missing = ssogate(&moto, &pool, &["users", "disable", "ghost"]);
@@ -245,21 +310,37 @@ async fn users_add_and_remove_groups() {
     let moto = Moto::start();
     let pool = pool_of_two(&moto).await;
 
-    ok(&ssogate(&moto, &pool, &["users", "add-group", "ann", "admins"]));
+    ok(&ssogate(
+        &moto,
+        &pool,
+        &["users", "add-group", "ann", "admins"],
+    ));
     let mut groups = moto.groups_of(&pool, "ann").await;
     groups.sort();
     assert_eq!(groups, ["admins", "staff"]);
 
-    let done = json(&ssogate(&moto, &pool, &["users", "remove-group", "ann", "staff", "--json"]));
+    let done = json(&ssogate(
+        &moto,
+        &pool,
+        &["users", "remove-group", "ann", "staff", "--json"],
+    ));
     assert_eq!(done["group"], "staff");
     assert_eq!(moto.groups_of(&pool, "ann").await, ["admins"]);
 
     let no_group = ssogate(&moto, &pool, &["users", "add-group", "ann", "ghosts"]);
     assert_eq!(no_group.status.code(), Some(3));
-    assert!(stderr(&no_group).contains("group \"ghosts\" not found"), "{}", stderr(&no_group));
+    assert!(
+        stderr(&no_group).contains("group \"ghosts\" not found"),
+        "{}",
+        stderr(&no_group)
+    );
     let no_user = ssogate(&moto, &pool, &["users", "add-group", "ghost", "staff"]);
     assert_eq!(no_user.status.code(), Some(3));
-    assert!(stderr(&no_user).contains("user \"ghost\" not found"), "{}", stderr(&no_user));
+    assert!(
+        stderr(&no_user).contains("user \"ghost\" not found"),
+        "{}",
+        stderr(&no_user)
+    );
 }
 
 #[tokio::test]
@@ -267,7 +348,11 @@ async fn users_reset_password_forces_a_new_one() {
     let moto = Moto::start();
     let pool = pool_of_two(&moto).await;
 
-    let reset = json(&ssogate(&moto, &pool, &["users", "reset-password", "ann", "--json"]));
+    let reset = json(&ssogate(
+        &moto,
+        &pool,
+        &["users", "reset-password", "ann", "--json"],
+    ));
     assert_eq!(reset["temporary_password"].as_str().map(str::len), Some(16));
     assert_eq!(
         moto.user(&pool, "ann").await.expect("ann")["UserStatus"],
@@ -275,15 +360,29 @@ async fn users_reset_password_forces_a_new_one() {
     );
     let table = ssogate(&moto, &pool, &["users", "reset-password", "bob"]);
     ok(&table);
-    assert!(stdout(&table).contains("new temporary password for bob"), "{}", stdout(&table));
+    assert!(
+        stdout(&table).contains("new temporary password for bob"),
+        "{}",
+        stdout(&table)
+    );
 
     let weak = ssogate(
         &moto,
         &pool,
-        &["users", "reset-password", "bob", "--temporary-password", "weak"],
+        &[
+            "users",
+            "reset-password",
+            "bob",
+            "--temporary-password",
+            "weak",
+        ],
     );
     assert_eq!(weak.status.code(), Some(5), "{}", stderr(&weak));
-    assert!(stderr(&weak).contains("password policy"), "{}", stderr(&weak));
+    assert!(
+        stderr(&weak).contains("password policy"),
+        "{}",
+        stderr(&weak)
+    );
 }
 
 #[tokio::test]
@@ -305,14 +404,26 @@ async fn groups_list_and_members() {
     names.sort();
     assert_eq!(names, ["admins", "staff"]);
 
-    let members = json(&ssogate(&moto, &pool, &["groups", "members", "admins", "--json"]));
+    let members = json(&ssogate(
+        &moto,
+        &pool,
+        &["groups", "members", "admins", "--json"],
+    ));
     assert_eq!(usernames(&members), ["bob"]);
     let table = ssogate(&moto, &pool, &["groups", "members", "staff"]);
-    assert!(stdout(&table).contains("ann@example.com"), "{}", stdout(&table));
+    assert!(
+        stdout(&table).contains("ann@example.com"),
+        "{}",
+        stdout(&table)
+    );
 
     let missing = ssogate(&moto, &pool, &["groups", "members", "ghosts"]);
     assert_eq!(missing.status.code(), Some(3));
-    assert!(stderr(&missing).contains("group \"ghosts\" not found"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("group \"ghosts\" not found"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[tokio::test]
@@ -337,27 +448,54 @@ async fn the_pool_comes_from_the_config_and_problems_are_named() {
             .output()
             .expect("ssogate runs")
     };
-    let listed = run(&["users", "list", "--json", "--config", config.to_str().unwrap()]);
+    let listed = run(&[
+        "users",
+        "list",
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
     ok(&listed);
     assert_eq!(usernames(&json(&listed)), ["ann", "bob"]);
 
     let no_pool = run(&["users", "list"]);
     assert_eq!(no_pool.status.code(), Some(2));
-    assert!(stderr(&no_pool).contains("no user pool"), "{}", stderr(&no_pool));
+    assert!(
+        stderr(&no_pool).contains("no user pool"),
+        "{}",
+        stderr(&no_pool)
+    );
 
     std::fs::write(&config, "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n\n[admin]\nuser_pool_id = \"nonsense\"\n").unwrap();
     let bad = run(&["groups", "list", "--config", config.to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(stderr(&bad).contains("admin.user_pool_id"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("admin.user_pool_id"),
+        "{}",
+        stderr(&bad)
+    );
 
     // Nothing listens on a port moto just gave back.
     let closed = common::free_port();
     let unreachable = run(&[
-        "users", "list", "--user-pool-id", &pool, "--endpoint-url",
+        "users",
+        "list",
+        "--user-pool-id",
+        &pool,
+        "--endpoint-url",
         &format!("http://127.0.0.1:{closed}"),
     ]);
-    assert_eq!(unreachable.status.code(), Some(7), "{}", stderr(&unreachable));
-    assert!(stderr(&unreachable).contains("cannot reach the Cognito API"), "{}", stderr(&unreachable));
+    assert_eq!(
+        unreachable.status.code(),
+        Some(7),
+        "{}",
+        stderr(&unreachable)
+    );
+    assert!(
+        stderr(&unreachable).contains("cannot reach the Cognito API"),
+        "{}",
+        stderr(&unreachable)
+    );
 }
 
 /// moto enforces IAM policies once `INITIAL_NO_AUTH_ACTION_COUNT` requests have passed: the
@@ -366,7 +504,8 @@ async fn the_pool_comes_from_the_config_and_problems_are_named() {
 #[tokio::test]
 async fn a_missing_permission_names_the_iam_action() {
     let moto = Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "5")]);
-    moto.iam(&[("Action", "CreateUser"), ("UserName", "ops")]).await;
+    moto.iam(&[("Action", "CreateUser"), ("UserName", "ops")])
+        .await;
     moto.iam(&[
         ("Action", "PutUserPolicy"),
         ("UserName", "ops"),
@@ -377,7 +516,9 @@ async fn a_missing_permission_names_the_iam_action() {
         ),
     ])
     .await;
-    let key = moto.iam(&[("Action", "CreateAccessKey"), ("UserName", "ops")]).await;
+    let key = moto
+        .iam(&[("Action", "CreateAccessKey"), ("UserName", "ops")])
+        .await;
     let between = |a: &str, b: &str| {
         let start = key.find(a).expect(a) + a.len();
         key[start..start + key[start..].find(b).expect(b)].to_string()

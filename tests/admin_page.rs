@@ -93,12 +93,21 @@ async fn admins_see_users_with_groups_and_roles_others_get_403() {
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("<td>ann@example.com</td>"), "{page}");
     assert!(page.contains("<td>staff</td><td>viewer</td>"), "{page}");
-    assert!(page.contains("<td>admins</td><td>admin, editor</td>"), "{page}");
-    assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "no outside assets");
+    assert!(
+        page.contains("<td>admins</td><td>admin, editor</td>"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http"),
+        "no outside assets"
+    );
 
     let (_, status, page) = admin_page_as(&s, "bob").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(page.contains("not in a group that may manage users"), "{page}");
+    assert!(
+        page.contains("not in a group that may manage users"),
+        "{page}"
+    );
 }
 
 #[tokio::test]
@@ -120,8 +129,13 @@ async fn every_change_works_and_is_audited() {
     let (status, page) = post(
         &s,
         &client,
-        &[("csrf", &csrf), ("action", "create"), ("user", "carl"),
-          ("email", "carl@example.com"), ("groups", "staff")],
+        &[
+            ("csrf", &csrf),
+            ("action", "create"),
+            ("user", "carl"),
+            ("email", "carl@example.com"),
+            ("groups", "staff"),
+        ],
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -138,33 +152,79 @@ async fn every_change_works_and_is_audited() {
     assert_eq!(audit["user"], "carl");
     assert_eq!(audit["outcome"], "done");
 
-    let (status, page) = post(&s, &client, &[("csrf", &csrf), ("action", "disable"), ("user", "ann")]).await;
+    let (status, page) = post(
+        &s,
+        &client,
+        &[("csrf", &csrf), ("action", "disable"), ("user", "ann")],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(s.moto.user(&s.pool, "ann").await.unwrap()["Enabled"], false);
     assert!(page.contains("Disabled ann"), "{page}");
-    post(&s, &client, &[("csrf", &csrf), ("action", "enable"), ("user", "ann")]).await;
+    post(
+        &s,
+        &client,
+        &[("csrf", &csrf), ("action", "enable"), ("user", "ann")],
+    )
+    .await;
     assert_eq!(s.moto.user(&s.pool, "ann").await.unwrap()["Enabled"], true);
 
-    post(&s, &client, &[("csrf", &csrf), ("action", "add-group"), ("user", "ann"), ("group", "admins")]).await;
+    post(
+        &s,
+        &client,
+        &[
+            ("csrf", &csrf),
+            ("action", "add-group"),
+            ("user", "ann"),
+            ("group", "admins"),
+        ],
+    )
+    .await;
     let mut groups = s.moto.groups_of(&s.pool, "ann").await;
     groups.sort();
     assert_eq!(groups, ["admins", "staff"]);
-    post(&s, &client, &[("csrf", &csrf), ("action", "remove-group"), ("user", "ann"), ("group", "staff")]).await;
+    post(
+        &s,
+        &client,
+        &[
+            ("csrf", &csrf),
+            ("action", "remove-group"),
+            ("user", "ann"),
+            ("group", "staff"),
+        ],
+    )
+    .await;
     assert_eq!(s.moto.groups_of(&s.pool, "ann").await, ["admins"]);
-    let audit = s.gw.wait_for_log(Duration::from_secs(5), |l| l["action"] == "remove-group");
+    let audit =
+        s.gw.wait_for_log(Duration::from_secs(5), |l| l["action"] == "remove-group");
     assert_eq!(audit["group"], "staff");
 
-    let (_, page) = post(&s, &client, &[("csrf", &csrf), ("action", "reset-password"), ("user", "bob")]).await;
+    let (_, page) = post(
+        &s,
+        &client,
+        &[
+            ("csrf", &csrf),
+            ("action", "reset-password"),
+            ("user", "bob"),
+        ],
+    )
+    .await;
     assert!(page.contains("New temporary password for bob"), "{page}");
     assert_eq!(
         s.moto.user(&s.pool, "bob").await.unwrap()["UserStatus"],
         "FORCE_CHANGE_PASSWORD"
     );
 
-    let (status, page) = post(&s, &client, &[("csrf", &csrf), ("action", "disable"), ("user", "ghost")]).await;
+    let (status, page) = post(
+        &s,
+        &client,
+        &[("csrf", &csrf), ("action", "disable"), ("user", "ghost")],
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(page.contains("user &quot;ghost&quot; not found"), "{page}");
-    let audit = s.gw.wait_for_log(Duration::from_secs(5), |l| l["user"] == "ghost");
+    let audit =
+        s.gw.wait_for_log(Duration::from_secs(5), |l| l["user"] == "ghost");
     assert_eq!(audit["outcome"], "user_not_found");
 }
 
@@ -181,11 +241,22 @@ async fn delete_asks_for_confirmation_first() {
         .unwrap();
     assert_eq!(confirm.status(), StatusCode::OK);
     let confirm = confirm.text().await.unwrap();
-    assert!(confirm.contains("Delete <b>ann</b> from the pool?"), "{confirm}");
-    assert!(confirm.contains("name=\"confirm\" value=\"yes\""), "{confirm}");
+    assert!(
+        confirm.contains("Delete <b>ann</b> from the pool?"),
+        "{confirm}"
+    );
+    assert!(
+        confirm.contains("name=\"confirm\" value=\"yes\""),
+        "{confirm}"
+    );
 
     // A delete without the confirmation only asks.
-    let (status, page) = post(&s, &client, &[("csrf", &csrf), ("action", "delete"), ("user", "ann")]).await;
+    let (status, page) = post(
+        &s,
+        &client,
+        &[("csrf", &csrf), ("action", "delete"), ("user", "ann")],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Delete <b>ann</b> from the pool?"), "{page}");
     assert!(s.moto.user(&s.pool, "ann").await.is_some());
@@ -193,7 +264,12 @@ async fn delete_asks_for_confirmation_first() {
     let (status, page) = post(
         &s,
         &client,
-        &[("csrf", &csrf), ("action", "delete"), ("user", "ann"), ("confirm", "yes")],
+        &[
+            ("csrf", &csrf),
+            ("action", "delete"),
+            ("user", "ann"),
+            ("confirm", "yes"),
+        ],
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -211,8 +287,17 @@ async fn a_change_without_the_sessions_csrf_token_is_refused() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(page.contains("nothing was changed"), "{page}");
     let forged = format!("{}A", &csrf[..csrf.len() - 1]);
-    let forged = if forged == csrf { format!("{}B", &csrf[..csrf.len() - 1]) } else { forged };
-    let (status, _) = post(&s, &client, &[("csrf", &forged), ("action", "disable"), ("user", "ann")]).await;
+    let forged = if forged == csrf {
+        format!("{}B", &csrf[..csrf.len() - 1])
+    } else {
+        forged
+    };
+    let (status, _) = post(
+        &s,
+        &client,
+        &[("csrf", &forged), ("action", "disable"), ("user", "ann")],
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(s.moto.user(&s.pool, "ann").await.unwrap()["Enabled"], true);
 
@@ -222,7 +307,11 @@ async fn a_change_without_the_sessions_csrf_token_is_refused() {
     let anonymous = browser();
     let resp = anonymous
         .post(s.gw.url("/oauth2/admin"))
-        .form(&[("csrf", other.as_str()), ("action", "disable"), ("user", "ann")])
+        .form(&[
+            ("csrf", other.as_str()),
+            ("action", "disable"),
+            ("user", "ann"),
+        ])
         .send()
         .await
         .unwrap();

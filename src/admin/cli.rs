@@ -18,7 +18,9 @@ use crate::config::{AdminConfig, Config, ProcessSource};
 /// denied; 7 Cognito unreachable; 8 not confirmed (delete without `--yes`).
 fn exit_code(e: &AdminError) -> u8 {
     match e {
-        AdminError::UserNotFound(_) | AdminError::GroupNotFound(_) | AdminError::PoolNotFound(_) => 3,
+        AdminError::UserNotFound(_)
+        | AdminError::GroupNotFound(_)
+        | AdminError::PoolNotFound(_) => 3,
         AdminError::UserExists(_) => 4,
         AdminError::PasswordPolicy(_) | AdminError::Invalid { .. } => 5,
         AdminError::Denied { .. } => 6,
@@ -67,7 +69,9 @@ pub enum UsersCommand {
         filter: Option<String>,
     },
     /// One user, with their groups.
-    Show { username: String },
+    Show {
+        username: String,
+    },
     /// Create a user with a temporary password (printed once).
     Create {
         username: String,
@@ -90,10 +94,20 @@ pub enum UsersCommand {
         yes: bool,
     },
     /// Disable a user and sign them out everywhere.
-    Disable { username: String },
-    Enable { username: String },
-    AddGroup { username: String, group: String },
-    RemoveGroup { username: String, group: String },
+    Disable {
+        username: String,
+    },
+    Enable {
+        username: String,
+    },
+    AddGroup {
+        username: String,
+        group: String,
+    },
+    RemoveGroup {
+        username: String,
+        group: String,
+    },
     /// Set a new temporary password (printed once); the user chooses their own at sign-in.
     ResetPassword {
         username: String,
@@ -215,7 +229,9 @@ fn settings(args: &PoolArgs) -> Result<AdminConfig, String> {
                 .map(|a| a.region.clone())
         })
         .or_else(|| user_pool_id.split_once('_').map(|(r, _)| r.to_string()))
-        .ok_or_else(|| format!("--user-pool-id {user_pool_id:?} has no region prefix: pass --region"))?;
+        .ok_or_else(|| {
+            format!("--user-pool-id {user_pool_id:?} has no region prefix: pass --region")
+        })?;
     Ok(AdminConfig {
         enabled: false,
         allowed_groups: Vec::new(),
@@ -320,7 +336,10 @@ async fn run_users(pool: &Pool, command: UsersCommand, json: bool) -> Result<(),
             let password = temporary_password.unwrap_or_else(generate_password);
             pool.set_temporary_password(&username, &password).await?;
             if json {
-                println!("{}", json!({ "username": username, "temporary_password": password }));
+                println!(
+                    "{}",
+                    json!({ "username": username, "temporary_password": password })
+                );
             } else {
                 println!("new temporary password for {username} (shown once): {password}");
             }

@@ -118,7 +118,10 @@ impl AdminPage {
             _ => PageAnswer {
                 status: 404,
                 title: "Not found".into(),
-                body: format!("<p><a href=\"{}\">Back to the users</a></p>", esc(&self.path)),
+                body: format!(
+                    "<p><a href=\"{}\">Back to the users</a></p>",
+                    esc(&self.path)
+                ),
             },
         }
     }
@@ -270,7 +273,10 @@ impl AdminPage {
             let mut members: Vec<(String, Vec<String>)> = Vec::new();
             for g in &groups {
                 let names = pool.group_members(&g.name).await?;
-                members.push((g.name.clone(), names.into_iter().map(|u| u.username).collect()));
+                members.push((
+                    g.name.clone(),
+                    names.into_iter().map(|u| u.username).collect(),
+                ));
             }
             Ok::<_, AdminError>((users, members))
         }
@@ -368,7 +374,10 @@ impl AdminPage {
             changes.push_str(&button(
                 "remove-group",
                 &format!("Remove from {}", esc(g)),
-                &format!("<input type=\"hidden\" name=\"group\" value=\"{}\">", esc(g)),
+                &format!(
+                    "<input type=\"hidden\" name=\"group\" value=\"{}\">",
+                    esc(g)
+                ),
             ));
         }
         changes.push_str(&format!(

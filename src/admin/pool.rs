@@ -46,7 +46,10 @@ pub enum AdminError {
     #[error("the password does not meet the pool's password policy: {0}")]
     PasswordPolicy(String),
     #[error("permission denied: the AWS identity in use may not call {action}; allow it in its IAM policy (README \"Cognito user administration\"): {message}")]
-    Denied { action: &'static str, message: String },
+    Denied {
+        action: &'static str,
+        message: String,
+    },
     #[error("Cognito refused the request ({action}): {message}")]
     Invalid {
         action: &'static str,

@@ -67,7 +67,10 @@ mod tests {
 
     #[test]
     fn groups_carrying_a_role() {
-        assert_eq!(map().groups_with_any(&["editor"]), vec!["admins", "writers"]);
+        assert_eq!(
+            map().groups_with_any(&["editor"]),
+            vec!["admins", "writers"]
+        );
         assert!(map().groups_with_any(&["ghost"]).is_empty());
     }
 }

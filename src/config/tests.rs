@@ -405,7 +405,10 @@ fn allowed_roles_must_be_roles_of_some_group() {
         &FakeSource::default(),
     );
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("routes[0].allowed_roles[1]"), "{errors:?}");
+    assert!(
+        errors[0].contains("routes[0].allowed_roles[1]"),
+        "{errors:?}"
+    );
     assert!(errors[0].contains("\"ghost\""), "{errors:?}");
 }
 
@@ -421,11 +424,20 @@ fn admin_defaults_to_the_provider_pool_and_names_bad_keys() {
         &protected("[admin]\nenabled = true\nendpoint_url = \"not a url\"\n"),
         &FakeSource::default(),
     );
-    assert!(errors.iter().any(|e| e.contains("admin.allowed_groups")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("admin.endpoint_url")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("admin.allowed_groups")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("admin.endpoint_url")),
+        "{errors:?}"
+    );
     let errors = errors_of(
         "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n[admin]\nregion = \"moon\"\n",
         &FakeSource::default(),
     );
-    assert!(errors.iter().any(|e| e.contains("admin.user_pool_id")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("admin.user_pool_id")),
+        "{errors:?}"
+    );
 }

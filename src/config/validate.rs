@@ -494,7 +494,12 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             );
         }
         for (j, role) in r.allowed_roles.iter().flatten().enumerate() {
-            if !raw.roles.iter().flatten().any(|(_, roles)| roles.contains(role)) {
+            if !raw
+                .roles
+                .iter()
+                .flatten()
+                .any(|(_, roles)| roles.contains(role))
+            {
                 e.add(
                     &format!("{}[{j}]", key("allowed_roles")),
                     format!("no group in [roles] has the role {role:?}: add it there (like `admins = [{role:?}]`) or fix the name"),
@@ -783,7 +788,13 @@ fn admin(e: &mut Errors, a: &RawAdmin, p: Option<&RawProvider>) -> Option<AdminC
         .region
         .clone()
         .or_else(|| p.and_then(|p| p.region.clone()))
-        .unwrap_or_else(|| user_pool_id.split('_').next().unwrap_or_default().to_string());
+        .unwrap_or_else(|| {
+            user_pool_id
+                .split('_')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        });
     if !is_aws_region(&region) {
         e.add(
             "admin.region",

@@ -342,8 +342,7 @@ impl IdentityHeaders {
                         push(&mut out.auth_request, "x-amzn-oidc-accesstoken", t);
                     }
                 }
-                if let Some(jwt) =
-                    signer.and_then(|s| s.sign(principal, &roles, tokens.expires_at))
+                if let Some(jwt) = signer.and_then(|s| s.sign(principal, &roles, tokens.expires_at))
                 {
                     push(&mut out.upstream, "x-amzn-oidc-data", &jwt);
                     push(&mut out.auth_request, "x-amzn-oidc-data", &jwt);

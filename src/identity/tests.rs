@@ -278,7 +278,10 @@ fn roles_from_groups_go_upstream_and_in_the_alb_assertion() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(payload["roles"], serde_json::json!(["admin", "editor", "viewer"]));
+    assert_eq!(
+        payload["roles"],
+        serde_json::json!(["admin", "editor", "viewer"])
+    );
 
     // Without [roles], no roles header at all.
     let h = IdentityHeaders::build(&alice(), tokens(), &headers_config(""), None);

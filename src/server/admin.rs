@@ -49,7 +49,11 @@ pub(super) async fn handle(
         Ok(live) => live,
         Err(answer) => return answer.into_response(auth, req),
     };
-    let form = if post { read_form(req).await? } else { Vec::new() };
+    let form = if post {
+        read_form(req).await?
+    } else {
+        Vec::new()
+    };
     let principal = &live.session.principal;
     let session = format!("{}\n{}", principal.sub, live.session.created);
     let answer = page
@@ -70,7 +74,8 @@ pub(super) async fn handle(
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     let mut resp = html_response(status, &answer.title, &answer.body);
     for c in live.set_cookies.iter().flatten() {
-        resp.headers_mut().append(http::header::SET_COOKIE, c.clone());
+        resp.headers_mut()
+            .append(http::header::SET_COOKIE, c.clone());
     }
     Ok(resp)
 }
@@ -80,6 +85,8 @@ async fn read_form(req: &mut Request<RequestBody>) -> Result<Vec<u8>, GatewayErr
     let limited = http_body_util::Limited::new(body, MAX_FORM);
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(_) => Err(GatewayError::Upstream(ProxyError::BodyTooLarge(crate::proxy::BodyTooLarge))),
+        Err(_) => Err(GatewayError::Upstream(ProxyError::BodyTooLarge(
+            crate::proxy::BodyTooLarge,
+        ))),
     }
 }

@@ -28,7 +28,14 @@ impl Moto {
     pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         let port = free_port();
         let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -89,7 +96,11 @@ impl Moto {
             .send()
             .await
             .expect("moto answers");
-        assert!(resp.status().is_success(), "IAM {params:?}: {}", resp.status());
+        assert!(
+            resp.status().is_success(),
+            "IAM {params:?}: {}",
+            resp.status()
+        );
         resp.text().await.unwrap_or_default()
     }
 
@@ -104,7 +115,10 @@ impl Moto {
                     "RequireNumbers": true, "RequireSymbols": false } } }),
             )
             .await;
-        let pool_id = pool["UserPool"]["Id"].as_str().expect("pool id").to_string();
+        let pool_id = pool["UserPool"]["Id"]
+            .as_str()
+            .expect("pool id")
+            .to_string();
         for group in ["admins", "staff"] {
             self.call(
                 "CreateGroup",
@@ -177,7 +191,10 @@ pub fn aws_env() -> Vec<(&'static str, &'static str)> {
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
         ("AWS_CONFIG_FILE", "/nonexistent/aws-config"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials"),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        ),
         ("AWS_EC2_METADATA_DISABLED", "true"),
     ]
 }
