@@ -803,6 +803,12 @@ fn admin(e: &mut Errors, a: &RawAdmin, p: Option<&RawProvider>) -> Option<AdminC
     }
     let endpoint_url = e.url("admin.endpoint_url", &a.endpoint_url);
     let enabled = a.enabled.unwrap_or(false);
+    if enabled && !cfg!(feature = "cognito-admin") {
+        e.add(
+            "admin.enabled",
+            "this build has no Cognito user administration: build with --features cognito-admin, or set enabled = false",
+        );
+    }
     let allowed_groups = a.allowed_groups.clone().unwrap_or_default();
     if enabled && allowed_groups.is_empty() {
         // Refused because an empty list would let every signed-in person manage the pool.
