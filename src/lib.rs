@@ -1,6 +1,7 @@
 //! ssogate: a single sign-on gateway for Amazon Cognito and OpenID Connect providers.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod coarse;
 pub mod config;
 pub mod demo;

@@ -1,4 +1,5 @@
-//! The `ssogate` command: `serve`, `check-config`, `explain`, `demo`, `health`.
+//! The `ssogate` command: `serve`, `check-config`, `explain`, `demo`, `health`, and (feature
+//! `cognito-admin`) `users` / `groups`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -70,6 +71,12 @@ enum Command {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Manage the Cognito pool's users (list, show, create, delete, disable, groups...).
+    #[cfg(feature = "cognito-admin")]
+    Users(ssogate::admin::cli::UsersArgs),
+    /// The Cognito pool's groups and their members.
+    #[cfg(feature = "cognito-admin")]
+    Groups(ssogate::admin::cli::GroupsArgs),
 }
 
 fn main() -> ExitCode {
@@ -159,6 +166,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        #[cfg(feature = "cognito-admin")]
+        Command::Users(args) => ssogate::admin::cli::users(args),
+        #[cfg(feature = "cognito-admin")]
+        Command::Groups(args) => ssogate::admin::cli::groups(args),
         Command::Demo(args) => {
             run(async move { ssogate::demo::run(args).await.map_err(anyhow::Error::from) })
         }

@@ -34,6 +34,10 @@ pub struct Config {
     pub headers: HeadersConfig,
     pub logging: LoggingConfig,
     pub metrics: Option<MetricsConfig>,
+    /// `[roles]`: the role names each group carries (`X-Forwarded-Roles`, `allowed_roles`).
+    pub roles: crate::admin::roles::RoleMap,
+    /// `[admin]`, when written: Cognito user administration (CLI; the page when `enabled`).
+    pub admin: Option<AdminConfig>,
     /// The merged file + environment, kept to print the effective config.
     raw: std::sync::Arc<RawConfig>,
 }
@@ -263,6 +267,8 @@ pub struct RouteConfig {
     pub public: bool,
     /// `None`: inherit `[access] allowed_groups`.
     pub allowed_groups: Option<Vec<String>>,
+    /// Roles from `[roles]`, any of which admits (with `allowed_groups`: either admits).
+    pub allowed_roles: Option<Vec<String>>,
     /// Match `path_prefix` with regard to ASCII case. Default false: many apps route
     /// without regard to case, so `/ADMIN` must meet `/admin`'s rule.
     pub case_sensitive: bool,
@@ -298,6 +304,8 @@ pub struct HeadersConfig {
     pub alb_signer: String,
     /// Extra headers from claims: header -> claim name.
     pub claims: Vec<(HeaderName, String)>,
+    /// `[roles]`, for `X-Forwarded-Roles` and the `alb` assertion's `roles` claim.
+    pub roles: crate::admin::roles::RoleMap,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +319,21 @@ pub struct LoggingConfig {
     pub format: LogFormat,
     pub level: String,
     pub access_log: bool,
+}
+
+/// `[admin]`: the Cognito pool `ssogate users` and the admin page manage.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Serve the admin page at `{auth_prefix}/admin`. Default false.
+    pub enabled: bool,
+    /// Who may use the page (any-of); required when `enabled`.
+    pub allowed_groups: Vec<String>,
+    /// Default `provider.region`, else the pool id's prefix.
+    pub region: String,
+    /// Default `provider.user_pool_id`.
+    pub user_pool_id: String,
+    /// The Cognito API's address, for emulators (moto); default AWS's.
+    pub endpoint_url: Option<Url>,
 }
 
 #[derive(Debug, Clone)]

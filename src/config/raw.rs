@@ -24,6 +24,19 @@ pub struct RawConfig {
     #[serde(default)]
     pub logging: RawLogging,
     pub metrics: Option<RawMetrics>,
+    /// Group -> role names (`admins = ["admin", "editor"]`).
+    pub roles: Option<BTreeMap<String, Vec<String>>>,
+    pub admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub enabled: Option<bool>,
+    pub allowed_groups: Option<Vec<String>>,
+    pub region: Option<String>,
+    pub user_pool_id: Option<String>,
+    pub endpoint_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -124,6 +137,7 @@ pub struct RawRoute {
     pub host: Option<String>,
     pub upstream: Option<String>,
     pub allowed_groups: Option<Vec<String>>,
+    pub allowed_roles: Option<Vec<String>>,
     pub public: Option<bool>,
     pub case_sensitive: Option<bool>,
     pub max_body: Option<String>,

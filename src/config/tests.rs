@@ -490,3 +490,47 @@ fn idle_timeout_is_off_by_default_and_must_be_below_max_lifetime() {
         assert!(errors[0].contains(says), "{errors:?}");
     }
 }
+
+#[test]
+fn allowed_roles_must_be_roles_of_some_group() {
+    let errors = errors_of(
+        &protected("allowed_roles = [\"editor\", \"ghost\"]\n[roles]\nadmins = [\"editor\"]\n"),
+        &FakeSource::default(),
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("routes[0].allowed_roles[1]"),
+        "{errors:?}"
+    );
+    assert!(errors[0].contains("\"ghost\""), "{errors:?}");
+}
+
+#[test]
+fn admin_defaults_to_the_provider_pool_and_names_bad_keys() {
+    let c = Config::from_toml_str(&protected(""), &FakeSource::default()).unwrap();
+    let admin = c.admin.expect("the provider's pool");
+    assert_eq!(admin.user_pool_id, "eu-central-1_AbC123xyz");
+    assert_eq!(admin.region, "eu-central-1");
+    assert!(!admin.enabled);
+
+    let errors = errors_of(
+        &protected("[admin]\nenabled = true\nendpoint_url = \"not a url\"\n"),
+        &FakeSource::default(),
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("admin.allowed_groups")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("admin.endpoint_url")),
+        "{errors:?}"
+    );
+    let errors = errors_of(
+        "[[routes]]\nupstream = \"http://127.0.0.1:1\"\npublic = true\n[admin]\nregion = \"moon\"\n",
+        &FakeSource::default(),
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("admin.user_pool_id")),
+        "{errors:?}"
+    );
+}

@@ -487,6 +487,25 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             );
         }
         let public = r.public.unwrap_or(false);
+        if public && r.allowed_roles.is_some() {
+            e.add(
+                &key("allowed_roles"),
+                "a public route admits everybody; remove allowed_roles or public",
+            );
+        }
+        for (j, role) in r.allowed_roles.iter().flatten().enumerate() {
+            if !raw
+                .roles
+                .iter()
+                .flatten()
+                .any(|(_, roles)| roles.contains(role))
+            {
+                e.add(
+                    &format!("{}[{j}]", key("allowed_roles")),
+                    format!("no group in [roles] has the role {role:?}: add it there (like `admins = [{role:?}]`) or fix the name"),
+                );
+            }
+        }
         if public && r.allowed_groups.is_some() {
             // Rejected because it reads as protection that is not there.
             e.add(
@@ -506,6 +525,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
                 upstream: u,
                 public,
                 allowed_groups: r.allowed_groups.clone(),
+                allowed_roles: r.allowed_roles.clone(),
                 case_sensitive,
                 max_body,
                 public_paths,
@@ -640,6 +660,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
     };
 
     // [headers]
+    let roles = crate::admin::roles::RoleMap::new(raw.roles.clone().unwrap_or_default());
     let h = &raw.headers;
     let preset = match h.preset.as_deref().unwrap_or("oauth2-proxy") {
         "oauth2-proxy" => HeaderPreset::OAuth2Proxy,
@@ -674,6 +695,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         signing_key_file: h.signing_key_file.as_ref().map(PathBuf::from),
         alb_signer: h.alb_signer.clone().unwrap_or_else(|| "ssogate".into()),
         claims,
+        roles: roles.clone(),
     };
 
     // [logging]
@@ -716,11 +738,22 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
     });
 
     let access = access(&mut e, source, &raw.access);
+    let admin = match &raw.admin {
+        Some(a) => admin(&mut e, a, raw.provider.as_ref()),
+        // Without [admin], `ssogate users` still knows [provider]'s pool, quietly.
+        None => {
+            let mut quiet = Errors(Vec::new());
+            admin(&mut quiet, &RawAdmin::default(), raw.provider.as_ref())
+                .filter(|_| quiet.0.is_empty())
+        }
+    };
 
     if !e.0.is_empty() {
         return Err(ConfigErrors(e.0));
     }
     Ok(Config {
+        roles,
+        admin,
         server,
         provider,
         session,
@@ -909,6 +942,71 @@ fn public_paths(
         }
     }
     out
+}
+
+/// `[admin]`: region and pool default to `[provider]`'s; only an enabled section is kept.
+fn admin(e: &mut Errors, a: &RawAdmin, p: Option<&RawProvider>) -> Option<AdminConfig> {
+    let pool = a
+        .user_pool_id
+        .clone()
+        .or_else(|| p.and_then(|p| p.user_pool_id.clone()));
+    let user_pool_id = match pool {
+        Some(id) if is_cognito_pool_id(&id) => id,
+        Some(id) => {
+            e.add(
+                "admin.user_pool_id",
+                format!("{id:?} is not a Cognito user pool id: it looks like \"eu-central-1_AbC123xyz\""),
+            );
+            return None;
+        }
+        None => {
+            e.add(
+                "admin.user_pool_id",
+                "is missing: set it, or provider.user_pool_id (the pool whose users are managed)",
+            );
+            return None;
+        }
+    };
+    let region = a
+        .region
+        .clone()
+        .or_else(|| p.and_then(|p| p.region.clone()))
+        .unwrap_or_else(|| {
+            user_pool_id
+                .split('_')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        });
+    if !is_aws_region(&region) {
+        e.add(
+            "admin.region",
+            format!("{region:?} is not an AWS region like \"eu-central-1\""),
+        );
+    }
+    let endpoint_url = e.url("admin.endpoint_url", &a.endpoint_url);
+    let enabled = a.enabled.unwrap_or(false);
+    if enabled && !cfg!(feature = "cognito-admin") {
+        e.add(
+            "admin.enabled",
+            "this build has no Cognito user administration: build with --features cognito-admin, or set enabled = false",
+        );
+    }
+    let allowed_groups = a.allowed_groups.clone().unwrap_or_default();
+    if enabled && allowed_groups.is_empty() {
+        // Refused because an empty list would let every signed-in person manage the pool.
+        e.add(
+            "admin.allowed_groups",
+            "is required with enabled = true: name the groups whose members may manage users, like [\"admins\"]",
+        );
+    }
+    Some(AdminConfig {
+        enabled,
+        allowed_groups,
+        region,
+        user_pool_id,
+        endpoint_url,
+    })
 }
 
 fn is_reserved_header(name: &HeaderName) -> bool {
@@ -1233,6 +1331,8 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
                 .then(|| c.access.allowed_emails_inline.clone()),
             allowed_emails_file: raw.access.allowed_emails_file.clone(),
         },
+        roles: raw.roles.clone(),
+        admin: raw.admin.clone(),
         routes: c
             .routes
             .iter()
@@ -1241,6 +1341,7 @@ pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
                 host: r.host.clone(),
                 upstream: Some(r.upstream.to_string()),
                 allowed_groups: r.allowed_groups.clone(),
+                allowed_roles: r.allowed_roles.clone(),
                 public: Some(r.public),
                 case_sensitive: Some(r.case_sensitive),
                 max_body: r.max_body.map(|b| format!("{b}B")),

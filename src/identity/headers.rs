@@ -236,7 +236,7 @@ impl AssertionSigner {
         self.published().find(|k| k.kid == kid).map(|k| k.pem())
     }
 
-    fn sign(&self, principal: &Principal, exp: u64) -> Option<String> {
+    fn sign(&self, principal: &Principal, roles: &[String], exp: u64) -> Option<String> {
         let header = serde_json::json!({
             "typ": "JWT", "alg": "ES256", "kid": self.kid, "signer": self.signer,
             "iss": self.issuer, "client": self.client_id, "exp": exp,
@@ -250,6 +250,9 @@ impl AssertionSigner {
         }
         if !principal.groups.is_empty() {
             claims["cognito:groups"] = principal.groups.clone().into();
+        }
+        if !roles.is_empty() {
+            claims["roles"] = roles.to_vec().into();
         }
         let signing_input = format!(
             "{}.{}",
@@ -305,6 +308,9 @@ impl IdentityHeaders {
     ) -> IdentityHeaders {
         let mut out = IdentityHeaders::default();
         let groups = principal.groups.join(",");
+        // `[roles]` written: every preset but `none` says the roles, even none at all.
+        let roles = config.roles.roles_of(&principal.groups);
+        let send_roles = !config.roles.is_empty() && config.preset != HeaderPreset::None;
         let preferred = principal
             .preferred_username
             .as_deref()
@@ -349,12 +355,18 @@ impl IdentityHeaders {
                         push(&mut out.auth_request, "x-amzn-oidc-accesstoken", t);
                     }
                 }
-                if let Some(jwt) = signer.and_then(|s| s.sign(principal, tokens.expires_at)) {
+                if let Some(jwt) = signer.and_then(|s| s.sign(principal, &roles, tokens.expires_at))
+                {
                     push(&mut out.upstream, "x-amzn-oidc-data", &jwt);
                     push(&mut out.auth_request, "x-amzn-oidc-data", &jwt);
                 }
             }
             HeaderPreset::None => {}
+        }
+        if send_roles {
+            let joined = roles.join(",");
+            push(&mut out.upstream, "x-forwarded-roles", &joined);
+            push(&mut out.auth_request, "x-auth-request-roles", &joined);
         }
         if config.pass_id_token {
             if let Some(t) = tokens.id_token {

@@ -292,3 +292,58 @@ fn email_rules_admit_by_the_verified_email_unless_told_otherwise() {
         Some(EmailRefusal::NotAllowed)
     );
 }
+
+#[test]
+fn roles_from_groups_go_upstream_and_in_the_alb_assertion() {
+    let roles = "[roles]\nadmins = [\"admin\", \"editor\"]\nstaff = [\"viewer\", \"editor\"]\n";
+    let tokens = || TokensForHeaders {
+        access_token: None,
+        id_token: None,
+        expires_at: 4_000_000_000,
+    };
+    let config = headers_config(roles);
+    let h = IdentityHeaders::build(&alice(), tokens(), &config, None);
+    let mut map = HeaderMap::new();
+    IdentityHeaders::apply(&h.upstream, &mut map);
+    assert_eq!(map["x-forwarded-roles"], "admin,editor,viewer");
+    let mut fa = HeaderMap::new();
+    IdentityHeaders::apply(&h.auth_request, &mut fa);
+    assert_eq!(fa["x-auth-request-roles"], "admin,editor,viewer");
+
+    let config = headers_config(&format!("[headers]\npreset = \"alb\"\n{roles}"));
+    let signer = AssertionSigner::new(None, "https://issuer", "client", "ssogate").unwrap();
+    let h = IdentityHeaders::build(&alice(), tokens(), &config, Some(&signer));
+    let mut map = HeaderMap::new();
+    IdentityHeaders::apply(&h.upstream, &mut map);
+    let jwt = map["x-amzn-oidc-data"].to_str().unwrap();
+    use base64::Engine;
+    let payload: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jwt.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        payload["roles"],
+        serde_json::json!(["admin", "editor", "viewer"])
+    );
+
+    // Without [roles], no roles header at all.
+    let h = IdentityHeaders::build(&alice(), tokens(), &headers_config(""), None);
+    assert!(h.upstream.iter().all(|(n, _)| n != "x-forwarded-roles"));
+}
+
+#[test]
+fn a_spoofed_roles_header_goes_in_every_spelling() {
+    let filter = filter();
+    for name in [
+        "x-forwarded-roles",
+        "X-Forwarded-Roles",
+        "x_forwarded_roles",
+        "X_FORWARDED-ROLES",
+        "x-auth-request-roles",
+    ] {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        assert!(filter.is_spoofed(&name), "{name} is not stripped");
+    }
+}

@@ -79,7 +79,7 @@ impl RouteTable {
             .routes
             .iter()
             .enumerate()
-            .map(|(id, r)| Route::from_config(id, r, &config.access.allowed_groups))
+            .map(|(id, r)| Route::from_config(id, r, config))
             .collect();
         RouteTable { routes }
     }
@@ -112,11 +112,27 @@ impl RouteTable {
 }
 
 impl Route {
-    fn from_config(id: usize, r: &RouteConfig, default_groups: &[String]) -> Route {
+    fn from_config(id: usize, r: &RouteConfig, config: &Config) -> Route {
         let rule = if r.public {
             RouteRule::Public
+        } else if let Some(roles) = &r.allowed_roles {
+            // Roles come only from groups, so a role rule is the rule of the groups that
+            // carry those roles (and of the route's own groups, either admitting), decided
+            // once here instead of mapping groups to roles on every request.
+            let mut groups = r.allowed_groups.clone().unwrap_or_default();
+            groups.extend(config.roles.groups_with_any(roles));
+            if groups.is_empty() {
+                // Unreachable after validation (every role must be in [roles]); admit nobody.
+                RouteRule::AnyOf(vec![String::new()])
+            } else {
+                RouteRule::AnyOf(groups)
+            }
         } else {
-            RouteRule::from_groups(r.allowed_groups.as_deref().unwrap_or(default_groups))
+            RouteRule::from_groups(
+                r.allowed_groups
+                    .as_deref()
+                    .unwrap_or(&config.access.allowed_groups),
+            )
         };
         let mut path_prefix = match normalize(&r.path_prefix) {
             Ok(p) => p.match_path().to_string(),

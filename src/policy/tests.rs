@@ -358,3 +358,37 @@ fn the_decision_uses_one_valid_host_and_refuses_two_that_disagree() {
         Err(Refusal::Host(HostError::Invalid(_)))
     ));
 }
+
+#[test]
+fn allowed_roles_admit_the_groups_that_carry_them() {
+    let t = table(
+        r#"
+[provider]
+user_pool_id = "eu-central-1_AbC123xyz"
+client_id = "c"
+[session]
+secret = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+[roles]
+admins = ["admin", "editor"]
+writers = ["editor"]
+staff = ["viewer"]
+[[routes]]
+path_prefix = "/edit"
+upstream = "http://127.0.0.1:1"
+allowed_roles = ["editor"]
+[[routes]]
+path_prefix = "/ops"
+upstream = "http://127.0.0.1:2"
+allowed_groups = ["ops"]
+allowed_roles = ["admin"]
+"#,
+    );
+    let edit = &t.routes()[0].rule;
+    assert!(edit.admits(&["writers"]));
+    assert!(edit.admits(&["admins"]));
+    assert!(!edit.admits(&["staff"]));
+    assert!(!edit.admits::<&str>(&[]));
+    let ops = &t.routes()[1].rule;
+    assert!(ops.admits(&["ops"]) && ops.admits(&["admins"]));
+    assert!(!ops.admits(&["writers"]));
+}

@@ -56,6 +56,12 @@ pub async fn handle<'g>(
             None => Err(GatewayError::NotFound),
         };
     }
+    #[cfg(feature = "cognito-admin")]
+    if let (Some(page), Some(auth)) = (&gw.admin, &gw.auth) {
+        if let Some(below) = super::admin::below(endpoint) {
+            return Box::pin(super::admin::handle(auth, page, req, client, below)).await;
+        }
+    }
     match endpoint {
         "/ping" => Ok(json_response(
             StatusCode::OK,

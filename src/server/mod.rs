@@ -2,6 +2,8 @@
 //! endpoints under `auth_prefix`, pages and graceful shutdown. Never verifies tokens itself:
 //! it calls `oidc`, `session`, `policy`, `identity` and `proxy`.
 
+#[cfg(feature = "cognito-admin")]
+mod admin;
 mod auth;
 mod balance;
 mod drain;
@@ -70,6 +72,9 @@ pub struct Gateway {
     /// One permit per open client connection, `server.max_connections` in all (every
     /// worker's listener shares them).
     connections: Arc<tokio::sync::Semaphore>,
+    /// The admin page, with `[admin] enabled = true` and sign-in configured.
+    #[cfg(feature = "cognito-admin")]
+    admin: Option<crate::admin::page::AdminPage>,
 }
 
 impl Gateway {
@@ -105,6 +110,8 @@ impl Gateway {
             stopping: AtomicBool::new(false),
             reread: Arc::new(tokio::sync::Notify::new()),
             connections: Arc::new(tokio::sync::Semaphore::new(config.server.max_connections)),
+            #[cfg(feature = "cognito-admin")]
+            admin: admin::page(&config),
             config,
         })
     }

@@ -1,0 +1,200 @@
+//! A real Cognito API emulator for the admin tests: `moto` in server mode (PyPI
+//! `moto[server]`, installed by scripts/test) on a free loopback port, stopped by its PID; and
+//! a pool seeded through Cognito's own JSON API.
+
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::free_port;
+
+/// The region every test pool lives in (moto reads it from the request's credential scope).
+pub const REGION: &str = "eu-west-1";
+
+pub struct Moto {
+    pub port: u16,
+    child: Child,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        Self::start_with_env(&[])
+    }
+
+    /// With moto's own settings, like `INITIAL_NO_AUTH_ACTION_COUNT` (IAM enforcement).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m moto.server (scripts/test installs moto[server])");
+        let moto = Moto { port, child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not listen within 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One Cognito call (`target` like "CreateUserPool") through the JSON protocol.
+    pub async fn call(&self, target: &str, body: Value) -> Value {
+        let (status, v) = self.try_call(target, body).await;
+        assert!(status.is_success(), "{target}: {status} {v}");
+        v
+    }
+
+    pub async fn try_call(&self, target: &str, body: Value) -> (reqwest::StatusCode, Value) {
+        let resp = crate::common::client()
+            .post(self.url())
+            .header(
+                "x-amz-target",
+                format!("AWSCognitoIdentityProviderService.{target}"),
+            )
+            .header("content-type", "application/x-amz-json-1.1")
+            .header(
+                "authorization",
+                format!("AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/cognito-idp/aws4_request, SignedHeaders=host, Signature=0"),
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("moto answers");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// One IAM call (query protocol), answered as XML text.
+    pub async fn iam(&self, params: &[(&str, &str)]) -> String {
+        let mut form: Vec<(&str, &str)> = vec![("Version", "2010-05-08")];
+        form.extend_from_slice(params);
+        let resp = crate::common::client()
+            .post(self.url())
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .form(&form)
+            .send()
+            .await
+            .expect("moto answers");
+        assert!(
+            resp.status().is_success(),
+            "IAM {params:?}: {}",
+            resp.status()
+        );
+        resp.text().await.unwrap_or_default()
+    }
+
+    /// A pool with groups `admins` and `staff`, and the given users (username, email,
+    /// groups), each with a permanent password `Passw0rd!`. Returns the pool id.
+    pub async fn seed_pool(&self, users: &[(&str, &str, &[&str])]) -> String {
+        let pool = self
+            .call(
+                "CreateUserPool",
+                json!({ "PoolName": "test", "Policies": { "PasswordPolicy": {
+                    "MinimumLength": 10, "RequireUppercase": true, "RequireLowercase": true,
+                    "RequireNumbers": true, "RequireSymbols": false } } }),
+            )
+            .await;
+        let pool_id = pool["UserPool"]["Id"]
+            .as_str()
+            .expect("pool id")
+            .to_string();
+        for group in ["admins", "staff"] {
+            self.call(
+                "CreateGroup",
+                json!({ "UserPoolId": pool_id, "GroupName": group }),
+            )
+            .await;
+        }
+        for (name, email, groups) in users {
+            self.call(
+                "AdminCreateUser",
+                json!({ "UserPoolId": pool_id, "Username": name, "MessageAction": "SUPPRESS",
+                        "UserAttributes": [{ "Name": "email", "Value": email }] }),
+            )
+            .await;
+            self.call(
+                "AdminSetUserPassword",
+                json!({ "UserPoolId": pool_id, "Username": name, "Password": "Passw0rd!xy",
+                        "Permanent": true }),
+            )
+            .await;
+            for g in *groups {
+                self.call(
+                    "AdminAddUserToGroup",
+                    json!({ "UserPoolId": pool_id, "Username": name, "GroupName": g }),
+                )
+                .await;
+            }
+        }
+        pool_id
+    }
+
+    /// The user as Cognito has them (`AdminGetUser`), or `None` when not found.
+    pub async fn user(&self, pool_id: &str, username: &str) -> Option<Value> {
+        let (status, v) = self
+            .try_call(
+                "AdminGetUser",
+                json!({ "UserPoolId": pool_id, "Username": username }),
+            )
+            .await;
+        status.is_success().then_some(v)
+    }
+
+    pub async fn groups_of(&self, pool_id: &str, username: &str) -> Vec<String> {
+        let v = self
+            .call(
+                "AdminListGroupsForUser",
+                json!({ "UserPoolId": pool_id, "Username": username }),
+            )
+            .await;
+        v["Groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["GroupName"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Environment for an `ssogate` process talking to moto: fixed test credentials and nothing
+/// from the machine's AWS profile or instance metadata.
+pub fn aws_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_CONFIG_FILE", "/nonexistent/aws-config"),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        ),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+}
