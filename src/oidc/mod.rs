@@ -345,14 +345,7 @@ impl Provider {
         source: Source,
     ) -> Result<(jwt::Unverified<'t>, Map<String, Value>), VerifyError> {
         let unverified = jwt::parse(token)?;
-        let algs = self
-            .metadata()
-            .ok_or(VerifyError::Provider(ProviderError::NotReady))?
-            .signing_algs;
-        let keys = self
-            .keys
-            .load_full()
-            .ok_or(VerifyError::Provider(ProviderError::NotReady))?;
+        let (keys, algs) = self.keys_and_algs()?;
         let claims = match unverified.verify(&keys, algs) {
             // Withdrawn, or not there yet: one look at the provider's current set decides
             // (a key published again is good again).
@@ -366,10 +359,7 @@ impl Provider {
                         return Err(VerifyError::Provider(e));
                     }
                 }
-                let keys = self
-                    .keys
-                    .load_full()
-                    .ok_or(VerifyError::Provider(ProviderError::NotReady))?;
+                let (keys, _) = self.keys_and_algs()?;
                 unverified.verify(&keys, algs)?
             }
             other => other?,
