@@ -448,12 +448,14 @@ async fn a_rotated_refresh_token_is_the_one_used_next() {
         let b = browser();
         let (resp, _) = sign_in(&b, &s.gw.url("/"), "bob").await;
         assert_eq!(resp.status(), StatusCode::OK);
+        // A slow sign-in (a loaded machine) may already have refreshed once on its landing.
+        let before = refresh_grants(&s.idp).await;
         for i in 0..3 {
             tokio::time::sleep(Duration::from_millis(1300)).await;
             let r = b.get(s.gw.url(&format!("/r{i}"))).send().await.unwrap();
             assert_eq!(r.status(), StatusCode::OK, "{store} {i}: {}", s.gw.logs());
         }
-        assert_eq!(refresh_grants(&s.idp).await, 3, "{store}");
+        assert_eq!(refresh_grants(&s.idp).await - before, 3, "{store}");
         assert_eq!(s.idp.stats().await["refresh_failures"], 0, "{store}");
     }
 }
