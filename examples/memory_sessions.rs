@@ -56,7 +56,8 @@ async fn main() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let bound_to = ssogate::session::binding("https://issuer.example", "client");
-    let sessions = Sessions::new(&config.session, &bound_to).unwrap_or_else(|e| panic!("{e}"));
+    let sessions = Sessions::new(&config.session, std::slice::from_ref(&bound_to))
+        .unwrap_or_else(|e| panic!("{e}"));
     let args: Vec<String> = std::env::args().collect();
     let flag = |f: &str| args.iter().any(|a| a == f);
     let (cognito, all_tokens, json) = (flag("--cognito"), flag("--all-tokens"), flag("--json"));
@@ -95,6 +96,7 @@ async fn main() {
             + id_token.as_ref().map_or(0, String::len)
             + access_token.as_ref().map_or(0, String::len);
         let mut s = Session {
+            provider: 0,
             id: None,
             principal: Principal {
                 sub: format!("{i:08}-1111-4111-8111-111111111111"),

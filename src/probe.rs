@@ -30,7 +30,7 @@ impl std::fmt::Display for Check {
 /// Runs every check that applies to `config`, in order.
 pub async fn probe(config: &Config) -> Vec<Check> {
     let mut checks = Vec::new();
-    if let Some(p) = &config.provider {
+    for p in &config.providers {
         checks.extend(provider(config, p).await);
     }
     if config.session.store == StoreKind::Redis {
@@ -141,7 +141,7 @@ async fn client(config: &Config, p: &crate::config::ProviderConfig, provider: &P
 
 async fn redis(config: &Config) -> Check {
     let what = "session store (Redis)".to_string();
-    let result = match crate::session::Sessions::new(&config.session, "probe") {
+    let result = match crate::session::Sessions::new(&config.session, &["probe".to_string()]) {
         Err(e) => Err(format!("{e}")),
         Ok(sessions) => match sessions.ping().await {
             Ok(()) => Ok("answers PING".into()),

@@ -184,8 +184,64 @@ fn public_routes_paths_and_the_gateways_own_endpoints() {
 fn a_wrong_question_is_exit_2() {
     let (code, out) = explain(&["--provider", "partners", "GET", "https://app.example.com/"]);
     assert_eq!(code, Some(2), "{out}");
-    assert_says(&out, &["one provider, named \"default\""]);
+    assert_says(&out, &["no provider called that; it has [\"default\"]"]);
     let (code, out) = explain(&["GET", "/relative"]);
     assert_eq!(code, Some(2), "{out}");
     assert_says(&out, &["must be absolute"]);
+}
+
+#[test]
+fn a_session_of_a_provider_the_route_does_not_take_is_no_session_there() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        format!(
+            r#"
+[[providers]]
+name = "partners"
+user_pool_id = "eu-central-1_AbC123xyz"
+client_id = "c"
+client_secret = "s"
+
+[[providers]]
+name = "staff"
+kind = "oidc"
+issuer_url = "https://login.example.com"
+client_id = "d"
+client_secret = "s"
+
+[session]
+secret = "{SESSION_SECRET}"
+
+[[routes]]
+path_prefix = "/admin"
+upstream = "http://127.0.0.1:8081"
+providers = ["staff"]
+"#
+        ),
+    )
+    .unwrap();
+    let run = |provider: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ssogate"))
+            .args(["explain", "--config"])
+            .arg(file.path())
+            .args(["--user", "bob", "--provider", provider])
+            .args(["GET", "https://app.example.com/admin/x"])
+            .env_remove("SSOGATE_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run("partners");
+    assert_eq!(code, Some(1), "{out}");
+    assert_says(
+        &out,
+        &["no session here: bob signed in with provider \"partners\", and this route takes only [\"staff\"]"],
+    );
+    let (code, out) = run("staff");
+    assert_eq!(code, Some(0), "{out}");
+    assert_says(&out, &["decision: forwarded"]);
 }

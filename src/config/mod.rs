@@ -25,8 +25,9 @@ pub use validate::parse_cookie_secret;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
-    /// Present when any route needs sign-in (or a provider section was written).
-    pub provider: Option<ProviderConfig>,
+    /// `[provider]` (one, named `default`) or `[[providers]]`, in the order written. Not
+    /// empty when any route needs sign-in.
+    pub providers: Vec<ProviderConfig>,
     pub session: SessionConfig,
     pub access: AccessConfig,
     pub routes: Vec<RouteConfig>,
@@ -56,6 +57,10 @@ pub struct ServerConfig {
     pub allowed_redirect_hosts: Vec<String>,
     /// Show a page with a "Sign in" button instead of redirecting straight away.
     pub sign_in_page: bool,
+    /// The sign-in page's heading. Default "Sign in".
+    pub sign_in_title: Option<String>,
+    /// An image shown above the sign-in page's buttons.
+    pub sign_in_logo_url: Option<Url>,
     /// Default `{auth_prefix}/callback`.
     pub callback_path: String,
     /// The header (lower case) in which a trusted proxy names the request it asks
@@ -149,6 +154,10 @@ pub enum ClientAuth {
 
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
+    /// `default` for `[provider]`; `[[providers]]`'s `name`.
+    pub name: String,
+    /// The sign-in page's button.
+    pub label: String,
     pub kind: ProviderKind,
     /// The `iss` every token must carry, exactly.
     pub issuer: String,
@@ -277,6 +286,8 @@ pub struct RouteConfig {
     /// `METHOD=regex` or `regex` on the normalised path: no sign-in for these (oauth2-proxy's
     /// `--skip-auth-route`). Default none. Identity headers are still stripped.
     pub public_paths: Vec<crate::policy::PublicPath>,
+    /// Names of the providers whose sessions this route accepts; `None`: all of them.
+    pub providers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -653,9 +664,9 @@ impl Config {
                 && self.needs_sign_in()
             {
                 let cognito = self
-                    .provider
-                    .as_ref()
-                    .is_some_and(|p| p.kind == ProviderKind::Cognito);
+                    .providers
+                    .iter()
+                    .any(|p| p.kind == ProviderKind::Cognito);
                 warnings.push(format!(
                     "server.public_url: {url} is plain http on a host that is not loopback: the \
                      gateway's cookies are Secure there, so browsers will not send them back over \
@@ -725,6 +736,16 @@ impl Config {
         warnings
     }
 
+    /// The first provider: `[provider]`, or the first of `[[providers]]`.
+    pub fn provider(&self) -> Option<&ProviderConfig> {
+        self.providers.first()
+    }
+
+    /// The provider called `name`.
+    pub fn provider_named(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
     /// Whether any route needs a signed-in user.
     pub fn needs_sign_in(&self) -> bool {
         self.routes.iter().any(|r| !r.public)
@@ -790,7 +811,7 @@ mod unknown_keys {
             "" => fields_of::<RawConfig>(),
             "server" => fields_of::<RawServer>(),
             "server.tls" => fields_of::<RawTls>(),
-            "provider" => fields_of::<RawProvider>(),
+            "provider" | "providers" => fields_of::<RawProvider>(),
             "session" => fields_of::<RawSession>(),
             "access" => fields_of::<RawAccess>(),
             "routes" => fields_of::<RawRoute>(),

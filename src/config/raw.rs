@@ -11,6 +11,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
     pub provider: Option<RawProvider>,
+    /// Several providers, each with a `name` (instead of `[provider]`).
+    pub providers: Option<Vec<RawProvider>>,
     #[serde(default)]
     pub session: RawSession,
     #[serde(default)]
@@ -48,6 +50,8 @@ pub struct RawServer {
     pub trusted_proxies: Option<Vec<String>>,
     pub allowed_redirect_hosts: Option<Vec<String>>,
     pub sign_in_page: Option<bool>,
+    pub sign_in_title: Option<String>,
+    pub sign_in_logo_url: Option<String>,
     pub callback_path: Option<String>,
     pub forward_auth_uri_header: Option<String>,
     pub header_read_timeout: Option<String>,
@@ -74,6 +78,10 @@ pub struct RawTls {
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
+    /// `[[providers]]` only: what routes and `?provider=` call it.
+    pub name: Option<String>,
+    /// The sign-in page's button for it.
+    pub label: Option<String>,
     pub kind: Option<String>,
     pub region: Option<String>,
     pub user_pool_id: Option<String>,
@@ -142,6 +150,7 @@ pub struct RawRoute {
     pub case_sensitive: Option<bool>,
     pub max_body: Option<String>,
     pub public_paths: Option<Vec<String>>,
+    pub providers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

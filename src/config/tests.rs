@@ -54,7 +54,7 @@ fn public_only_config_needs_no_provider() {
         &FakeSource::default(),
     )
     .unwrap();
-    assert!(c.provider.is_none());
+    assert!(c.provider().is_none());
     assert_eq!(c.server.listen.to_string(), "0.0.0.0:4180");
     assert_eq!(c.server.auth_prefix, "/oauth2");
     assert_eq!(c.server.callback_path, "/oauth2/callback");
@@ -64,7 +64,7 @@ fn public_only_config_needs_no_provider() {
 #[test]
 fn cognito_issuer_is_derived_from_the_pool_id() {
     let c = Config::from_toml_str(&protected(""), &FakeSource::default()).unwrap();
-    let p = c.provider.unwrap();
+    let p = c.provider().unwrap();
     assert_eq!(
         p.issuer,
         "https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_AbC123xyz"
@@ -132,7 +132,7 @@ fn environment_overrides_the_file() {
     };
     let c = Config::from_toml_str(&protected(""), &source).unwrap();
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:9999");
-    assert_eq!(c.provider.unwrap().client_id, "from-env");
+    assert_eq!(c.provider().unwrap().client_id, "from-env");
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn the_shipped_example_config_is_valid() {
     );
     let text = include_str!("../../config/ssogate.example.toml");
     let c = Config::from_toml_str(text, &source).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.provider.unwrap().client_id, "your-app-client-id");
+    assert_eq!(c.provider().unwrap().client_id, "your-app-client-id");
 }
 
 #[test]
@@ -291,7 +291,7 @@ fn lists_in_the_environment_may_be_written_as_oauth2_proxy_takes_them() {
     let c = Config::from_toml_str(&protected(""), &source).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.access.allowed_groups, ["admins", "staff"]);
     assert_eq!(c.server.trusted_proxies.len(), 2);
-    assert_eq!(c.provider.unwrap().scopes, ["openid", "email", "profile"]);
+    assert_eq!(c.provider().unwrap().scopes, ["openid", "email", "profile"]);
     assert_eq!(c.server.allowed_redirect_hosts, ["a.example.com"]);
 }
 
@@ -531,6 +531,136 @@ fn admin_defaults_to_the_provider_pool_and_names_bad_keys() {
     );
     assert!(
         errors.iter().any(|e| e.contains("admin.user_pool_id")),
+        "{errors:?}"
+    );
+}
+
+fn two_providers(extra: &str) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "partners"
+user_pool_id = "eu-central-1_AbC123xyz"
+client_id = "abc"
+client_secret = "s3cret"
+[[providers]]
+name = "staff"
+kind = "oidc"
+issuer_url = "https://login.example.com"
+client_id = "def"
+client_secret = "s3cret"
+[session]
+secret = "{SECRET}"
+{extra}
+"#
+    )
+}
+
+#[test]
+fn several_providers_are_named_and_routes_name_theirs() {
+    let c = Config::from_toml_str(
+        &two_providers(
+            "[[routes]]\npath_prefix = \"/a\"\nupstream = \"http://127.0.0.1:8080\"\nproviders = [\"staff\"]\n\
+             [[routes]]\nupstream = \"http://127.0.0.1:8080\"\n",
+        ),
+        &FakeSource::default(),
+    )
+    .unwrap();
+    let names: Vec<&str> = c.providers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["partners", "staff"]);
+    assert_eq!(c.providers[0].label, "Sign in with partners");
+    assert_eq!(c.provider_named("staff").unwrap().groups_claim, "groups");
+    assert_eq!(
+        c.routes[0].providers.as_deref(),
+        Some(&["staff".to_string()][..])
+    );
+    assert_eq!(c.routes[1].providers, None);
+    // The one [provider] is named "default", with a plain "Sign in" button.
+    let one = Config::from_toml_str(&protected(""), &FakeSource::default()).unwrap();
+    assert_eq!(one.provider().unwrap().name, "default");
+    assert_eq!(one.provider().unwrap().label, "Sign in");
+    // The effective config prints them back as [[providers]], secrets masked.
+    let printed = c.effective_toml();
+    assert!(
+        printed.contains("[[providers]]") && printed.contains("name = \"staff\""),
+        "{printed}"
+    );
+    assert!(!printed.contains("s3cret"), "{printed}");
+}
+
+#[test]
+fn provider_mistakes_name_the_key() {
+    let route = "[[routes]]\nupstream = \"http://127.0.0.1:8080\"\n";
+    let errors = errors_of(
+        &format!("{}{route}providers = [\"nobody\"]\n", two_providers("")),
+        &FakeSource::default(),
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("routes[0].providers[0]")
+                && e.contains("no provider named \"nobody\"")),
+        "{errors:?}"
+    );
+    // Both forms at once, a name twice, a bad name, a missing name, errors under [[providers]].
+    let errors = errors_of(
+        &format!(
+            "{}{route}",
+            protected("").replace(
+                "[session]",
+                &format!(
+                    "{}\n[session]",
+                    two_providers("").split("[session]").next().unwrap()
+                )
+            )
+        ),
+        &FakeSource::default(),
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("providers") && e.contains("both [provider] and [[providers]]")),
+        "{errors:?}"
+    );
+    let twice = two_providers(route).replace("name = \"staff\"", "name = \"partners\"");
+    let errors = errors_of(&twice, &FakeSource::default());
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("providers[1].name") && e.contains("earlier provider")),
+        "{errors:?}"
+    );
+    let bad = two_providers(route).replace("name = \"staff\"", "name = \"Staff Team\"");
+    let errors = errors_of(&bad, &FakeSource::default());
+    assert!(
+        errors.iter().any(|e| e.contains("providers[1].name")),
+        "{errors:?}"
+    );
+    let nameless = two_providers(route).replace("name = \"staff\"\n", "");
+    let errors = errors_of(&nameless, &FakeSource::default());
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("providers[1].name") && e.contains("is missing")),
+        "{errors:?}"
+    );
+    let no_issuer =
+        two_providers(route).replace("issuer_url = \"https://login.example.com\"\n", "");
+    let errors = errors_of(&no_issuer, &FakeSource::default());
+    assert!(
+        errors.iter().any(|e| e.contains("providers[1].issuer_url")),
+        "{errors:?}"
+    );
+    // A public route with providers reads as protection that is not there.
+    let errors = errors_of(
+        &format!(
+            "{}{route}public = true\nproviders = [\"staff\"]\n",
+            two_providers("")
+        ),
+        &FakeSource::default(),
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("routes[0].providers")),
         "{errors:?}"
     );
 }

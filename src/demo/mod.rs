@@ -371,7 +371,7 @@ fn overlay(base: &mut toml::Table, top: toml::Table) {
 /// The app client the provider registers: whatever the final config says, so an overlay of
 /// `client_id`, `client_secret`, `public_url` or `callback_path` keeps both sides agreeing.
 fn app_client(config: &Config, setup: &DemoSetup) -> Result<AppClient, DemoError> {
-    let provider = config.provider.as_ref().ok_or(DemoError::NoProvider)?;
+    let provider = config.provider().ok_or(DemoError::NoProvider)?;
     let origin = config
         .server
         .public_url

@@ -47,7 +47,7 @@ impl crate::config::ConfigSource for NoEnv {
 #[test]
 fn the_generated_config_points_a_cognito_provider_at_the_demo_provider() {
     let c = config(&setup("http://127.0.0.1:9001"), &args(&[]));
-    let p = c.provider.as_ref().unwrap();
+    let p = c.provider().unwrap();
     assert_eq!(p.kind, crate::config::ProviderKind::Cognito);
     assert_eq!(p.issuer, format!("http://127.0.0.1:9000/{DEMO_POOL_ID}"));
     assert_eq!(p.client_id, DEMO_CLIENT_ID);
@@ -103,7 +103,7 @@ upstream = "http://127.0.0.1:7777"
     assert_eq!(c.routes.len(), 1, "[[routes]] replaced, not appended");
     assert_eq!(c.routes[0].upstream.as_str(), "http://127.0.0.1:7777/");
     // Kept from the generated config.
-    assert_eq!(c.provider.as_ref().unwrap().client_id, DEMO_CLIENT_ID);
+    assert_eq!(c.provider().unwrap().client_id, DEMO_CLIENT_ID);
     // The provider registers what the gateway will send.
     let client = app_client(&c, &setup("x")).unwrap();
     assert_eq!(

@@ -92,8 +92,6 @@ pub struct AssertionSigner {
     key: EcdsaKeyPair,
     kid: String,
     rng: SystemRandom,
-    issuer: String,
-    client_id: String,
     /// The header's `signer` (an ALB puts its ARN there, and AWS's sample code checks it).
     signer: String,
     /// The keys this one replaced (newest first) and when, still published for `RETIRED_FOR`.
@@ -161,12 +159,7 @@ pub enum SignerError {
 
 impl AssertionSigner {
     /// From a PKCS#8 PEM or DER P-256 key, or a fresh key when `pkcs8` is `None`.
-    pub fn new(
-        pkcs8: Option<&[u8]>,
-        issuer: &str,
-        client_id: &str,
-        signer: &str,
-    ) -> Result<Self, SignerError> {
+    pub fn new(pkcs8: Option<&[u8]>, signer: &str) -> Result<Self, SignerError> {
         let rng = SystemRandom::new();
         let der = match pkcs8 {
             Some(bytes) => pem_to_der(bytes).map_err(SignerError::BadKey)?,
@@ -183,8 +176,6 @@ impl AssertionSigner {
             key,
             kid,
             rng,
-            issuer: issuer.to_string(),
-            client_id: client_id.to_string(),
             signer: signer.to_string(),
             retired: Vec::new(),
         })
@@ -236,13 +227,20 @@ impl AssertionSigner {
         self.published().find(|k| k.kid == kid).map(|k| k.pem())
     }
 
-    fn sign(&self, principal: &Principal, roles: &[String], exp: u64) -> Option<String> {
+    /// The assertion for `principal`, signed in with the provider `tokens` names.
+    fn sign(
+        &self,
+        principal: &Principal,
+        roles: &[String],
+        tokens: &TokensForHeaders<'_>,
+    ) -> Option<String> {
+        let (exp, issuer) = (tokens.expires_at, tokens.issuer);
         let header = serde_json::json!({
             "typ": "JWT", "alg": "ES256", "kid": self.kid, "signer": self.signer,
-            "iss": self.issuer, "client": self.client_id, "exp": exp,
+            "iss": issuer, "client": tokens.client_id, "exp": exp,
         });
         let mut claims = serde_json::json!({
-            "sub": principal.sub, "username": principal.user, "exp": exp, "iss": self.issuer,
+            "sub": principal.sub, "username": principal.user, "exp": exp, "iss": issuer,
         });
         if let Some(email) = principal.verified_email() {
             claims["email"] = email.into();
@@ -297,6 +295,10 @@ pub struct TokensForHeaders<'a> {
     pub id_token: Option<&'a str>,
     /// Unix seconds at which the assertion expires.
     pub expires_at: u64,
+    /// The provider's issuer and the gateway's client id there (the assertion's `iss` and
+    /// `client`).
+    pub issuer: &'a str,
+    pub client_id: &'a str,
 }
 
 impl IdentityHeaders {
@@ -355,8 +357,7 @@ impl IdentityHeaders {
                         push(&mut out.auth_request, "x-amzn-oidc-accesstoken", t);
                     }
                 }
-                if let Some(jwt) = signer.and_then(|s| s.sign(principal, &roles, tokens.expires_at))
-                {
+                if let Some(jwt) = signer.and_then(|s| s.sign(principal, &roles, &tokens)) {
                     push(&mut out.upstream, "x-amzn-oidc-data", &jwt);
                     push(&mut out.auth_request, "x-amzn-oidc-data", &jwt);
                 }

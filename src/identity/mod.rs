@@ -31,6 +31,7 @@ const PRESET_HEADERS: &[&str] = &[
     "x-auth-request-preferred-username",
     "x-auth-request-access-token",
     "x-auth-request-roles",
+    "x-auth-request-provider",
     "x-amzn-oidc-identity",
     "x-amzn-oidc-accesstoken",
     "x-amzn-oidc-data",

@@ -92,6 +92,8 @@ fn oauth2_proxy_preset_names_the_person() {
         access_token: Some("at"),
         id_token: Some("idt"),
         expires_at: 0,
+        issuer: "https://issuer",
+        client_id: "client",
     };
     let h = IdentityHeaders::build(&alice(), tokens, &config, None);
     let mut map = HeaderMap::new();
@@ -111,11 +113,13 @@ fn oauth2_proxy_preset_names_the_person() {
 #[test]
 fn alb_preset_signs_a_verifiable_assertion() {
     let config = headers_config("[headers]\npreset = \"alb\"\n");
-    let signer = AssertionSigner::new(None, "https://issuer", "client", "ssogate").unwrap();
+    let signer = AssertionSigner::new(None, "ssogate").unwrap();
     let tokens = TokensForHeaders {
         access_token: Some("at"),
         id_token: None,
         expires_at: 4_000_000_000,
+        issuer: "https://issuer",
+        client_id: "client",
     };
     let h = IdentityHeaders::build(&alice(), tokens, &config, Some(&signer));
     let mut map = HeaderMap::new();
@@ -202,6 +206,8 @@ fn an_email_that_is_not_verified_is_sent_under_no_name() {
                 access_token: None,
                 id_token: None,
                 expires_at: 0,
+                issuer: "https://issuer",
+                client_id: "client",
             },
             &config,
             None,
@@ -300,6 +306,8 @@ fn roles_from_groups_go_upstream_and_in_the_alb_assertion() {
         access_token: None,
         id_token: None,
         expires_at: 4_000_000_000,
+        issuer: "https://issuer",
+        client_id: "client",
     };
     let config = headers_config(roles);
     let h = IdentityHeaders::build(&alice(), tokens(), &config, None);
@@ -311,7 +319,7 @@ fn roles_from_groups_go_upstream_and_in_the_alb_assertion() {
     assert_eq!(fa["x-auth-request-roles"], "admin,editor,viewer");
 
     let config = headers_config(&format!("[headers]\npreset = \"alb\"\n{roles}"));
-    let signer = AssertionSigner::new(None, "https://issuer", "client", "ssogate").unwrap();
+    let signer = AssertionSigner::new(None, "ssogate").unwrap();
     let h = IdentityHeaders::build(&alice(), tokens(), &config, Some(&signer));
     let mut map = HeaderMap::new();
     IdentityHeaders::apply(&h.upstream, &mut map);

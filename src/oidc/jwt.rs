@@ -440,6 +440,18 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, TokenError> {
 }
 
 impl Unverified<'_> {
+    /// The `iss` the payload claims, before anything is verified: only to choose which
+    /// provider's keys and rules verify the token.
+    pub fn claimed_issuer(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Iss {
+            iss: String,
+        }
+        serde_json::from_slice::<Iss>(&self.payload)
+            .ok()
+            .map(|i| i.iss)
+    }
+
     /// Checks the algorithm against `algs`, the key named by kid against the algorithm, and
     /// the signature; returns the claims.
     pub fn verify(&self, keys: &KeySet, algs: AlgSet) -> Result<Map<String, Value>, TokenError> {

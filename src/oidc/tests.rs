@@ -189,7 +189,7 @@ fn principal_reads_cognito_claims() {
         &crate::config::ProcessSource,
     )
     .unwrap();
-    let p = Provider::new(config.provider.clone().unwrap()).unwrap();
+    let p = Provider::new(config.provider().cloned().unwrap()).unwrap();
     let mut c = id_claims(0);
     c["custom:dept"] = json!("R&D");
     let principal = p.principal(c.as_object().unwrap(), &config.headers);
@@ -232,7 +232,7 @@ fn cognito_provider(extra: &str) -> Provider {
         &crate::config::ProcessSource,
     )
     .unwrap();
-    let p = Provider::new(config.provider.clone().unwrap()).unwrap();
+    let p = Provider::new(config.provider().cloned().unwrap()).unwrap();
     let url = |s: &str| Url::parse(s).unwrap();
     p.metadata.store(Some(Arc::new(Metadata {
         authorization_endpoint: url("https://auth.example.com/oauth2/authorize?lang=de"),

@@ -63,8 +63,41 @@ pub struct Route {
     pub rule: RouteRule,
     /// Method + pattern pairs that need no sign-in on an otherwise protected route.
     pub public_paths: Vec<PublicPath>,
+    /// The providers whose sessions and tokens count here (`routes[].providers`).
+    pub providers: ProviderSet,
     /// For logs: the prefix as written.
     pub name: String,
+}
+
+/// The providers whose sessions a route accepts: a bit per place in `Config::providers`
+/// (validation allows at most 64 providers), compared on every signed-in request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderSet(u64);
+
+impl ProviderSet {
+    /// Every provider: a route without `providers`.
+    pub const ALL: ProviderSet = ProviderSet(u64::MAX);
+
+    /// The providers called `names` in `config`.
+    pub fn named(names: &[String], config: &Config) -> ProviderSet {
+        ProviderSet(
+            config
+                .providers
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| names.contains(&p.name))
+                .fold(0, |bits, (i, _)| bits | 1u64 << (i % 64)),
+        )
+    }
+
+    pub fn has(self, provider: usize) -> bool {
+        provider < 64 && self.0 & (1u64 << provider) != 0
+    }
+
+    /// The places in `0..count` this set holds.
+    pub fn places(self, count: usize) -> impl Iterator<Item = usize> {
+        (0..count.min(64)).filter(move |&i| self.has(i))
+    }
 }
 
 /// All routes, searched by host then longest path prefix.
@@ -153,6 +186,10 @@ impl Route {
             case_sensitive: r.case_sensitive,
             rule,
             public_paths: r.public_paths.clone(),
+            providers: r
+                .providers
+                .as_deref()
+                .map_or(ProviderSet::ALL, |names| ProviderSet::named(names, config)),
             name: match &r.host {
                 Some(h) => format!("{h}{}", r.path_prefix),
                 None => r.path_prefix.clone(),

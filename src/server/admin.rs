@@ -45,7 +45,10 @@ pub(super) async fn handle(
         Method::POST => true,
         _ => return Err(GatewayError::MethodNotAllowed),
     };
-    let live = match auth.authenticate(req, client).await {
+    let live = match auth
+        .authenticate(req, client, crate::policy::ProviderSet::ALL)
+        .await
+    {
         Ok(live) => live,
         Err(answer) => return answer.into_response(auth, req),
     };

@@ -49,7 +49,8 @@ pub async fn handle<'g>(
             Some(auth) => match asked_about(gw, client, req, below) {
                 Ok(route) => {
                     *asked_route = route;
-                    Box::pin(auth.forward_auth(req, client, route.map(|r| &r.rule))).await
+                    Box::pin(auth.forward_auth(req, client, route.map(|r| (&r.rule, r.providers))))
+                        .await
                 }
                 Err(e) => Err(e),
             },
@@ -77,7 +78,7 @@ pub async fn handle<'g>(
             if !gw.is_ready() {
                 return Ok(json_response(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    &serde_json::json!({"status": "starting", "detail": gw.auth.as_ref().map(|a| a.not_ready_reason())}),
+                    &serde_json::json!({"status": "starting", "detail": gw.auth.as_ref().map(|a| a.not_ready_reason(None))}),
                 ));
             }
             // With `?store=1` (as oauth2-proxy's /ready), a session store that does not

@@ -32,11 +32,16 @@ pub struct Explanation {
 /// Explains `method url` for `who` under `config`. Err: the question itself is wrong (a URL
 /// that is not absolute, a provider there is none of).
 pub fn explain(config: &Config, who: &Who, method: &str, url: &str) -> Result<Explanation, String> {
-    if let Some(p) = who.provider.as_deref().filter(|p| *p != "default") {
-        return Err(format!(
-            "--provider {p:?}: this config has one provider, named \"default\""
-        ));
-    }
+    // The provider the user signed in with: `--provider`, or the first.
+    let provider = match who.provider.as_deref() {
+        Some(name) => Some(config.provider_named(name).ok_or_else(|| {
+            let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+            format!(
+                "--provider {name:?}: this config has no provider called that; it has {names:?}"
+            )
+        })?),
+        None => config.provider(),
+    };
     let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
         .map_err(|_| format!("{method:?} is not an HTTP method"))?;
     let uri: Uri = url
@@ -130,6 +135,23 @@ pub fn explain(config: &Config, who: &Who, method: &str, url: &str) -> Result<Ex
             forwarded: false,
         });
     };
+    // A session of a provider the route does not take is no session there.
+    let place = provider.and_then(|p| config.providers.iter().position(|q| q.name == p.name));
+    if let Some(p) = provider.filter(|_| !place.is_some_and(|i| route.providers.has(i))) {
+        let taken = config.routes[route.id]
+            .providers
+            .clone()
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "decision: no session here: {user} signed in with provider {:?}, and this route takes only {taken:?} (routes[{}].providers); a browser is sent to sign in with one of those",
+            p.name, route.id
+        );
+        return Ok(Explanation {
+            text: out,
+            forwarded: false,
+        });
+    }
     let principal = Principal {
         sub: user.clone(),
         user: user.clone(),
@@ -147,10 +169,7 @@ pub fn explain(config: &Config, who: &Who, method: &str, url: &str) -> Result<Ex
             .as_deref()
             .map_or("none".to_string(), |e| format!("{e} (taken as verified)"))
     );
-    let user_claim = config
-        .provider
-        .as_ref()
-        .map_or("sub", |p| p.user_claim.as_str());
+    let user_claim = provider.map_or("sub", |p| p.user_claim.as_str());
     let access = &config.access;
     if let Some(refusal) = email_refusal(
         &principal,
@@ -198,6 +217,8 @@ pub fn explain(config: &Config, who: &Who, method: &str, url: &str) -> Result<Ex
             access_token: Some("<access token>"),
             id_token: Some("<id token>"),
             expires_at: 0,
+            issuer: provider.map_or("", |p| p.issuer.as_str()),
+            client_id: provider.map_or("", |p| p.client_id.as_str()),
         },
         &config.headers,
         None,

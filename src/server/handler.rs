@@ -149,7 +149,7 @@ async fn stages<'g>(
             .ok_or_else(|| GatewayError::SignInUnavailable {
                 reason: "no provider configured".into(),
             })?;
-        let live = match auth.authenticate(&req, client).await {
+        let live = match auth.authenticate(&req, client, route.providers).await {
             Ok(s) => s,
             Err(answer) => return answer.into_response(auth, &req),
         };

@@ -30,6 +30,7 @@ impl LiveSession {
         LiveSession {
             session: Session {
                 id: None,
+                provider: 0,
                 principal: crate::identity::Principal {
                     sub: user.into(),
                     user: user.into(),

@@ -92,11 +92,9 @@ impl Gateway {
             .collect::<Result<Vec<_>, _>>()?;
         let proxy = Proxy::new(&config.upstream, body_rate(&config), upstreams.len())?;
         let metrics = Arc::new(Metrics::default());
-        let auth = match &config.provider {
-            Some(_) if config.needs_sign_in() || config.provider.is_some() => {
-                Some(Auth::shared(config.clone(), metrics.clone())?)
-            }
-            _ => None,
+        let auth = match config.providers.is_empty() {
+            false => Some(Auth::shared(config.clone(), metrics.clone())?),
+            true => None,
         };
         let ready = Arc::new(AtomicBool::new(auth.is_none()));
         Ok(Gateway {

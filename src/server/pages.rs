@@ -53,6 +53,9 @@ pub enum GatewayError {
     /// Too many sign-in callbacks from one address (`callback_limit`).
     #[error("too many sign-in callbacks from this address")]
     TooManyCallbacks { retry_after_secs: u64 },
+    /// `/start?provider=` names no provider of this config.
+    #[error("no sign-in provider is called {name:?}")]
+    UnknownProvider { name: String },
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -89,6 +92,7 @@ impl GatewayError {
             | GatewayError::MissingHost
             | GatewayError::BadHost(_)
             | GatewayError::AmbiguousUri
+            | GatewayError::UnknownProvider { .. }
             | GatewayError::SignInFailed { .. } => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute | GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::Upstream(ProxyError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
@@ -120,6 +124,7 @@ impl GatewayError {
             GatewayError::AmbiguousUri => ("bad_request", "Bad request", "The header that names the request asked about (server.forward_auth_uri_header) came more than once, with different values: the proxy in front should overwrite what the client sent, not add to it.".into()),
             GatewayError::NoRoute => ("not_found", "Not found", "Nothing is served at this address.".into()),
             GatewayError::NotFound => ("not_found", "Not found", "Nothing is served at this address.".into()),
+            GatewayError::UnknownProvider { name } => ("unknown_provider", "Unknown sign-in provider", format!("This gateway has no sign-in provider called \"{}\". Go back and choose one of the buttons on the sign-in page.", crate::telemetry::Clip(name))),
             GatewayError::Upstream(ProxyError::ClientTooSlow) => (
                 "request_timeout",
                 "The request took too long to arrive",

@@ -20,10 +20,10 @@ pub struct Codec {
     keys: Vec<Key>,
     /// The current secret, to compare with a re-read secret file.
     current: Vec<u8>,
-    /// What every value is sealed for besides its cookie name (the provider's issuer and the
-    /// client id): a gateway that shares the secret but signs in for another app cannot open
-    /// it. Bound as associated data, with the name.
-    context: String,
+    /// What a value is sealed for besides its cookie name: one of these (each provider's
+    /// issuer and client id), so a gateway that shares the secret but signs in for another
+    /// app cannot open it. Bound as associated data, with the name. Never empty.
+    contexts: Vec<String>,
 }
 
 impl Codec {
@@ -35,28 +35,30 @@ impl Codec {
         Codec {
             keys,
             current: secret.to_vec(),
-            context: String::new(),
+            contexts: vec![String::new()],
         }
     }
 
-    /// This codec, sealing for `context` only (see `Codec::context`).
-    pub fn bound_to(mut self, context: &str) -> Codec {
-        self.context = context.to_string();
+    /// This codec, sealing for one of `contexts` (see `Codec::contexts`), the first unless
+    /// told (`seal_for`).
+    pub fn bound_to(mut self, contexts: &[String]) -> Codec {
+        if !contexts.is_empty() {
+            self.contexts = contexts.to_vec();
+        }
         self
     }
 
     /// A codec sealing with `secret` that still opens what this one sealed.
     pub fn rotated_to(&self, secret: &[u8]) -> Codec {
-        Codec::new(secret, Some(&self.current)).bound_to(&self.context)
+        Codec::new(secret, Some(&self.current)).bound_to(&self.contexts)
     }
 
-    /// The associated data for cookie `name`: the name and the context. A space cannot be in
-    /// a cookie name, so no name and context run into another pair.
-    fn bound_name(&self, name: &str) -> String {
-        if self.context.is_empty() {
-            name.to_string()
-        } else {
-            format!("{name} {}", self.context)
+    /// The associated data for cookie `name` in context `at`: the name and the context. A
+    /// space cannot be in a cookie name, so no name and context run into another pair.
+    fn bound_name(&self, name: &str, at: usize) -> String {
+        match self.contexts.get(at).map(String::as_str) {
+            None | Some("") => name.to_string(),
+            Some(context) => format!("{name} {context}"),
         }
     }
 
@@ -64,9 +66,14 @@ impl Codec {
         &self.current
     }
 
-    /// Encrypts `plaintext` for a cookie called `name`.
+    /// Encrypts `plaintext` for a cookie called `name`, in the first context.
     pub fn seal(&self, name: &str, plaintext: &str) -> String {
-        let name = self.bound_name(name);
+        self.seal_for(0, name, plaintext)
+    }
+
+    /// Encrypts `plaintext` for a cookie called `name`, in context `at` (a provider's).
+    pub fn seal_for(&self, at: usize, name: &str, plaintext: &str) -> String {
+        let name = self.bound_name(name, at);
         let mut jar = CookieJar::new();
         jar.private_mut(&self.keys[0])
             .add(Cookie::new(name.clone(), plaintext.to_string()));
@@ -75,14 +82,24 @@ impl Codec {
             .unwrap_or_default()
     }
 
-    /// Decrypts a value sealed for `name` with the current or the previous key.
+    /// Decrypts a value sealed for `name` with the current or the previous key, in any
+    /// context.
     pub fn open(&self, name: &str, sealed: &str) -> Option<String> {
-        let name = self.bound_name(name);
+        self.open_any(name, sealed).map(|(_, plain)| plain)
+    }
+
+    /// Decrypts a value sealed for `name`, and says the context it was sealed in. Tries
+    /// every context and key: a handful of AES-GCM tag checks, off the hot path (decoded
+    /// sessions are cached by cookie value).
+    pub fn open_any(&self, name: &str, sealed: &str) -> Option<(usize, String)> {
         let jar = CookieJar::new();
-        self.keys.iter().find_map(|k| {
-            jar.private(k)
-                .decrypt(Cookie::new(name.clone(), sealed.to_string()))
-                .map(|c| c.value().to_string())
+        (0..self.contexts.len()).find_map(|at| {
+            let name = self.bound_name(name, at);
+            self.keys.iter().find_map(|k| {
+                jar.private(k)
+                    .decrypt(Cookie::new(name.clone(), sealed.to_string()))
+                    .map(|c| (at, c.value().to_string()))
+            })
         })
     }
 }

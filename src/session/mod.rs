@@ -20,6 +20,10 @@ pub struct Session {
     /// Server-side stores: the random id the cookie carries. Not part of the record.
     #[serde(skip)]
     pub id: Option<String>,
+    /// The provider it was signed in with: its place in `Config::providers`. Not part of the
+    /// record: what the record is bound to (`binding`) says it.
+    #[serde(skip)]
+    pub provider: usize,
     pub principal: Principal,
     /// Unix seconds of sign-in (`auth_time` when the provider gives it).
     pub created: u64,
@@ -100,12 +104,13 @@ pub struct Sessions {
     pub cookie_name: String,
     /// Seconds a session cookie lives in the browser (max_lifetime).
     pub max_age: u64,
-    /// The issuer and client id the sessions are for (`binding`).
-    bound_to: String,
+    /// Each provider's issuer and client id (`binding`), in `Config::providers`' order: a
+    /// session is for one of them.
+    bound_to: Vec<String>,
 }
 
-/// What sessions, state and sign-out cookies are bound to: the provider's issuer and this
-/// gateway's client id. Gateways in front of different apps may share a session secret (one
+/// What sessions, state and sign-out cookies are bound to: a provider's issuer and this
+/// gateway's client id there. Gateways in front of different apps may share a session secret (one
 /// secret in a cluster, copied configs); a session signed in for one app must not open
 /// another.
 pub fn binding(issuer: &str, client_id: &str) -> String {
@@ -113,8 +118,9 @@ pub fn binding(issuer: &str, client_id: &str) -> String {
 }
 
 impl Sessions {
-    /// Sessions for `bound_to` (`binding`): sealed for it, and kept with it in a store.
-    pub fn new(config: &SessionConfig, bound_to: &str) -> Result<Sessions, StoreError> {
+    /// Sessions for `bound_to` (`binding` of each provider): sealed for one, and kept with
+    /// it in a store.
+    pub fn new(config: &SessionConfig, bound_to: &[String]) -> Result<Sessions, StoreError> {
         let secret = config.secret.as_ref().ok_or(StoreError::NoSecret)?;
         let codec = Codec::new(
             &secret.0,
@@ -131,7 +137,7 @@ impl Sessions {
             store,
             cookie_name: config.cookie_name.clone(),
             max_age: config.max_lifetime.as_secs(),
-            bound_to: bound_to.to_string(),
+            bound_to: bound_to.to_vec(),
         })
     }
 
@@ -167,13 +173,13 @@ impl Sessions {
 
     /// The session a cookie value stands for; `None` when it is not ours, is gone, or has expired.
     pub async fn load(&self, cookie_value: &str, now: u64) -> Result<Option<Session>, StoreError> {
-        let Some(plain) = self.codec.load().open(&self.cookie_name, cookie_value) else {
+        let Some((at, plain)) = self.codec.load().open_any(&self.cookie_name, cookie_value) else {
             return Ok(None);
         };
         let session = match &self.store {
-            Store::Cookie => self.session_in(&plain),
+            Store::Cookie => self.session_in(&plain, at),
             server_side => match server_side.get(&plain).await? {
-                Some(json) => self.session_in(&json).map(|mut s| {
+                Some(json) => self.session_in(&json, at).map(|mut s| {
                     s.id = Some(plain);
                     s
                 }),
@@ -184,19 +190,25 @@ impl Sessions {
     }
 
     fn record(&self, session: &Session) -> Result<String, StoreError> {
-        serde_json::to_string(&RecordOut {
-            session,
-            bound_to: &self.bound_to,
-        })
-        .map_err(|e| StoreError::Encode(e.to_string()))
+        let bound_to = self
+            .bound_to
+            .get(session.provider)
+            .ok_or_else(|| StoreError::Encode("a session of no configured provider".into()))?;
+        serde_json::to_string(&RecordOut { session, bound_to })
+            .map_err(|e| StoreError::Encode(e.to_string()))
     }
 
-    /// The session in a record, if it is bound to what this gateway signs in for.
-    fn session_in(&self, json: &str) -> Option<Session> {
+    /// The session in a record whose cookie opened in context `at` (provider `at`), if the
+    /// record is bound to that provider too.
+    fn session_in(&self, json: &str, at: usize) -> Option<Session> {
+        let bound_to = self.bound_to.get(at)?;
         serde_json::from_str::<RecordIn>(json)
             .ok()
-            .filter(|r| r.bound_to == self.bound_to)
-            .map(|r| r.session)
+            .filter(|r| r.bound_to == *bound_to)
+            .map(|r| Session {
+                provider: at,
+                ..r.session
+            })
     }
 
     /// Stores the session; returns the cookie value to set. A session without an id gets a
@@ -204,7 +216,12 @@ impl Sessions {
     pub async fn save(&self, session: &mut Session) -> Result<String, StoreError> {
         let json = self.record(session)?;
         match &self.store {
-            Store::Cookie => Ok(self.codec.load().seal(&self.cookie_name, &json)),
+            Store::Cookie => {
+                Ok(self
+                    .codec
+                    .load()
+                    .seal_for(session.provider, &self.cookie_name, &json))
+            }
             server_side => {
                 let id = session
                     .id
@@ -215,7 +232,10 @@ impl Sessions {
                     .saturating_sub(crate::oidc::unix_now())
                     .max(1);
                 server_side.put(&id, &json, ttl).await?;
-                Ok(self.codec.load().seal(&self.cookie_name, &id))
+                Ok(self
+                    .codec
+                    .load()
+                    .seal_for(session.provider, &self.cookie_name, &id))
             }
         }
     }
@@ -226,18 +246,21 @@ impl Sessions {
     pub async fn save_refreshed(&self, session: &Session) -> Result<Option<String>, StoreError> {
         let json = self.record(session)?;
         match (&self.store, &session.id) {
-            (Store::Cookie, _) | (_, None) => {
-                Ok(Some(self.codec.load().seal(&self.cookie_name, &json)))
-            }
+            (Store::Cookie, _) | (_, None) => Ok(Some(self.codec.load().seal_for(
+                session.provider,
+                &self.cookie_name,
+                &json,
+            ))),
             (server_side, Some(id)) => {
                 let ttl = session
                     .expires
                     .saturating_sub(crate::oidc::unix_now())
                     .max(1);
-                Ok(server_side
-                    .replace(id, &json, ttl)
-                    .await?
-                    .then(|| self.codec.load().seal(&self.cookie_name, id)))
+                Ok(server_side.replace(id, &json, ttl).await?.then(|| {
+                    self.codec
+                        .load()
+                        .seal_for(session.provider, &self.cookie_name, id)
+                }))
             }
         }
     }

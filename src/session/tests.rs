@@ -12,6 +12,7 @@ const APP_B: &str = "https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1
 fn session(expires: u64) -> Session {
     Session {
         id: None,
+        provider: 0,
         principal: Principal {
             sub: "u-1".into(),
             user: "alice".into(),
@@ -113,7 +114,7 @@ fn sessions_config(store: &str) -> crate::config::SessionConfig {
 
 #[tokio::test]
 async fn cookie_store_round_trips_and_expires() {
-    let sessions = Sessions::new(&sessions_config("cookie"), APP_A).unwrap();
+    let sessions = Sessions::new(&sessions_config("cookie"), &[APP_A.to_string()]).unwrap();
     let mut s = session(100);
     let value = sessions.save(&mut s).await.unwrap();
     assert_eq!(sessions.load(&value, 50).await.unwrap(), Some(s.clone()));
@@ -123,7 +124,7 @@ async fn cookie_store_round_trips_and_expires() {
 
 #[tokio::test]
 async fn memory_store_keeps_only_an_id_in_the_cookie_and_revokes() {
-    let sessions = Sessions::new(&sessions_config("memory"), APP_A).unwrap();
+    let sessions = Sessions::new(&sessions_config("memory"), &[APP_A.to_string()]).unwrap();
     let mut s = session(u64::MAX / 2);
     let value = sessions.save(&mut s).await.unwrap();
     assert!(value.len() < 120, "cookie is small: {}", value.len());
@@ -139,8 +140,8 @@ async fn memory_store_keeps_only_an_id_in_the_cookie_and_revokes() {
 #[tokio::test]
 async fn a_session_for_one_client_does_not_open_at_a_gateway_for_another_with_the_same_secret() {
     for store in ["cookie", "memory"] {
-        let a = Sessions::new(&sessions_config(store), APP_A).unwrap();
-        let b = Sessions::new(&sessions_config(store), APP_B).unwrap();
+        let a = Sessions::new(&sessions_config(store), &[APP_A.to_string()]).unwrap();
+        let b = Sessions::new(&sessions_config(store), &[APP_B.to_string()]).unwrap();
         let value = a.save(&mut session(u64::MAX / 2)).await.unwrap();
         assert!(a.load(&value, 1).await.unwrap().is_some(), "{store}");
         assert_eq!(b.load(&value, 1).await.unwrap(), None, "{store}");
@@ -148,14 +149,41 @@ async fn a_session_for_one_client_does_not_open_at_a_gateway_for_another_with_th
     }
     // A server-side record written for another binding (a shared Redis) is not taken either,
     // even with a cookie that opens.
-    let a = Sessions::new(&sessions_config("cookie"), APP_A).unwrap();
-    let b = Sessions::new(&sessions_config("cookie"), APP_B).unwrap();
+    let a = Sessions::new(&sessions_config("cookie"), &[APP_A.to_string()]).unwrap();
+    let b = Sessions::new(&sessions_config("cookie"), &[APP_B.to_string()]).unwrap();
     let json = a.record(&session(u64::MAX / 2)).unwrap();
-    assert!(a.session_in(&json).is_some());
-    assert!(b.session_in(&json).is_none());
+    assert!(a.session_in(&json, 0).is_some());
+    assert!(b.session_in(&json, 0).is_none());
     // Records from before sessions were bound need a new sign-in.
     let unbound = serde_json::to_string(&session(u64::MAX / 2)).unwrap();
-    assert!(a.session_in(&unbound).is_none());
+    assert!(a.session_in(&unbound, 0).is_none());
+}
+
+#[tokio::test]
+async fn with_two_providers_a_session_comes_back_with_its_own_and_only_there() {
+    let both = [APP_A.to_string(), APP_B.to_string()];
+    for store in ["cookie", "memory"] {
+        let sessions = Sessions::new(&sessions_config(store), &both).unwrap();
+        let mut s = session(u64::MAX / 2);
+        s.provider = 1;
+        let value = sessions.save(&mut s).await.unwrap();
+        let loaded = sessions.load(&value, 1).await.unwrap().unwrap();
+        assert_eq!(loaded.provider, 1, "{store}");
+        assert_eq!(loaded.principal, s.principal, "{store}");
+        // A gateway with only the first provider does not open the second's sessions; one
+        // with only the second does, as its provider 0.
+        let only_a = Sessions::new(&sessions_config(store), &both[..1]).unwrap();
+        if store == "cookie" {
+            assert_eq!(only_a.load(&value, 1).await.unwrap(), None, "{store}");
+            let only_b = Sessions::new(&sessions_config(store), &both[1..]).unwrap();
+            assert_eq!(only_b.load(&value, 1).await.unwrap().unwrap().provider, 0);
+        }
+    }
+    // A record bound to one provider is not taken for a cookie sealed for the other.
+    let sessions = Sessions::new(&sessions_config("cookie"), &both).unwrap();
+    let json = sessions.record(&session(u64::MAX / 2)).unwrap();
+    assert_eq!(sessions.session_in(&json, 0).unwrap().provider, 0);
+    assert!(sessions.session_in(&json, 1).is_none());
 }
 
 /// Base64url text of `n` pseudo-random bytes (a token part).
@@ -196,7 +224,7 @@ fn cognito_session() -> Session {
 
 #[tokio::test]
 async fn the_memory_store_keeps_tokens_as_bytes_not_as_base64_text() {
-    let sessions = Sessions::new(&sessions_config("memory"), APP_A).unwrap();
+    let sessions = Sessions::new(&sessions_config("memory"), &[APP_A.to_string()]).unwrap();
     for s in [cognito_session(), session(u64::MAX / 2)] {
         let mut s = s;
         let value = sessions.save(&mut s).await.unwrap();

@@ -27,6 +27,10 @@ const { values: args } = parseArgs({
     // Overrides discovery's id_token_signing_alg_values_supported (comma-separated), for
     // relying parties that take their algorithm allow-list from it.
     'advertise-algs': { type: 'string' },
+    // A plain OpenID Connect provider rather than a Cognito-shaped one: ID tokens carry
+    // `groups` and `preferred_username`, and none of Cognito's own claims (token_use,
+    // cognito:username, cognito:groups). For tests with a second, non-Cognito provider.
+    'plain-oidc': { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -72,7 +76,10 @@ async function findAccount(_ctx, sub) {
     async claims(use) {
       const u = users.get(username);
       const claims = { sub, email: u.email, email_verified: u.email_verified };
-      if (use === 'id_token') {
+      if (use === 'id_token' && args['plain-oidc']) {
+        claims.preferred_username = username;
+        claims.groups = [...u.groups];
+      } else if (use === 'id_token') {
         claims.token_use = 'id';
         claims['cognito:username'] = username;
         // Cognito leaves the claim out entirely when the user is in no group.
@@ -354,7 +361,7 @@ function buildProvider() {
     // (conformIdTokenClaims: false), not only in userinfo.
     conformIdTokenClaims: false,
     claims: {
-      openid: ['sub', 'token_use', 'cognito:username', 'cognito:groups', 'username'],
+      openid: ['sub', 'token_use', 'cognito:username', 'cognito:groups', 'username', 'groups', 'preferred_username'],
       email: ['email', 'email_verified'],
       phone: ['phone_number', 'phone_number_verified'],
       profile: ['name', 'given_name', 'family_name', 'preferred_username', 'updated_at'],

@@ -33,7 +33,7 @@ impl Auth {
     fn known_bearer(&self, token: &str, now: u64) -> Option<Result<Arc<LiveSession>, AuthAnswer>> {
         // A key withdrawn since: every token verified before is verified again (and one
         // signed with that key refused), not served from the cache for 5 more minutes.
-        let generation = self.provider.keys_generation();
+        let generation = self.keys_generation();
         if generation != self.bearers_generation.load(Ordering::Acquire) {
             self.bearers.invalidate_all();
             self.bearer_front.changed();
@@ -50,10 +50,50 @@ impl Auth {
         })
     }
 
+    /// The providers that may have issued `token`: the only one, or those whose issuer it
+    /// names (its claim is checked again, with the signature, by the one that verifies it).
+    fn bearer_candidates(&self, token: &str) -> Vec<usize> {
+        if self.providers.len() == 1 {
+            return vec![0];
+        }
+        let Some(iss) = crate::oidc::jwt::parse(token)
+            .ok()
+            .and_then(|t| t.claimed_issuer())
+        else {
+            return Vec::new();
+        };
+        (0..self.providers.len())
+            .filter(|&p| self.providers[p].config().issuer == iss)
+            .collect()
+    }
+
     async fn verify_bearer(&self, token: &str, now: u64) -> Result<Arc<LiveSession>, AuthAnswer> {
+        let candidates = self.bearer_candidates(token);
+        if candidates.is_empty() {
+            tracing::info!("bearer token rejected: it names the issuer of none of the providers (or no issuer)");
+            return Err(AuthAnswer::Error(GatewayError::InvalidToken));
+        }
+        let mut refused = None;
+        for p in candidates {
+            match self.verify_bearer_with(p, token, now).await {
+                Ok(live) => return Ok(live),
+                Err(answer) => refused = Some(answer),
+            }
+        }
+        Err(refused.unwrap_or(AuthAnswer::Error(GatewayError::InvalidToken)))
+    }
+
+    /// `token` verified by provider `p`'s keys and rules.
+    async fn verify_bearer_with(
+        &self,
+        p: usize,
+        token: &str,
+        now: u64,
+    ) -> Result<Arc<LiveSession>, AuthAnswer> {
         let unauthorized = || AuthAnswer::Error(GatewayError::InvalidToken);
-        let generation = self.provider.keys_generation();
-        let claims = match self.provider.verify_bearer(token, now).await {
+        let provider = self.provider(p);
+        let generation = self.keys_generation();
+        let claims = match provider.verify_bearer(token, now).await {
             Ok(c) => c,
             // The keys are not loaded yet (the provider was down at start), or cannot be
             // fetched: the token may well be good, so a client must not throw it away.
@@ -68,8 +108,8 @@ impl Auth {
                 return Err(unauthorized());
             }
         };
-        let mut principal = self.provider.principal(&claims, &self.config.headers);
-        if let Some(refusal) = self.email_refusal(&principal) {
+        let mut principal = provider.principal(&claims, &self.config.headers);
+        if let Some(refusal) = self.email_refusal(&principal, p) {
             tracing::info!(reason = ?refusal, "bearer token refused for its email");
             return Err(AuthAnswer::Error(GatewayError::EmailNotVerified(refusal)));
         }
@@ -82,6 +122,7 @@ impl Auth {
         let exp = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(now);
         let session = Session {
             id: None,
+            provider: p,
             principal,
             created: now,
             expires: exp,
@@ -97,7 +138,7 @@ impl Auth {
         };
         let live = Arc::new(self.live(session, None));
         // Not kept when a key was withdrawn while it was checked (with the keys before).
-        if self.provider.keys_generation() == generation {
+        if self.keys_generation() == generation {
             self.bearers.insert(token.to_string(), live.clone());
         }
         Ok(live)

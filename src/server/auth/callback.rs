@@ -115,9 +115,13 @@ impl Auth {
         let sealed = codec::cookie_names_with_prefix(req.headers(), cookie_name)
             .find(|(n, _)| state_ok && *n == cookie_name)
             .map(|(_, v)| v);
-        let pending: Option<PendingSignIn> = sealed
-            .and_then(|v| self.sessions.codec().open(cookie_name, v))
-            .and_then(|plain| serde_json::from_str(&plain).ok());
+        // Sealed for the provider the attempt went to: opening it says which one.
+        let opened = sealed.and_then(|v| self.sessions.codec().open_any(cookie_name, v));
+        let (p, pending) = match opened {
+            Some((p, plain)) => (p, serde_json::from_str::<PendingSignIn>(&plain).ok()),
+            None => (0, None),
+        };
+        let provider = self.provider(p).clone();
 
         if let Some(error) = query_param(uri, "error") {
             self.metrics.sign_in_failures.add(1);
@@ -163,11 +167,20 @@ impl Auth {
             }
             return Err(fail("this sign-in attempt has been used already"));
         }
+        // RFC 9207: a provider that names itself in the response must be the one this
+        // attempt went to (a mix-up between providers is refused before any code is sent).
+        if let Some(iss) = query_param(uri, "iss") {
+            if iss != provider.config().issuer {
+                return Err(fail(&format!(
+                    "the sign-in response comes from issuer {:?}, not the provider this sign-in went to",
+                    Clip(&iss)
+                )));
+            }
+        }
         let code =
             query_param(uri, "code").ok_or_else(|| fail("the sign-in response carries no code"))?;
         let redirect_uri = format!("{origin}{}", self.config.server.callback_path);
-        let tokens = match self
-            .provider
+        let tokens = match provider
             .exchange_code(&code, &pending.verifier, &redirect_uri)
             .await
         {
@@ -196,8 +209,7 @@ impl Auth {
         let id_token = tokens.id_token.as_deref().ok_or_else(|| {
             fail("the identity provider sent no ID token (is the openid scope allowed?)")
         })?;
-        let verified = match self
-            .provider
+        let verified = match provider
             .verify_id_token(
                 id_token,
                 tokens.unreadable.as_deref(),
@@ -219,7 +231,7 @@ impl Auth {
             }
             Err(e) => return Err(fail(&format!("the ID token was not accepted: {e}"))),
         };
-        if let Some(refusal) = self.email_refusal(&verified.principal) {
+        if let Some(refusal) = self.email_refusal(&verified.principal, p) {
             self.metrics.sign_in_failures.add(1);
             tracing::info!(user = %Clip(&verified.principal.user), reason = ?refusal, "sign-in refused for the email");
             return Err(GatewayError::EmailNotVerified(refusal));
@@ -227,6 +239,7 @@ impl Auth {
         let max_lifetime = self.config.session.max_lifetime.as_secs();
         let mut session = Session {
             id: None,
+            provider: p,
             principal: verified.principal,
             created: now,
             expires: now + max_lifetime,
@@ -239,7 +252,7 @@ impl Auth {
             } else {
                 None
             },
-            id_token: if self.keep_id_token {
+            id_token: if self.keep_id_token(p) {
                 Some(id_token.to_string())
             } else {
                 None
@@ -254,7 +267,7 @@ impl Auth {
         })?;
         self.cookie_store_fits(&value, &session.principal.user)?;
         self.metrics.sign_ins.add(1);
-        tracing::info!(user = %Clip(&session.principal.user), groups = %GroupsForLog(&session.principal.groups), "signed in");
+        tracing::info!(user = %Clip(&session.principal.user), groups = %GroupsForLog(&session.principal.groups), provider = %provider.config().name, "signed in");
         let mut resp = redirect(&pending.rd);
         let h = resp.headers_mut();
         let attrs = self.cookie_attrs(origin);
@@ -277,7 +290,10 @@ impl Auth {
         req: &Request<RequestBody>,
         client: &ClientInfo,
     ) -> Option<Response<Body>> {
-        let live = self.authenticate(req, client).await.ok()?;
+        let live = self
+            .authenticate(req, client, crate::policy::ProviderSet::ALL)
+            .await
+            .ok()?;
         tracing::info!("a finished sign-in's callback again, while signed in: going to /");
         let mut resp = redirect("/");
         // A refresh on the way has a cookie to set.

@@ -10,7 +10,7 @@ use http::{Request, Response, StatusCode};
 
 use super::{append_cookies, query_param, Auth, AuthAnswer};
 use crate::identity::IdentityHeaders;
-use crate::policy::RouteRule;
+use crate::policy::{ProviderSet, RouteRule};
 use crate::proxy::{full, Body, ClientInfo, RequestBody};
 use crate::server::pages::{json_response, GatewayError};
 
@@ -20,11 +20,12 @@ impl Auth {
         req: &Request<RequestBody>,
         client: &ClientInfo,
     ) -> Result<Response<Body>, GatewayError> {
-        let live = match self.authenticate(req, client).await {
+        let live = match self.authenticate(req, client, ProviderSet::ALL).await {
             Ok(l) => l,
             Err(AuthAnswer::SignIn { .. }) => return Err(GatewayError::SignInRequired),
             Err(AuthAnswer::Error(e)) => return Err(e),
         };
+        let provider = &self.provider(live.session.provider).config().name;
         let p = &live.session.principal;
         let preferred = p.preferred_username.as_deref().unwrap_or(&p.user);
         let verified = p.verified_email().is_some();
@@ -37,6 +38,7 @@ impl Auth {
                 "email_verified": verified, "emailVerified": verified,
                 "preferred_username": preferred,
                 "groups": p.groups,
+                "provider": provider,
             }),
         );
         append_cookies(&mut resp, &live);
@@ -52,7 +54,7 @@ impl Auth {
         &self,
         req: &Request<RequestBody>,
         client: &ClientInfo,
-        route: Option<&RouteRule>,
+        route: Option<(&RouteRule, ProviderSet)>,
     ) -> Result<Response<Body>, GatewayError> {
         let asked = query_param(req.uri(), "allowed_groups").map(|list| {
             RouteRule::AnyOf(
@@ -62,14 +64,14 @@ impl Auth {
                     .collect(),
             )
         });
-        let rule = route.unwrap_or(&self.access_rule);
+        let (rule, accepted) = route.unwrap_or((&self.access_rule, ProviderSet::ALL));
         let preflight = self.config.access.skip_preflight && crate::policy::is_cors_preflight(req);
         if (!rule.needs_sign_in() && asked.is_none()) || preflight {
             let mut resp = Response::new(full(""));
             *resp.status_mut() = StatusCode::ACCEPTED;
             return Ok(resp);
         }
-        let live = match self.authenticate(req, client).await {
+        let live = match self.authenticate(req, client, accepted).await {
             Ok(l) => l,
             Err(AuthAnswer::SignIn { .. }) => return Err(GatewayError::SignInRequired),
             Err(AuthAnswer::Error(e)) => return Err(e),
@@ -83,6 +85,11 @@ impl Auth {
         let mut resp = Response::new(full(""));
         *resp.status_mut() = StatusCode::ACCEPTED;
         IdentityHeaders::apply(&live.headers.auth_request, resp.headers_mut());
+        // Which population the user came from, for a proxy that routes or logs by it.
+        if let Ok(name) = HeaderValue::from_str(&self.provider(live.session.provider).config().name)
+        {
+            resp.headers_mut().insert(PROVIDER_HEADER, name);
+        }
         append_cookies(&mut resp, &live);
         if live.set_cookies.as_ref().is_some_and(|c| c.len() > 1)
             && !SEVERAL_COOKIES_TOLD.swap(true, Ordering::Relaxed)
@@ -121,6 +128,10 @@ impl Auth {
         resp
     }
 }
+
+/// Forward-auth's answer names the provider the user signed in with.
+const PROVIDER_HEADER: header::HeaderName =
+    header::HeaderName::from_static("x-auth-request-provider");
 
 /// Whether the operator has been told, once, that `/auth` set several cookies.
 static SEVERAL_COOKIES_TOLD: AtomicBool = AtomicBool::new(false);

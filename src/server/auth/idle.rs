@@ -9,6 +9,7 @@ use std::sync::Arc;
 use http::Request;
 
 use super::{Auth, AuthAnswer};
+use crate::policy::ProviderSet;
 use crate::proxy::{ClientInfo, RequestBody};
 use crate::server::live::LiveSession;
 use crate::session::codec;
@@ -90,6 +91,7 @@ impl Auth {
         AuthAnswer::SignIn {
             clear: self
                 .clear_session_cookies(req.headers(), &self.request_cookie_attrs(req, client)),
+            accepted: ProviderSet::ALL,
         }
     }
 
@@ -113,6 +115,7 @@ impl Auth {
                         req.headers(),
                         &self.request_cookie_attrs(req, client),
                     ),
+                    accepted: ProviderSet::ALL,
                 });
             }
             // The session is still within its idle time: a later request tries again.

@@ -36,7 +36,7 @@ use crate::identity::{
     AssertionSigner, EmailRefusal, IdentityHeaders, Principal, TokensForHeaders,
 };
 use crate::oidc::{self, Provider};
-use crate::policy::RouteRule;
+use crate::policy::{ProviderSet, RouteRule};
 use crate::proxy::{Body, ClientInfo, RequestBody};
 use crate::session::codec::{self, CookieAttrs};
 use crate::session::{Session, Sessions, StoreError};
@@ -96,9 +96,11 @@ impl std::hash::Hasher for TailHasher {
 
 /// Why a request could not be authenticated.
 pub enum AuthAnswer {
-    /// No usable session: browsers go to sign-in, programs get 401. Cookies to delete ride along.
+    /// No usable session: browsers go to sign-in (with one of `accepted`), programs get
+    /// 401. Cookies to delete ride along.
     SignIn {
         clear: Vec<HeaderValue>,
+        accepted: ProviderSet,
     },
     Error(GatewayError),
 }
@@ -119,7 +121,8 @@ struct PendingSignIn {
 
 pub struct Auth {
     config: Arc<Config>,
-    provider: Arc<Provider>,
+    /// `Config::providers`, in order: a session's `provider` is its place here.
+    providers: Vec<Arc<Provider>>,
     sessions: Sessions,
     /// The `alb` preset's assertion signer; replaced when `headers.signing_key_file` changes.
     signer: Option<ArcSwap<AssertionSigner>>,
@@ -140,17 +143,16 @@ pub struct Auth {
     state_prefix: String,
     state_path: String,
     keep_access_token: bool,
-    keep_id_token: bool,
     /// `[access]`: what forward-auth asks of a request it knows no route for.
     access_rule: RouteRule,
     /// `[access]` email rules, replaced when `allowed_emails_file` changes.
     email_rules: ArcSwap<crate::identity::EmailRules>,
     ready: AtomicBool,
-    /// The last refresh failed for want of the provider (unreachable, timed out, 5xx, 429):
-    /// while it is set, a due session within its grace does not wait for the provider; its
-    /// refresh is tried in the background. The next refresh that succeeds clears it.
-    provider_failing: AtomicBool,
-    /// `provider.keys_generation()` when `bearers` was last emptied for it.
+    /// By provider: the last refresh failed for want of it (unreachable, timed out, 5xx,
+    /// 429): while it is set, a due session within its grace does not wait for the provider;
+    /// its refresh is tried in the background. The next refresh that succeeds clears it.
+    provider_failing: Box<[AtomicBool]>,
+    /// `keys_generation()` when `bearers` was last emptied for it.
     bearers_generation: std::sync::atomic::AtomicU64,
     /// Background refreshes by `refreshed`'s key: in flight (no second one is started), or
     /// ended in a sign-out (the next request with the cookie signs in again).
@@ -167,15 +169,20 @@ pub struct Auth {
 impl Auth {
     fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Auth, AuthSetupError> {
         // Validation guarantees a provider when Auth is built.
-        let provider_config = config
-            .provider
-            .clone()
-            .ok_or_else(|| StoreError::Config("no provider".into()))?;
-        let provider = Arc::new(Provider::new(provider_config.clone())?);
-        let sessions = Sessions::new(
-            &config.session,
-            &crate::session::binding(&provider_config.issuer, &provider_config.client_id),
-        )?;
+        if config.providers.is_empty() {
+            return Err(StoreError::Config("no provider".into()).into());
+        }
+        let providers = config
+            .providers
+            .iter()
+            .map(|p| Provider::new(p.clone()).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let bindings: Vec<String> = config
+            .providers
+            .iter()
+            .map(|p| crate::session::binding(&p.issuer, &p.client_id))
+            .collect();
+        let sessions = Sessions::new(&config.session, &bindings)?;
         let signer = if config.headers.preset == HeaderPreset::Alb {
             let key = match &config.headers.signing_key_file {
                 Some(path) => {
@@ -188,8 +195,6 @@ impl Auth {
             };
             Some(ArcSwap::from_pointee(AssertionSigner::new(
                 key.as_deref(),
-                &provider_config.issuer,
-                &provider_config.client_id,
                 &config.headers.alb_signer,
             )?))
         } else {
@@ -221,8 +226,6 @@ impl Auth {
             email_rules: ArcSwap::from_pointee(config.access.email_rules()),
             keep_access_token: config.headers.pass_access_token
                 || config.headers.preset == HeaderPreset::Alb,
-            keep_id_token: config.headers.pass_id_token
-                || provider_config.kind == ProviderKind::Oidc,
             state_prefix: format!("{}_state_", config.session.cookie_name),
             state_path,
             // Keyed by the whole cookie (3-5 KB with Cognito's tokens), looked up on every
@@ -244,13 +247,13 @@ impl Auth {
                 .time_to_live(Duration::from_secs(300))
                 .build_with_hasher(TailHash::default()),
             bearer_front: super::front::Front::new(),
+            provider_failing: providers.iter().map(|_| AtomicBool::new(false)).collect(),
             config,
-            provider,
+            providers,
             sessions,
             signer,
             metrics,
             ready: AtomicBool::new(false),
-            provider_failing: AtomicBool::new(false),
             bearers_generation: std::sync::atomic::AtomicU64::new(0),
             background: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -274,37 +277,27 @@ impl Auth {
         }))
     }
 
-    /// Loads the provider (retrying with backoff while it is down) and keeps its keys fresh.
+    /// Loads each provider (retrying with backoff while it is down) and keeps its keys
+    /// fresh. Ready once every provider has loaded.
     pub fn start_background(
         self: Arc<Self>,
         ready: Arc<AtomicBool>,
         reread: Arc<tokio::sync::Notify>,
     ) {
         self.clone().start_secret_polling(reread);
-
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(500);
-            loop {
-                match self.provider.load().await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, retry_in = ?backoff, "identity provider not loaded yet; sign-in answers 503 until it is");
-                        tokio::time::sleep(backoff).await;
-                        // At most 5 s: users wait on this (sign-in answers 503 until then).
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+        let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(self.providers.len()));
+        for provider in self.providers.clone() {
+            let (auth, ready, waiting) = (self.clone(), ready.clone(), waiting.clone());
+            tokio::spawn(async move {
+                load_and_keep_fresh(provider, || {
+                    if waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        auth.ready.store(true, Ordering::Relaxed);
+                        ready.store(true, Ordering::Relaxed);
                     }
-                }
-            }
-            tracing::info!(issuer = %self.provider.config().issuer, "identity provider loaded; ready");
-            self.ready.store(true, Ordering::Relaxed);
-            ready.store(true, Ordering::Relaxed);
-            loop {
-                tokio::time::sleep(oidc::JWKS_REFRESH).await;
-                if let Err(e) = self.provider.refresh_keys(None).await {
-                    tracing::warn!(error = %e, "periodic JWKS refresh failed; keeping the keys we have");
-                }
-            }
-        });
+                })
+                .await
+            });
+        }
     }
 
     /// Re-reads `*_file` secrets every `server.secret_poll_interval` (Kubernetes swaps
@@ -312,7 +305,10 @@ impl Auth {
     fn start_secret_polling(self: Arc<Self>, reread: Arc<tokio::sync::Notify>) {
         let interval = self.config.server.secret_poll_interval;
         let any_file = self.config.session.secret_file.is_some()
-            || self.provider.config().client_secret_file.is_some()
+            || self
+                .providers
+                .iter()
+                .any(|p| p.config().client_secret_file.is_some())
             || (self.signer.is_some() && self.config.headers.signing_key_file.is_some())
             || self.config.access.allowed_emails_file.is_some();
         if !any_file {
@@ -349,37 +345,14 @@ impl Auth {
                 }
             }
         }
-        if let Some(path) = &self.provider.config().client_secret_file {
-            match tokio::fs::read(path).await {
-                Ok(bytes) => {
-                    let text = String::from_utf8_lossy(&bytes).trim().to_string();
-                    if text.is_empty() {
-                        // Half-written, or truncated by a failed deploy.
-                        tracing::warn!(file = %path.display(), "provider.client_secret_file is empty; keeping the current secret");
-                    } else if self
-                        .provider
-                        .set_client_secret(crate::config::Secret(text.into_bytes()))
-                    {
-                        tracing::info!(file = %path.display(), "provider client secret changed; using the new one");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot re-read provider.client_secret_file; keeping the current secret")
-                }
-            }
+        for provider in &self.providers {
+            reread_client_secret(provider).await;
         }
         if let (Some(signer), Some(path)) = (&self.signer, &self.config.headers.signing_key_file) {
-            let provider = self.provider.config();
             let read = tokio::fs::read(path).await.map_err(|e| e.to_string());
             match read.and_then(|key| {
-                let alb_signer = &self.config.headers.alb_signer;
-                AssertionSigner::new(
-                    Some(&key),
-                    &provider.issuer,
-                    &provider.client_id,
-                    alb_signer,
-                )
-                .map_err(|e| e.to_string())
+                AssertionSigner::new(Some(&key), &self.config.headers.alb_signer)
+                    .map_err(|e| e.to_string())
             }) {
                 Ok(new) if new.kid() != signer.load().kid() => {
                     let new = new.succeeding(&signer.load());
@@ -406,16 +379,76 @@ impl Auth {
         Some(format!("session store: {e}"))
     }
 
-    pub fn not_ready_reason(&self) -> String {
-        self.provider
-            .last_error()
-            .unwrap_or_else(|| "loading the identity provider's metadata and keys".into())
+    /// Why provider `p` (or, with `None`, the first that is not ready) cannot sign in yet.
+    pub fn not_ready_reason(&self, p: Option<usize>) -> String {
+        let provider = match p {
+            Some(p) => self.providers.get(p),
+            None => self.providers.iter().find(|p| !p.is_ready()),
+        };
+        let named = |p: &Provider| match self.providers.len() {
+            1 => String::new(),
+            _ => format!("provider {:?}: ", p.config().name),
+        };
+        match provider {
+            Some(p) => format!(
+                "{}{}",
+                named(p),
+                p.last_error().unwrap_or_else(|| {
+                    "loading the identity provider's metadata and keys".into()
+                })
+            ),
+            None => "loading the identity provider's metadata and keys".into(),
+        }
+    }
+
+    /// Provider `p` of the config (a session's `provider`).
+    fn provider(&self, p: usize) -> &Arc<Provider> {
+        // Sessions only name providers of this config (`Sessions` opens no other).
+        &self.providers[p.min(self.providers.len() - 1)]
+    }
+
+    /// Whether sessions of provider `p` keep the ID token: for a header, or for the
+    /// `id_token_hint` a generic provider's sign-out wants.
+    fn keep_id_token(&self, p: usize) -> bool {
+        self.config.headers.pass_id_token || self.provider(p).config().kind == ProviderKind::Oidc
+    }
+
+    /// The providers' key generations together: changes when any provider's keys change.
+    fn keys_generation(&self) -> u64 {
+        self.providers.iter().map(|p| p.keys_generation()).sum()
     }
 
     // ---- the request path ----
 
-    /// The session (or bearer token) behind a request, refreshed when due.
+    /// The session (or bearer token) behind a request, refreshed when due, if it comes from
+    /// one of the `accepted` providers: a session of another is no session here (its cookie
+    /// stays, for the routes that accept it).
     pub async fn authenticate(
+        &self,
+        req: &Request<RequestBody>,
+        client: &ClientInfo,
+        accepted: ProviderSet,
+    ) -> Result<Arc<LiveSession>, AuthAnswer> {
+        let live = self
+            .authenticate_any(req, client)
+            .await
+            .map_err(|answer| match answer {
+                AuthAnswer::SignIn { clear, .. } => AuthAnswer::SignIn { clear, accepted },
+                error => error,
+            })?;
+        if accepted.has(live.session.provider) {
+            Ok(live)
+        } else {
+            Err(AuthAnswer::SignIn {
+                clear: Vec::new(),
+                accepted,
+            })
+        }
+    }
+
+    /// The session (or bearer token) behind a request, of any provider. Its `SignIn`
+    /// answers accept every provider: `authenticate` narrows them.
+    async fn authenticate_any(
         &self,
         req: &Request<RequestBody>,
         client: &ClientInfo,
@@ -426,7 +459,10 @@ impl Auth {
         let Some(value) = codec::read_cookie(headers, name) else {
             return match bearer_token(headers) {
                 Some(token) => self.bearer(token, now).await,
-                None => Err(AuthAnswer::SignIn { clear: Vec::new() }),
+                None => Err(AuthAnswer::SignIn {
+                    clear: Vec::new(),
+                    accepted: ProviderSet::ALL,
+                }),
             };
         };
         let known = self
@@ -442,7 +478,9 @@ impl Auth {
                 match Box::pin(self.sessions.load(&value, now)).await {
                     Ok(Some(session)) => {
                         // Signed in before `user_claim` or `require_verified_email` said otherwise.
-                        if let Some(refusal) = self.email_refusal(&session.principal) {
+                        if let Some(refusal) =
+                            self.email_refusal(&session.principal, session.provider)
+                        {
                             return Err(GatewayError::EmailNotVerified(refusal).into());
                         }
                         let live = Arc::new(self.live(session, None));
@@ -463,6 +501,7 @@ impl Auth {
                                 headers,
                                 &self.request_cookie_attrs(req, client),
                             ),
+                            accepted: ProviderSet::ALL,
                         });
                     }
                     Err(e) => {
@@ -497,12 +536,15 @@ impl Auth {
 
     fn live(&self, session: Session, set_cookies: Option<Vec<HeaderValue>>) -> LiveSession {
         let signer = self.signer.as_ref().map(|s| s.load_full());
+        let provider = self.provider(session.provider).config();
         let headers = IdentityHeaders::build(
             &session.principal,
             TokensForHeaders {
                 access_token: session.access_token.as_deref(),
                 id_token: session.id_token.as_deref(),
                 expires_at: session.tokens_expire.max(oidc::unix_now() + 60),
+                issuer: &provider.issuer,
+                client_id: &provider.client_id,
             },
             &self.config.headers,
             signer.as_deref(),
@@ -515,11 +557,12 @@ impl Auth {
         }
     }
 
-    /// Whether this person must be refused for their email (`identity::email_refusal`).
-    fn email_refusal(&self, principal: &Principal) -> Option<EmailRefusal> {
+    /// Whether this person, signed in with provider `p`, must be refused for their email
+    /// (`identity::email_refusal`).
+    fn email_refusal(&self, principal: &Principal, p: usize) -> Option<EmailRefusal> {
         crate::identity::email_refusal(
             principal,
-            &self.provider.config().user_claim,
+            &self.provider(p).config().user_claim,
             self.config.access.require_verified_email,
             &self.email_rules.load(),
         )
@@ -649,6 +692,53 @@ impl Auth {
     }
 }
 
+/// Loads `provider` (retrying with backoff while it is down), says so with `loaded`, then
+/// keeps its keys fresh.
+async fn load_and_keep_fresh(provider: Arc<Provider>, loaded: impl FnOnce()) {
+    let issuer = provider.config().issuer.clone();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match provider.load().await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, issuer = %issuer, retry_in = ?backoff, "identity provider not loaded yet; sign-in answers 503 until it is");
+                tokio::time::sleep(backoff).await;
+                // At most 5 s: users wait on this (sign-in answers 503 until then).
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    tracing::info!(issuer = %issuer, provider = %provider.config().name, "identity provider loaded");
+    loaded();
+    loop {
+        tokio::time::sleep(oidc::JWKS_REFRESH).await;
+        if let Err(e) = provider.refresh_keys(None).await {
+            tracing::warn!(error = %e, issuer = %issuer, "periodic JWKS refresh failed; keeping the keys we have");
+        }
+    }
+}
+
+/// `client_secret_file` of `provider` read again; a changed secret is used from now on.
+async fn reread_client_secret(provider: &Provider) {
+    let Some(path) = &provider.config().client_secret_file else {
+        return;
+    };
+    match tokio::fs::read(path).await {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes).trim().to_string();
+            if text.is_empty() {
+                // Half-written, or truncated by a failed deploy.
+                tracing::warn!(file = %path.display(), "provider.client_secret_file is empty; keeping the current secret");
+            } else if provider.set_client_secret(crate::config::Secret(text.into_bytes())) {
+                tracing::info!(file = %path.display(), "provider client secret changed; using the new one");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot re-read provider.client_secret_file; keeping the current secret")
+        }
+    }
+}
+
 /// A user's groups in a log line: the first few and how many in all, not every one of a
 /// user in hundreds (a 6 KB line per sign-in).
 struct GroupsForLog<'a>(&'a [String]);
@@ -688,7 +778,7 @@ impl AuthAnswer {
         req: &Request<RequestBody>,
     ) -> Result<Response<Body>, GatewayError> {
         match self {
-            AuthAnswer::SignIn { clear } => Ok(auth.sign_in_answer(req, clear)),
+            AuthAnswer::SignIn { clear, accepted } => Ok(auth.sign_in_answer(req, clear, accepted)),
             AuthAnswer::Error(e) => Err(e),
         }
     }

@@ -13,6 +13,7 @@ use http::Request;
 
 use super::{Auth, AuthAnswer, GroupsForLog};
 use crate::oidc::{self, VerifyError};
+use crate::policy::ProviderSet;
 use crate::proxy::{ClientInfo, RequestBody};
 use crate::server::live::LiveSession;
 use crate::server::pages::GatewayError;
@@ -42,7 +43,7 @@ impl Auth {
         // refreshes, and its next refresh must not be answered by this one's memo.
         let key = format!("{}/{cookie_value}", live.session.refresh_due);
         for _ in 0..2 {
-            let result = if self.provider_failing.load(Ordering::Relaxed)
+            let result = if self.provider_failing[live.session.provider].load(Ordering::Relaxed)
                 && now < live.session.refresh_due + grace
             {
                 // The provider is failing: a request does not wait for it (up to
@@ -100,6 +101,7 @@ impl Auth {
                             self.forget(cookie_value);
                             Err(AuthAnswer::SignIn {
                                 clear: self.clear_session_cookies(headers, &attrs),
+                                accepted: ProviderSet::ALL,
                             })
                         }
                         RefreshFailure::Store(e) => Err(GatewayError::SessionsUnavailable {
@@ -113,6 +115,7 @@ impl Auth {
         self.forget(cookie_value);
         Err(AuthAnswer::SignIn {
             clear: self.clear_session_cookies(headers, &attrs),
+            accepted: ProviderSet::ALL,
         })
     }
 
@@ -189,12 +192,13 @@ impl Auth {
                 Err(e) => return Err(RefreshFailure::Store(e)),
             }
         }
-        let outcome = self.provider.refresh(&refresh_token).await;
+        let outcome = self.provider(old.provider).refresh(&refresh_token).await;
+        let failing = &self.provider_failing[old.provider];
         if outcome.as_ref().is_err_and(|e| !e.refuses_grant()) {
-            if !self.provider_failing.swap(true, Ordering::Relaxed) {
+            if !failing.swap(true, Ordering::Relaxed) {
                 tracing::warn!("the identity provider is failing: due refreshes are tried in the background while sessions are within session.refresh_grace");
             }
-        } else if self.provider_failing.swap(false, Ordering::Relaxed) {
+        } else if failing.swap(false, Ordering::Relaxed) {
             tracing::info!("the identity provider answers refreshes again");
         }
         // The provider's trouble (unreachable, 5xx, 429, its keys not to be had): the session
@@ -269,7 +273,7 @@ impl Auth {
         let mut s = old.clone();
         match tokens.id_token.as_deref() {
             Some(id_token) => match self
-                .provider
+                .provider(old.provider)
                 .verify_id_token(
                     id_token,
                     tokens.unreadable.as_deref(),
@@ -281,7 +285,7 @@ impl Auth {
                 )
                 .await
             {
-                Ok(v) if self.email_refusal(&v.principal).is_some() => {
+                Ok(v) if self.email_refusal(&v.principal, old.provider).is_some() => {
                     tracing::info!(user = %Clip(&old.principal.user), "the refreshed ID token's email is not one this gateway accepts: session ended");
                     let _ = self.sessions.delete(old).await;
                     return Err(RefreshFailure::SignedOut);
@@ -307,7 +311,7 @@ impl Auth {
         if self.keep_access_token {
             s.access_token = tokens.access_token.or(s.access_token);
         }
-        if self.keep_id_token {
+        if self.keep_id_token(old.provider) {
             s.id_token = tokens.id_token.or(s.id_token);
         }
         s.refresh_due = self.refresh_due(now, s.tokens_expire, s.expires);
@@ -340,7 +344,8 @@ impl Auth {
     }
 
     fn refresh_lock_ms(&self) -> u64 {
-        let calls = 2 * self.provider.config().timeout + Duration::from_secs(2);
+        let timeout = self.providers.iter().map(|p| p.config().timeout).max();
+        let calls = 2 * timeout.unwrap_or_default() + Duration::from_secs(2);
         (calls.as_millis() as u64).max(REFRESH_LOCK_MS)
     }
 

@@ -47,6 +47,9 @@ impl Auth {
         let req = &*req;
         let now = oidc::unix_now();
         let mut id_token = None;
+        // The provider whose sign-out the browser goes through: the session's; without a
+        // session, the only provider (several: none, the gateway's own page).
+        let mut signed_in_with = (self.providers.len() == 1).then_some(0);
         if let Some(value) = codec::read_cookie(req.headers(), &self.sessions.cookie_name) {
             self.forget(value.as_ref());
             // With the store unreachable the server-side session would outlive a sign-out
@@ -62,7 +65,7 @@ impl Auth {
                 if let Some(rt) = session.refresh_token.clone() {
                     // Waited for briefly, then left to finish on its own: a provider that
                     // does not answer must not hold the sign-out for `provider.timeout`.
-                    let provider = self.provider.clone();
+                    let provider = self.provider(session.provider).clone();
                     let revoking = tokio::spawn(async move {
                         match provider.revoke(&rt).await {
                             Ok(true) => tracing::debug!("refresh token revoked"),
@@ -76,21 +79,21 @@ impl Auth {
                 }
                 tracing::info!(user = %Clip(&session.principal.user), "signed out");
                 id_token = session.id_token;
+                signed_in_with = Some(session.provider);
             }
         }
         let signed_out = format!("{origin}{}/signed_out", self.config.server.auth_prefix);
-        let return_to = self
-            .provider
-            .config()
-            .sign_out_redirect_url
-            .as_ref()
-            .map(|u| u.to_string())
-            .unwrap_or(signed_out.clone());
-        let target = self
-            .provider
-            .logout_url(&return_to, id_token.as_deref())
-            .map(|u| u.to_string())
-            .unwrap_or(signed_out);
+        let target = signed_in_with
+            .map(|p| self.provider(p))
+            .and_then(|provider| {
+                let return_to = provider
+                    .config()
+                    .sign_out_redirect_url
+                    .as_ref()
+                    .map_or_else(|| signed_out.clone(), |u| u.to_string());
+                provider.logout_url(&return_to, id_token.as_deref())
+            })
+            .map_or(signed_out, |u| u.to_string());
         let mut resp = redirect(&target);
         let h = resp.headers_mut();
         for c in self.clear_session_cookies(req.headers(), &attrs) {
@@ -133,9 +136,9 @@ impl Auth {
         // Where the sign-out will send the browser after the post: the provider's logout,
         // and `rd` when it is on another (allowed) host.
         let elsewhere: Vec<String> = self
-            .provider
-            .logout_url(&format!("{origin}/"), None)
-            .into_iter()
+            .providers
+            .iter()
+            .filter_map(|p| p.logout_url(&format!("{origin}/"), None))
             .chain(url::Url::parse(rd).ok())
             .map(|u| u.origin().ascii_serialization())
             .collect();

@@ -7,8 +7,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 use super::{query_param, Auth, PendingSignIn, STATE_TTL_SECS};
-use crate::oidc;
-use crate::policy::safe_redirect;
+use crate::oidc::{self, Provider};
+use crate::policy::{safe_redirect, ProviderSet};
 use crate::proxy::{Body, ClientInfo, RequestBody};
 use crate::server::pages::{escape, html_response, is_api_client, redirect, GatewayError};
 use crate::session::codec::{self, CookieAttrs};
@@ -27,6 +27,7 @@ impl Auth {
         &self,
         req: &Request<RequestBody>,
         clear: Vec<HeaderValue>,
+        accepted: ProviderSet,
     ) -> Response<Body> {
         let mut resp = if is_api_client(req.headers()) {
             GatewayError::SignInRequired.into_response(true, None)
@@ -45,16 +46,30 @@ impl Auth {
             // the way back names this one.
             let absolute = self.absolute_on_this_host(req, rd);
             let rd = absolute.as_deref().unwrap_or(rd);
-            let page = if self.config.server.sign_in_page {
-                "sign_in"
-            } else {
-                "start"
-            };
-            redirect(&format!(
-                "{}/{page}?rd={}",
+            let choices: Vec<usize> = accepted.places(self.providers.len()).collect();
+            let mut to = format!(
+                "{}/{}?rd={}",
                 self.config.server.auth_prefix,
+                match choices.len() {
+                    1 if !self.config.server.sign_in_page => "start",
+                    _ => "sign_in",
+                },
                 url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
-            ))
+            );
+            // Several providers configured: say which this route takes (all: no list).
+            if self.providers.len() > 1 && choices.len() < self.providers.len() {
+                let names: Vec<&str> = choices
+                    .iter()
+                    .map(|&p| self.provider(p).config().name.as_str())
+                    .collect();
+                let key = if choices.len() == 1 {
+                    "provider"
+                } else {
+                    "providers"
+                };
+                to.push_str(&format!("&{key}={}", names.join(",")));
+            }
+            redirect(&to)
         };
         for c in clear {
             resp.headers_mut().append(header::SET_COOKIE, c);
@@ -143,14 +158,38 @@ impl Auth {
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
+    /// The provider `/start` is asked for: `?provider=`, or the only one; `None` when
+    /// there are several and none was named (the browser then chooses on the sign-in page).
+    fn provider_asked(&self, req: &Request<RequestBody>) -> Result<Option<usize>, GatewayError> {
+        match query_param(req.uri(), "provider") {
+            Some(name) => self
+                .providers
+                .iter()
+                .position(|p| p.config().name == name)
+                .map(Some)
+                .ok_or(GatewayError::UnknownProvider { name }),
+            None if self.providers.len() == 1 => Ok(Some(0)),
+            None => Ok(None),
+        }
+    }
+
     pub(super) fn start(
         &self,
         req: &Request<RequestBody>,
         client: &ClientInfo,
     ) -> Result<Response<Body>, GatewayError> {
-        if !self.provider.is_ready() {
+        let Some(p) = self.provider_asked(req)? else {
+            let rd = asked_redirect(req).unwrap_or_else(|| "/".into());
+            return Ok(redirect(&format!(
+                "{}/sign_in?rd={}",
+                self.config.server.auth_prefix,
+                url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+            )));
+        };
+        let provider = self.provider(p);
+        if !provider.is_ready() {
             return Err(GatewayError::SignInUnavailable {
-                reason: self.not_ready_reason(),
+                reason: self.not_ready_reason(Some(p)),
             });
         }
         let now = oidc::unix_now();
@@ -168,14 +207,15 @@ impl Auth {
             exp: now + STATE_TTL_SECS,
         };
         let redirect_uri = format!("{origin}{}", self.config.server.callback_path);
-        let url = self
-            .provider
+        let url = provider
             .authorize_url(&redirect_uri, &state, &pending.nonce, &pending.verifier)
             .map_err(|e| GatewayError::SignInUnavailable {
                 reason: e.to_string(),
             })?;
         let cookie_name = format!("{}{state}", self.state_prefix);
-        let sealed = self.sessions.codec().seal(
+        // Sealed for the provider: the callback learns from it which provider to ask.
+        let sealed = self.sessions.codec().seal_for(
+            p,
             &cookie_name,
             &serde_json::to_string(&pending).unwrap_or_default(),
         );
@@ -201,21 +241,64 @@ impl Auth {
         Ok(resp)
     }
 
+    /// The sign-in page: a button per provider offered (`?providers=a,b`, default all),
+    /// under `server.sign_in_title` and `sign_in_logo_url`.
     pub(super) fn sign_in_page(&self, req: &Request<RequestBody>) -> Response<Body> {
         let rd = asked_redirect(req).unwrap_or_else(|| "/".into());
-        let href = format!(
-            "{}/start?rd={}",
-            self.config.server.auth_prefix,
-            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
-        );
-        html_response(
+        let rd = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>();
+        let wanted =
+            query_param(req.uri(), "providers").or_else(|| query_param(req.uri(), "provider"));
+        let wanted: Vec<&str> = wanted
+            .as_deref()
+            .map_or(Vec::new(), |w| w.split(',').collect());
+        let mut offered: Vec<&Provider> = self
+            .providers
+            .iter()
+            .map(|p| &**p)
+            .filter(|p| wanted.contains(&p.config().name.as_str()))
+            .collect();
+        if offered.is_empty() {
+            offered = self.providers.iter().map(|p| &**p).collect();
+        }
+        let server = &self.config.server;
+        let buttons: String = offered
+            .iter()
+            .map(|p| {
+                let mut href = format!("{}/start?rd={rd}", server.auth_prefix);
+                if self.providers.len() > 1 {
+                    href.push_str(&format!("&provider={}", p.config().name));
+                }
+                format!(
+                    "<p><a class=\"button\" href=\"{}\">{}</a></p>",
+                    escape(&href),
+                    escape(&p.config().label)
+                )
+            })
+            .collect();
+        let logo = server.sign_in_logo_url.as_ref().map_or(String::new(), |u| {
+            format!(
+                "<p><img src=\"{}\" alt=\"\" style=\"max-height:4rem\"></p>",
+                escape(u.as_str())
+            )
+        });
+        let title = server.sign_in_title.as_deref().unwrap_or("Sign in");
+        let mut resp = html_response(
             StatusCode::OK,
-            "Sign in",
-            &format!(
-                "<p>This application needs you to sign in.</p><p><a class=\"button\" href=\"{}\">Sign in</a></p>",
-                escape(&href)
-            ),
-        )
+            title,
+            &format!("{logo}<p>This application needs you to sign in.</p>{buttons}"),
+        );
+        if let Some(logo) = &server.sign_in_logo_url {
+            // The page's policy allows nothing from outside; the logo's origin is let in.
+            let policy = format!(
+                "default-src 'none'; img-src {}; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+                logo.origin().ascii_serialization()
+            );
+            if let Ok(v) = HeaderValue::from_str(&policy) {
+                resp.headers_mut()
+                    .insert(header::CONTENT_SECURITY_POLICY, v);
+            }
+        }
+        resp
     }
 }
 

@@ -1,4 +1,11 @@
-//! Raw config -> validated config, collecting every error.
+//! Raw config -> validated config, collecting every error. The provider tables are in
+//! `providers.rs`; the way back, the effective config with secrets masked, in `effective.rs`.
+
+mod effective;
+mod providers;
+
+pub(super) use effective::effective;
+use providers::{providers, route_providers};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -411,6 +418,8 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         trusted_proxies,
         allowed_redirect_hosts,
         sign_in_page: s.sign_in_page.unwrap_or(false),
+        sign_in_title: s.sign_in_title.clone(),
+        sign_in_logo_url: e.url("server.sign_in_logo_url", &s.sign_in_logo_url),
         callback_path,
         forward_auth_uri_header,
         header_read_timeout,
@@ -518,6 +527,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
             .as_deref()
             .and_then(|b| e.size(&key("max_body"), b));
         let public_paths = public_paths(&mut e, i, r, public, &server);
+        let route_providers = route_providers(&mut e, &key("providers"), r, public, &raw);
         if let Some(u) = upstream {
             routes.push(RouteConfig {
                 host,
@@ -529,23 +539,14 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
                 case_sensitive,
                 max_body,
                 public_paths,
+                providers: route_providers,
             });
         }
     }
     let needs_sign_in = raw.routes.iter().any(|r| !r.public.unwrap_or(false));
 
-    // [provider]
-    let provider = match (&raw.provider, needs_sign_in) {
-        (None, true) => {
-            e.add(
-                "provider",
-                "a route needs sign-in (it is not `public = true`) but there is no [provider] section: add one (see config/ssogate.example.toml)",
-            );
-            None
-        }
-        (None, false) => None,
-        (Some(p), _) => provider(&mut e, source, p),
-    };
+    // [provider] or [[providers]]
+    let providers = providers(&mut e, source, &raw, needs_sign_in);
 
     // [session]
     let ss = &raw.session;
@@ -738,13 +739,20 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
     });
 
     let access = access(&mut e, source, &raw.access);
+    // The pool `[admin]` manages by default: `[provider]`'s, or the first Cognito pool in
+    // `[[providers]]`.
+    let pool_provider = raw.provider.as_ref().or_else(|| {
+        raw.providers
+            .iter()
+            .flatten()
+            .find(|p| p.user_pool_id.is_some())
+    });
     let admin = match &raw.admin {
-        Some(a) => admin(&mut e, a, raw.provider.as_ref()),
+        Some(a) => admin(&mut e, a, pool_provider),
         // Without [admin], `ssogate users` still knows [provider]'s pool, quietly.
         None => {
             let mut quiet = Errors(Vec::new());
-            admin(&mut quiet, &RawAdmin::default(), raw.provider.as_ref())
-                .filter(|_| quiet.0.is_empty())
+            admin(&mut quiet, &RawAdmin::default(), pool_provider).filter(|_| quiet.0.is_empty())
         }
     };
 
@@ -755,7 +763,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         roles,
         admin,
         server,
-        provider,
+        providers,
         session,
         access,
         routes,
@@ -1027,429 +1035,4 @@ fn is_reserved_header(name: &HeaderName) -> bool {
             | "x-forwarded-proto"
             | "x-forwarded-host"
     )
-}
-
-fn provider(e: &mut Errors, source: &dyn ConfigSource, p: &RawProvider) -> Option<ProviderConfig> {
-    let kind = match p.kind.as_deref().unwrap_or("cognito") {
-        "cognito" => ProviderKind::Cognito,
-        "oidc" => ProviderKind::Oidc,
-        other => {
-            e.add(
-                "provider.kind",
-                format!("{other:?} is not a provider kind: use \"cognito\" or \"oidc\""),
-            );
-            return None;
-        }
-    };
-    let issuer_override = e.url("provider.issuer_url", &p.issuer_url);
-    let issuer = match kind {
-        ProviderKind::Cognito => {
-            let pool = match &p.user_pool_id {
-                Some(id) if is_cognito_pool_id(id) => Some(id.clone()),
-                Some(id) => {
-                    e.add(
-                        "provider.user_pool_id",
-                        format!("{id:?} is not a Cognito user pool id: it looks like \"eu-central-1_AbC123xyz\" (Cognito console, User pool overview)"),
-                    );
-                    None
-                }
-                None => {
-                    if issuer_override.is_none() {
-                        e.add(
-                            "provider.user_pool_id",
-                            "is missing: set it (like \"eu-central-1_AbC123xyz\") or set provider.issuer_url",
-                        );
-                    }
-                    None
-                }
-            };
-            let pool_region = pool
-                .as_ref()
-                .and_then(|id| id.split_once('_'))
-                .map(|(r, _)| r.to_string());
-            let region = match (&p.region, &pool_region) {
-                (Some(r), Some(pr)) if r != pr => {
-                    e.add(
-                        "provider.region",
-                        format!("{r:?} does not match the user pool id's region {pr:?}; remove provider.region (the pool id says it)"),
-                    );
-                    None
-                }
-                (Some(r), _) if !is_aws_region(r) => {
-                    e.add(
-                        "provider.region",
-                        format!("{r:?} is not an AWS region like \"eu-central-1\""),
-                    );
-                    None
-                }
-                (Some(r), _) => Some(r.clone()),
-                (None, pr) => pr.clone(),
-            };
-            match (&issuer_override, region, pool) {
-                (Some(u), _, _) => Some(u.as_str().trim_end_matches('/').to_string()),
-                (None, Some(region), Some(pool)) => {
-                    Some(format!("https://cognito-idp.{region}.amazonaws.com/{pool}"))
-                }
-                _ => None,
-            }
-        }
-        ProviderKind::Oidc => match &issuer_override {
-            Some(u) => Some(u.as_str().trim_end_matches('/').to_string()),
-            None => {
-                if p.issuer_url.is_none() {
-                    e.add("provider.issuer_url", "is required with kind = \"oidc\": set the provider's issuer, like \"https://accounts.example.com\"");
-                }
-                None
-            }
-        },
-    };
-    let discovery_url = match (&p.discovery_url, &issuer) {
-        (Some(_), _) => e.url("provider.discovery_url", &p.discovery_url),
-        (None, Some(iss)) => Url::parse(&format!("{iss}/.well-known/openid-configuration")).ok(),
-        (None, None) => None,
-    };
-    let client_id = match &p.client_id {
-        Some(c) if !c.is_empty() => Some(c.clone()),
-        _ => {
-            e.add(
-                "provider.client_id",
-                "is missing: set it in [provider] or as SSOGATE_PROVIDER__CLIENT_ID (Cognito console, App clients)",
-            );
-            None
-        }
-    };
-    let client_secret = e.secret(
-        source,
-        "provider.client_secret",
-        &p.client_secret,
-        &p.client_secret_file,
-    );
-    let client_auth = match (p.client_auth.as_deref(), &client_secret) {
-        (Some("client_secret_basic"), Some(_)) | (None, Some(_)) => ClientAuth::Basic,
-        (Some("client_secret_post"), Some(_)) => ClientAuth::Post,
-        (Some("none"), _) | (None, None) => ClientAuth::None,
-        (Some("client_secret_basic" | "client_secret_post"), None)
-            if p.client_secret_file.is_none() =>
-        {
-            e.add(
-                "provider.client_secret",
-                "is missing for the chosen client_auth: set client_secret_file or client_secret",
-            );
-            ClientAuth::None
-        }
-        (Some("client_secret_basic" | "client_secret_post"), None) => ClientAuth::None,
-        (Some(other), _) => {
-            e.add(
-                "provider.client_auth",
-                format!("{other:?} is not supported: use \"client_secret_basic\", \"client_secret_post\" or \"none\""),
-            );
-            ClientAuth::None
-        }
-    };
-    let scopes = p
-        .scopes
-        .clone()
-        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
-    if !scopes.iter().any(|s| s == "openid") {
-        e.add("provider.scopes", "must include \"openid\"");
-    }
-    if kind == ProviderKind::Cognito && scopes.iter().any(|s| s == "groups") {
-        // Cognito answers invalid_scope; groups arrive in cognito:groups anyway.
-        e.add(
-            "provider.scopes",
-            "Cognito has no \"groups\" scope (sign-in would fail with invalid_scope); remove it: groups arrive in cognito:groups",
-        );
-    }
-    let (groups_default, user_default) = match kind {
-        ProviderKind::Cognito => ("cognito:groups", "cognito:username"),
-        ProviderKind::Oidc => ("groups", "sub"),
-    };
-    let domain = e.url("provider.domain", &p.domain);
-    let sign_out_redirect_url = e.url("provider.sign_out_redirect_url", &p.sign_out_redirect_url);
-    let jwks_url = e.url("provider.jwks_url", &p.jwks_url);
-    if p.authorization_endpoint.is_some() && p.token_endpoint.is_some() && jwks_url.is_none() {
-        // Without discovery nothing else says where the signing keys are.
-        e.add(
-            "provider.jwks_url",
-            "is required when authorization_endpoint and token_endpoint are both set (no discovery is done then)",
-        );
-    }
-    Some(ProviderConfig {
-        kind,
-        issuer: issuer?,
-        discovery_url: discovery_url?,
-        jwks_url,
-        authorization_endpoint: e.url("provider.authorization_endpoint", &p.authorization_endpoint),
-        token_endpoint: e.url("provider.token_endpoint", &p.token_endpoint),
-        userinfo_endpoint: e.url("provider.userinfo_endpoint", &p.userinfo_endpoint),
-        revocation_endpoint: e.url("provider.revocation_endpoint", &p.revocation_endpoint),
-        end_session_endpoint: e.url("provider.end_session_endpoint", &p.end_session_endpoint),
-        domain,
-        sign_out_redirect_url,
-        client_id: client_id?,
-        client_secret,
-        client_secret_file: p.client_secret_file.as_ref().map(PathBuf::from),
-        client_auth,
-        scopes,
-        groups_claim: p
-            .groups_claim
-            .clone()
-            .unwrap_or_else(|| groups_default.into()),
-        user_claim: p.user_claim.clone().unwrap_or_else(|| user_default.into()),
-        identity_provider: p.identity_provider.clone(),
-        authorize_params: authorize_params(e, p.authorize_params.as_ref()),
-        ca_file: p.ca_file.as_ref().map(PathBuf::from),
-        timeout: e.duration("provider.timeout", &p.timeout, "10s"),
-    })
-}
-
-const MASK: &str = "***";
-
-fn dur(d: Duration) -> Option<String> {
-    Some(humantime::format_duration(d).to_string())
-}
-
-/// The validated config turned back into the file's shape, with defaults and masked secrets.
-pub(super) fn effective(c: &Config, raw: &RawConfig) -> RawConfig {
-    let s = &c.server;
-    let server = RawServer {
-        listen: Some(s.listen.to_string()),
-        public_url: s
-            .public_url
-            .as_ref()
-            .map(|u| u.as_str().trim_end_matches('/').to_string()),
-        auth_prefix: Some(s.auth_prefix.clone()),
-        trusted_proxies: Some(s.trusted_proxies.iter().map(|n| n.to_string()).collect()),
-        allowed_redirect_hosts: Some(s.allowed_redirect_hosts.clone()),
-        sign_in_page: Some(s.sign_in_page),
-        callback_path: Some(s.callback_path.clone()),
-        forward_auth_uri_header: s.forward_auth_uri_header.clone(),
-        header_read_timeout: dur(s.header_read_timeout),
-        drain_timeout: dur(s.drain_timeout),
-        shutdown_delay: dur(s.shutdown_delay),
-        secret_poll_interval: dur(s.secret_poll_interval),
-        workers: s.workers.map(|n| n as i64),
-        trusted_forwarded_headers: Some(
-            [
-                (s.trusted_forwarded_headers.for_, "X-Forwarded-For"),
-                (s.trusted_forwarded_headers.proto, "X-Forwarded-Proto"),
-                (s.trusted_forwarded_headers.host, "X-Forwarded-Host"),
-            ]
-            .iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, name)| name.to_string())
-            .collect(),
-        ),
-        max_request_head: Some(format!("{}B", s.max_request_head)),
-        max_request_headers: Some(s.max_request_headers as i64),
-        max_connections: Some(s.max_connections as i64),
-        idle_timeout: dur(s.idle_timeout),
-        min_body_rate: Some(format!("{}B", s.min_body_rate)),
-        tls: s.tls.as_ref().map(|t| RawTls {
-            cert_file: Some(t.cert_file.display().to_string()),
-            key_file: Some(t.key_file.display().to_string()),
-        }),
-    };
-    let provider = c.provider.as_ref().map(|p| {
-        let rp = raw.provider.as_ref();
-        let u = |x: &Option<Url>| x.as_ref().map(|u| u.to_string());
-        RawProvider {
-            kind: Some(match p.kind {
-                ProviderKind::Cognito => "cognito".into(),
-                ProviderKind::Oidc => "oidc".into(),
-            }),
-            region: rp.and_then(|r| r.region.clone()),
-            user_pool_id: rp.and_then(|r| r.user_pool_id.clone()),
-            domain: u(&p.domain),
-            issuer_url: Some(p.issuer.clone()),
-            discovery_url: Some(p.discovery_url.to_string()),
-            jwks_url: u(&p.jwks_url),
-            authorization_endpoint: u(&p.authorization_endpoint),
-            token_endpoint: u(&p.token_endpoint),
-            userinfo_endpoint: u(&p.userinfo_endpoint),
-            revocation_endpoint: u(&p.revocation_endpoint),
-            end_session_endpoint: u(&p.end_session_endpoint),
-            sign_out_redirect_url: u(&p.sign_out_redirect_url),
-            client_id: Some(p.client_id.clone()),
-            client_secret: rp
-                .and_then(|r| r.client_secret.as_ref())
-                .map(|_| MASK.into()),
-            client_secret_file: rp.and_then(|r| r.client_secret_file.clone()),
-            client_auth: Some(
-                match p.client_auth {
-                    ClientAuth::Basic => "client_secret_basic",
-                    ClientAuth::Post => "client_secret_post",
-                    ClientAuth::None => "none",
-                }
-                .into(),
-            ),
-            scopes: Some(p.scopes.clone()),
-            groups_claim: Some(p.groups_claim.clone()),
-            user_claim: Some(p.user_claim.clone()),
-            identity_provider: p.identity_provider.clone(),
-            authorize_params: (!p.authorize_params.is_empty())
-                .then(|| p.authorize_params.iter().cloned().collect()),
-            ca_file: p.ca_file.as_ref().map(|f| f.display().to_string()),
-            timeout: dur(p.timeout),
-        }
-    });
-    let ss = &c.session;
-    let session = RawSession {
-        cookie_name: Some(ss.cookie_name.clone()),
-        secret: raw.session.secret.as_ref().map(|_| MASK.into()),
-        secret_file: raw.session.secret_file.clone(),
-        previous_secret: raw.session.previous_secret.as_ref().map(|_| MASK.into()),
-        store: Some(
-            match ss.store {
-                StoreKind::Cookie => "cookie",
-                StoreKind::Memory => "memory",
-                StoreKind::Redis => "redis",
-            }
-            .into(),
-        ),
-        redis_url: ss.redis_url.as_ref().map(|u| mask_url_password(u)),
-        redis_key_prefix: Some(ss.redis_key_prefix.clone()),
-        cache_ttl: dur(ss.cache_ttl),
-        memory_max_sessions: Some(ss.memory_max_sessions),
-        max_lifetime: dur(ss.max_lifetime),
-        refresh_interval: dur(ss.refresh_interval),
-        refresh_grace: dur(ss.refresh_grace),
-        idle_timeout: ss.idle_timeout.and_then(dur),
-        cookie_domain: ss.cookie_domain.clone(),
-    };
-    RawConfig {
-        server,
-        provider,
-        session,
-        access: RawAccess {
-            allowed_groups: Some(c.access.allowed_groups.clone()),
-            skip_preflight: Some(c.access.skip_preflight),
-            require_verified_email: Some(c.access.require_verified_email),
-            allowed_email_domains: (!c.access.allowed_email_domains.is_empty())
-                .then(|| c.access.allowed_email_domains.clone()),
-            allowed_emails: (!c.access.allowed_emails_inline.is_empty())
-                .then(|| c.access.allowed_emails_inline.clone()),
-            allowed_emails_file: raw.access.allowed_emails_file.clone(),
-        },
-        roles: raw.roles.clone(),
-        admin: raw.admin.clone(),
-        routes: c
-            .routes
-            .iter()
-            .map(|r| RawRoute {
-                path_prefix: Some(r.path_prefix.clone()),
-                host: r.host.clone(),
-                upstream: Some(r.upstream.to_string()),
-                allowed_groups: r.allowed_groups.clone(),
-                allowed_roles: r.allowed_roles.clone(),
-                public: Some(r.public),
-                case_sensitive: Some(r.case_sensitive),
-                max_body: r.max_body.map(|b| format!("{b}B")),
-                public_paths: (!r.public_paths.is_empty())
-                    .then(|| r.public_paths.iter().map(|p| p.text.clone()).collect()),
-            })
-            .collect(),
-        upstream: RawUpstream {
-            connect_timeout: dur(c.upstream.connect_timeout),
-            response_timeout: dur(c.upstream.response_timeout),
-            pool_idle_timeout: dur(c.upstream.pool_idle_timeout),
-            ca_file: c.upstream.ca_file.as_ref().map(|f| f.display().to_string()),
-        },
-        headers: RawHeaders {
-            preset: Some(
-                match c.headers.preset {
-                    HeaderPreset::OAuth2Proxy => "oauth2-proxy",
-                    HeaderPreset::Alb => "alb",
-                    HeaderPreset::None => "none",
-                }
-                .into(),
-            ),
-            pass_access_token: Some(c.headers.pass_access_token),
-            pass_id_token: Some(c.headers.pass_id_token),
-            signing_key_file: c
-                .headers
-                .signing_key_file
-                .as_ref()
-                .map(|f| f.display().to_string()),
-            alb_signer: Some(c.headers.alb_signer.clone()),
-            claims: Some(
-                c.headers
-                    .claims
-                    .iter()
-                    .map(|(h, cl)| (h.to_string(), cl.clone()))
-                    .collect(),
-            ),
-        },
-        logging: RawLogging {
-            format: Some(
-                match c.logging.format {
-                    LogFormat::Json => "json",
-                    LogFormat::Pretty => "pretty",
-                }
-                .into(),
-            ),
-            level: Some(c.logging.level.clone()),
-            access_log: Some(c.logging.access_log),
-        },
-        metrics: c.metrics.as_ref().map(|m| RawMetrics {
-            listen: Some(m.listen.to_string()),
-        }),
-    }
-}
-
-fn mask_url_password(u: &str) -> String {
-    match Url::parse(u) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some(MASK));
-            url.to_string()
-        }
-        _ => u.to_string(),
-    }
-}
-
-/// `provider.authorize_params`: added to every authorization request, except the parameters
-/// the gateway sets itself for the flow's safety.
-fn authorize_params(
-    e: &mut Errors,
-    params: Option<&std::collections::BTreeMap<String, String>>,
-) -> Vec<(String, String)> {
-    // `response_mode` would move the answer off the callback's GET; a request object
-    // (`request`, `request_uri`) overrides state, nonce and redirect_uri where supported.
-    const OURS: [&str; 12] = [
-        "response_type",
-        "response_mode",
-        "client_id",
-        "redirect_uri",
-        "scope",
-        "state",
-        "nonce",
-        "code_challenge",
-        "code_challenge_method",
-        "request",
-        "request_uri",
-        "identity_provider",
-    ];
-    let mut kept = Vec::new();
-    for (name, value) in params.into_iter().flatten() {
-        if OURS.contains(&name.as_str()) {
-            e.add(
-                &format!("provider.authorize_params.{name}"),
-                if name == "identity_provider" {
-                    "set provider.identity_provider instead".to_string()
-                } else if name == "scope" {
-                    "set provider.scopes instead".to_string()
-                } else if matches!(name.as_str(), "response_mode" | "request" | "request_uri") {
-                    "would override what the gateway sets for the flow's safety (state, nonce, \
-                     redirect_uri, an answer by GET to the callback); remove it"
-                        .to_string()
-                } else {
-                    "the gateway sets it on every sign-in (for the flow's safety); remove it"
-                        .to_string()
-                },
-            );
-        } else {
-            kept.push((name.clone(), value.clone()));
-        }
-    }
-    kept
 }
