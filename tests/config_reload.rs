@@ -2,9 +2,12 @@
 //! upstreams between requests, under load, without a failed request; an invalid config, or
 //! one that changes what takes a restart (`server.listen`), is refused with the reason in the
 //! log and `ssogate_config_reloads_total{result="refused"}`, and the old routes keep serving.
-//! Real binary, real sockets, upstreams in this process.
+//! Sessions stay signed in across a reload. Real binary, real sockets, upstreams in this
+//! process, the test provider for the signed-in case.
 
 mod common;
+#[path = "common/idp.rs"]
+mod idp;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -318,4 +321,47 @@ async fn a_changed_file_is_picked_up_without_a_signal_and_unchanged_bytes_do_not
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(count(&gw, "config reloaded"), 1, "{}", gw.logs());
     assert_eq!(count(&gw, "unchanged"), 0, "{}", gw.logs());
+}
+
+#[tokio::test]
+async fn a_reload_changes_who_passes_a_route_and_sessions_stay_signed_in() {
+    let upstream = Upstream::echo();
+    let port = free_port();
+    let provider = idp::Idp::start(&[port]);
+    // Sessions in the gateway's memory: a reload that rebuilt the store would lose them.
+    let session = "store = \"memory\"";
+    let text = |groups: &str| {
+        let route = format!(
+            "[[routes]]\npath_prefix = \"/admin\"\nupstream = \"{}\"\nallowed_groups = [{groups}]\n",
+            upstream.url
+        );
+        provider
+            .gateway_config(port, &upstream.url, session, &route)
+            .replacen("[server]\n", "[server]\nsecret_poll_interval = \"0s\"\n", 1)
+    };
+    let gw = Gateway::start(&text("\"admins\""));
+    gw.wait_ready(Duration::from_secs(15));
+    let bob = idp::browser();
+    let (resp, _) = idp::sign_in(&bob, &gw.url("/"), "bob").await;
+    assert_eq!(resp.status(), 200);
+    let status = |path: &'static str| {
+        let bob = bob.clone();
+        let url = gw.url(path);
+        async move { bob.get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        status("/admin/users").await,
+        403,
+        "bob is staff, not admins"
+    );
+
+    rewrite(&gw.config_path, &text("\"staff\""));
+    gw.signal("HUP");
+    wait_count(&gw, "config reloaded", 1).await;
+    // The same session, no new sign-in: the route's new rule lets staff in.
+    let resp = bob.get(gw.url("/admin/users")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-forwarded-user"], "bob", "{seen}");
+    assert_eq!(status("/elsewhere").await, 200);
 }
