@@ -73,6 +73,9 @@ pub struct Gateway {
     stopping: AtomicBool,
     /// Asks every file watcher (secrets, certificates) to read its files now (SIGHUP).
     reread: Arc<tokio::sync::Notify>,
+    /// Asks the config watcher (`reload`) to load the file now (SIGHUP). Kept when it is
+    /// busy, so a SIGHUP during a reload is not lost.
+    reload_asked: Arc<tokio::sync::Notify>,
     /// One permit per open client connection, `server.max_connections` in all (every
     /// worker's listener shares them).
     connections: Arc<tokio::sync::Semaphore>,
@@ -103,6 +106,7 @@ impl Gateway {
             ready,
             stopping: AtomicBool::new(false),
             reread: Arc::new(tokio::sync::Notify::new()),
+            reload_asked: Arc::new(tokio::sync::Notify::new()),
             connections: Arc::new(tokio::sync::Semaphore::new(config.server.max_connections)),
             #[cfg(feature = "cognito-admin")]
             admin: admin::page(&config),
@@ -155,7 +159,7 @@ impl Gateway {
             auth.clone()
                 .start_background(self.ready.clone(), self.reread.clone());
         }
-        reread_on_sighup(self.reread.clone());
+        reread_on_sighup(self.reread.clone(), self.reload_asked.clone());
     }
 }
 
@@ -363,7 +367,7 @@ async fn until_reread(every: Duration, asked: &tokio::sync::Notify) {
 
 /// SIGHUP: every file watcher reads its files now, as nginx re-reads its certificates on a
 /// reload, and `ssogate serve` loads its config file again (`reload`).
-fn reread_on_sighup(reread: Arc<tokio::sync::Notify>) {
+fn reread_on_sighup(reread: Arc<tokio::sync::Notify>, reload: Arc<tokio::sync::Notify>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -375,6 +379,7 @@ fn reread_on_sighup(reread: Arc<tokio::sync::Notify>) {
                 "SIGHUP: reading the config file, the secret files and the TLS certificates again"
             );
             reread.notify_waiters();
+            reload.notify_one();
         }
     });
 }

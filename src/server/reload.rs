@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::Gateway;
 use crate::config::{Config, ConfigErrors, ProcessSource};
 
-/// What one look at the config file came to (for the tests and the log).
+/// What one look at the config file came to.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Applied,
@@ -25,26 +25,34 @@ pub(crate) enum Outcome {
 pub(super) fn watch(gateway: Arc<Gateway>, path: PathBuf) {
     let every = gateway.config.server.secret_poll_interval;
     tokio::spawn(async move {
+        // Once now: the file may have changed since `serve` loaded it.
         let mut seen = fingerprint(&path);
+        look(&gateway, &path, "file changed since start").await;
         loop {
-            let asked = next_look(every, &gateway.reread).await;
+            let asked = next_look(every, &gateway.reload_asked).await;
             let now = fingerprint(&path);
             if !asked && now == seen {
                 continue;
             }
             seen = now;
-            let trigger = if asked { "SIGHUP" } else { "file changed" };
-            let file = path.clone();
-            match tokio::task::spawn_blocking(move || Config::load(&file, &ProcessSource)).await {
-                Ok(loaded) => {
-                    reload(&gateway, &path, trigger, loaded);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the config file failed; the current config keeps serving")
-                }
-            }
+            look(&gateway, &path, if asked { SIGHUP } else { "file changed" }).await;
         }
     });
+}
+
+const SIGHUP: &str = "SIGHUP";
+
+/// Loads the file (off the runtime: it reads files) and reloads from it.
+async fn look(gateway: &Gateway, path: &Path, trigger: &'static str) {
+    let file = path.to_path_buf();
+    match tokio::task::spawn_blocking(move || Config::load(&file, &ProcessSource)).await {
+        Ok(loaded) => {
+            reload(gateway, path, trigger, loaded);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading the config file failed; the current config keeps serving")
+        }
+    }
 }
 
 /// Waits for the next look: `every` has passed (false) or SIGHUP asked (true). With `every`
@@ -91,7 +99,10 @@ pub(crate) fn reload(
         }
     };
     if gw.live.current().config.same_as(&new) {
-        tracing::info!(file = %file, trigger, "config file unchanged: nothing to reload");
+        // Said only when asked: a poll that saw an edited comment stays quiet.
+        if trigger == SIGHUP {
+            tracing::info!(file = %file, trigger, "config file unchanged: nothing to reload");
+        }
         return Outcome::Unchanged;
     }
     // Compared with the start's config: that is what the listeners, workers, sessions and
