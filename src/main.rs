@@ -150,7 +150,7 @@ fn main() -> ExitCode {
                 tracing::warn!("{warning}");
             }
             // `serve` runs its own runtimes: single-threaded workers, two per core by default.
-            match ssogate::server::run(loaded) {
+            match ssogate::server::run(loaded, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "ssogate stopped");

@@ -127,6 +127,10 @@ pub struct Metrics {
     pub connections_waited: Counter,
     /// Requests refused with 413 (a route's `max_body`).
     pub bodies_too_large: Counter,
+    /// Config reloads that were applied (`ssogate_config_reloads_total{result="applied"}`).
+    pub config_reloads_applied: Counter,
+    /// Config reloads refused: invalid, or changing what takes a restart.
+    pub config_reloads_refused: Counter,
     /// Set by `ssogate serve`, which runs workers.
     pub open_connections: OnceLock<Arc<OpenConnections>>,
 }
@@ -273,6 +277,17 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                get(c)
+            );
+        }
+        out.push_str("# HELP ssogate_config_reloads_total Config reloads (SIGHUP or a changed file), by result: refused when invalid or when a change takes a restart.\n# TYPE ssogate_config_reloads_total counter\n");
+        for (result, c) in [
+            ("applied", &self.config_reloads_applied),
+            ("refused", &self.config_reloads_refused),
+        ] {
+            let _ = writeln!(
+                out,
+                "ssogate_config_reloads_total{{result=\"{result}\"}} {}",
                 get(c)
             );
         }

@@ -4,6 +4,7 @@
 
 mod lines;
 mod raw;
+mod restart;
 mod validate;
 
 use std::fmt;

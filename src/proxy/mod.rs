@@ -521,6 +521,7 @@ pub struct Proxy {
     inline: Arc<[Arc<h1::Pool>]>,
     connect_timeout: Duration,
     response_timeout: Duration,
+    pool_idle_timeout: Duration,
     body_rate: BodyRate,
 }
 
@@ -550,8 +551,26 @@ impl Proxy {
             inline,
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
+            pool_idle_timeout: config.pool_idle_timeout,
             body_rate,
         })
+    }
+
+    /// This client with fresh inline pools for `upstreams` upstreams: a config reload's
+    /// routes index their upstreams anew, so a pool never outlives the routes it was made
+    /// for (the old pools close their idle connections when the last request using them
+    /// ends). The hyper client and its pool are shared with `self`.
+    pub fn with_pools(&self, upstreams: usize) -> Proxy {
+        Proxy {
+            client: self.client.clone(),
+            inline: (0..upstreams)
+                .map(|_| Arc::new(h1::Pool::new(MAX_IDLE, self.pool_idle_timeout)))
+                .collect(),
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            pool_idle_timeout: self.pool_idle_timeout,
+            body_rate: self.body_rate,
+        }
     }
 
     /// Sends the request upstream and returns its response (streaming), or why not.

@@ -5,7 +5,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use super::pages::{json_response, GatewayError};
 use super::Gateway;
-use crate::policy::{normalize, Route};
+use crate::policy::{normalize, Route, RouteTable};
 use crate::proxy::{Body, ClientInfo, RequestBody};
 
 /// Where forward-auth proxies name the request they ask about: Traefik and Caddy send
@@ -33,6 +33,7 @@ pub fn endpoint_of(server: &crate::config::ServerConfig, path: &str) -> Option<S
 /// Answers a request for one of the gateway's own endpoints (`endpoint_of`).
 pub async fn handle<'g>(
     gw: &'g Gateway,
+    routes: &'g RouteTable,
     client: &ClientInfo,
     req: &mut Request<RequestBody>,
     endpoint: &str,
@@ -46,7 +47,7 @@ pub async fn handle<'g>(
         .filter(|r| r.is_empty() || r.starts_with('/'))
     {
         return match &gw.auth {
-            Some(auth) => match asked_about(gw, client, req, below) {
+            Some(auth) => match asked_about(gw, routes, client, req, below) {
                 Ok(route) => {
                     *asked_route = route;
                     Box::pin(auth.forward_auth(req, client, route.map(|r| (&r.rule, r.providers))))
@@ -121,7 +122,8 @@ pub async fn handle<'g>(
 /// names in `X-Forwarded-Uri` / `X-Original-URI`, on the host it names. None when the call
 /// names no request (then `[access]` decides) or no route matches it.
 fn asked_about<'g>(
-    gw: &'g Gateway,
+    gw: &Gateway,
+    routes: &'g RouteTable,
     client: &ClientInfo,
     req: &Request<RequestBody>,
     below: &str,
@@ -162,5 +164,5 @@ fn asked_about<'g>(
     let path = normalize(path).map_err(GatewayError::BadPath)?;
     let host =
         crate::policy::site_host(&client.host_source(req.headers(), req.uri(), req.version()))?;
-    Ok(gw.routes.lookup(host.map(|h| h.name), path.match_path()))
+    Ok(routes.lookup(host.map(|h| h.name), path.match_path()))
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 use http::{Request, Response};
 
 use super::pages::{is_api_client, GatewayError};
+use super::snapshot::Snapshot;
 use super::Gateway;
 use crate::policy::{normalize, Route};
 use crate::proxy::{Body, ClientInfo, Outgoing, Proxy, RequestBody};
@@ -28,7 +29,10 @@ pub async fn handle(
     client: &ClientInfo,
     req: Request<RequestBody>,
 ) -> Response<Body> {
-    let log = gw.config.logging.access_log && tracing::enabled!(tracing::Level::INFO);
+    // The routes and upstreams this request uses to its end, whatever a reload does meanwhile.
+    let view = gw.live.view(proxy);
+    let (snap, proxy) = (&*view.snap, &view.proxy);
+    let log = snap.access_log && tracing::enabled!(tracing::Level::INFO);
     // Only the log needs these copies (and the clock).
     let logged = log.then(|| {
         (
@@ -43,7 +47,7 @@ pub async fn handle(
         ..Outcome::default()
     };
 
-    let mut resp = match stages(gw, proxy, client, req, &mut outcome).await {
+    let mut resp = match stages(gw, snap, proxy, client, req, &mut outcome).await {
         Ok(resp) => resp,
         Err(e) => {
             match &e {
@@ -77,7 +81,7 @@ pub async fn handle(
         let upstream = outcome
             .route
             .filter(|_| outcome.forwarded)
-            .map(|r| &*gw.upstreams[r.id].name)
+            .map(|r| &*snap.upstreams[r.id].name)
             .unwrap_or("-");
         // Microsecond precision: 0.41 ms, not 0.41042900000000004.
         let ms = (start.elapsed().as_micros() as f64).round() / 1000.0;
@@ -99,6 +103,7 @@ pub async fn handle(
 
 async fn stages<'g>(
     gw: &'g Gateway,
+    snap: &'g Snapshot,
     proxy: &Proxy,
     client: &ClientInfo,
     mut req: Request<RequestBody>,
@@ -107,8 +112,15 @@ async fn stages<'g>(
     // classify: the gateway's own endpoints first.
     if let Some(endpoint) = super::endpoints::endpoint_of(&gw.config.server, req.uri().path()) {
         crate::policy::site_host(&client.host_source(req.headers(), req.uri(), req.version()))?;
-        let answer =
-            super::endpoints::handle(gw, client, &mut req, &endpoint, &mut outcome.route).await;
+        let answer = super::endpoints::handle(
+            gw,
+            &snap.routes,
+            client,
+            &mut req,
+            &endpoint,
+            &mut outcome.route,
+        )
+        .await;
         if outcome.log {
             // Forward-auth's answer names whom it admitted (403s name the user below).
             outcome.user = answer.as_ref().ok().and_then(|r| {
@@ -123,19 +135,21 @@ async fn stages<'g>(
     // The one route decision: validated host, normalised path, route.
     let (route, new_path, needs_sign_in) = {
         let source = client.host_source(req.headers(), req.uri(), req.version());
-        let decision = gw.routes.decide(req.method(), &source, req.uri().path())?;
+        let decision = snap
+            .routes
+            .decide(req.method(), &source, req.uri().path())?;
         let needs_sign_in = decision.needs_sign_in();
         (decision.route, decision.forward_path, needs_sign_in)
     };
     outcome.route = Some(route);
-    if let Some(max) = gw.config.routes[route.id].max_body {
+    if let Some(max) = snap.config.routes[route.id].max_body {
         req = limit_body(req, max)?;
     }
 
     // Spoofable identity headers and the gateway's cookies never pass, on any route: the
     // proxy leaves them behind as it writes the request (`Outgoing`).
     let mut out = Outgoing {
-        filter: &gw.filter,
+        filter: &snap.filter,
         identity: &[],
     };
 
@@ -166,7 +180,7 @@ async fn stages<'g>(
     }
     outcome.forwarded = true;
     // One call site: each `.await` of `forward` would be a state of its own in this future.
-    let mut resp = forward(gw, proxy, route, req, new_path.as_deref(), client, out).await?;
+    let mut resp = forward(snap, proxy, route, req, new_path.as_deref(), client, out).await?;
     if let Some(cookies) = signed_in
         .as_ref()
         .and_then(|live| live.set_cookies.as_ref())
@@ -177,7 +191,7 @@ async fn stages<'g>(
 }
 
 async fn forward(
-    gw: &Gateway,
+    snap: &Snapshot,
     proxy: &Proxy,
     route: &Route,
     req: Request<RequestBody>,
@@ -186,7 +200,7 @@ async fn forward(
     out: Outgoing<'_>,
 ) -> Result<Response<Body>, GatewayError> {
     Ok(proxy
-        .forward(&gw.upstreams[route.id], req, new_path, client, out)
+        .forward(&snap.upstreams[route.id], req, new_path, client, out)
         .await?)
 }
 

@@ -15,9 +15,12 @@ mod handler;
 mod idle;
 mod live;
 pub mod pages;
+mod reload;
+mod snapshot;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,9 +31,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::identity::InboundFilter;
-use crate::policy::RouteTable;
-use crate::proxy::{ClientInfo, Proxy, RequestBody, Upstream};
+use crate::proxy::{ClientInfo, Proxy, RequestBody};
 use crate::telemetry::Metrics;
 use crate::tls::CertFiles;
 
@@ -54,13 +55,16 @@ pub enum ServerError {
     Runtime(String),
 }
 
-/// Everything a request needs, built once at start and shared by all connections.
+/// Everything a request needs, shared by all connections: built once at start, except the
+/// routes and upstreams, which a config reload swaps (`live`).
 pub struct Gateway {
+    /// The config as at start. Its routes and `logging.access_log` may have been reloaded
+    /// since: read those from `live`; a reload that changes anything else is refused.
     pub config: Arc<Config>,
-    routes: RouteTable,
-    upstreams: Vec<Upstream>,
+    /// The routes, upstreams and inbound filter of the current config (`snapshot`).
+    live: snapshot::Live,
+    /// The upstream client of `serve`'s one listener; workers build their own.
     proxy: Proxy,
-    filter: InboundFilter,
     /// Present when any route needs sign-in.
     auth: Option<Arc<Auth>>,
     pub metrics: Arc<Metrics>,
@@ -69,6 +73,9 @@ pub struct Gateway {
     stopping: AtomicBool,
     /// Asks every file watcher (secrets, certificates) to read its files now (SIGHUP).
     reread: Arc<tokio::sync::Notify>,
+    /// Asks the config watcher (`reload`) to load the file now (SIGHUP). Kept when it is
+    /// busy, so a SIGHUP during a reload is not lost.
+    reload_asked: Arc<tokio::sync::Notify>,
     /// One permit per open client connection, `server.max_connections` in all (every
     /// worker's listener shares them).
     connections: Arc<tokio::sync::Semaphore>,
@@ -80,17 +87,9 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Config) -> Result<Gateway, ServerError> {
         let config = Arc::new(config);
-        let routes = RouteTable::from_config(&config);
-        let upstreams = config
-            .routes
-            .iter()
-            .enumerate()
-            .map(|(index, r)| {
-                Upstream::from_url(&r.upstream, index)
-                    .map_err(|reason| ServerError::Upstream { index, reason })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let proxy = Proxy::new(&config.upstream, body_rate(&config), upstreams.len())?;
+        let live = snapshot::Live::new(config.clone())?;
+        // Its inline pools come with each snapshot (`snapshot::View`).
+        let proxy = Proxy::new(&config.upstream, body_rate(&config), 0)?;
         let metrics = Arc::new(Metrics::default());
         let auth = match config.providers.is_empty() {
             false => Some(Auth::shared(config.clone(), metrics.clone())?),
@@ -98,15 +97,14 @@ impl Gateway {
         };
         let ready = Arc::new(AtomicBool::new(auth.is_none()));
         Ok(Gateway {
-            filter: InboundFilter::from_config(&config),
-            routes,
-            upstreams,
+            live,
             proxy,
             auth,
             metrics,
             ready,
             stopping: AtomicBool::new(false),
             reread: Arc::new(tokio::sync::Notify::new()),
+            reload_asked: Arc::new(tokio::sync::Notify::new()),
             connections: Arc::new(tokio::sync::Semaphore::new(config.server.max_connections)),
             #[cfg(feature = "cognito-admin")]
             admin: admin::page(&config),
@@ -159,17 +157,18 @@ impl Gateway {
             auth.clone()
                 .start_background(self.ready.clone(), self.reread.clone());
         }
-        reread_on_sighup(self.reread.clone());
+        reread_on_sighup(self.reread.clone(), self.reload_asked.clone());
     }
 }
 
-/// Runs `ssogate serve` until SIGTERM or SIGINT, then drains.
+/// Runs `ssogate serve` until SIGTERM or SIGINT, then drains. `file` is where `config`
+/// was loaded from: it is loaded again at SIGHUP and when its bytes change (`reload`).
 ///
 /// Workers (`default_workers`), each a single-threaded runtime with its own listening socket
 /// (`SO_REUSEPORT`) and its own upstream connection pool, as nginx runs its workers:
 /// a request never crosses threads. A control thread handles signals, the provider's
 /// background loading and the metrics listener.
-pub fn run(config: Config) -> Result<(), ServerError> {
+pub fn run(config: Config, file: PathBuf) -> Result<(), ServerError> {
     let workers = config.server.workers.unwrap_or_else(default_workers);
     let listen = config.server.listen;
     let (tls, cert_files) = load_tls(&config)?;
@@ -231,13 +230,11 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                         }
                     };
                     let _ = bound.send(Ok(()));
-                    // A pool per worker; the shared one only if this one cannot be built.
-                    let proxy = Proxy::new(
-                        &gw.config.upstream,
-                        body_rate(&gw.config),
-                        gw.upstreams.len(),
-                    )
-                    .unwrap_or_else(|_| gw.proxy.clone());
+                    // A client per worker (with inline pools per snapshot, made by the
+                    // worker's first request on it); the shared one only if this one cannot
+                    // be built.
+                    let proxy = Proxy::new(&gw.config.upstream, body_rate(&gw.config), 0)
+                        .unwrap_or_else(|_| gw.proxy.clone());
                     let shutdown = async move {
                         let _ = stop.changed().await;
                     };
@@ -279,6 +276,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                     gateway.config.server.secret_poll_interval,
                     gateway.reread.clone(),
                 );
+                reload::watch(gateway.clone(), file);
                 if let Some(l) = metrics_listener {
                     tokio::spawn(serve_metrics(l, gateway.metrics.clone()));
                 }
@@ -366,8 +364,8 @@ async fn until_reread(every: Duration, asked: &tokio::sync::Notify) {
 }
 
 /// SIGHUP: every file watcher reads its files now, as nginx re-reads its certificates on a
-/// reload. (A changed config still takes a restart.)
-fn reread_on_sighup(reread: Arc<tokio::sync::Notify>) {
+/// reload, and `ssogate serve` loads its config file again (`reload`).
+fn reread_on_sighup(reread: Arc<tokio::sync::Notify>, reload: Arc<tokio::sync::Notify>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -375,8 +373,11 @@ fn reread_on_sighup(reread: Arc<tokio::sync::Notify>) {
             return;
         };
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reading the secret files and TLS certificates again (a changed config takes a restart)");
+            tracing::info!(
+                "SIGHUP: reading the config file, the secret files and the TLS certificates again"
+            );
             reread.notify_waiters();
+            reload.notify_one();
         }
     });
 }
