@@ -3,6 +3,7 @@
 //
 //   node tests/support/idp.mjs [--port N] [--pool ID] [--redirect-uri URL]... [--logout-uri URL]...
 //                              [--id-token-ttl S] [--access-token-ttl S]
+//                              [--moto-endpoint URL --moto-pool ID]
 //
 // Prints exactly one JSON line to stdout when listening: {"port":N,"issuer":"http://127.0.0.1:N/<pool>"}.
 // Everything else (oidc-provider warnings, errors) goes to stderr. See README.md for the control API.
@@ -13,6 +14,8 @@ import * as http from 'node:http';
 import { parseArgs } from 'node:util';
 
 import Provider from 'oidc-provider';
+
+import { motoUsers } from './moto-users.mjs';
 
 // ---------------------------------------------------------------- command line
 
@@ -27,6 +30,9 @@ const { values: args } = parseArgs({
     // Overrides discovery's id_token_signing_alg_values_supported (comma-separated), for
     // relying parties that take their algorithm allow-list from it.
     'advertise-algs': { type: 'string' },
+    // The users of this moto pool instead of the fixed ones (moto-users.mjs).
+    'moto-endpoint': { type: 'string' },
+    'moto-pool': { type: 'string' },
   },
   strict: true,
 });
@@ -45,6 +51,9 @@ const LOGOUT_URIS = args['logout-uri'];
 const ID_TOKEN_TTL = positiveInt('id-token-ttl');
 const ACCESS_TOKEN_TTL = positiveInt('access-token-ttl');
 
+if (Boolean(args['moto-endpoint']) !== Boolean(args['moto-pool'])) throw new Error('--moto-endpoint and --moto-pool go together');
+const MOTO = args['moto-endpoint'] ? motoUsers({ endpoint: args['moto-endpoint'], pool: args['moto-pool'] }) : null;
+
 const log = (...a) => console.error('[idp]', ...a); // stdout is reserved for the one JSON line
 
 // ---------------------------------------------------------------- users
@@ -62,15 +71,26 @@ const userBySub = (sub) => [...users].find(([, u]) => u.sub === sub);
 
 // oidc-provider's account lookup. Returning undefined for a disabled or deleted user is what
 // makes a refresh grant fail with invalid_grant ("referenced account not found"), as in Cognito.
+// With --moto-*, the user is looked up in moto at every token and refresh instead.
 async function findAccount(_ctx, sub) {
+  if (MOTO) {
+    // Asked at every token and refresh, so the claims are the pool's current ones.
+    const user = await MOTO.bySub(sub);
+    return user?.enabled ? accountOf(sub, user.username, async () => user) : undefined;
+  }
   const found = userBySub(sub);
   if (!found || !found[1].enabled) return undefined;
   const [username] = found;
+  return accountOf(sub, username, async () => users.get(username));
+}
+
+// `current()` reads the user record at token time, so refreshed ID tokens carry the CURRENT
+// groups.
+function accountOf(sub, username, current) {
   return {
     accountId: sub,
-    // Read the user record at token time, so refreshed ID tokens carry the CURRENT groups.
     async claims(use) {
-      const u = users.get(username);
+      const u = await current();
       const claims = { sub, email: u.email, email_verified: u.email_verified };
       if (use === 'id_token') {
         claims.token_use = 'id';
@@ -543,14 +563,22 @@ async function loginPage(ctx, provider, uid) {
     ctx.redirect(returnTo);
   };
 
+  // The hosted-UI session of a moto user disabled or deleted since: refused with Cognito's
+  // words (oidc-provider asks for a login then, as the account is not found); the form signs
+  // in afresh.
+  let refusal;
+  if (MOTO && details.session?.accountId) {
+    const user = await MOTO.bySub(details.session.accountId);
+    if (!user?.enabled) refusal = user ? 'User is disabled.' : 'User does not exist.';
+  }
   // Already signed in (hosted-UI session), only consent missing: grant it silently, so a
   // signed-in browser goes straight back to the client (one extra redirect through here).
-  if (details.prompt.name === 'consent') {
+  if (details.prompt.name === 'consent' && !refusal) {
     const accountId = details.session.accountId;
     return finish({ consent: { grantId: await grantAll(provider, details, accountId) } });
   }
 
-  if (ctx.method === 'GET') return loginForm(ctx, action);
+  if (ctx.method === 'GET') return loginForm(ctx, action, { error: refusal });
   if (ctx.method !== 'POST') {
     ctx.status = 405;
     return undefined;
@@ -558,6 +586,7 @@ async function loginPage(ctx, provider, uid) {
 
   const form = await readForm(ctx.req);
   const username = form.get('username') ?? '';
+  if (MOTO) return motoLogin(ctx, provider, details, action, form, finish);
   const user = users.get(username);
   if (!user || form.get('password') !== PASSWORD) {
     return loginForm(ctx, action, { username, error: 'Incorrect username or password.' });
@@ -566,6 +595,41 @@ async function loginPage(ctx, provider, uid) {
 
   const grantId = await grantAll(provider, details, user.sub);
   return finish({ login: { accountId: user.sub }, consent: { grantId } });
+}
+
+// Sign-in against moto's pool: the password checked there; a temporary one must be replaced
+// first (NEW_PASSWORD_REQUIRED, as the hosted UI asks), in a second form.
+async function motoLogin(ctx, provider, details, action, form, finish) {
+  const username = form.get('username') ?? '';
+  const challenge = form.get('session');
+  const outcome = challenge
+    ? await MOTO.setNewPassword(username, challenge, form.get('new_password') ?? '')
+    : await MOTO.signIn(username, form.get('password') ?? '');
+  if (outcome.newPasswordSession) return newPasswordForm(ctx, action, username, outcome.newPasswordSession);
+  if (outcome.error) {
+    if (challenge) return newPasswordForm(ctx, action, username, challenge, outcome.error);
+    return loginForm(ctx, action, { username, error: outcome.error });
+  }
+  const grantId = await grantAll(provider, details, outcome.user.sub);
+  return finish({ login: { accountId: outcome.user.sub }, consent: { grantId } });
+}
+
+function newPasswordForm(ctx, action, username, session, error) {
+  ctx.status = 200;
+  ctx.type = 'html';
+  ctx.body = `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Change password</title></head>
+<body>
+<h1>Change your password</h1>
+${error ? `<p class="error" id="error">${escapeHtml(error)}</p>` : ''}
+<form method="post" action="${escapeHtml(action)}">
+  <input type="hidden" name="username" value="${escapeHtml(username)}">
+  <input type="hidden" name="session" value="${escapeHtml(session)}">
+  <label>New password <input type="password" name="new_password" autofocus></label>
+  <button type="submit" name="changePassword">Change password</button>
+</form>
+</body></html>
+`;
 }
 
 // ---------------------------------------------------------------- Cognito-style /logout
