@@ -454,6 +454,7 @@ function buildProvider() {
       }
       return undefined;
     }
+    if (MOTO && ctx.path === '/oauth2/authorize') await dropStaleLogin(ctx, provider);
     const login = ctx.path.match(/^\/login\/([\w-]+)$/);
     if (login) return loginPage(ctx, provider, login[1]);
     if (ctx.path === '/logout') return cognitoLogout(ctx, provider);
@@ -563,22 +564,19 @@ async function loginPage(ctx, provider, uid) {
     ctx.redirect(returnTo);
   };
 
-  // The hosted-UI session of a moto user disabled or deleted since: refused with Cognito's
-  // words (oidc-provider asks for a login then, as the account is not found); the form signs
-  // in afresh.
-  let refusal;
-  if (MOTO && details.session?.accountId) {
-    const user = await MOTO.bySub(details.session.accountId);
-    if (!user?.enabled) refusal = user ? 'User is disabled.' : 'User does not exist.';
-  }
   // Already signed in (hosted-UI session), only consent missing: grant it silently, so a
   // signed-in browser goes straight back to the client (one extra redirect through here).
-  if (details.prompt.name === 'consent' && !refusal) {
+  if (details.prompt.name === 'consent') {
     const accountId = details.session.accountId;
     return finish({ consent: { grantId: await grantAll(provider, details, accountId) } });
   }
 
-  if (ctx.method === 'GET') return loginForm(ctx, action, { error: refusal });
+  if (ctx.method === 'GET') {
+    const session = MOTO ? await provider.Session.get(ctx) : null;
+    const refusal = session && staleLogins.get(session.jti);
+    if (refusal) staleLogins.delete(session.jti);
+    return loginForm(ctx, action, { error: refusal });
+  }
   if (ctx.method !== 'POST') {
     ctx.status = 405;
     return undefined;
@@ -630,6 +628,25 @@ ${error ? `<p class="error" id="error">${escapeHtml(error)}</p>` : ''}
 </form>
 </body></html>
 `;
+}
+
+// Hosted-UI sessions (by id) whose moto user was disabled or deleted since they signed in:
+// what the login form says to them once.
+const staleLogins = new Map();
+
+// Before an authorization (moto): a hosted-UI session whose user was disabled or deleted in
+// the pool since is signed out, as Cognito refuses such a user at authorize, and the login
+// form then says why. (oidc-provider itself fails on a session whose account is gone.)
+async function dropStaleLogin(ctx, provider) {
+  const session = await provider.Session.get(ctx);
+  if (!session.accountId) return;
+  const user = await MOTO.bySub(session.accountId);
+  if (user?.enabled) return;
+  staleLogins.set(session.jti, user ? 'User is disabled.' : 'User does not exist.');
+  session.accountId = undefined;
+  session.loginTs = undefined;
+  session.authorizations = undefined;
+  await session.persist();
 }
 
 // ---------------------------------------------------------------- Cognito-style /logout
