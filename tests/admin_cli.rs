@@ -575,7 +575,10 @@ async fn strict_pool(moto: &Moto) -> String {
                 "RequireNumbers": true, "RequireSymbols": true } } }),
         )
         .await;
-    pool["UserPool"]["Id"].as_str().expect("pool id").to_string()
+    pool["UserPool"]["Id"]
+        .as_str()
+        .expect("pool id")
+        .to_string()
 }
 
 #[tokio::test]
@@ -611,7 +614,14 @@ async fn temporary_passwords_meet_the_pools_policy_or_are_refused_in_words() {
     let made = ssogate(
         &moto,
         &pool,
-        &["users", "create", "ann", "--email", "ann@example.com", "--json"],
+        &[
+            "users",
+            "create",
+            "ann",
+            "--email",
+            "ann@example.com",
+            "--json",
+        ],
     );
     ok(&made);
     let password = json(&made)["temporary_password"]
@@ -647,7 +657,8 @@ async fn temporary_passwords_meet_the_pools_policy_or_are_refused_in_words() {
     );
     assert_eq!(refused.status.code(), Some(5), "{}", stderr(&refused));
     assert!(
-        stderr(&refused).contains("password policy not met: The provided password does not confirm"),
+        stderr(&refused)
+            .contains("password policy not met: The provided password does not confirm"),
         "{}",
         stderr(&refused)
     );

@@ -140,7 +140,10 @@ async fn disabled_and_deleted_users_lose_their_sessions_at_once(s: &Stand) {
 
     let said = admin_does(s, &admin, "disable", "dave").await;
     assert!(said.contains("Disabled dave"), "{said}");
-    assert!(said.contains("gateway sessions ended at once (2)"), "{said}");
+    assert!(
+        said.contains("gateway sessions ended at once (2)"),
+        "{said}"
+    );
     for browser in [&dave, &dave2] {
         let (status, location) = sent_to(&s.gw, browser).await;
         assert_eq!(status, StatusCode::FOUND, "dave still passes");

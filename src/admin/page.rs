@@ -28,9 +28,8 @@ pub struct Visitor<'a> {
 /// Ends the gateway sessions of the person with this subject: `Ok(Some(n))` ended at once,
 /// `Ok(None)` when the session store is the cookie (they end at their next refresh), `Err`
 /// in words.
-pub type EndSessions<'a> = &'a (dyn Fn(String) -> BoxFuture<'a, Result<Option<usize>, String>>
-         + Send
-         + Sync);
+pub type EndSessions<'a> =
+    &'a (dyn Fn(String) -> BoxFuture<'a, Result<Option<usize>, String>> + Send + Sync);
 
 /// The parts of the request the page reads.
 pub struct PageRequest<'a> {

@@ -42,7 +42,11 @@ impl PasswordPolicy {
             unmet.push(format!("at least {} characters", self.min_length));
         }
         let rules = [
-            (self.upper, "an upper-case letter", char::is_ascii_uppercase as fn(&char) -> bool),
+            (
+                self.upper,
+                "an upper-case letter",
+                char::is_ascii_uppercase as fn(&char) -> bool,
+            ),
             (self.lower, "a lower-case letter", char::is_ascii_lowercase),
             (self.digit, "a digit", char::is_ascii_digit),
             (self.symbol, "a symbol", |c: &char| SYMBOLS.contains(*c)),

@@ -58,11 +58,7 @@ pub(super) async fn handle(
     let principal = &live.session.principal;
     let session = format!("{}\n{}", principal.sub, live.session.created);
     let end_sessions = |sub: String| -> BoxFuture<'_, Result<Option<usize>, String>> {
-        Box::pin(async move {
-            auth.end_sessions_of(&sub)
-                .await
-                .map_err(|e| e.to_string())
-        })
+        Box::pin(async move { auth.end_sessions_of(&sub).await.map_err(|e| e.to_string()) })
     };
     let answer = page
         .answer(

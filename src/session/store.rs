@@ -173,7 +173,8 @@ impl Store {
                 let ids: Vec<Arc<String>> = cache
                     .iter()
                     .filter(|(_, packed)| {
-                        pack::unpack(packed).is_some_and(|json| owner(&json).as_deref() == Some(sub))
+                        pack::unpack(packed)
+                            .is_some_and(|json| owner(&json).as_deref() == Some(sub))
                     })
                     .map(|(id, _)| id)
                     .collect();
