@@ -1,6 +1,7 @@
 //! The admin page's way in (`{auth_prefix}/admin`, feature `cognito-admin`): the visitor's
-//! session (sign-in first, as for any protected page), the form body (16 KiB at most), and
-//! the page's answer as an HTML response, and ending a person's sessions when the page asks. What the page shows and allows is `admin::page`'s.
+//! session (sign-in first, as for any protected page), the form body (16 KiB at most), the
+//! page's answer as an HTML response, and ending a person's sessions when the page asks
+//! (after a disable or delete). What the page shows and allows is `admin::page`'s.
 
 use futures_util::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
