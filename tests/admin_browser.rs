@@ -7,7 +7,7 @@
 //!
 //! Needs /usr/bin/chromium (or `CHROMIUM`), `npm ci --prefix tests/support` and moto;
 //! `scripts/test` installs them. Without them the test fails, it never skips.
-//! `BROWSER_SCREENSHOTS=<dir>` keeps a screenshot of every step there.
+//! `BROWSER_SCREENSHOTS=<dir>` keeps a screenshot of every step in `<dir>/<store>`.
 #![cfg(feature = "cognito-admin")]
 
 mod common;
@@ -80,9 +80,11 @@ async fn story(session: &str, id_token_ttl: u64) -> Gateway {
         "cookie"
     };
     let out = tempfile::tempdir().expect("temp dir");
+    // One directory per story: the two tests run at once.
     let shots = std::env::var_os("BROWSER_SCREENSHOTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| out.path().join("screenshots"));
+        .unwrap_or_else(|| out.path().join("screenshots"))
+        .join(store);
     let stdout_path = out.path().join("story.stdout");
     let stderr_path = out.path().join("story.stderr");
     let started = Instant::now();
