@@ -213,9 +213,8 @@ async fn users_create_errors_in_words() {
         stderr(&again)
     );
 
-    // moto checks the password policy at AdminSetUserPassword, not at AdminCreateUser's
-    // temporary password (Cognito checks both): `users_reset_password_forces_a_new_one`
-    // covers the refusal.
+    // A temporary password the pool's policy refuses:
+    // `temporary_passwords_meet_the_pools_policy_or_are_refused_in_words`.
 
     let no_group = ssogate(
         &moto,
@@ -564,4 +563,103 @@ async fn a_missing_permission_names_the_iam_action() {
     let denied = run(&["groups", "list", "--json"]);
     assert_eq!(denied.status.code(), Some(6));
     assert_eq!(json(&denied)["error"], "permission_denied");
+}
+
+/// A pool whose policy asks for 20 characters of every class.
+async fn strict_pool(moto: &Moto) -> String {
+    let pool = moto
+        .call(
+            "CreateUserPool",
+            serde_json::json!({ "PoolName": "strict", "Policies": { "PasswordPolicy": {
+                "MinimumLength": 20, "RequireUppercase": true, "RequireLowercase": true,
+                "RequireNumbers": true, "RequireSymbols": true } } }),
+        )
+        .await;
+    pool["UserPool"]["Id"]
+        .as_str()
+        .expect("pool id")
+        .to_string()
+}
+
+#[tokio::test]
+async fn temporary_passwords_meet_the_pools_policy_or_are_refused_in_words() {
+    let moto = Moto::start();
+    let pool = strict_pool(&moto).await;
+
+    // Chosen and too weak: refused before Cognito is asked, naming what is missing.
+    let weak = ssogate(
+        &moto,
+        &pool,
+        &[
+            "users",
+            "create",
+            "ann",
+            "--email",
+            "ann@example.com",
+            "--temporary-password",
+            "Short1x",
+        ],
+    );
+    assert_eq!(weak.status.code(), Some(5), "{}", stderr(&weak));
+    assert!(
+        stderr(&weak).contains(
+            "password policy not met: the pool's policy asks for at least 20 characters, a symbol"
+        ),
+        "{}",
+        stderr(&weak)
+    );
+    assert!(moto.user(&pool, "ann").await.is_none(), "no user was made");
+
+    // Generated: as long as the policy asks, and Cognito's (moto's) own check accepts it.
+    let made = ssogate(
+        &moto,
+        &pool,
+        &[
+            "users",
+            "create",
+            "ann",
+            "--email",
+            "ann@example.com",
+            "--json",
+        ],
+    );
+    ok(&made);
+    let password = json(&made)["temporary_password"]
+        .as_str()
+        .expect("a password")
+        .to_string();
+    assert_eq!(password.len(), 20, "{password}");
+    moto.call(
+        "AdminSetUserPassword",
+        serde_json::json!({ "UserPoolId": pool, "Username": "ann", "Password": password,
+                            "Permanent": false }),
+    )
+    .await;
+    let reset = ssogate(&moto, &pool, &["users", "reset-password", "ann", "--json"]);
+    ok(&reset);
+    assert_eq!(
+        json(&reset)["temporary_password"].as_str().map(str::len),
+        Some(20)
+    );
+
+    // Refused by Cognito itself (moto allows at most 98 characters): its message, in words.
+    let long = format!("Aa1!{}", "x".repeat(100));
+    let refused = ssogate(
+        &moto,
+        &pool,
+        &[
+            "users",
+            "reset-password",
+            "ann",
+            "--temporary-password",
+            &long,
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(5), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused)
+            .contains("password policy not met: The provided password does not confirm"),
+        "{}",
+        stderr(&refused)
+    );
 }

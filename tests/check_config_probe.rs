@@ -5,7 +5,7 @@
 mod common;
 #[path = "common/idp.rs"]
 mod idp;
-#[path = "common/redis.rs"]
+#[path = "common/redis_server.rs"]
 mod redis_server;
 
 use std::process::Command;

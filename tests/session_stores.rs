@@ -5,7 +5,7 @@
 mod common;
 #[path = "common/idp.rs"]
 mod idp;
-#[path = "common/redis.rs"]
+#[path = "common/redis_server.rs"]
 mod redis_server;
 
 use std::process::{Child, Command, Stdio};
@@ -571,10 +571,11 @@ impl RedisWithSentinel {
             ])
             .output()
             .expect("redis-cli");
-        // SCAN may return a key more than once; refresh locks are not sessions.
+        // SCAN may return a key more than once; refresh locks and the per-user index sets
+        // (`user:<sub>`, for the admin page) are not sessions.
         let keys: std::collections::HashSet<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|l| !l.is_empty() && !l.contains(":lock:"))
+            .filter(|l| !l.is_empty() && !l.contains(":lock:") && !l.contains(":user:"))
             .map(str::to_string)
             .collect();
         keys.len()

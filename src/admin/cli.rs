@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::pool::{generate_password, AdminError, Pool, PoolUser};
+use super::pool::{AdminError, Pool, PoolUser};
 use crate::config::{AdminConfig, Config, ProcessSource};
 
 /// Exit codes: 0 done; 1 any other failure; 2 usage or configuration; 3 user, group or pool
@@ -286,7 +286,7 @@ async fn run_users(pool: &Pool, command: UsersCommand, json: bool) -> Result<(),
             if let Some(missing) = groups.iter().find(|g| !known.iter().any(|k| &k.name == *g)) {
                 return Err(AdminError::GroupNotFound(missing.clone()).into());
             }
-            let password = temporary_password.unwrap_or_else(generate_password);
+            let password = pool.temporary_password(temporary_password).await?;
             pool.create_user(&username, &email, &password, send_invite)
                 .await?;
             for g in &groups {
@@ -333,7 +333,7 @@ async fn run_users(pool: &Pool, command: UsersCommand, json: bool) -> Result<(),
             username,
             temporary_password,
         } => {
-            let password = temporary_password.unwrap_or_else(generate_password);
+            let password = pool.temporary_password(temporary_password).await?;
             pool.set_temporary_password(&username, &password).await?;
             if json {
                 println!(

@@ -4,13 +4,15 @@
 //! (`admin.allowed_groups`, others 403), the CSRF token every change carries (an HMAC of the
 //! visitor's session, keyed from the session secret so replicas agree), the audit line per
 //! change, and the HTML, server-rendered with no outside assets. The server hands it the
-//! signed-in visitor and the request's method, path, query and form; it never reads cookies
-//! or sessions itself.
+//! signed-in visitor and the request's method, path, query and form, and a way to end a
+//! person's gateway sessions (used after a disable or delete); it never reads cookies or
+//! sessions itself.
 
+use futures_util::future::BoxFuture;
 use ring::hmac;
 use tokio::sync::OnceCell;
 
-use super::pool::{generate_password, AdminError, Pool, PoolUser};
+use super::pool::{AdminError, Pool, PoolUser};
 use super::roles::RoleMap;
 use crate::config::AdminConfig;
 
@@ -23,6 +25,12 @@ pub struct Visitor<'a> {
     pub session: &'a str,
 }
 
+/// Ends the gateway sessions of the person with this subject: `Ok(Some(n))` ended at once,
+/// `Ok(None)` when the session store is the cookie (they end at their next refresh), `Err`
+/// in words.
+pub type EndSessions<'a> =
+    &'a (dyn Fn(String) -> BoxFuture<'a, Result<Option<usize>, String>> + Send + Sync);
+
 /// The parts of the request the page reads.
 pub struct PageRequest<'a> {
     pub post: bool,
@@ -31,6 +39,7 @@ pub struct PageRequest<'a> {
     pub query: Option<&'a str>,
     /// The `application/x-www-form-urlencoded` body of a POST.
     pub form: &'a [u8],
+    pub end_sessions: EndSessions<'a>,
 }
 
 /// What to answer: a status and a page (title, escaped body).
@@ -114,7 +123,7 @@ impl AdminPage {
         match (r.post, r.below) {
             (false, "") => self.listing(v, 200, None).await,
             (false, "/delete") => self.confirm_delete(v, r.query),
-            (true, "") => self.change(v, r.form).await,
+            (true, "") => self.change(v, r.form, r.end_sessions).await,
             _ => PageAnswer {
                 status: 404,
                 title: "Not found".into(),
@@ -152,7 +161,7 @@ impl AdminPage {
     }
 
     /// A POST: one change, checked, done, logged; then the list with what happened.
-    async fn change(&self, v: &Visitor<'_>, form: &[u8]) -> PageAnswer {
+    async fn change(&self, v: &Visitor<'_>, form: &[u8], end: EndSessions<'_>) -> PageAnswer {
         if !self.csrf_ok(v, field(form, "csrf").as_deref()) {
             return PageAnswer {
                 status: 403,
@@ -171,9 +180,15 @@ impl AdminPage {
             "create" => {
                 let email = field(form, "email").unwrap_or_default();
                 let groups: Vec<String> = fields(form, "groups");
-                let password = generate_password();
-                match pool.create_user(&user, &email, &password, false).await {
-                    Ok(()) => {
+                let created = match pool.temporary_password(None).await {
+                    Ok(password) => pool
+                        .create_user(&user, &email, &password, false)
+                        .await
+                        .map(|()| password),
+                    Err(e) => Err(e),
+                };
+                match created {
+                    Ok(password) => {
                         let mut joined = Ok(());
                         for g in &groups {
                             joined = pool.add_to_group(&user, g).await;
@@ -192,10 +207,17 @@ impl AdminPage {
                     Err(e) => Err(e),
                 }
             }
-            "disable" => pool
-                .disable_user(&user)
-                .await
-                .map(|()| format!("Disabled {} and signed them out everywhere.", esc(&user))),
+            "disable" => {
+                let sub = sub_of(pool, &user).await;
+                match pool.disable_user(&user).await {
+                    Ok(()) => Ok(format!(
+                        "Disabled {} and signed them out everywhere in Cognito. {}",
+                        esc(&user),
+                        end_gateway_sessions(end, sub).await
+                    )),
+                    Err(e) => Err(e),
+                }
+            }
             "enable" => pool
                 .enable_user(&user)
                 .await
@@ -215,8 +237,12 @@ impl AdminPage {
                     .map(|()| format!("Removed {} from {}.", esc(&user), esc(g))),
             },
             "reset-password" => {
-                let password = generate_password();
-                pool.set_temporary_password(&user, &password).await.map(|()| {
+                let password = pool.temporary_password(None).await;
+                let set = match password {
+                    Ok(p) => pool.set_temporary_password(&user, &p).await.map(|()| p),
+                    Err(e) => Err(e),
+                };
+                set.map(|password| {
                     format!(
                         "New temporary password for {}: <code id=\"temporary-password\">{}</code> (shown once).",
                         esc(&user),
@@ -224,10 +250,17 @@ impl AdminPage {
                     )
                 })
             }
-            "delete" if field(form, "confirm").as_deref() == Some("yes") => pool
-                .delete_user(&user)
-                .await
-                .map(|()| format!("Deleted {}.", esc(&user))),
+            "delete" if field(form, "confirm").as_deref() == Some("yes") => {
+                let sub = sub_of(pool, &user).await;
+                match pool.delete_user(&user).await {
+                    Ok(()) => Ok(format!(
+                        "Deleted {}. {}",
+                        esc(&user),
+                        end_gateway_sessions(end, sub).await
+                    )),
+                    Err(e) => Err(e),
+                }
+            }
             "delete" => {
                 return self.confirm_delete(v, Some(&format!("user={}", form_escape(&user))));
             }
@@ -393,6 +426,27 @@ impl AdminPage {
             esc(&groups.join(", ")),
             esc(&self.roles.roles_of(groups).join(", ")),
         )
+    }
+}
+
+/// The `sub` of `user`, which names them in the gateway's sessions; read before a disable or
+/// delete (after a delete there is no one to ask).
+async fn sub_of(pool: &Pool, user: &str) -> Option<String> {
+    pool.user(user).await.ok().and_then(|u| u.sub)
+}
+
+/// Ends the person's gateway sessions; what happened, in a sentence for the page.
+async fn end_gateway_sessions(end: EndSessions<'_>, sub: Option<String>) -> String {
+    let Some(sub) = sub else {
+        return "Cognito gave no <code>sub</code> for them: their gateway sessions end at their next refresh.".into();
+    };
+    match end(sub).await {
+        Ok(Some(n)) => format!("Their gateway sessions ended at once ({n})."),
+        Ok(None) => "Their gateway session ends at its next refresh with Cognito (the session store is the cookie, which keeps no sessions to end at once).".into(),
+        Err(e) => format!(
+            "Their gateway sessions could not be ended at once ({}): they end at their next refresh.",
+            esc(&e)
+        ),
     }
 }
 

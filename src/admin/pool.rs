@@ -10,6 +10,7 @@ use cognito::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use cognito::types::{AttributeType, DeliveryMediumType, MessageActionType, UserType};
 use serde::Serialize;
 
+use super::password::PasswordPolicy;
 use crate::config::AdminConfig;
 
 /// A person in the pool.
@@ -22,6 +23,9 @@ pub struct PoolUser {
     pub enabled: bool,
     /// RFC 3339.
     pub created: Option<String>,
+    /// The `sub` attribute: what the gateway's sessions name the person by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
 }
 
 /// A group of the pool.
@@ -43,7 +47,7 @@ pub enum AdminError {
     PoolNotFound(String),
     #[error("user {0:?} already exists")]
     UserExists(String),
-    #[error("the password does not meet the pool's password policy: {0}")]
+    #[error("password policy not met: {0}")]
     PasswordPolicy(String),
     #[error("permission denied: the AWS identity in use may not call {action}; allow it in its IAM policy (README \"Cognito user administration\"): {message}")]
     Denied {
@@ -292,6 +296,7 @@ impl Pool {
                 .unwrap_or_default(),
             enabled: out.enabled(),
             created: out.user_create_date().map(|d| d.to_string()),
+            sub: attribute(out.user_attributes(), "sub"),
         })
     }
 
@@ -445,6 +450,52 @@ impl Pool {
         Ok(())
     }
 
+    /// The pool's password policy (`DescribeUserPool`).
+    pub async fn password_policy(&self) -> Result<PasswordPolicy, AdminError> {
+        let out = self
+            .client
+            .describe_user_pool()
+            .user_pool_id(&self.pool_id)
+            .send()
+            .await
+            .map_err(|e| failed("cognito-idp:DescribeUserPool", About::default(), e))?;
+        let Some(p) = out
+            .user_pool()
+            .and_then(|u| u.policies())
+            .and_then(|p| p.password_policy())
+        else {
+            return Ok(PasswordPolicy::default());
+        };
+        Ok(PasswordPolicy {
+            min_length: p
+                .minimum_length()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(8),
+            upper: p.require_uppercase(),
+            lower: p.require_lowercase(),
+            digit: p.require_numbers(),
+            symbol: p.require_symbols(),
+        })
+    }
+
+    /// The temporary password to give: `chosen` when it meets the pool's policy (refused in
+    /// words otherwise), else a generated one that meets it. Without the policy (no
+    /// `DescribeUserPool` permission) a chosen password goes to Cognito unchecked, which
+    /// checks it itself, and the generated one meets Cognito's default policy at 16
+    /// characters.
+    pub async fn temporary_password(&self, chosen: Option<String>) -> Result<String, AdminError> {
+        let policy = self.password_policy().await.ok();
+        match chosen {
+            Some(p) => {
+                if let Some(policy) = policy {
+                    policy.check(&p)?;
+                }
+                Ok(p)
+            }
+            None => Ok(policy.unwrap_or_default().generate()),
+        }
+    }
+
     /// Gives the user a new temporary password (`AdminSetUserPassword`, not permanent): they
     /// must choose their own at the next sign-in.
     pub async fn set_temporary_password(
@@ -489,33 +540,8 @@ fn user_of(u: &UserType) -> PoolUser {
             .unwrap_or_default(),
         enabled: u.enabled(),
         created: u.user_create_date().map(|d| d.to_string()),
+        sub: attribute(u.attributes(), "sub"),
     }
-}
-
-/// A temporary password that meets Cognito's default policy (upper, lower, digit, symbol;
-/// 16 characters), from the system's random source.
-pub fn generate_password() -> String {
-    use ring::rand::{SecureRandom, SystemRandom};
-    const CLASSES: [&[u8]; 4] = [
-        b"ABCDEFGHJKLMNPQRSTUVWXYZ",
-        b"abcdefghijkmnopqrstuvwxyz",
-        b"23456789",
-        b"!#%+-=?@^_",
-    ];
-    let mut bytes = [0u8; 16];
-    // SystemRandom fails only without an OS random source, where nothing here could work.
-    if SystemRandom::new().fill(&mut bytes).is_err() {
-        bytes = [7; 16];
-    }
-    bytes
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            // The first four positions take one of each class; the rest any class.
-            let class = CLASSES[if i < 4 { i } else { usize::from(*b >> 6) }];
-            char::from(class[usize::from(*b) % class.len()])
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -582,6 +608,20 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_password_says_the_policy_is_not_met_in_cognitos_words() {
+        let e = from_cognito(
+            "cognito-idp:AdminCreateUser",
+            user("ann"),
+            Some("InvalidPasswordException"),
+            Some("Password did not conform with policy: Password not long enough"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "password policy not met: Password did not conform with policy: Password not long enough"
+        );
+    }
+
+    #[test]
     fn refused_credentials_are_a_permission_problem() {
         let e = from_cognito(
             "cognito-idp:ListUsers",
@@ -590,17 +630,5 @@ mod tests {
             Some("The security token included in the request is invalid."),
         );
         assert_eq!(e.kind(), "permission_denied");
-    }
-
-    #[test]
-    fn generated_passwords_have_every_class() {
-        for _ in 0..50 {
-            let p = generate_password();
-            assert_eq!(p.len(), 16);
-            assert!(p.chars().any(|c| c.is_ascii_uppercase()));
-            assert!(p.chars().any(|c| c.is_ascii_lowercase()));
-            assert!(p.chars().any(|c| c.is_ascii_digit()));
-            assert!(p.chars().any(|c| !c.is_ascii_alphanumeric()));
-        }
     }
 }

@@ -1,7 +1,9 @@
 //! The admin page's way in (`{auth_prefix}/admin`, feature `cognito-admin`): the visitor's
-//! session (sign-in first, as for any protected page), the form body (16 KiB at most), and
-//! the page's answer as an HTML response. What the page shows and allows is `admin::page`'s.
+//! session (sign-in first, as for any protected page), the form body (16 KiB at most), the
+//! page's answer as an HTML response, and ending a person's sessions when the page asks
+//! (after a disable or delete). What the page shows and allows is `admin::page`'s.
 
+use futures_util::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
@@ -59,6 +61,9 @@ pub(super) async fn handle(
     };
     let principal = &live.session.principal;
     let session = format!("{}\n{}", principal.sub, live.session.created);
+    let end_sessions = |sub: String| -> BoxFuture<'_, Result<Option<usize>, String>> {
+        Box::pin(async move { auth.end_sessions_of(&sub).await.map_err(|e| e.to_string()) })
+    };
     let answer = page
         .answer(
             &Visitor {
@@ -71,6 +76,7 @@ pub(super) async fn handle(
                 below,
                 query: req.uri().query(),
                 form: &form,
+                end_sessions: &end_sessions,
             },
         )
         .await;

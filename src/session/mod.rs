@@ -283,6 +283,13 @@ impl Sessions {
         self.store.unlock(key, owner).await
     }
 
+    /// Ends every stored session of the person with subject `sub` (an admin disabled or
+    /// deleted them): how many. The cookie store keeps none: 0, the sessions end at their next
+    /// refresh instead.
+    pub async fn end_sessions_of(&self, sub: &str) -> Result<usize, StoreError> {
+        self.store.end_sessions_of(sub).await
+    }
+
     /// Whether the store answers (for `/ready`).
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await

@@ -1,5 +1,7 @@
 //! Where server-side sessions live. An enum rather than a trait object: three known kinds,
-//! no boxing on the request path.
+//! no boxing on the request path. Also ends all sessions of one person (`end_sessions_of`,
+//! for the admin page): the memory store looks through its records, Redis keeps an index
+//! set per person beside them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,6 +161,47 @@ impl Store {
             _ => Ok(()),
         }
     }
+
+    /// Deletes every stored session whose principal has subject `sub`; how many. Never on
+    /// the request path (an admin disabling or deleting someone), so the memory store may
+    /// look through all its records rather than keep an index the sign-in would have to
+    /// update. The cookie store has nothing to delete: 0.
+    pub async fn end_sessions_of(&self, sub: &str) -> Result<usize, StoreError> {
+        match self {
+            Store::Cookie => Ok(0),
+            Store::Memory(cache) => {
+                let ids: Vec<Arc<String>> = cache
+                    .iter()
+                    .filter(|(_, packed)| {
+                        pack::unpack(packed)
+                            .is_some_and(|json| owner(&json).as_deref() == Some(sub))
+                    })
+                    .map(|(id, _)| id)
+                    .collect();
+                for id in &ids {
+                    cache.invalidate(id.as_str()).await;
+                }
+                Ok(ids.len())
+            }
+            #[cfg(feature = "redis-store")]
+            Store::Redis(r) => r.end_sessions_of(sub).await,
+        }
+    }
+}
+
+/// The subject of the principal a session record holds.
+fn owner(json: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Record {
+        principal: Principal,
+    }
+    #[derive(serde::Deserialize)]
+    struct Principal {
+        sub: String,
+    }
+    serde_json::from_str::<Record>(json)
+        .ok()
+        .map(|r| r.principal.sub)
 }
 
 #[cfg(feature = "redis-store")]
@@ -182,6 +225,9 @@ mod redis_store {
     pub struct RedisStore {
         backend: Backend,
         prefix: String,
+        /// How long a person's index set (`index_key`) lives after their last sign-in: the
+        /// longest a session can.
+        index_ttl_secs: u64,
     }
 
     // One per process: the size difference costs nothing worth a box.
@@ -252,6 +298,7 @@ mod redis_store {
                 return Ok(RedisStore {
                     backend: Backend::Sentinel(Mutex::new(client), ArcSwapOption::empty()),
                     prefix: config.redis_key_prefix.clone(),
+                    index_ttl_secs: config.max_lifetime.as_secs().max(1),
                 });
             }
             let backend = match cluster_nodes(url) {
@@ -271,6 +318,7 @@ mod redis_store {
             Ok(RedisStore {
                 backend,
                 prefix: config.redis_key_prefix.clone(),
+                index_ttl_secs: config.max_lifetime.as_secs().max(1),
             })
         }
 
@@ -341,6 +389,12 @@ mod redis_store {
             format!("{}lock:{key}", self.prefix)
         }
 
+        /// The set of session ids of the person with subject `sub` (session ids are
+        /// base64url: never `user:...`).
+        fn index_key(&self, sub: &str) -> String {
+            format!("{}user:{sub}", self.prefix)
+        }
+
         /// `op` (getting a connection included) within `TIMEOUT`: a Redis that accepts
         /// connections and never answers (stopped, or black-holed by a network fault) costs
         /// each request at most that, instead of queueing them behind the first connect.
@@ -368,13 +422,33 @@ mod redis_store {
             .await
         }
 
+        /// Writes the record and files its id under its person (`index_key`), so
+        /// `end_sessions_of` finds it. A refresh (`replace`) keeps the id: no new filing.
         pub async fn put(&self, id: &str, json: &str, ttl_secs: u64) -> Result<(), StoreError> {
             let key = self.key(id);
+            let index = owner(json).map(|sub| (self.index_key(&sub), self.index_ttl_secs));
+            let index = index.as_ref().map(|(k, ttl)| (k.as_str(), id, *ttl));
             self.within(async {
                 match self.conn().await? {
-                    Conn::Single(mut c) => put(&mut c, &key, json, ttl_secs).await,
-                    Conn::Cluster(mut c) => put(&mut c, &key, json, ttl_secs).await,
-                    Conn::Sentinel(mut c) => self.forget(put(&mut c, &key, json, ttl_secs).await),
+                    Conn::Single(mut c) => put(&mut c, &key, json, ttl_secs, index).await,
+                    Conn::Cluster(mut c) => put(&mut c, &key, json, ttl_secs, index).await,
+                    Conn::Sentinel(mut c) => {
+                        self.forget(put(&mut c, &key, json, ttl_secs, index).await)
+                    }
+                }
+            })
+            .await
+        }
+
+        /// Deletes the sessions filed under `sub` and the index itself.
+        pub async fn end_sessions_of(&self, sub: &str) -> Result<usize, StoreError> {
+            let index = self.index_key(sub);
+            let prefix = &self.prefix;
+            self.within(async {
+                match self.conn().await? {
+                    Conn::Single(mut c) => end_all(&mut c, &index, prefix).await,
+                    Conn::Cluster(mut c) => end_all(&mut c, &index, prefix).await,
+                    Conn::Sentinel(mut c) => self.forget(end_all(&mut c, &index, prefix).await),
                 }
             })
             .await
@@ -481,15 +555,42 @@ mod redis_store {
         c.get(key).await.map_err(unavailable)
     }
 
+    /// SET EX the record; with `index` (set key, id, ttl), SADD the id to it and renew its
+    /// time. Separate commands: in a cluster the two keys may live on different nodes.
     async fn put<C: ConnectionLike + Send>(
         c: &mut C,
         key: &str,
         json: &str,
         ttl_secs: u64,
+        index: Option<(&str, &str, u64)>,
     ) -> Result<(), StoreError> {
         c.set_ex::<_, _, ()>(key, json, ttl_secs)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        if let Some((set, id, ttl)) = index {
+            c.sadd::<_, _, ()>(set, id).await.map_err(unavailable)?;
+            c.expire::<_, ()>(set, ttl as i64)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes each session whose id is in the set `index` (some may be gone already: signed
+    /// out, expired), then the set; how many records were deleted.
+    async fn end_all<C: ConnectionLike + Send>(
+        c: &mut C,
+        index: &str,
+        prefix: &str,
+    ) -> Result<usize, StoreError> {
+        let ids: Vec<String> = c.smembers(index).await.map_err(unavailable)?;
+        let mut ended = 0;
+        for id in &ids {
+            let deleted: usize = c.del(format!("{prefix}{id}")).await.map_err(unavailable)?;
+            ended += deleted;
+        }
+        c.del::<_, ()>(index).await.map_err(unavailable)?;
+        Ok(ended)
     }
 
     /// SET ... XX: only over a key that exists; whether it did.

@@ -334,13 +334,23 @@ pub async fn tokens_by_code_flow(
 /// redirects back through the callback. Returns the final answer (from the upstream, or a
 /// gateway page) and every URL on the way.
 pub async fn sign_in(client: &Client, start_url: &str, user: &str) -> (Response, Vec<String>) {
+    sign_in_with(client, start_url, user, PASSWORD).await
+}
+
+/// `sign_in` with `password` (a user of a moto pool, `--moto-pool`).
+pub async fn sign_in_with(
+    client: &Client,
+    start_url: &str,
+    user: &str,
+    password: &str,
+) -> (Response, Vec<String>) {
     let (login, mut trail) = follow(client, start_url, None).await;
     assert_eq!(
         login.status(),
         StatusCode::OK,
         "expected the login page, trail: {trail:#?}"
     );
-    let answer = submit_login(client, login, user, PASSWORD).await;
+    let answer = submit_login(client, login, user, password).await;
     assert!(
         answer.status().is_redirection(),
         "login failed: {}",

@@ -3,6 +3,7 @@
 //
 //   node tests/support/idp.mjs [--port N] [--pool ID] [--redirect-uri URL]... [--logout-uri URL]...
 //                              [--id-token-ttl S] [--access-token-ttl S]
+//                              [--moto-endpoint URL --moto-pool ID]
 //
 // Prints exactly one JSON line to stdout when listening: {"port":N,"issuer":"http://127.0.0.1:N/<pool>"}.
 // Everything else (oidc-provider warnings, errors) goes to stderr. See README.md for the control API.
@@ -13,6 +14,8 @@ import * as http from 'node:http';
 import { parseArgs } from 'node:util';
 
 import Provider from 'oidc-provider';
+
+import { motoUsers } from './moto-users.mjs';
 
 // ---------------------------------------------------------------- command line
 
@@ -31,6 +34,9 @@ const { values: args } = parseArgs({
     // `groups` and `preferred_username`, and none of Cognito's own claims (token_use,
     // cognito:username, cognito:groups). For tests with a second, non-Cognito provider.
     'plain-oidc': { type: 'boolean', default: false },
+    // The users of this moto pool instead of the fixed ones (moto-users.mjs).
+    'moto-endpoint': { type: 'string' },
+    'moto-pool': { type: 'string' },
   },
   strict: true,
 });
@@ -49,6 +55,9 @@ const LOGOUT_URIS = args['logout-uri'];
 const ID_TOKEN_TTL = positiveInt('id-token-ttl');
 const ACCESS_TOKEN_TTL = positiveInt('access-token-ttl');
 
+if (Boolean(args['moto-endpoint']) !== Boolean(args['moto-pool'])) throw new Error('--moto-endpoint and --moto-pool go together');
+const MOTO = args['moto-endpoint'] ? motoUsers({ endpoint: args['moto-endpoint'], pool: args['moto-pool'] }) : null;
+
 const log = (...a) => console.error('[idp]', ...a); // stdout is reserved for the one JSON line
 
 // ---------------------------------------------------------------- users
@@ -66,15 +75,26 @@ const userBySub = (sub) => [...users].find(([, u]) => u.sub === sub);
 
 // oidc-provider's account lookup. Returning undefined for a disabled or deleted user is what
 // makes a refresh grant fail with invalid_grant ("referenced account not found"), as in Cognito.
+// With --moto-*, the user is looked up in moto at every token and refresh instead.
 async function findAccount(_ctx, sub) {
+  if (MOTO) {
+    // Asked at every token and refresh, so the claims are the pool's current ones.
+    const user = await MOTO.bySub(sub);
+    return user?.enabled ? accountOf(sub, user.username, async () => user) : undefined;
+  }
   const found = userBySub(sub);
   if (!found || !found[1].enabled) return undefined;
   const [username] = found;
+  return accountOf(sub, username, async () => users.get(username));
+}
+
+// `current()` reads the user record at token time, so refreshed ID tokens carry the CURRENT
+// groups.
+function accountOf(sub, username, current) {
   return {
     accountId: sub,
-    // Read the user record at token time, so refreshed ID tokens carry the CURRENT groups.
     async claims(use) {
-      const u = users.get(username);
+      const u = await current();
       const claims = { sub, email: u.email, email_verified: u.email_verified };
       if (use === 'id_token' && args['plain-oidc']) {
         claims.preferred_username = username;
@@ -441,6 +461,7 @@ function buildProvider() {
       }
       return undefined;
     }
+    if (MOTO && ctx.path === '/oauth2/authorize') await dropStaleLogin(ctx, provider);
     const login = ctx.path.match(/^\/login\/([\w-]+)$/);
     if (login) return loginPage(ctx, provider, login[1]);
     if (ctx.path === '/logout') return cognitoLogout(ctx, provider);
@@ -557,7 +578,12 @@ async function loginPage(ctx, provider, uid) {
     return finish({ consent: { grantId: await grantAll(provider, details, accountId) } });
   }
 
-  if (ctx.method === 'GET') return loginForm(ctx, action);
+  if (ctx.method === 'GET') {
+    const session = MOTO ? await provider.Session.get(ctx) : null;
+    const refusal = session && staleLogins.get(session.jti);
+    if (refusal) staleLogins.delete(session.jti);
+    return loginForm(ctx, action, { error: refusal });
+  }
   if (ctx.method !== 'POST') {
     ctx.status = 405;
     return undefined;
@@ -565,6 +591,7 @@ async function loginPage(ctx, provider, uid) {
 
   const form = await readForm(ctx.req);
   const username = form.get('username') ?? '';
+  if (MOTO) return motoLogin(ctx, provider, details, action, form, finish);
   const user = users.get(username);
   if (!user || form.get('password') !== PASSWORD) {
     return loginForm(ctx, action, { username, error: 'Incorrect username or password.' });
@@ -573,6 +600,60 @@ async function loginPage(ctx, provider, uid) {
 
   const grantId = await grantAll(provider, details, user.sub);
   return finish({ login: { accountId: user.sub }, consent: { grantId } });
+}
+
+// Sign-in against moto's pool: the password checked there; a temporary one must be replaced
+// first (NEW_PASSWORD_REQUIRED, as the hosted UI asks), in a second form.
+async function motoLogin(ctx, provider, details, action, form, finish) {
+  const username = form.get('username') ?? '';
+  const challenge = form.get('session');
+  const outcome = challenge
+    ? await MOTO.setNewPassword(username, challenge, form.get('new_password') ?? '')
+    : await MOTO.signIn(username, form.get('password') ?? '');
+  if (outcome.newPasswordSession) return newPasswordForm(ctx, action, username, outcome.newPasswordSession);
+  if (outcome.error) {
+    if (challenge) return newPasswordForm(ctx, action, username, challenge, outcome.error);
+    return loginForm(ctx, action, { username, error: outcome.error });
+  }
+  const grantId = await grantAll(provider, details, outcome.user.sub);
+  return finish({ login: { accountId: outcome.user.sub }, consent: { grantId } });
+}
+
+function newPasswordForm(ctx, action, username, session, error) {
+  ctx.status = 200;
+  ctx.type = 'html';
+  ctx.body = `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Change password</title></head>
+<body>
+<h1>Change your password</h1>
+${error ? `<p class="error" id="error">${escapeHtml(error)}</p>` : ''}
+<form method="post" action="${escapeHtml(action)}">
+  <input type="hidden" name="username" value="${escapeHtml(username)}">
+  <input type="hidden" name="session" value="${escapeHtml(session)}">
+  <label>New password <input type="password" name="new_password" autofocus></label>
+  <button type="submit" name="changePassword">Change password</button>
+</form>
+</body></html>
+`;
+}
+
+// Hosted-UI sessions (by id) whose moto user was disabled or deleted since they signed in:
+// what the login form says to them once.
+const staleLogins = new Map();
+
+// Before an authorization (moto): a hosted-UI session whose user was disabled or deleted in
+// the pool since is signed out, as Cognito refuses such a user at authorize, and the login
+// form then says why. (oidc-provider itself fails on a session whose account is gone.)
+async function dropStaleLogin(ctx, provider) {
+  const session = await provider.Session.get(ctx);
+  if (!session.accountId) return;
+  const user = await MOTO.bySub(session.accountId);
+  if (user?.enabled) return;
+  staleLogins.set(session.jti, user ? 'User is disabled.' : 'User does not exist.');
+  session.accountId = undefined;
+  session.loginTs = undefined;
+  session.authorizations = undefined;
+  await session.persist();
 }
 
 // ---------------------------------------------------------------- Cognito-style /logout

@@ -534,6 +534,27 @@ impl Auth {
         self.front.changed();
     }
 
+    /// Ends the sessions of the person with subject `sub` at once (an admin disabled or
+    /// deleted them): their stored records and this gateway's decoded copies; other replicas
+    /// drop theirs within `session.cache_ttl`. `None` with the cookie store, which keeps
+    /// nothing to end: those sessions end at their next refresh.
+    #[cfg(feature = "cognito-admin")]
+    pub async fn end_sessions_of(&self, sub: &str) -> Result<Option<usize>, StoreError> {
+        if self.sessions.is_stateless() {
+            return Ok(None);
+        }
+        let ended = self.sessions.end_sessions_of(sub).await?;
+        let theirs = |live: &LiveSession| live.session.principal.sub == sub;
+        for (cookie, _) in self.decoded.iter().filter(|(_, l)| theirs(l)) {
+            self.decoded.invalidate(cookie.as_str());
+        }
+        for (cookie, _) in self.refreshed.iter().filter(|(_, l)| theirs(l)) {
+            self.refreshed.invalidate(cookie.as_str()).await;
+        }
+        self.front.changed();
+        Ok(Some(ended))
+    }
+
     fn live(&self, session: Session, set_cookies: Option<Vec<HeaderValue>>) -> LiveSession {
         let signer = self.signer.as_ref().map(|s| s.load_full());
         let provider = self.provider(session.provider).config();

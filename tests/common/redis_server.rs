@@ -1,11 +1,12 @@
-//! A real redis-server for the tests, on a free loopback port, without persistence, stopped
-//! by its PID. Include it with `#[path = "common/redis.rs"] mod redis_server;` beside `mod common;`.
+//! A real redis-server for the session-store tests, on a free loopback port, without
+//! persistence, stopped by its PID. Include it with
+//! `#[path = "common/redis_server.rs"] mod redis_server;` beside `mod common;`.
 #![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::common::free_port;
+use crate::common::free_port;
 
 /// A real redis-server on a free loopback port, without persistence, stopped by its PID.
 pub struct Redis {
