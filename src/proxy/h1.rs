@@ -11,7 +11,6 @@
 //! after a HEAD, and only while it stays quiet in the pool (no bytes, not closed: checked when
 //! it is taken).
 
-use std::cell::RefCell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -155,8 +154,6 @@ impl Pool {
     fn put(self: &Arc<Self>, mut conn: Box<Conn>) {
         self.start_reaping();
         conn.idle_since = crate::coarse::now();
-        // An idle connection holds no read buffer: the next exchange takes a spare one.
-        give_back(&mut conn.buf);
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
             idle.push(conn);
@@ -220,39 +217,9 @@ async fn connect(authority: &Authority, timeout: Duration) -> Result<Box<Conn>, 
     let _ = io.set_nodelay(true);
     Ok(Box::new(Conn {
         io,
-        buf: BytesMut::new(),
+        buf: BytesMut::with_capacity(READ_SIZE),
         idle_since: Instant::now(),
     }))
-}
-
-/// Read buffers given back by pooled connections when they went idle, for this thread's
-/// next exchanges: as many are in use as exchanges run at once, not as connections idle.
-const SPARE_KEPT: usize = 32;
-
-thread_local! {
-    static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
-}
-
-/// An empty read buffer of `READ_SIZE` bytes.
-fn spare_buffer() -> BytesMut {
-    SPARE
-        .with(|s| s.borrow_mut().pop())
-        .unwrap_or_else(|| BytesMut::with_capacity(READ_SIZE))
-}
-
-/// Takes the (empty) read buffer of a connection going idle; kept spare only when its whole
-/// space is free again (no response body still shares it).
-fn give_back(buf: &mut BytesMut) {
-    let mut buf = std::mem::take(buf);
-    if !buf.is_empty() || !buf.try_reclaim(READ_SIZE) {
-        return;
-    }
-    SPARE.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < SPARE_KEPT {
-            s.push(buf);
-        }
-    });
 }
 
 /// How the response body is delimited.
@@ -281,9 +248,6 @@ async fn read_head(
     head_request: bool,
     filter: &InboundFilter,
 ) -> Result<(Head, Framing, bool), Failure> {
-    if conn.buf.capacity() == 0 {
-        conn.buf = spare_buffer();
-    }
     loop {
         if let Some(parsed) = parse_head(&mut conn.buf, head_request, filter)? {
             match parsed {

@@ -6,6 +6,7 @@
 //! thread keeps its own few.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
 
@@ -17,9 +18,40 @@ const SPARE: usize = 64;
 /// A write buffer that grew past this (a long body gathered) is freed, not kept.
 const WRITE_KEEP: usize = 16 * 1024;
 
+/// Connections per worker that may wait for their next request with their request state
+/// kept (`fast`'s busy period). Beyond it a connection gives its state back at once: what a
+/// burst of thousands of keep-alive connections allocates would otherwise stay with the
+/// process (the allocator keeps freed memory between live blocks), though all went idle.
+const LINGERING: usize = 64;
+
 thread_local! {
     static READS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     static WRITES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A worker's places for connections that wait with their request state.
+pub(super) struct LingerPlaces(AtomicUsize);
+
+impl LingerPlaces {
+    pub(super) fn new() -> LingerPlaces {
+        LingerPlaces(AtomicUsize::new(LINGERING))
+    }
+
+    /// A place, held until dropped; `None` when all are taken.
+    pub(super) fn take(&self) -> Option<LingerPlace<'_>> {
+        let free = &self.0;
+        free.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| LingerPlace(free))
+    }
+}
+
+pub(super) struct LingerPlace<'a>(&'a AtomicUsize);
+
+impl Drop for LingerPlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// An empty read buffer with room for at least `READ_SIZE` bytes.
@@ -102,6 +134,15 @@ mod tests {
         give_back_read(&mut buf);
         assert_eq!(&buf[..], b"GET /next");
         assert_eq!(spare_reads(), 0);
+    }
+
+    #[test]
+    fn linger_places_run_out_and_come_back() {
+        let places = LingerPlaces::new();
+        let taken: Vec<_> = (0..LINGERING).map(|_| places.take().unwrap()).collect();
+        assert!(places.take().is_none(), "all {LINGERING} are taken");
+        drop(taken);
+        assert!(places.take().is_some());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{balance, drain, fast, Gateway};
+use super::{balance, buffers, drain, fast, Gateway};
 use crate::proxy::Proxy;
 
 /// What every connection of one accept loop shares: one reference per connection.
@@ -24,6 +24,8 @@ pub(super) struct Worker {
     pub(super) proxy: Arc<Proxy>,
     pub(super) builder: auto::Builder<TokioExecutor>,
     pub(super) drain: drain::Drain,
+    /// Connections that may wait for their next request with their request state kept.
+    pub(super) lingering: buffers::LingerPlaces,
     pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
     pub(super) header_timeout: Duration,
 }

@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -129,72 +129,142 @@ fn read_tls(
 /// Serves `stream` until the client closes, the header-read timeout or the drain; hands it
 /// to hyper on the first request this loop does not take.
 pub(super) async fn serve<S: Conn>(w: &Worker, mut io: S, peer: SocketAddr) {
-    let (gw, proxy, drain) = (&w.gw, &w.proxy, &w.drain);
-    let client = gw.client_info(peer, S::TLS);
-    let limits = HeadLimits {
-        bytes: gw.config.server.max_request_head.min(MAX_HEAD),
-        headers: gw.config.server.max_request_headers.min(MAX_HEADERS),
+    let gw = &w.gw;
+    let link = Link {
+        gw,
+        proxy: &w.proxy,
+        drain: &w.drain,
+        lingering: &w.lingering,
+        client: gw.client_info(peer, S::TLS),
+        limits: HeadLimits {
+            bytes: gw.config.server.max_request_head.min(MAX_HEAD),
+            headers: gw.config.server.max_request_headers.min(MAX_HEADERS),
+        },
+        header_timeout: gw.config.server.header_read_timeout,
+        peer,
     };
-    let header_timeout = gw.config.server.header_read_timeout;
     // No allocation until the client's bytes arrive (see `buffers`).
     let mut rbuf = BytesMut::new();
+    let mut until = crate::coarse::now() + link.header_timeout;
     loop {
-        let (req, keep_alive) =
-            match read_request(&mut io, &mut rbuf, header_timeout, &limits, drain).await {
-                Next::Request(req, keep_alive) => (req, keep_alive),
-                Next::Handoff => {
-                    let io = Rewind {
-                        pre: rbuf.freeze(),
-                        inner: io,
-                    };
-                    // Boxed: hyper's connection state would otherwise size every
-                    // connection's future, handed over or not.
-                    let serving = super::serve_connection(
-                        &w.builder,
-                        drain,
-                        gw.clone(),
-                        proxy.clone(),
-                        io,
-                        peer,
-                        S::TLS,
-                    );
-                    Box::pin(serving).await;
-                    return;
+        let next = read_request(
+            &mut io,
+            &mut rbuf,
+            until,
+            Idle::GiveBack,
+            &link.limits,
+            link.drain,
+        )
+        .await;
+        let next = match next {
+            // Boxed for the busy period: the stages' state is most of a connection's
+            // future, and an idle connection need not carry it.
+            Next::Request(req, keep_alive) => {
+                match Box::pin(busy(&link, &mut io, &mut rbuf, req, keep_alive)).await {
+                    Busy::Quiet(next_until) => {
+                        until = next_until;
+                        continue;
+                    }
+                    Busy::Ended(next) => next,
                 }
-                Next::BadRequest => {
-                    Box::pin(answer_bad_request(&mut io)).await;
-                    return;
-                }
-                Next::Close => return,
-            };
-        let exchange = answer(gw, proxy, &client, &mut io, req, keep_alive, drain, peer);
-        // Boxed for the request's time: the stages' state is most of a connection's
-        // future, and an idle connection need not carry it.
-        if !Box::pin(exchange).await {
-            return;
+            }
+            next => next,
+        };
+        match next {
+            Next::Handoff => {
+                let io = Rewind {
+                    pre: rbuf.freeze(),
+                    inner: io,
+                };
+                // Boxed: hyper's connection state would otherwise size every connection's
+                // future, handed over or not.
+                let serving = super::serve_connection(
+                    &w.builder,
+                    &w.drain,
+                    gw.clone(),
+                    w.proxy.clone(),
+                    io,
+                    peer,
+                    S::TLS,
+                );
+                Box::pin(serving).await;
+            }
+            Next::BadRequest => Box::pin(answer_bad_request(&mut io)).await,
+            Next::Request(..) | Next::Close | Next::Quiet | Next::Partial => {}
         }
+        return;
     }
 }
 
-/// Answers one request; returns whether the connection stays open for the next.
-#[allow(clippy::too_many_arguments)]
-async fn answer<S: Conn>(
-    gw: &Gateway,
-    proxy: &Proxy,
-    client: &ClientInfo,
+/// How long a connection keeps its request state and buffers after an answer, while one of
+/// its worker's few places for that is free (`buffers::LingerPlaces`): a client that asks
+/// again within it (a browser loading a page, a busy keep-alive pool) pays no allocation per
+/// request; one quiet for longer holds only the idle loop. A second, so the wait stays on
+/// the coarse clock (`coarse`).
+const LINGER: Duration = Duration::from_secs(1);
+
+/// What the requests of one connection share.
+struct Link<'a> {
+    gw: &'a Gateway,
+    proxy: &'a Proxy,
+    drain: &'a Drain,
+    lingering: &'a buffers::LingerPlaces,
+    client: ClientInfo,
+    limits: HeadLimits,
+    header_timeout: Duration,
+    peer: SocketAddr,
+}
+
+/// How a busy period ended.
+enum Busy {
+    /// No request for `LINGER`: the next head must still arrive by this deadline.
+    Quiet(Instant),
+    /// The connection is done with this loop (closed, or one for hyper, or a bad head).
+    Ended(Next),
+}
+
+/// Answers `req` and every request that follows within `LINGER` of the previous answer,
+/// with one write buffer.
+async fn busy<S: Conn>(
+    link: &Link<'_>,
     io: &mut S,
+    rbuf: &mut BytesMut,
+    mut req: Request<RequestBody>,
+    mut keep_alive: bool,
+) -> Busy {
+    let mut wbuf = buffers::write_buffer();
+    let ended = loop {
+        if !answer(link, io, &mut wbuf, req, keep_alive).await {
+            break Busy::Ended(Next::Close);
+        }
+        let now = crate::coarse::now();
+        let until = now + link.header_timeout;
+        let Some(_place) = link.lingering.take() else {
+            break Busy::Quiet(until);
+        };
+        let linger = until.min(now + LINGER);
+        match read_request(io, rbuf, linger, Idle::Keep, &link.limits, link.drain).await {
+            Next::Request(next, next_keep_alive) => (req, keep_alive) = (next, next_keep_alive),
+            Next::Quiet => break Busy::Quiet(until),
+            next => break Busy::Ended(next),
+        }
+    };
+    buffers::give_back_write(wbuf);
+    ended
+}
+
+/// Answers one request; returns whether the connection stays open for the next.
+async fn answer<S: Conn>(
+    link: &Link<'_>,
+    io: &mut S,
+    wbuf: &mut Vec<u8>,
     req: Request<RequestBody>,
     keep_alive: bool,
-    drain: &Drain,
-    peer: SocketAddr,
 ) -> bool {
     let head_request = req.method() == Method::HEAD;
-    let resp = handler::handle(gw, proxy, client, req).await;
-    let keep_alive = keep_alive && !drain.stopping();
-    let mut wbuf = buffers::write_buffer();
-    let written = write_response(io, &mut wbuf, resp, head_request, keep_alive).await;
-    buffers::give_back_write(wbuf);
-    match written {
+    let resp = handler::handle(link.gw, link.proxy, &link.client, req).await;
+    let keep_alive = keep_alive && !link.drain.stopping();
+    match write_response(io, wbuf, resp, head_request, keep_alive).await {
         Ok(true) => true,
         Ok(false) => {
             if S::SHUTDOWN_TO_CLOSE {
@@ -203,7 +273,7 @@ async fn answer<S: Conn>(
             false
         }
         Err(e) => {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tracing::debug!(peer = %link.peer, error = %e, "connection ended with an error");
             false
         }
     }
@@ -224,8 +294,21 @@ enum Next {
     Handoff,
     /// A head this loop cannot turn into a request although it parsed (a bad target).
     BadRequest,
-    /// The client closed, went quiet past the timeout, or the drain began while idle.
+    /// The client closed, or the drain began while idle.
     Close,
+    /// The deadline passed before a complete head.
+    Quiet,
+    /// (Within `read_request`: more may be read.)
+    Partial,
+}
+
+/// What a wait for the next request does with an empty read buffer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Idle {
+    /// Gives it back to the worker (see `buffers`).
+    GiveBack,
+    /// Keeps it: a next request is likely soon.
+    Keep,
 }
 
 /// Where this loop stops and hands a request to hyper, which refuses what is over
@@ -235,10 +318,12 @@ struct HeadLimits {
     headers: usize,
 }
 
+/// Reads the next request head, until `until`.
 async fn read_request<S: Conn>(
     io: &mut S,
     buf: &mut BytesMut,
-    timeout: Duration,
+    until: Instant,
+    idle_buffer: Idle,
     limits: &HeadLimits,
     drain: &Drain,
 ) -> Next {
@@ -269,32 +354,32 @@ async fn read_request<S: Conn>(
             Err(_) => return Next::Close,
         }
         let idle = buf.is_empty();
-        if idle {
-            // Between requests: the buffer goes back to the worker while the client thinks.
-            buffers::give_back_read(buf);
-            if drain.stopping() {
-                return Next::Close;
-            }
+        if idle && drain.stopping() {
+            return Next::Close;
         }
-        let sleep = deadline
-            .get_or_insert_with(|| crate::coarse::sleep_until(crate::coarse::now() + timeout));
+        // Between requests: the buffer goes back to the worker while the client thinks.
+        let bufferless = idle && idle_buffer == Idle::GiveBack;
+        if bufferless {
+            buffers::give_back_read(buf);
+        }
+        let sleep = deadline.get_or_insert_with(|| crate::coarse::sleep_until(until));
         let ready = poll_fn(|cx| {
-            let more = if idle {
+            let more = if bufferless {
                 io.poll_readable(cx)
             } else {
                 io.poll_more(cx, buf)
             };
             if let Poll::Ready(r) = more {
-                return Poll::Ready(r.is_ok());
+                return Poll::Ready(r.map_or(Next::Close, |()| Next::Partial));
             }
             if idle && drain.stopping() {
-                return Poll::Ready(false);
+                return Poll::Ready(Next::Close);
             }
-            Pin::new(&mut *sleep).poll(cx).map(|()| false)
+            Pin::new(&mut *sleep).poll(cx).map(|()| Next::Quiet)
         })
         .await;
-        if !ready {
-            return Next::Close;
+        if !matches!(ready, Next::Partial) {
+            return ready;
         }
     }
 }
@@ -676,18 +761,19 @@ mod tests {
             headers: MAX_HEADERS,
         };
         let drain = Drain::default();
-        let timeout = Duration::from_secs(5);
+        let until = || crate::coarse::now() + Duration::from_secs(5);
+        let read = Idle::GiveBack;
         let mut buf = BytesMut::new();
 
         client.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();
-        let first = read_request(&mut server, &mut buf, timeout, &limits, &drain).await;
+        let first = read_request(&mut server, &mut buf, until(), read, &limits, &drain).await;
         assert!(matches!(first, Next::Request(..)));
         drop(first); // answered: its head no longer shares the buffer
 
         // Waiting for the client's next request.
         let waited = tokio::time::timeout(
             Duration::from_millis(50),
-            read_request(&mut server, &mut buf, timeout, &limits, &drain),
+            read_request(&mut server, &mut buf, until(), read, &limits, &drain),
         )
         .await;
         assert!(waited.is_err(), "no request yet");
@@ -696,7 +782,7 @@ mod tests {
 
         client.write_all(b"GET /b HTTP/1.1\r\n\r\n").await.unwrap();
         let Next::Request(req, _) =
-            read_request(&mut server, &mut buf, timeout, &limits, &drain).await
+            read_request(&mut server, &mut buf, until(), read, &limits, &drain).await
         else {
             panic!("the next request is read")
         };

@@ -537,6 +537,7 @@ async fn accept_loop(
         proxy: Arc::new(proxy),
         builder,
         drain: drain::Drain::default(),
+        lingering: buffers::LingerPlaces::new(),
         tls,
         header_timeout,
     });
