@@ -216,6 +216,8 @@ struct Link<'a> {
 }
 
 /// How a busy period ended.
+// `Ended` never holds a request (the busy period answers those): not worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Busy {
     /// No request for `LINGER`: the next head must still arrive by this deadline.
     Quiet(Instant),
