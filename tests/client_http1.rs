@@ -294,6 +294,39 @@ fn idle_and_half_sent_heads_are_closed_after_the_header_read_timeout() {
 }
 
 #[test]
+fn a_connection_quiet_past_a_second_is_answered_and_its_timeout_counts_from_the_last_answer() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(&public_config_with(
+        &upstream.url,
+        "header_read_timeout = \"3s\"",
+        "",
+    ));
+    let mut s = connect(gw.port);
+    let mut pending = Vec::new();
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut s, &mut pending, false).status, 200);
+    // Past the second a connection keeps its request state for: it waits as an idle one.
+    std::thread::sleep(Duration::from_millis(1500));
+    s.write_all(b"GET /after-a-pause HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let answer = read_answer(&mut s, &mut pending, false);
+    assert_eq!(answer.json()["path"], "/after-a-pause");
+
+    let answered = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        closes_within(&mut s, Duration::from_secs(5)),
+        "closed after the header read timeout"
+    );
+    let quiet = answered.elapsed();
+    assert!(
+        quiet >= Duration::from_millis(2500) && quiet < Duration::from_millis(3900),
+        "closed {quiet:?} after the last answer, not 3 s"
+    );
+}
+
+#[test]
 fn sigterm_closes_idle_keep_alive_connections_at_once() {
     let upstream = Upstream::echo();
     let mut gw = Gateway::start(&public_config_with(

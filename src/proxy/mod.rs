@@ -442,8 +442,15 @@ pub struct ClientInfo {
 
 impl ClientInfo {
     pub fn new(ip: IpAddr, trusted: bool, tls: bool, believe: ForwardedTrust) -> ClientInfo {
+        // Written on the stack: one allocation per connection (the value's), not two.
+        let mut text = [0u8; 48];
+        let len = {
+            let mut out = &mut text[..];
+            let _ = std::io::Write::write_fmt(&mut out, format_args!("{ip}"));
+            48 - out.len()
+        };
         let ip_header =
-            HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+            HeaderValue::from_bytes(&text[..len]).unwrap_or(HeaderValue::from_static("unknown"));
         let believe = if trusted {
             believe
         } else {

@@ -9,38 +9,40 @@
 //!
 //! Like hyper with `header_read_timeout`, a connection that does not complete a request
 //! head within the timeout (an idle keep-alive one included) is closed.
+//!
+//! An idle keep-alive connection holds little: it waits for its socket to become readable
+//! without a buffer (the worker lends one, `buffers`, once bytes arrive), and what a request
+//! needs while it is answered (the stages' state, the response being written) lives in a box
+//! made for that request, not in the connection's future for its whole life.
 
 use std::future::{poll_fn, Future};
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use super::buffers::{self, READ_SIZE};
+use super::connection::Worker;
 use super::drain::Drain;
 use super::{handler, Gateway};
-use crate::proxy::{Body, BytesSink, HeaderSpan, Proxy, RequestBody};
+use crate::proxy::{Body, BytesSink, ClientInfo, HeaderSpan, Proxy, RequestBody};
 
 /// A request head larger than this goes to hyper (which has its own, larger, limit). Big
 /// enough for a session split over several cookies.
 const MAX_HEAD: usize = 64 * 1024;
 /// More header lines than this: the request goes to hyper (which refuses more than 100).
 const MAX_HEADERS: usize = 64;
-/// Bytes asked of the socket per read.
-const READ_SIZE: usize = 4096;
 /// Response bytes gathered before they are written.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -50,11 +52,19 @@ pub(super) trait Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Whether the client reached us over TLS.
     const TLS: bool;
 
+    /// Whether closing needs a shutdown first: TLS sends its close_notify; a TCP stream's
+    /// close sends the same FIN a shutdown would, so it saves the system call.
+    const SHUTDOWN_TO_CLOSE: bool;
+
     /// Reads what has arrived into `buf`; `WouldBlock` when nothing has.
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
 
     /// Ready when a read may find more (it may also have read some into `buf`).
     fn poll_more(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<()>>;
+
+    /// Ready when the socket has bytes (or an end) to read, without a buffer to read into:
+    /// the wait of an idle connection, after a read found nothing.
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 
     /// A read came back shorter than asked: nothing more has arrived.
     fn drained(&self) {}
@@ -62,12 +72,17 @@ pub(super) trait Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 
 impl Conn for TcpStream {
     const TLS: bool = false;
+    const SHUTDOWN_TO_CLOSE: bool = false;
 
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         TcpStream::try_read_buf(self, buf)
     }
 
     fn poll_more(&mut self, cx: &mut Context<'_>, _: &mut BytesMut) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_read_ready(cx)
     }
 
@@ -80,6 +95,7 @@ impl Conn for TcpStream {
 /// read may have to wait for the socket either way. So both reads are reads.
 impl Conn for TlsStream<TcpStream> {
     const TLS: bool = true;
+    const SHUTDOWN_TO_CLOSE: bool = true;
 
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         let waker = futures_util::task::noop_waker_ref();
@@ -91,6 +107,13 @@ impl Conn for TlsStream<TcpStream> {
 
     fn poll_more(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<()>> {
         read_tls(self, cx, buf).map_ok(|_| ())
+    }
+
+    /// A read that found nothing left rustls without plaintext and the socket without bytes
+    /// (tokio-rustls reads the socket until it would block), so the socket says when to
+    /// read again.
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_ref().0.poll_read_ready(cx)
     }
 }
 
@@ -105,56 +128,163 @@ fn read_tls(
 
 /// Serves `stream` until the client closes, the header-read timeout or the drain; hands it
 /// to hyper on the first request this loop does not take.
-pub(super) async fn serve<S: Conn>(
-    builder: &auto::Builder<TokioExecutor>,
-    drain: &Drain,
-    gw: Arc<Gateway>,
-    proxy: Proxy,
-    mut io: S,
-    peer: SocketAddr,
-) {
-    let client = gw.client_info(peer, S::TLS);
-    let limits = HeadLimits {
-        bytes: gw.config.server.max_request_head.min(MAX_HEAD),
-        headers: gw.config.server.max_request_headers.min(MAX_HEADERS),
+pub(super) async fn serve<S: Conn>(w: &Worker, mut io: S, peer: SocketAddr) {
+    let gw = &w.gw;
+    let link = Link {
+        gw,
+        proxy: &w.proxy,
+        drain: &w.drain,
+        lingering: &w.lingering,
+        client: gw.client_info(peer, S::TLS),
+        limits: HeadLimits {
+            bytes: gw.config.server.max_request_head.min(MAX_HEAD),
+            headers: gw.config.server.max_request_headers.min(MAX_HEADERS),
+        },
+        header_timeout: gw.config.server.header_read_timeout,
+        peer,
     };
-    let header_timeout = gw.config.server.header_read_timeout;
-    let mut rbuf = BytesMut::with_capacity(READ_SIZE);
-    let mut wbuf = Vec::new();
+    // No allocation until the client's bytes arrive (see `buffers`).
+    let mut rbuf = BytesMut::new();
+    let mut until = crate::coarse::now() + link.header_timeout;
     loop {
-        let (req, keep_alive) =
-            match read_request(&mut io, &mut rbuf, header_timeout, &limits, drain).await {
-                Next::Request(req, keep_alive) => (req, keep_alive),
-                Next::Handoff => {
-                    let io = Rewind {
-                        pre: rbuf.freeze(),
-                        inner: io,
-                    };
-                    super::serve_connection(builder, drain, gw, proxy, io, peer, S::TLS).await;
-                    return;
+        let next = read_request(
+            &mut io,
+            &mut rbuf,
+            until,
+            Idle::GiveBack,
+            &link.limits,
+            link.drain,
+        )
+        .await;
+        let next = match next {
+            // Boxed for the busy period: the stages' state is most of a connection's
+            // future, and an idle connection need not carry it.
+            Next::Request(req, keep_alive) => {
+                match Box::pin(busy(&link, &mut io, &mut rbuf, req, keep_alive)).await {
+                    Busy::Quiet(next_until) => {
+                        until = next_until;
+                        continue;
+                    }
+                    Busy::Ended(next) => next,
                 }
-                Next::BadRequest => {
-                    let _ = write_response(&mut io, &mut wbuf, bad_request(), false, false).await;
-                    let _ = io.shutdown().await;
-                    return;
-                }
-                Next::Close => return,
-            };
-        let head_request = req.method() == Method::HEAD;
-        let resp = handler::handle(&gw, &proxy, &client, req).await;
-        let keep_alive = keep_alive && !drain.stopping();
-        match write_response(&mut io, &mut wbuf, resp, head_request, keep_alive).await {
-            Ok(true) => {}
-            Ok(false) => {
+            }
+            next => next,
+        };
+        match next {
+            Next::Handoff => {
+                let io = Rewind {
+                    pre: rbuf.freeze(),
+                    inner: io,
+                };
+                // Boxed: hyper's connection state would otherwise size every connection's
+                // future, handed over or not.
+                let serving = super::serve_connection(
+                    &w.builder,
+                    &w.drain,
+                    gw.clone(),
+                    w.proxy.clone(),
+                    io,
+                    peer,
+                    S::TLS,
+                );
+                Box::pin(serving).await;
+            }
+            Next::BadRequest => Box::pin(answer_bad_request(&mut io)).await,
+            Next::Request(..) | Next::Close | Next::Quiet | Next::Partial => {}
+        }
+        return;
+    }
+}
+
+/// How long a connection keeps its request state and buffers after an answer, while one of
+/// its worker's few places for that is free (`buffers::LingerPlaces`): a client that asks
+/// again within it (a browser loading a page, a busy keep-alive pool) pays no allocation per
+/// request; one quiet for longer holds only the idle loop. A second, so the wait stays on
+/// the coarse clock (`coarse`).
+const LINGER: Duration = Duration::from_secs(1);
+
+/// What the requests of one connection share.
+struct Link<'a> {
+    gw: &'a Gateway,
+    proxy: &'a Proxy,
+    drain: &'a Drain,
+    lingering: &'a buffers::LingerPlaces,
+    client: ClientInfo,
+    limits: HeadLimits,
+    header_timeout: Duration,
+    peer: SocketAddr,
+}
+
+/// How a busy period ended.
+// `Ended` never holds a request (the busy period answers those): not worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Busy {
+    /// No request for `LINGER`: the next head must still arrive by this deadline.
+    Quiet(Instant),
+    /// The connection is done with this loop (closed, or one for hyper, or a bad head).
+    Ended(Next),
+}
+
+/// Answers `req` and every request that follows within `LINGER` of the previous answer,
+/// with one write buffer.
+async fn busy<S: Conn>(
+    link: &Link<'_>,
+    io: &mut S,
+    rbuf: &mut BytesMut,
+    mut req: Request<RequestBody>,
+    mut keep_alive: bool,
+) -> Busy {
+    let mut wbuf = buffers::write_buffer();
+    let ended = loop {
+        if !answer(link, io, &mut wbuf, req, keep_alive).await {
+            break Busy::Ended(Next::Close);
+        }
+        let now = crate::coarse::now();
+        let until = now + link.header_timeout;
+        let Some(_place) = link.lingering.take() else {
+            break Busy::Quiet(until);
+        };
+        let linger = until.min(now + LINGER);
+        match read_request(io, rbuf, linger, Idle::Keep, &link.limits, link.drain).await {
+            Next::Request(next, next_keep_alive) => (req, keep_alive) = (next, next_keep_alive),
+            Next::Quiet => break Busy::Quiet(until),
+            next => break Busy::Ended(next),
+        }
+    };
+    buffers::give_back_write(wbuf);
+    ended
+}
+
+/// Answers one request; returns whether the connection stays open for the next.
+async fn answer<S: Conn>(
+    link: &Link<'_>,
+    io: &mut S,
+    wbuf: &mut Vec<u8>,
+    req: Request<RequestBody>,
+    keep_alive: bool,
+) -> bool {
+    let head_request = req.method() == Method::HEAD;
+    let resp = handler::handle(link.gw, link.proxy, &link.client, req).await;
+    let keep_alive = keep_alive && !link.drain.stopping();
+    match write_response(io, wbuf, resp, head_request, keep_alive).await {
+        Ok(true) => true,
+        Ok(false) => {
+            if S::SHUTDOWN_TO_CLOSE {
                 let _ = io.shutdown().await;
-                return;
             }
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-                return;
-            }
+            false
+        }
+        Err(e) => {
+            tracing::debug!(peer = %link.peer, error = %e, "connection ended with an error");
+            false
         }
     }
+}
+
+async fn answer_bad_request<S: Conn>(io: &mut S) {
+    let mut wbuf = Vec::new();
+    let _ = write_response(io, &mut wbuf, bad_request(), false, false).await;
+    let _ = io.shutdown().await;
 }
 
 // The request is the common variant: boxing it would cost an allocation per request.
@@ -166,8 +296,21 @@ enum Next {
     Handoff,
     /// A head this loop cannot turn into a request although it parsed (a bad target).
     BadRequest,
-    /// The client closed, went quiet past the timeout, or the drain began while idle.
+    /// The client closed, or the drain began while idle.
     Close,
+    /// The deadline passed before a complete head.
+    Quiet,
+    /// (Within `read_request`: more may be read.)
+    Partial,
+}
+
+/// What a wait for the next request does with an empty read buffer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Idle {
+    /// Gives it back to the worker (see `buffers`).
+    GiveBack,
+    /// Keeps it: a next request is likely soon.
+    Keep,
 }
 
 /// Where this loop stops and hands a request to hyper, which refuses what is over
@@ -177,10 +320,12 @@ struct HeadLimits {
     headers: usize,
 }
 
+/// Reads the next request head, until `until`.
 async fn read_request<S: Conn>(
     io: &mut S,
     buf: &mut BytesMut,
-    timeout: Duration,
+    until: Instant,
+    idle_buffer: Idle,
     limits: &HeadLimits,
     drain: &Drain,
 ) -> Next {
@@ -194,6 +339,9 @@ async fn read_request<S: Conn>(
                 Parsed::Partial if buf.len() >= limits.bytes => return Next::Handoff,
                 Parsed::Partial => {}
             }
+        }
+        if buf.capacity() == 0 {
+            *buf = buffers::read_buffer();
         }
         buf.reserve(READ_SIZE);
         let asked = buf.capacity() - buf.len();
@@ -211,20 +359,29 @@ async fn read_request<S: Conn>(
         if idle && drain.stopping() {
             return Next::Close;
         }
-        let sleep = deadline
-            .get_or_insert_with(|| crate::coarse::sleep_until(crate::coarse::now() + timeout));
+        // Between requests: the buffer goes back to the worker while the client thinks.
+        let bufferless = idle && idle_buffer == Idle::GiveBack;
+        if bufferless {
+            buffers::give_back_read(buf);
+        }
+        let sleep = deadline.get_or_insert_with(|| crate::coarse::sleep_until(until));
         let ready = poll_fn(|cx| {
-            if let Poll::Ready(r) = io.poll_more(cx, buf) {
-                return Poll::Ready(r.is_ok());
+            let more = if bufferless {
+                io.poll_readable(cx)
+            } else {
+                io.poll_more(cx, buf)
+            };
+            if let Poll::Ready(r) = more {
+                return Poll::Ready(r.map_or(Next::Close, |()| Next::Partial));
             }
             if idle && drain.stopping() {
-                return Poll::Ready(false);
+                return Poll::Ready(Next::Close);
             }
-            Pin::new(&mut *sleep).poll(cx).map(|()| false)
+            Pin::new(&mut *sleep).poll(cx).map(|()| Next::Quiet)
         })
         .await;
-        if !ready {
-            return Next::Close;
+        if !matches!(ready, Next::Partial) {
+            return ready;
         }
     }
 }
@@ -591,6 +748,48 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert!(matches!(parsed(&many).0, Parsed::Handoff));
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_holds_no_read_buffer() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let limits = HeadLimits {
+            bytes: MAX_HEAD,
+            headers: MAX_HEADERS,
+        };
+        let drain = Drain::default();
+        let until = || crate::coarse::now() + Duration::from_secs(5);
+        let read = Idle::GiveBack;
+        let mut buf = BytesMut::new();
+
+        client.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();
+        let first = read_request(&mut server, &mut buf, until(), read, &limits, &drain).await;
+        assert!(matches!(first, Next::Request(..)));
+        drop(first); // answered: its head no longer shares the buffer
+
+        // Waiting for the client's next request.
+        let waited = tokio::time::timeout(
+            Duration::from_millis(50),
+            read_request(&mut server, &mut buf, until(), read, &limits, &drain),
+        )
+        .await;
+        assert!(waited.is_err(), "no request yet");
+        assert_eq!(buf.capacity(), 0, "the idle connection keeps no buffer");
+        assert_eq!(buffers::spare_reads(), 1, "it went back to the worker");
+
+        client.write_all(b"GET /b HTTP/1.1\r\n\r\n").await.unwrap();
+        let Next::Request(req, _) =
+            read_request(&mut server, &mut buf, until(), read, &limits, &drain).await
+        else {
+            panic!("the next request is read")
+        };
+        assert_eq!(req.uri().path(), "/b");
+        assert_eq!(buffers::spare_reads(), 0, "a spare buffer was lent for it");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 mod admin;
 mod auth;
 mod balance;
+mod buffers;
+mod connection;
 mod drain;
 mod endpoints;
 pub mod explain;
@@ -529,9 +531,19 @@ async fn accept_loop(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_request_head as u32);
-    let builder = Arc::new(builder);
-    let drain = Arc::new(drain::Drain::default());
+    let worker = Arc::new(connection::Worker {
+        gw: gateway.clone(),
+        proxy: Arc::new(proxy),
+        builder,
+        drain: drain::Drain::default(),
+        lingering: buffers::LingerPlaces::new(),
+        tls,
+        header_timeout,
+    });
 
+    // A worker's listener has TCP_NODELAY (`reuseport_listener`), and on Linux an accepted
+    // socket starts with its listener's options: no setsockopt per connection then.
+    let nodelay_inherited = cfg!(target_os = "linux") && placement.is_some();
     tokio::pin!(shutdown);
     let permits = gateway.connections.clone();
     let mut permit = None;
@@ -561,7 +573,9 @@ async fn accept_loop(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
+                    if !nodelay_inherited {
+                        let _ = stream.set_nodelay(true);
+                    }
                     match &placement {
                         None => (stream, peer, None, held),
                         Some(p) => match p.place(stream, peer, held) {
@@ -590,47 +604,20 @@ async fn accept_loop(
                 }
             }
         };
-        let gw = gateway.clone();
-        let proxy = proxy.clone();
-        let builder = builder.clone();
-        let drain = drain.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            // Counted on this worker, and holding its place, until the connection ends.
-            let _open = open;
-            let _held = held;
-            match tls {
-                None => {
-                    let conn = fast::serve(&builder, &drain, gw, proxy, stream, peer);
-                    drain.watch(drain::SelfWatching { conn }).await
-                }
-                Some(acceptor) => {
-                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        // HTTP/2 goes to hyper; HTTP/1.1 to the gateway's own loop, as on
-                        // plain TCP.
-                        Ok(Ok(tls_stream))
-                            if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") =>
-                        {
-                            serve_connection(&builder, &drain, gw, proxy, tls_stream, peer, true)
-                                .await
-                        }
-                        Ok(Ok(tls_stream)) => {
-                            let conn = fast::serve(&builder, &drain, gw, proxy, tls_stream, peer);
-                            drain.watch(drain::SelfWatching { conn }).await
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            }
-        });
+        let accepted = connection::Accepted {
+            stream,
+            peer,
+            open,
+            permit: held,
+        };
+        connection::spawn(&worker, accepted);
     }
 
     drop(listener);
     // Other workers now serve what they accept themselves.
     drop(placement);
     tracing::info!(drain = ?drain_timeout, "shutting down: no new connections, draining in-flight requests");
-    match tokio::time::timeout(drain_timeout, drain.stop()).await {
+    match tokio::time::timeout(drain_timeout, worker.drain.stop()).await {
         Ok(()) => tracing::info!("drained; bye"),
         Err(_) => tracing::warn!("drain time is up; closing the remaining connections"),
     }
@@ -640,7 +627,7 @@ async fn serve_connection<S>(
     builder: &auto::Builder<TokioExecutor>,
     drain: &drain::Drain,
     gw: Arc<Gateway>,
-    proxy: Proxy,
+    proxy: Arc<Proxy>,
     stream: S,
     peer: SocketAddr,
     tls: bool,
@@ -649,7 +636,6 @@ async fn serve_connection<S>(
 {
     let client = Arc::new(gw.client_info(peer, tls));
     let idle_timeout = gw.config.server.idle_timeout;
-    let proxy = Arc::new(proxy);
     let svc = service_fn(move |req| {
         let gw = gw.clone();
         let client = client.clone();
