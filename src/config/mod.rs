@@ -897,3 +897,18 @@ mod unknown_keys {
 
 #[cfg(test)]
 mod tests;
+
+/// Files from disk and no environment overrides, whatever the test process has: for unit
+/// tests that load a config.
+#[cfg(test)]
+pub(crate) struct NoEnv;
+
+#[cfg(test)]
+impl ConfigSource for NoEnv {
+    fn env_vars(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+}

@@ -73,19 +73,7 @@ fn union(a: &Map<String, Value>, b: &Map<String, Value>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConfigSource;
-
-    /// No environment overrides, whatever the test process has.
-    struct NoEnv;
-
-    impl ConfigSource for NoEnv {
-        fn env_vars(&self) -> Vec<(String, String)> {
-            Vec::new()
-        }
-        fn read_file(&self, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-            std::fs::read(path)
-        }
-    }
+    use crate::config::NoEnv;
 
     fn config(listen: &str, prefix: &str, extra: &str) -> Config {
         let toml = format!(

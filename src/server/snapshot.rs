@@ -138,18 +138,7 @@ impl Live {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConfigSource;
-
-    struct NoEnv;
-
-    impl ConfigSource for NoEnv {
-        fn env_vars(&self) -> Vec<(String, String)> {
-            Vec::new()
-        }
-        fn read_file(&self, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-            std::fs::read(path)
-        }
-    }
+    use crate::config::NoEnv;
 
     fn config(prefixes: &[&str]) -> Arc<Config> {
         let mut toml = "[server]\nlisten = \"127.0.0.1:4180\"\n".to_string();
