@@ -486,6 +486,26 @@ start_apache_oidc() {
     log "apache mod_auth_openidc: signed in as alice"
 }
 
+# mod_auth_openidc keeps sessions server-side, in a shared-memory cache of 500 entries by
+# default: the sign-in row's thousands of sign-ins push alice's session out, and Apache then
+# answers her cookie with a 302 to the provider, which wrk counts as a success. So before
+# each round's Apache rows her cookie must still get a 200, or she signs in again.
+apache_keep_signed_in() {
+    [[ -n ${APACHE_PID:-} ]] || return 0
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Cookie: $APACHE_COOKIE" \
+        "http://127.0.0.1:$PORT_APACHE/" || true)
+    [[ $code == 200 ]] && return 0
+    log "apache mod_auth_openidc: alice's session is gone ($code): signing in again"
+    APACHE_COOKIE=$(python3 "$REPO/bench/sign_in.py" "http://127.0.0.1:$PORT_APACHE/" alice 'Passw0rd!' mod_auth_openidc_session) ||
+        { tail -n 20 "$WORK/apache/error.log" >&2; die "apache: could not sign in again"; }
+    local i
+    for i in "${!T_NAME[@]}"; do
+        [[ ${T_NAME[i]} == "apache mod_auth_openidc signed-in" ]] && T_COOKIE[i]=$APACHE_COOKIE
+    done
+    return 0
+}
+
 # A self-signed P-256 certificate for 127.0.0.1 in $WORK/tls (the TLS rows).
 make_cert() {
     mkdir -p "$WORK/tls"
@@ -975,7 +995,9 @@ main() {
     for ((ROUND = 1; ROUND <= BENCH_ROUNDS; ROUND++)); do
         loads+=("$(cut -d' ' -f1 /proc/loadavg)")
         log "round $ROUND of $BENCH_ROUNDS (load average ${loads[-1]})"
+        apache_keep_signed_in
         ((MORE)) && more_round
+        apache_keep_signed_in
         for i in "${!T_NAME[@]}"; do
             if [[ -n ${T_COOKIE[i]} ]]; then
                 bench_row "${T_NAME[i]}" "${T_URL[i]}" "${T_PID[i]}" -H "Cookie: ${T_COOKIE[i]}"
