@@ -481,8 +481,13 @@ start_apache_oidc() {
         sleep 0.1
     done
     [[ $code == 302 ]] || { tail -n 20 "$dir/error.log" "$dir/stdout.log" >&2; die "apache did not start"; }
-    APACHE_COOKIE=$(python3 "$REPO/bench/sign_in.py" "http://127.0.0.1:$port/" alice 'Passw0rd!' mod_auth_openidc_session) ||
-        { tail -n 20 "$dir/error.log" >&2; die "apache: could not sign in"; }
+    apache_sign_in "$port"
+}
+
+# Signs alice in at Apache on PORT and sets APACHE_COOKIE.
+apache_sign_in() {
+    APACHE_COOKIE=$(python3 "$REPO/bench/sign_in.py" "http://127.0.0.1:$1/" alice 'Passw0rd!' mod_auth_openidc_session) ||
+        { tail -n 20 "$WORK/apache/error.log" >&2; die "apache: could not sign in"; }
     log "apache mod_auth_openidc: signed in as alice"
 }
 
@@ -497,8 +502,7 @@ apache_keep_signed_in() {
         "http://127.0.0.1:$PORT_APACHE/" || true)
     [[ $code == 200 ]] && return 0
     log "apache mod_auth_openidc: alice's session is gone ($code): signing in again"
-    APACHE_COOKIE=$(python3 "$REPO/bench/sign_in.py" "http://127.0.0.1:$PORT_APACHE/" alice 'Passw0rd!' mod_auth_openidc_session) ||
-        { tail -n 20 "$WORK/apache/error.log" >&2; die "apache: could not sign in again"; }
+    apache_sign_in "$PORT_APACHE"
     local i
     for i in "${!T_NAME[@]}"; do
         [[ ${T_NAME[i]} == "apache mod_auth_openidc signed-in" ]] && T_COOKIE[i]=$APACHE_COOKIE
