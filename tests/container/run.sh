@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The container image, built and run for real: a Docker daemon of its own (Debian's docker.io,
-# vfs storage, no iptables, no bridge, its own data root and socket in a temp directory,
+# overlay2 storage (vfs where the kernel cannot mount overlayfs), no iptables, no bridge,
+# its own data root and socket in a temp directory under target/,
 # stopped by its PID), base images made with debootstrap (tests/container/base-images.sh; no
 # registry), the whole Dockerfile built, and its runtime stage run as deploy/kubernetes runs it:
 # read-only root, uid 65532, every capability dropped, the sidecar overlay's ssogate.toml and
@@ -41,7 +42,9 @@ cache=$(tests/container/base-images.sh)
 rust_version=$(rustc --version | awk '{print $2}')
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/ssogate-container.XXXXXX")
+# Under target/, beside the build: the disk that has room for images (a small /tmp does not).
+mkdir -p target
+work=$(mktemp -d "$root/target/container-work.XXXXXX")
 chmod 755 "$work"
 dockerd_pid= idp_pid= upstream_pid=
 cleanup() {
@@ -54,7 +57,7 @@ cleanup() {
   fi
   [ -z "$idp_pid" ] || kill "$idp_pid" 2>/dev/null
   [ -z "$upstream_pid" ] || kill "$upstream_pid" 2>/dev/null
-  # vfs keeps a full copy of every layer: the data root goes, all of it.
+  # The data root goes, all of it (with vfs it holds a full copy of every layer).
   grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$work"
 }
@@ -73,8 +76,19 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # ------------------------------------------------------------------------ the daemon
-echo "== dockerd (vfs, no iptables, no bridge) in $work"
-"$dockerd_bin" --storage-driver vfs --iptables=false --ip6tables=false --bridge=none \
+# overlay2 shares the layers below each build step; vfs copies the whole tree for every step
+# and every container (a release build's stage is then tens of GB: a CI machine with less
+# room failed there). vfs only where this kernel cannot mount overlayfs on this disk.
+storage=vfs
+mkdir -p "$work/probe/lower" "$work/probe/upper" "$work/probe/work" "$work/probe/merged"
+if mount -t overlay overlay \
+  -o "lowerdir=$work/probe/lower,upperdir=$work/probe/upper,workdir=$work/probe/work" \
+  "$work/probe/merged" 2>/dev/null; then
+  umount "$work/probe/merged" && storage=overlay2
+fi
+rm -rf "$work/probe"
+echo "== dockerd ($storage, no iptables, no bridge) in $work; free: $(df -h --output=avail "$work" | tail -n1 | tr -d ' ')"
+"$dockerd_bin" --storage-driver "$storage" --iptables=false --ip6tables=false --bridge=none \
   --data-root "$work/data" --exec-root "$work/exec" --pidfile "$work/dockerd.pid" \
   --host "unix://$work/docker.sock" >"$work/dockerd.log" 2>&1 &
 dockerd_pid=$!
@@ -251,5 +265,5 @@ stop_seconds=$(elapsed "$stop_started")
 awk -v s="$stop_seconds" 'BEGIN { exit !(s < 2 + 20) }' || fail "docker stop took ${stop_seconds} s, beyond shutdown_delay + drain_timeout"
 ok "docker stop: /ready 503 and still serving during shutdown_delay, the in-flight request answered 200, exit 0, in ${stop_seconds} s"
 
-echo "figures: image $((image_bytes / 1024 / 1024)) MiB ($image_bytes bytes); build ${build_seconds} s;" \
+echo "figures: image $((image_bytes / 1024 / 1024)) MiB ($image_bytes bytes); build ${build_seconds} s; $storage data root $(du -sh "$work/data" 2>/dev/null | cut -f1);" \
   "start to /oauth2/ready ${ready_seconds} s; docker stop ${stop_seconds} s; whole test $(elapsed "$started") s"
