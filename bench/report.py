@@ -13,6 +13,7 @@ Standard library only.
 """
 import argparse
 import json
+import sys
 import statistics
 from collections import OrderedDict
 
@@ -138,7 +139,41 @@ def markdown(groups):
     return "\n".join(lines)
 
 
+def verdict(goal, ratio):
+    if goal is None or ratio is None:
+        return "-"
+    if goal["better"] == "higher":
+        return "met" if ratio >= goal["goal"] else "**missed**"
+    return "met" if ratio <= goal["goal"] else "**missed**"
+
+
+def summary(groups):
+    """One line per ssogate row that has a goal: the table the README shows beside the chart."""
+    lines = ["| rows | ssogate | figure (median) | vs baseline (per-round range) | CPU-us/op, ssogate / baseline | goal | |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for g in groups:
+        goal = g["goal"]
+        by_name = {r["name"]: r for r in g["rows"]}
+        for r in g["rows"]:
+            if not r["name"].lower().startswith("ssogate") and not g["unit"].startswith("x "):
+                continue
+            ratio = r["value"] if g["unit"].startswith("x ") else r["ratio"]
+            vs = "-" if ratio is None else f"{ratio:.2f}x"
+            if r["ratio_range"] and r["rounds"] > 1 and not g["unit"].startswith("x "):
+                vs += f" ({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f})"
+            base = by_name.get(r["baseline"])
+            cpu = fmt(r["cpu_us_per_op"]) + (f" / {fmt(base['cpu_us_per_op'])}" if base else "")
+            title = g["title"].split(" (")[0]
+            goal_text = "-" if goal is None else (("≥ " if goal["better"] == "higher" else "≤ ") + f"{goal['goal']:g}x")
+            lines.append(f"| {title} | {r['name']} | {fmt(r['value'], 2)} {g['unit']} | {vs} | {cpu} | "
+                         f"{goal_text} | {verdict(goal, ratio)} |")
+    return "\n".join(lines)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--summary":
+        print(summary(json.load(open(sys.argv[2]))["groups"]))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", required=True)
     ap.add_argument("--more", required=True)

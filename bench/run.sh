@@ -1036,6 +1036,9 @@ PY
         --meta "$WORK/meta.json" --json "$OUT_DIR/results-$stamp.json") || die "bench/report.py failed"
     python3 "$REPO/bench/chart.py" "$OUT_DIR/results-$stamp.json" "$OUT_DIR/results-$stamp.svg" ||
         die "bench/chart.py failed"
+    local goals
+    goals=$(python3 "$REPO/bench/report.py" --summary "$OUT_DIR/results-$stamp.json") ||
+        die "bench/report.py --summary failed"
     {
         echo "# ssogate benchmark $stamp"
         echo
@@ -1056,6 +1059,10 @@ PY
         echo "- CPU-us/req: server process tree utime+stime during the measured run / requests; RSS: VmHWM summed over the tree"
         echo "- load average (1 min) at each round's start: ${loads[*]}"
         echo
+        echo "Against the goals (the README's table):"
+        echo
+        echo "$goals"
+        echo
         echo "$table"
         echo
         echo "$more_tables"
@@ -1064,6 +1071,8 @@ PY
     echo "$table"
     echo
     echo "$more_tables"
+    echo
+    echo "$goals"
     log "written to $out_file, $OUT_DIR/results-$stamp.json and $OUT_DIR/results-$stamp.svg"
 }
 
