@@ -160,7 +160,7 @@ fn public_routes_paths_and_the_gateways_own_endpoints() {
         assert_eq!(code, Some(1), "{out}");
         assert_says(
             &out,
-            &["decision: no session: a browser is sent to sign in (/oauth2/start)"],
+            &["decision: no session: a browser is sent to sign in at the provider's authorization endpoint"],
         );
     }
     let (code, out) = explain(&["GET", "https://app.example.com/docs/intro"]);

@@ -362,7 +362,7 @@ impl Stand {
                 if self.reached(path) {
                     Outcome::Accepted
                 } else if status == StatusCode::FOUND
-                    && location.starts_with("/oauth2/start")
+                    && location.contains("/oauth2/authorize?")
                     && again == StatusCode::UNAUTHORIZED
                 {
                     Outcome::Refused { logged: false }

@@ -61,7 +61,7 @@ async fn idle_sessions_end_and_used_ones_live_on(store: &str) {
         .headers()
         .get("location")
         .and_then(|l| l.to_str().ok())
-        .is_some_and(|l| l.contains("/oauth2/start")));
+        .is_some_and(|l| l.contains("/oauth2/authorize?")));
     assert_eq!(upstream.requests().len(), seen, "nothing reached the app");
     gw.wait_for_message("unused for session.idle_timeout");
 }

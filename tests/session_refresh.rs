@@ -145,7 +145,7 @@ async fn a_disabled_user_is_signed_out_at_the_refresh() {
     assert!(nav.headers()["location"]
         .to_str()
         .unwrap()
-        .starts_with("/oauth2/start"));
+        .starts_with(&format!("{}/oauth2/authorize?", s.idp.issuer)));
     s.idp.control("reset-users", None).await;
 }
 

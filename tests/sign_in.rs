@@ -267,12 +267,29 @@ async fn programs_get_401_json_and_browsers_a_redirect() {
         .unwrap();
     assert_eq!(xhr.status(), StatusCode::UNAUTHORIZED);
 
+    // A browser goes straight to the provider (one provider, no sign-in page), with state,
+    // nonce and PKCE S256, and a sealed state cookie for the callback.
     let nav = c.get(s.gw.url("/data?q=1")).send().await.unwrap();
     assert_eq!(nav.status(), StatusCode::FOUND);
-    assert_eq!(
-        nav.headers()["location"],
-        "/oauth2/start?rd=%2Fdata%3Fq%3D1"
+    let to = reqwest::Url::parse(nav.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(
+        to.as_str()
+            .starts_with(&format!("{}/oauth2/authorize?", s.idp.issuer)),
+        "{to}"
     );
+    let q: std::collections::HashMap<_, _> = to.query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256", "{to}");
+    for k in ["state", "nonce", "code_challenge"] {
+        assert!(q.get(k).is_some_and(|v| v.len() >= 16), "{k} in {to}");
+    }
+    let state_cookie = nav
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.contains(&q["state"]))
+        .unwrap_or_else(|| panic!("a state cookie: {:?}", nav.headers()));
+    assert!(state_cookie.contains("HttpOnly"), "{state_cookie}");
     assert!(s.upstream.requests().is_empty(), "nothing reached the app");
     // The access log says so too: the gateway answered, no upstream was asked.
     s.gw.wait_for_log(Duration::from_secs(5), |l| {
@@ -1710,6 +1727,29 @@ async fn a_redirect_target_that_is_the_gateways_own_endpoint_goes_to_the_root() 
         .await
         .unwrap()
         .contains("You have been signed out"));
+}
+
+#[tokio::test]
+async fn a_page_whose_path_reads_as_another_host_is_not_where_sign_in_ends() {
+    // Signed out, a browser goes from the page straight to the provider, and the page's own
+    // path is kept as the way back: a path that a browser would read as another host must
+    // not become a redirect there after sign-in.
+    let s = stand();
+    for path in [
+        "//evil.example/x",
+        "/%5Cevil.example/x",
+        "/%2F%2Fevil.example/x",
+    ] {
+        let b = browser();
+        let (resp, trail) = sign_in(&b, &s.gw.url(path), "bob").await;
+        assert_eq!(resp.status(), StatusCode::OK, "{path}: {trail:#?}");
+        let last = resp.url().clone();
+        assert_eq!(
+            last.origin(),
+            reqwest::Url::parse(&s.gw.url("/")).unwrap().origin(),
+            "{path}: ended at {last}"
+        );
+    }
 }
 
 #[tokio::test]

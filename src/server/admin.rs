@@ -52,7 +52,7 @@ pub(super) async fn handle(
         .await
     {
         Ok(live) => live,
-        Err(answer) => return answer.into_response(auth, req),
+        Err(answer) => return answer.into_response(auth, req, client),
     };
     let form = if post {
         read_form(req).await?

@@ -125,10 +125,15 @@ pub fn explain(config: &Config, who: &Who, method: &str, url: &str) -> Result<Ex
         });
     }
     let Some(user) = &who.user else {
+        let taken = route.providers.places(config.providers.len()).count();
+        let to = if taken == 1 && !config.server.sign_in_page {
+            "the provider's authorization endpoint".to_string()
+        } else {
+            format!("the sign-in page, {}/sign_in", config.server.auth_prefix)
+        };
         let _ = writeln!(
             out,
-            "decision: no session: a browser is sent to sign in ({}/start), a program gets 401",
-            config.server.auth_prefix
+            "decision: no session: a browser is sent to sign in at {to}, a program gets 401"
         );
         return Ok(Explanation {
             text: out,

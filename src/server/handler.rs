@@ -165,7 +165,7 @@ async fn stages<'g>(
             })?;
         let live = match auth.authenticate(&req, client, route.providers).await {
             Ok(s) => s,
-            Err(answer) => return answer.into_response(auth, &req),
+            Err(answer) => return answer.into_response(auth, &req, client),
         };
         let principal = &live.session.principal;
         if outcome.log {

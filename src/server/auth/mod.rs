@@ -797,9 +797,12 @@ impl AuthAnswer {
         self,
         auth: &Auth,
         req: &Request<RequestBody>,
+        client: &ClientInfo,
     ) -> Result<Response<Body>, GatewayError> {
         match self {
-            AuthAnswer::SignIn { clear, accepted } => Ok(auth.sign_in_answer(req, clear, accepted)),
+            AuthAnswer::SignIn { clear, accepted } => {
+                auth.sign_in_answer(req, client, clear, accepted)
+            }
             AuthAnswer::Error(e) => Err(e),
         }
     }

@@ -26,9 +26,10 @@ impl Auth {
     pub fn sign_in_answer(
         &self,
         req: &Request<RequestBody>,
+        client: &ClientInfo,
         clear: Vec<HeaderValue>,
         accepted: ProviderSet,
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, GatewayError> {
         let mut resp = if is_api_client(req.headers()) {
             GatewayError::SignInRequired.into_response(true, None)
         } else {
@@ -47,6 +48,17 @@ impl Auth {
             let absolute = self.absolute_on_this_host(req, rd);
             let rd = absolute.as_deref().unwrap_or(rd);
             let choices: Vec<usize> = accepted.places(self.providers.len()).collect();
+            // One provider for this route and no page to choose on: straight to it, as
+            // `/start` would send the browser (one hop less per sign-in).
+            if let [p] = choices[..] {
+                if !self.config.server.sign_in_page {
+                    let mut resp = self.begin_sign_in(p, rd, req, client)?;
+                    for c in clear {
+                        resp.headers_mut().append(header::SET_COOKIE, c);
+                    }
+                    return Ok(resp);
+                }
+            }
             let mut to = format!(
                 "{}/{}?rd={}",
                 self.config.server.auth_prefix,
@@ -74,7 +86,7 @@ impl Auth {
         for c in clear {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }
-        resp
+        Ok(resp)
     }
 
     /// `path` as an absolute URL on the request's host, when `session.cookie_domain` shares
@@ -105,7 +117,18 @@ impl Auth {
         req: &Request<RequestBody>,
         client: &ClientInfo,
     ) -> String {
-        let asked = asked_redirect(req).unwrap_or_default();
+        self.safe_target(asked_redirect(req).unwrap_or_default(), req, client)
+    }
+
+    /// `asked` if it is a safe place to send the browser after sign-in or sign-out (this
+    /// origin, or a host in `server.allowed_redirect_hosts`; never the gateway's own
+    /// endpoints), else `/`.
+    fn safe_target(
+        &self,
+        asked: String,
+        req: &Request<RequestBody>,
+        client: &ClientInfo,
+    ) -> String {
         let origin = self.origin(req.headers(), req.uri(), client);
         let rd = safe_redirect(&asked, &origin, &self.config.server.allowed_redirect_hosts)
             .unwrap_or_else(|| {
@@ -186,6 +209,19 @@ impl Auth {
                 url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
             )));
         };
+        self.begin_sign_in(p, &asked_redirect(req).unwrap_or_default(), req, client)
+    }
+
+    /// A sign-in with provider `p`: seals the attempt (state, nonce, PKCE verifier and where
+    /// to go after, `asked` if it is safe) in a cookie and sends the browser to the
+    /// provider's authorization endpoint.
+    fn begin_sign_in(
+        &self,
+        p: usize,
+        asked: &str,
+        req: &Request<RequestBody>,
+        client: &ClientInfo,
+    ) -> Result<Response<Body>, GatewayError> {
         let provider = self.provider(p);
         if !provider.is_ready() {
             return Err(GatewayError::SignInUnavailable {
@@ -203,7 +239,7 @@ impl Auth {
         let pending = PendingSignIn {
             nonce: oidc::random_token(16),
             verifier: oidc::random_token(32),
-            rd: self.redirect_target(req, client),
+            rd: self.safe_target(asked.to_string(), req, client),
             exp: now + STATE_TTL_SECS,
         };
         let redirect_uri = format!("{origin}{}", self.config.server.callback_path);
