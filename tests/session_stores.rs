@@ -391,13 +391,19 @@ impl RedisCluster {
     fn start() -> RedisCluster {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        // Each node's cluster bus port is its own free port too: by default it is port +
+        // 10000, which another test's free port (or an ephemeral one) may already hold.
+        let bus_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let children = ports
             .iter()
-            .map(|p| {
+            .zip(&bus_ports)
+            .map(|(p, bus)| {
                 Command::new("redis-server")
                     .args([
                         "--port",
                         &p.to_string(),
+                        "--cluster-port",
+                        &bus.to_string(),
                         "--bind",
                         "127.0.0.1",
                         "--save",
