@@ -4,7 +4,6 @@
 //! set per person beside them.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::pack;
 use crate::config::SessionConfig;
@@ -215,6 +214,7 @@ mod redis_store {
     use redis::cluster_async::ClusterConnection;
     use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
     use redis::AsyncCommands;
+    use std::time::Duration;
     use tokio::sync::{Mutex, OnceCell};
 
     /// One Redis (`redis://`, `rediss://`) through a reconnecting connection manager, a
