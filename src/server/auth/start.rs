@@ -117,26 +117,21 @@ impl Auth {
         req: &Request<RequestBody>,
         client: &ClientInfo,
     ) -> String {
-        self.safe_target(asked_redirect(req).unwrap_or_default(), req, client)
+        self.safe_target(&asked_redirect(req).unwrap_or_default(), req, client)
     }
 
     /// `asked` if it is a safe place to send the browser after sign-in or sign-out (this
     /// origin, or a host in `server.allowed_redirect_hosts`; never the gateway's own
     /// endpoints), else `/`.
-    fn safe_target(
-        &self,
-        asked: String,
-        req: &Request<RequestBody>,
-        client: &ClientInfo,
-    ) -> String {
+    fn safe_target(&self, asked: &str, req: &Request<RequestBody>, client: &ClientInfo) -> String {
         let origin = self.origin(req.headers(), req.uri(), client);
-        let rd = safe_redirect(&asked, &origin, &self.config.server.allowed_redirect_hosts)
+        let rd = safe_redirect(asked, &origin, &self.config.server.allowed_redirect_hosts)
             .unwrap_or_else(|| {
                 if !asked.is_empty() {
                     // The host only: a refused target's path or query may carry anything.
                     // `//evil`, `/\evil` and `https:evil` read as a browser would.
                     let spelled = asked.trim_start_matches(['/', '\\']);
-                    let host = url::Url::parse(&asked)
+                    let host = url::Url::parse(asked)
                         .ok()
                         .or_else(|| url::Url::parse(&format!("https://{spelled}")).ok());
                     let host = host.as_ref().and_then(|u| u.host_str()).unwrap_or("-");
@@ -239,7 +234,7 @@ impl Auth {
         let pending = PendingSignIn {
             nonce: oidc::random_token(16),
             verifier: oidc::random_token(32),
-            rd: self.safe_target(asked.to_string(), req, client),
+            rd: self.safe_target(asked, req, client),
             exp: now + STATE_TTL_SECS,
         };
         let redirect_uri = format!("{origin}{}", self.config.server.callback_path);
