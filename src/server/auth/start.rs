@@ -50,43 +50,40 @@ impl Auth {
             let choices: Vec<usize> = accepted.places(self.providers.len()).collect();
             // One provider for this route and no page to choose on: straight to it, as
             // `/start` would send the browser (one hop less per sign-in).
-            if let [p] = choices[..] {
-                if !self.config.server.sign_in_page {
-                    let mut resp = self.begin_sign_in(p, rd, req, client)?;
-                    for c in clear {
-                        resp.headers_mut().append(header::SET_COOKIE, c);
-                    }
-                    return Ok(resp);
+            match choices[..] {
+                [p] if !self.config.server.sign_in_page => {
+                    self.begin_sign_in(p, rd, req, client)?
                 }
+                _ => self.to_sign_in_page(rd, &choices),
             }
-            let mut to = format!(
-                "{}/{}?rd={}",
-                self.config.server.auth_prefix,
-                match choices.len() {
-                    1 if !self.config.server.sign_in_page => "start",
-                    _ => "sign_in",
-                },
-                url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
-            );
-            // Several providers configured: say which this route takes (all: no list).
-            if self.providers.len() > 1 && choices.len() < self.providers.len() {
-                let names: Vec<&str> = choices
-                    .iter()
-                    .map(|&p| self.provider(p).config().name.as_str())
-                    .collect();
-                let key = if choices.len() == 1 {
-                    "provider"
-                } else {
-                    "providers"
-                };
-                to.push_str(&format!("&{key}={}", names.join(",")));
-            }
-            redirect(&to)
         };
         for c in clear {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }
         Ok(resp)
+    }
+
+    /// A redirect to the sign-in page, with the way back `rd` and, when several providers
+    /// are configured, the ones this route takes (`choices`; all: no list).
+    fn to_sign_in_page(&self, rd: &str, choices: &[usize]) -> Response<Body> {
+        let mut to = format!(
+            "{}/sign_in?rd={}",
+            self.config.server.auth_prefix,
+            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+        );
+        if self.providers.len() > 1 && choices.len() < self.providers.len() {
+            let names: Vec<&str> = choices
+                .iter()
+                .map(|&p| self.provider(p).config().name.as_str())
+                .collect();
+            let key = if choices.len() == 1 {
+                "provider"
+            } else {
+                "providers"
+            };
+            to.push_str(&format!("&{key}={}", names.join(",")));
+        }
+        redirect(&to)
     }
 
     /// `path` as an absolute URL on the request's host, when `session.cookie_domain` shares
