@@ -31,8 +31,16 @@ use crate::identity::InboundFilter;
 /// A response head larger than this is refused (hyper's client allows about the same).
 pub(super) const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
-/// Bytes asked of the socket per read.
+/// Bytes asked of the socket per read of a body being streamed.
 const READ_SIZE: usize = 32 * 1024;
+/// Bytes asked of the socket per read of a response head (and what came with it): a page,
+/// as nginx's `proxy_buffer_size`. Most responses of a busy app fit whole; a burst of
+/// hundreds of new upstream connections does not take 32 KiB each.
+const HEAD_READ_SIZE: usize = 4 * 1024;
+/// Idle pooled connections that keep their read buffer: the most recently used ones, which
+/// the next requests take. The others wait without one (it is freed once the response that
+/// shares it is written).
+const KEEP_BUFFERED: usize = 16;
 /// A chunk-size line or trailer line longer than this is refused.
 const MAX_LINE: usize = 4096;
 
@@ -157,6 +165,11 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
             idle.push(conn);
+            // Most recently used last: the one now just outside the kept few gives its
+            // buffer up (those further in front did when they were here).
+            if let Some(cold) = idle.len().checked_sub(KEEP_BUFFERED + 1) {
+                idle[cold].buf = BytesMut::new();
+            }
         }
     }
 
@@ -217,7 +230,7 @@ async fn connect(authority: &Authority, timeout: Duration) -> Result<Box<Conn>, 
     let _ = io.set_nodelay(true);
     Ok(Box::new(Conn {
         io,
-        buf: BytesMut::with_capacity(READ_SIZE),
+        buf: BytesMut::with_capacity(HEAD_READ_SIZE),
         idle_since: Instant::now(),
     }))
 }
@@ -258,7 +271,7 @@ async fn read_head(
         if conn.buf.len() >= MAX_HEAD {
             return Err(Failure::Invalid("response head too large"));
         }
-        conn.buf.reserve(READ_SIZE);
+        conn.buf.reserve(HEAD_READ_SIZE);
         let asked = conn.buf.capacity() - conn.buf.len();
         match conn.io.read_buf(&mut conn.buf).await {
             Ok(0) => return Err(Failure::Closed),
