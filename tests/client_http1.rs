@@ -326,6 +326,89 @@ fn a_connection_quiet_past_a_second_is_answered_and_its_timeout_counts_from_the_
     );
 }
 
+/// A connection quiet for a second or more waits parked, without its task: more of them
+/// than a worker keeps lingering, each served again on the same socket when its client asks
+/// (a whole head, a head in two parts, a request with a body for hyper), and again after a
+/// second pause.
+#[test]
+fn connections_idle_for_seconds_are_served_again_on_the_same_socket() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(&public_config_with(
+        &upstream.url,
+        "header_read_timeout = \"30s\"",
+        "",
+    ));
+    let mut conns: Vec<(TcpStream, Vec<u8>)> = (0..300)
+        .map(|i| {
+            let mut s = connect(gw.port);
+            let mut pending = Vec::new();
+            s.write_all(format!("GET /first/{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+                .unwrap();
+            assert_eq!(read_answer(&mut s, &mut pending, false).status, 200);
+            (s, pending)
+        })
+        .collect();
+
+    for round in 0..2 {
+        std::thread::sleep(Duration::from_millis(2500));
+        for (i, (s, _)) in conns.iter_mut().enumerate() {
+            match i % 3 {
+                0 => s.write_all(
+                    format!("GET /again/{round}/{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
+                ),
+                1 => s.write_all(format!("GET /again/{round}/{i} HTTP/1.1\r\n").as_bytes()),
+                _ => s.write_all(
+                    format!(
+                        "POST /again/{round}/{i} HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok"
+                    )
+                    .as_bytes(),
+                ),
+            }
+            .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        for (i, (s, pending)) in conns.iter_mut().enumerate() {
+            if i % 3 == 1 {
+                s.write_all(b"Host: a\r\n\r\n").unwrap();
+            }
+            let answer = read_answer(s, pending, false);
+            assert_eq!(answer.status, 200, "connection {i}, round {round}");
+            assert_eq!(answer.json()["path"], format!("/again/{round}/{i}"));
+        }
+    }
+    // 300 first requests and two rounds of 300 more, each once.
+    assert_eq!(upstream.requests().len(), 900);
+}
+
+/// The stop closes parked connections at once, as it closes idle ones in their tasks.
+#[test]
+fn sigterm_closes_parked_connections_at_once() {
+    let upstream = Upstream::echo();
+    let mut gw = Gateway::start(&public_config_with(
+        &upstream.url,
+        "drain_timeout = \"20s\"",
+        "",
+    ));
+    let mut s = connect(gw.port);
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut pending = Vec::new();
+    assert_eq!(read_answer(&mut s, &mut pending, false).status, 200);
+    // Lingering for a second, then parked.
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let started = Instant::now();
+    gw.sigterm();
+    assert!(
+        closes_within(&mut s, Duration::from_secs(5)),
+        "the parked connection is closed"
+    );
+    let exit = gw
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", gw.logs()));
+    assert_eq!(exit.code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
 #[test]
 fn sigterm_closes_idle_keep_alive_connections_at_once() {
     let upstream = Upstream::echo();

@@ -22,33 +22,34 @@ const WRITE_KEEP: usize = 16 * 1024;
 /// kept (`fast`'s busy period). Beyond it a connection gives its state back at once: what a
 /// burst of thousands of keep-alive connections allocates would otherwise stay with the
 /// process (the allocator keeps freed memory between live blocks), though all went idle.
-const LINGERING: usize = 64;
+pub(super) const LINGERING: usize = 64;
 
 thread_local! {
     static READS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     static WRITES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A worker's places for connections that wait with their request state.
-pub(super) struct LingerPlaces(AtomicUsize);
+/// A worker's places for connections that wait in a way that holds memory: with their
+/// request state (`LINGERING`), or in their task rather than parked (`park::WAITING`).
+pub(super) struct Places(AtomicUsize);
 
-impl LingerPlaces {
-    pub(super) fn new() -> LingerPlaces {
-        LingerPlaces(AtomicUsize::new(LINGERING))
+impl Places {
+    pub(super) fn new(places: usize) -> Places {
+        Places(AtomicUsize::new(places))
     }
 
     /// A place, held until dropped; `None` when all are taken.
-    pub(super) fn take(&self) -> Option<LingerPlace<'_>> {
+    pub(super) fn take(&self) -> Option<Place<'_>> {
         let free = &self.0;
         free.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .ok()
-            .map(|_| LingerPlace(free))
+            .map(|_| Place(free))
     }
 }
 
-pub(super) struct LingerPlace<'a>(&'a AtomicUsize);
+pub(super) struct Place<'a>(&'a AtomicUsize);
 
-impl Drop for LingerPlace<'_> {
+impl Drop for Place<'_> {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
@@ -138,7 +139,7 @@ mod tests {
 
     #[test]
     fn linger_places_run_out_and_come_back() {
-        let places = LingerPlaces::new();
+        let places = Places::new(LINGERING);
         let taken: Vec<_> = (0..LINGERING).map(|_| places.take().unwrap()).collect();
         assert!(places.take().is_none(), "all {LINGERING} are taken");
         drop(taken);

@@ -8,14 +8,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{balance, buffers, drain, fast, Gateway};
+use super::{balance, buffers, drain, fast, park, Gateway};
 use crate::proxy::Proxy;
 
 /// What every connection of one accept loop shares: one reference per connection.
@@ -25,9 +25,13 @@ pub(super) struct Worker {
     pub(super) builder: auto::Builder<TokioExecutor>,
     pub(super) drain: drain::Drain,
     /// Connections that may wait for their next request with their request state kept.
-    pub(super) lingering: buffers::LingerPlaces,
+    pub(super) lingering: buffers::Places,
+    /// Idle connections that may wait in their task for `park::PARK_AFTER` before they park.
+    pub(super) waiting: buffers::Places,
     pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
     pub(super) header_timeout: Duration,
+    /// Where idle plain-HTTP connections wait without a task (`park`), when it could be made.
+    pub(super) parking: Option<Arc<park::Parking>>,
 }
 
 /// A connection accepted (or handed over) and placed on this worker.
@@ -38,6 +42,9 @@ pub(super) struct Accepted {
     pub(super) open: Option<balance::Open>,
     /// Its place among `server.max_connections`, held until the connection ends.
     pub(super) permit: OwnedSemaphorePermit,
+    /// When its next request head is due, for one given its task back (`park`); a new one
+    /// has `header_read_timeout` from now.
+    pub(super) until: Option<Instant>,
 }
 
 /// Serves a connection on its own task.
@@ -53,11 +60,23 @@ async fn plain(w: Arc<Worker>, conn: Accepted) {
     let Accepted {
         stream,
         peer,
-        open: _open,
-        permit: _permit,
+        open,
+        permit,
+        until,
     } = conn;
-    let conn = fast::serve(&w, stream, peer);
-    w.drain.watch(drain::SelfWatching { conn }).await
+    let conn = fast::serve(&w, stream, peer, until);
+    if let fast::Served::Idle(stream, until) = w.drain.watch(drain::SelfWatching { conn }).await {
+        if let Some(parking) = &w.parking {
+            let conn = Accepted {
+                stream,
+                peer,
+                open,
+                permit,
+                until: None,
+            };
+            parking.park(&w, conn, until);
+        }
+    }
 }
 
 async fn tls(w: Arc<Worker>, conn: Accepted) {
@@ -66,6 +85,7 @@ async fn tls(w: Arc<Worker>, conn: Accepted) {
         peer,
         open: _open,
         permit: _permit,
+        until: _,
     } = conn;
     let Some(acceptor) = &w.tls else {
         return;
@@ -87,8 +107,9 @@ async fn tls(w: Arc<Worker>, conn: Accepted) {
             Box::pin(serving).await
         }
         Ok(Ok(tls_stream)) => {
-            let conn = fast::serve(&w, tls_stream, peer);
-            w.drain.watch(drain::SelfWatching { conn }).await
+            let conn = fast::serve(&w, tls_stream, peer, None);
+            // A TLS connection does not park (its session state would go with it).
+            let _ = w.drain.watch(drain::SelfWatching { conn }).await;
         }
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -35,6 +35,7 @@ use tokio_rustls::server::TlsStream;
 use super::buffers::{self, READ_SIZE};
 use super::connection::Worker;
 use super::drain::Drain;
+use super::park::PARK_AFTER;
 use super::{handler, Gateway};
 use crate::proxy::{Body, BytesSink, ClientInfo, HeaderSpan, Proxy, RequestBody};
 
@@ -56,6 +57,10 @@ pub(super) trait Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// close sends the same FIN a shutdown would, so it saves the system call.
     const SHUTDOWN_TO_CLOSE: bool;
 
+    /// Whether the connection can wait for its next request parked, without its task
+    /// (`park`): a plain TCP one, not one with TLS session state.
+    const PARKS: bool;
+
     /// Reads what has arrived into `buf`; `WouldBlock` when nothing has.
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
 
@@ -73,6 +78,7 @@ pub(super) trait Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 impl Conn for TcpStream {
     const TLS: bool = false;
     const SHUTDOWN_TO_CLOSE: bool = false;
+    const PARKS: bool = true;
 
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         TcpStream::try_read_buf(self, buf)
@@ -96,6 +102,7 @@ impl Conn for TcpStream {
 impl Conn for TlsStream<TcpStream> {
     const TLS: bool = true;
     const SHUTDOWN_TO_CLOSE: bool = true;
+    const PARKS: bool = false;
 
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         let waker = futures_util::task::noop_waker_ref();
@@ -126,15 +133,31 @@ fn read_tls(
     tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }
 
+/// How a connection left this loop.
+pub(super) enum Served<S> {
+    /// Closed, or served to its end by hyper.
+    Ended,
+    /// Idle for `park::PARK_AFTER`, its read buffer empty: to be parked (`park`) until its
+    /// next request, whose head is due by then.
+    Idle(S, Instant),
+}
+
 /// Serves `stream` until the client closes, the header-read timeout or the drain; hands it
-/// to hyper on the first request this loop does not take.
-pub(super) async fn serve<S: Conn>(w: &Worker, mut io: S, peer: SocketAddr) {
+/// to hyper on the first request this loop does not take. `until`: when the first request
+/// head is due, for a connection resumed from the parking lot.
+pub(super) async fn serve<S: Conn>(
+    w: &Worker,
+    mut io: S,
+    peer: SocketAddr,
+    until: Option<Instant>,
+) -> Served<S> {
     let gw = &w.gw;
     let link = Link {
         gw,
         proxy: &w.proxy,
         drain: &w.drain,
         lingering: &w.lingering,
+        waiting: &w.waiting,
         client: gw.client_info(peer, S::TLS),
         limits: HeadLimits {
             bytes: gw.config.server.max_request_head.min(MAX_HEAD),
@@ -142,32 +165,54 @@ pub(super) async fn serve<S: Conn>(w: &Worker, mut io: S, peer: SocketAddr) {
         },
         header_timeout: gw.config.server.header_read_timeout,
         peer,
+        parks: S::PARKS && w.parking.as_ref().is_some_and(|p| p.is_open()),
     };
     // No allocation until the client's bytes arrive (see `buffers`).
     let mut rbuf = BytesMut::new();
-    let mut until = crate::coarse::now() + link.header_timeout;
+    let now = crate::coarse::now();
+    let mut until = until.unwrap_or(now + link.header_timeout);
+    // A connection that sends nothing for `PARK_AFTER` parks (a resumed one again).
+    let mut park_at = link.parks.then_some(now + PARK_AFTER);
+    // Until its first read reaches the socket, a connection (new, or resumed because its
+    // socket became readable) does not know whether bytes wait: the runtime has not said
+    // yet. Parked then, it would be woken at once, and again.
+    let mut first = true;
     loop {
+        // Waiting in the task for the park time takes one of the worker's places; with
+        // none left the connection parks as soon as it is idle.
+        let place = (!std::mem::take(&mut first)
+            && park_at.is_some_and(|p| p > crate::coarse::now()))
+        .then(|| link.waiting.take());
+        if let Some(None) = place {
+            park_at = Some(crate::coarse::now());
+        }
         let next = read_request(
             &mut io,
             &mut rbuf,
             until,
-            Idle::GiveBack,
+            Idle::GiveBack { park_at },
             &link.limits,
             link.drain,
         )
         .await;
+        drop(place);
         let next = match next {
             // Boxed for the busy period: the stages' state is most of a connection's
             // future, and an idle connection need not carry it.
             Next::Request(req, keep_alive) => {
                 match Box::pin(busy(&link, &mut io, &mut rbuf, req, keep_alive)).await {
-                    Busy::Quiet(next_until) => {
+                    Busy::Quiet {
+                        until: next_until,
+                        park_at: next_park,
+                    } => {
                         until = next_until;
+                        park_at = next_park.filter(|_| link.parks);
                         continue;
                     }
                     Busy::Ended(next) => next,
                 }
             }
+            Next::Park => return Served::Idle(io, until),
             next => next,
         };
         match next {
@@ -190,9 +235,9 @@ pub(super) async fn serve<S: Conn>(w: &Worker, mut io: S, peer: SocketAddr) {
                 Box::pin(serving).await;
             }
             Next::BadRequest => Box::pin(answer_bad_request(&mut io)).await,
-            Next::Request(..) | Next::Close | Next::Quiet | Next::Partial => {}
+            Next::Request(..) | Next::Close | Next::Quiet | Next::Partial | Next::Park => {}
         }
-        return;
+        return Served::Ended;
     }
 }
 
@@ -208,19 +253,26 @@ struct Link<'a> {
     gw: &'a Gateway,
     proxy: &'a Proxy,
     drain: &'a Drain,
-    lingering: &'a buffers::LingerPlaces,
+    lingering: &'a buffers::Places,
+    waiting: &'a buffers::Places,
     client: ClientInfo,
     limits: HeadLimits,
     header_timeout: Duration,
     peer: SocketAddr,
+    /// Whether the connection parks when idle (`park`).
+    parks: bool,
 }
 
 /// How a busy period ended.
 // `Ended` never holds a request (the busy period answers those): not worth a box.
 #[allow(clippy::large_enum_variant)]
 enum Busy {
-    /// No request for `LINGER`: the next head must still arrive by this deadline.
-    Quiet(Instant),
+    /// No request for now: the next head must still arrive by `until`; the connection parks
+    /// if none has begun by `park_at`.
+    Quiet {
+        until: Instant,
+        park_at: Option<Instant>,
+    },
     /// The connection is done with this loop (closed, or one for hyper, or a bad head).
     Ended(Next),
 }
@@ -242,12 +294,21 @@ async fn busy<S: Conn>(
         let now = crate::coarse::now();
         let until = now + link.header_timeout;
         let Some(_place) = link.lingering.take() else {
-            break Busy::Quiet(until);
+            break Busy::Quiet {
+                until,
+                park_at: Some(now + PARK_AFTER),
+            };
         };
         let linger = until.min(now + LINGER);
         match read_request(io, rbuf, linger, Idle::Keep, &link.limits, link.drain).await {
             Next::Request(next, next_keep_alive) => (req, keep_alive) = (next, next_keep_alive),
-            Next::Quiet => break Busy::Quiet(until),
+            // Quiet for `LINGER` already: it parks as soon as it is idle.
+            Next::Quiet => {
+                break Busy::Quiet {
+                    until,
+                    park_at: Some(crate::coarse::now()),
+                }
+            }
             next => break Busy::Ended(next),
         }
     };
@@ -300,6 +361,8 @@ enum Next {
     Close,
     /// The deadline passed before a complete head.
     Quiet,
+    /// Idle past its `park_at`: to be parked.
+    Park,
     /// (Within `read_request`: more may be read.)
     Partial,
 }
@@ -307,8 +370,9 @@ enum Next {
 /// What a wait for the next request does with an empty read buffer.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Idle {
-    /// Gives it back to the worker (see `buffers`).
-    GiveBack,
+    /// Gives it back to the worker (see `buffers`); with `park_at`, the connection is
+    /// to be parked when it is still idle then.
+    GiveBack { park_at: Option<Instant> },
     /// Keeps it: a next request is likely soon.
     Keep,
 }
@@ -330,6 +394,11 @@ async fn read_request<S: Conn>(
     drain: &Drain,
 ) -> Next {
     let mut deadline = None;
+    // Whether `deadline` is the park time (before `until`) rather than `until`.
+    let mut park_at = match idle_buffer {
+        Idle::GiveBack { park_at } => park_at.filter(|p| *p < until),
+        Idle::Keep => None,
+    };
     loop {
         if !buf.is_empty() {
             match parse(buf, limits.headers) {
@@ -360,11 +429,15 @@ async fn read_request<S: Conn>(
             return Next::Close;
         }
         // Between requests: the buffer goes back to the worker while the client thinks.
-        let bufferless = idle && idle_buffer == Idle::GiveBack;
+        let bufferless = idle && idle_buffer != Idle::Keep;
         if bufferless {
             buffers::give_back_read(buf);
+            if park_at.is_some_and(|p| p <= crate::coarse::now()) {
+                return Next::Park;
+            }
         }
-        let sleep = deadline.get_or_insert_with(|| crate::coarse::sleep_until(until));
+        let sleep =
+            deadline.get_or_insert_with(|| crate::coarse::sleep_until(park_at.unwrap_or(until)));
         let ready = poll_fn(|cx| {
             let more = if bufferless {
                 io.poll_readable(cx)
@@ -380,8 +453,17 @@ async fn read_request<S: Conn>(
             Pin::new(&mut *sleep).poll(cx).map(|()| Next::Quiet)
         })
         .await;
-        if !matches!(ready, Next::Partial) {
-            return ready;
+        match ready {
+            Next::Partial => {}
+            // The park time passed; mid-head, the connection waits on until `until`.
+            Next::Quiet if park_at.is_some() => {
+                if buf.is_empty() {
+                    return Next::Park;
+                }
+                park_at = None;
+                deadline = Some(crate::coarse::sleep_until(until));
+            }
+            ready => return ready,
         }
     }
 }
@@ -764,7 +846,7 @@ mod tests {
         };
         let drain = Drain::default();
         let until = || crate::coarse::now() + Duration::from_secs(5);
-        let read = Idle::GiveBack;
+        let read = Idle::GiveBack { park_at: None };
         let mut buf = BytesMut::new();
 
         client.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();

@@ -17,6 +17,7 @@ mod handler;
 mod idle;
 mod live;
 pub mod pages;
+mod park;
 mod reload;
 mod snapshot;
 
@@ -531,15 +532,29 @@ async fn accept_loop(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_request_head as u32);
+    // Idle plain-HTTP connections wait parked, without a task (TLS ones keep theirs).
+    let parking = match tls {
+        Some(_) => None,
+        None => park::Parking::new()
+            .inspect_err(|e| tracing::warn!(error = %e, "no parking for idle connections; they keep their tasks"))
+            .ok(),
+    };
     let worker = Arc::new(connection::Worker {
         gw: gateway.clone(),
         proxy: Arc::new(proxy),
         builder,
         drain: drain::Drain::default(),
-        lingering: buffers::LingerPlaces::new(),
+        lingering: buffers::Places::new(buffers::LINGERING),
+        waiting: buffers::Places::new(park::WAITING),
         tls,
         header_timeout,
+        parking: parking.as_ref().map(|(parking, _)| parking.clone()),
     });
+    if let Some((parking, poller)) = parking {
+        // Watched: the stop closes the parked connections and ends the task.
+        let conn = parking.run(poller, worker.clone());
+        tokio::spawn(worker.drain.watch(drain::SelfWatching { conn }));
+    }
 
     // A worker's listener has TCP_NODELAY (`reuseport_listener`), and on Linux an accepted
     // socket starts with its listener's options: no setsockopt per connection then.
@@ -609,6 +624,7 @@ async fn accept_loop(
             peer,
             open,
             permit: held,
+            until: None,
         };
         connection::spawn(&worker, accepted);
     }
