@@ -133,6 +133,8 @@ pub struct Metrics {
     pub config_reloads_refused: Counter,
     /// Set by `ssogate serve`, which runs workers.
     pub open_connections: OnceLock<Arc<OpenConnections>>,
+    /// Idle client connections parked without a task, all workers together.
+    pub parked_connections: AtomicUsize,
 }
 
 /// A counter that each thread adds to on a cache line of its own (threads take the lines in
@@ -291,6 +293,11 @@ impl Metrics {
                 get(c)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP ssogate_parked_connections Idle client connections waiting without a task (of the open ones).\n# TYPE ssogate_parked_connections gauge\nssogate_parked_connections {}",
+            self.parked_connections.load(Ordering::Relaxed)
+        );
         if let Some(open) = self.open_connections.get() {
             out.push_str("# HELP ssogate_open_connections Open client connections, by worker.\n# TYPE ssogate_open_connections gauge\n");
             for w in 0..open.workers() {

@@ -333,10 +333,11 @@ fn a_connection_quiet_past_a_second_is_answered_and_its_timeout_counts_from_the_
 #[test]
 fn connections_idle_for_seconds_are_served_again_on_the_same_socket() {
     let upstream = Upstream::echo();
+    let metrics_port = free_port();
     let gw = Gateway::start(&public_config_with(
         &upstream.url,
         "header_read_timeout = \"30s\"",
-        "",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
     ));
     let mut conns: Vec<(TcpStream, Vec<u8>)> = (0..300)
         .map(|i| {
@@ -351,6 +352,9 @@ fn connections_idle_for_seconds_are_served_again_on_the_same_socket() {
 
     for round in 0..2 {
         std::thread::sleep(Duration::from_millis(2500));
+        // One that sent a body is hyper's from then on, and waits in its task.
+        let want = if round == 0 { 300 } else { 200 };
+        assert_eq!(parked(metrics_port), want, "round {round}");
         for (i, (s, _)) in conns.iter_mut().enumerate() {
             match i % 3 {
                 0 => s.write_all(
@@ -378,6 +382,34 @@ fn connections_idle_for_seconds_are_served_again_on_the_same_socket() {
     }
     // 300 first requests and two rounds of 300 more, each once.
     assert_eq!(upstream.requests().len(), 900);
+
+    // Clients that close: their parked connections are closed too.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(parked(metrics_port), 200);
+    drop(conns);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while parked(metrics_port) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} still parked",
+            parked(metrics_port)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `ssogate_parked_connections`, from the metrics listener.
+fn parked(metrics_port: u16) -> usize {
+    let text = raw_request(
+        metrics_port,
+        "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+    )
+    .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("ssogate_parked_connections "))
+        .expect("the gauge is there")
+        .parse()
+        .unwrap()
 }
 
 /// The stop closes parked connections at once, as it closes idle ones in their tasks.

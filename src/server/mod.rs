@@ -535,7 +535,7 @@ async fn accept_loop(
     // Idle plain-HTTP connections wait parked, without a task (TLS ones keep theirs).
     let parking = match tls {
         Some(_) => None,
-        None => park::Parking::new()
+        None => park::Parking::new(gateway.metrics.clone())
             .inspect_err(|e| tracing::warn!(error = %e, "no parking for idle connections; they keep their tasks"))
             .ok(),
     };

@@ -45,6 +45,7 @@ const EVENTS: usize = 256;
 /// One worker's parked connections, and the way to park one.
 pub(super) struct Parking {
     registry: mio::Registry,
+    metrics: Arc<crate::telemetry::Metrics>,
     lot: Mutex<Lot>,
     /// The lot's task has ended (the stop, or its poller failed): no more parking.
     closed: AtomicBool,
@@ -73,7 +74,9 @@ struct Parked {
 
 impl Parking {
     /// A lot and its poller (within a runtime: the poller is registered with it).
-    pub(super) fn new() -> io::Result<(Arc<Parking>, Poller)> {
+    pub(super) fn new(
+        metrics: Arc<crate::telemetry::Metrics>,
+    ) -> io::Result<(Arc<Parking>, Poller)> {
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
         // Deprecated because a caller could pass an `AsRawFd` whose descriptor is closed or
@@ -84,6 +87,7 @@ impl Parking {
         let poller = Poller(AsyncFd::with_interest(poll, tokio::io::Interest::READABLE)?);
         let parking = Parking {
             registry,
+            metrics,
             lot: Mutex::new(Lot::default()),
             closed: AtomicBool::new(false),
         };
@@ -145,6 +149,17 @@ impl Parking {
             lot.places[index] = Some(parked);
         }
         lot.len += 1;
+        self.parked(1, true);
+    }
+
+    /// Keeps `ssogate_parked_connections`.
+    fn parked(&self, n: usize, more: bool) {
+        let gauge = &self.metrics.parked_connections;
+        if more {
+            gauge.fetch_add(n, Ordering::Relaxed);
+        } else {
+            gauge.fetch_sub(n, Ordering::Relaxed);
+        }
     }
 
     /// Takes the connection parked under `token` out of the lot and the lot's poller.
@@ -154,6 +169,7 @@ impl Parking {
         lot.free.push(token.0);
         lot.len -= 1;
         drop(lot);
+        self.parked(1, false);
         let _ = self.registry.deregister(&mut parked.stream);
         Some(parked)
     }
@@ -174,6 +190,7 @@ impl Parking {
                 }
             }
             lot.len -= closing.len();
+            self.parked(closing.len(), false);
             if lot.len == 0 {
                 // A burst's worth of places goes back to the allocator.
                 *lot = Lot::default();
@@ -259,6 +276,7 @@ impl Parking {
         tracing::warn!(error = %e, "the idle-connection poller failed; idle connections keep their tasks from now on");
         self.closed.store(true, Ordering::Relaxed);
         let places = std::mem::take(&mut *self.lot());
+        self.parked(places.len, false);
         for mut p in places.places.into_iter().flatten() {
             let _ = self.registry.deregister(&mut p.stream);
             resume(w, p.stream, p.peer, p.until, p.open, p.permit);
