@@ -398,14 +398,19 @@ fn connections_idle_for_seconds_are_served_again_on_the_same_socket() {
     }
 }
 
-/// `ssogate_parked_connections`, from the metrics listener.
-fn parked(metrics_port: u16) -> usize {
-    let text = raw_request(
+/// The metrics listener's page.
+fn metrics(metrics_port: u16) -> String {
+    raw_request(
         metrics_port,
         "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
     )
-    .text();
-    text.lines()
+    .text()
+}
+
+/// `ssogate_parked_connections`, from the metrics listener.
+fn parked(metrics_port: u16) -> usize {
+    metrics(metrics_port)
+        .lines()
         .find_map(|l| l.strip_prefix("ssogate_parked_connections "))
         .expect("the gauge is there")
         .parse()
@@ -512,12 +517,8 @@ fn the_upstreams_headers_reach_the_client_without_its_hop_by_hop_ones_whoever_se
 
 /// `ssogate_open_connections` per worker, from the metrics listener.
 fn open_per_worker(metrics_port: u16) -> Vec<usize> {
-    let text = raw_request(
-        metrics_port,
-        "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
-    )
-    .text();
-    text.lines()
+    metrics(metrics_port)
+        .lines()
         .filter_map(|l| l.strip_prefix("ssogate_open_connections{worker=\""))
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
         .collect()
