@@ -14,6 +14,8 @@
 //! without a buffer (the worker lends one, `buffers`, once bytes arrive), and what a request
 //! needs while it is answered (the stages' state, the response being written) lives in a box
 //! made for that request, not in the connection's future for its whole life.
+//! A plain-TCP one idle for `park::PARK_AFTER` (at once when its worker has many waiting)
+//! leaves this loop altogether (`Served::Idle`) and waits parked, without its task (`park`).
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -137,8 +139,8 @@ fn read_tls(
 pub(super) enum Served<S> {
     /// Closed, or served to its end by hyper.
     Ended,
-    /// Idle for `park::PARK_AFTER`, its read buffer empty: to be parked (`park`) until its
-    /// next request, whose head is due by then.
+    /// Idle past its park time, its read buffer empty: to be parked (`park`) until its next
+    /// request, whose head is due by then.
     Idle(S, Instant),
 }
 
