@@ -149,7 +149,7 @@ fn main() -> ExitCode {
             for warning in loaded.warnings() {
                 tracing::warn!("{warning}");
             }
-            // `serve` runs its own runtimes: single-threaded workers, two per core by default.
+            // `serve` runs its own runtimes: single-threaded workers, one per core by default.
             match ssogate::server::run(loaded, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

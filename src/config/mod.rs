@@ -79,7 +79,7 @@ pub struct ServerConfig {
     /// file events miss that). Default 10s; "0s" turns it off.
     pub secret_poll_interval: Duration,
     /// Worker threads of `ssogate serve`, each with its own listener and upstream pool.
-    /// `None`: two per CPU core the process may use.
+    /// `None`: one per CPU core the process may use.
     pub workers: Option<usize>,
     /// Which X-Forwarded-* headers of a trusted proxy are believed (mod_auth_openidc's
     /// `OIDCXForwardedHeaders`). Default For and Proto: Host only when listed, since it

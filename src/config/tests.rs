@@ -232,7 +232,7 @@ fn workers_default_to_the_cpu_count_and_zero_is_refused() {
     );
     assert!(
         errs.iter()
-            .any(|e| e.contains("server.workers") && e.contains("two workers per CPU core")),
+            .any(|e| e.contains("server.workers") && e.contains("one worker per CPU core")),
         "{errs:?}"
     );
 }

@@ -305,14 +305,15 @@ fn body_rate(config: &Config) -> crate::proxy::BodyRate {
     }
 }
 
-/// Two workers per CPU core the process may use. The gateway shares its cores with the app
-/// beside it (or the load balancer in front): a worker that has used up its time slice waits
-/// for a core with all its connections, and with smaller workers such a wait stalls fewer of
-/// them. On the 2-core bench with the cores saturated, even with connections shared evenly
-/// (`balance`), 2 workers put p99 at or above nginx's (1.2-4 ms) where 4 kept it at ~1.4 ms;
-/// 2 workers spent ~10% less CPU per request. `server.workers` picks the other side.
+/// One worker per CPU core the process may use (cgroup quotas included), as nginx's
+/// `worker_processes auto`. On the 2-core bench, against two per core: 13-19% less CPU per
+/// new connection (plain HTTP 0.95x -> 1.05x nginx, TLS 270 -> 235 CPU-us), 5% less per
+/// keep-alive request, WebSocket set-ups 0.84x -> 0.92x. The cost: with every core saturated
+/// (wrk, upstream and gateway on the same 2 cores), a worker that used up its time slice
+/// stalls more connections while it waits, and the p99 of one round in three rose to about
+/// nginx's. `server.workers` picks the other side (ARCHITECTURE.md, "Workers").
 fn default_workers() -> usize {
-    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {

@@ -339,7 +339,7 @@ pub(super) fn validate(raw: RawConfig, source: &dyn ConfigSource) -> Result<Conf
         Some(n) => {
             e.add(
                 "server.workers",
-                format!("{n} is not between 1 and 1024; leave it out for two workers per CPU core"),
+                format!("{n} is not between 1 and 1024; leave it out for one worker per CPU core"),
             );
             None
         }
