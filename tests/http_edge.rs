@@ -315,6 +315,105 @@ fn only_websocket_upgrades_are_tunnelled() {
 }
 
 #[test]
+fn websocket_bytes_sent_with_either_handshake_reach_the_other_side_first() {
+    // An upstream that answers the handshake with its first frame in the same write, then
+    // echoes what it reads, and says what handshake it got.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        seen_tx
+            .send(String::from_utf8_lossy(&head).into_owned())
+            .unwrap();
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nEARLY",
+        )
+        .unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mut echo = b"echo:".to_vec();
+                    echo.extend_from_slice(&buf[..n]);
+                    if s.write_all(&echo).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let gw = Gateway::start(&public_config(&url, ""));
+
+    let mut client = StdTcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+              X-Forwarded-User: mallory\r\nx_forwarded_email: m@evil.example\r\n\r\nFIRST",
+        )
+        .unwrap();
+    let read_until = |client: &mut StdTcpStream, got: &mut Vec<u8>, end: &[u8]| {
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(end) {
+            let n = client.read(&mut buf).unwrap();
+            assert!(
+                n > 0,
+                "closed early; got {:?}",
+                String::from_utf8_lossy(got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    let mut got = Vec::new();
+    read_until(&mut client, &mut got, b"EARLYecho:FIRST");
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 101 "), "{text}");
+    assert!(text.contains("\r\nupgrade: websocket\r\n"), "{text}");
+    assert!(text.contains("\r\nconnection: upgrade\r\n"), "{text}");
+    assert!(
+        text.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{text}"
+    );
+    assert!(
+        !text.contains("content-length") && !text.contains("transfer-encoding"),
+        "{text}"
+    );
+
+    // The tunnel goes on both ways.
+    client.write_all(b"MORE").unwrap();
+    let mut more = Vec::new();
+    read_until(&mut client, &mut more, b"echo:MORE");
+
+    let seen = seen_rx
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(seen.starts_with("get /chat http/1.1\r\n"), "{seen}");
+    assert!(seen.contains("\r\nupgrade: websocket\r\n"), "{seen}");
+    assert!(seen.contains("\r\nconnection: upgrade\r\n"), "{seen}");
+    assert!(
+        seen.contains("sec-websocket-key: dghlihnhbxbszsbub25jzq=="),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains("mallory") && !seen.contains("evil.example"),
+        "a client's identity header reached the app: {seen}"
+    );
+}
+
+#[test]
 fn a_chunk_line_with_a_bare_lf_ends_the_response_at_once() {
     // The upstream then says nothing more and keeps the connection open.
     let upstream = ScriptedUpstream::start(|_| Script {

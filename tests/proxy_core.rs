@@ -515,6 +515,52 @@ async fn websocket_messages_travel_both_ways_through_the_gateway() {
 }
 
 #[tokio::test]
+async fn sigterm_ends_an_open_websocket_without_waiting_out_the_drain() {
+    let ws_app = WebSocketEcho::start();
+    let mut gw = Gateway::start(&public_config_with(
+        &ws_app.url,
+        "drain_timeout = \"20s\"",
+        "",
+    ));
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/socket", gw.port))
+            .await
+            .unwrap_or_else(|e| panic!("websocket handshake failed: {e}; log:\n{}", gw.logs()));
+    ws.send(Message::Text("before the stop".into()))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    assert!(
+        matches!(reply, Ok(Some(Ok(Message::Text(ref t)))) if t == "before the stop"),
+        "{reply:?}"
+    );
+
+    let started = Instant::now();
+    gw.sigterm();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the WebSocket is still open 5 s after SIGTERM"
+    );
+    let exit = gw
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", gw.logs()));
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "an open WebSocket does not hold the drain for its 20 s"
+    );
+}
+
+#[tokio::test]
 async fn http2_prior_knowledge_requests_are_served_and_the_upstream_sees_host() {
     let upstream = Upstream::echo();
     let gw = Gateway::start(&public_config(&upstream.url, ""));

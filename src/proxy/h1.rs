@@ -3,7 +3,9 @@
 //! response head read on a pooled connection right here, and a body that arrived with the
 //! head goes back as one frame. No connection task, no channels between tasks, no pool
 //! checkout future: on a loopback upstream this is most of what a proxied request costs in
-//! user space. Everything else (bodies, upgrades, TLS upstreams) goes through hyper's client.
+//! user space. A WebSocket handshake from the gateway's own loop goes upstream here too, on a
+//! connection of its own (`upgrade`). Everything else (bodies, upgrades on connections hyper
+//! serves, TLS upstreams) goes through hyper's client.
 //!
 //! Framing follows RFC 9112 section 6.3: no body for HEAD, 1xx, 204 and 304; chunked when
 //! Transfer-Encoding ends in chunked; Content-Length otherwise; else until the upstream closes.
@@ -195,7 +197,7 @@ impl Pool {
                 }
                 return Err(Failure::Io(e));
             }
-            match read_head(&mut conn, head_request, filter).await {
+            match read_head(&mut conn, head_request, false, filter).await {
                 Err(Failure::Closed | Failure::Io(_)) if reused && conn.buf.is_empty() => continue,
                 Err(e) => return Err(e),
                 Ok((head, framing, reusable)) => {
@@ -213,6 +215,44 @@ impl Pool {
             }
         }
     }
+}
+
+/// The upstream's answer to a WebSocket handshake (`upgrade`).
+pub(super) enum Switched {
+    /// 101 to the WebSocket asked for: the connection is the tunnel's, with the bytes that
+    /// followed the head.
+    Yes(Head, TcpStream, Bytes),
+    /// Any other answer, passed on as a response; its connection is not reused.
+    No(Head, InlineBody),
+}
+
+/// Sends a WebSocket handshake (`head`, a GET with `Upgrade: websocket`) on a new connection,
+/// never a pooled one (it may become a tunnel), and reads the answer's head. A 101 to
+/// anything but the WebSocket asked for is refused.
+pub(super) async fn upgrade(
+    pool: &Arc<Pool>,
+    authority: &Authority,
+    connect_timeout: Duration,
+    head: &[u8],
+    filter: &InboundFilter,
+) -> Result<Switched, Failure> {
+    let mut conn = connect(authority, connect_timeout).await?;
+    conn.io.write_all(head).await.map_err(Failure::Io)?;
+    let (head, framing, _) = read_head(&mut conn, false, true, filter).await?;
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        let Conn { io, buf, .. } = *conn;
+        return Ok(Switched::Yes(head, io, buf.freeze()));
+    }
+    let mut body = InlineBody {
+        conn: Some(conn),
+        framing,
+        reusable: false,
+        pool: pool.clone(),
+    };
+    if body.settle().is_err() {
+        return Err(Failure::Invalid("malformed chunked body"));
+    }
+    Ok(Switched::No(head, body))
 }
 
 async fn connect(authority: &Authority, timeout: Duration) -> Result<Box<Conn>, Failure> {
@@ -255,14 +295,16 @@ pub(crate) enum Chunk {
 }
 
 /// Reads until a final (non-1xx) response head is complete; returns its parts, the body's
-/// framing and whether the connection may be reused after the body.
+/// framing and whether the connection may be reused after the body. With `upgrade` (a
+/// WebSocket handshake was sent), a 101 to a WebSocket is final.
 async fn read_head(
     conn: &mut Conn,
     head_request: bool,
+    upgrade: bool,
     filter: &InboundFilter,
 ) -> Result<(Head, Framing, bool), Failure> {
     loop {
-        if let Some(parsed) = parse_head(&mut conn.buf, head_request, filter)? {
+        if let Some(parsed) = parse_response(&mut conn.buf, head_request, upgrade, filter)? {
             match parsed {
                 Parsed::Interim => continue,
                 Parsed::Final(head, framing, reusable) => return Ok((head, framing, reusable)),
@@ -465,9 +507,21 @@ impl HeaderSpan {
 
 /// Parses a response head at the start of `buf`, taking it out of the buffer when complete.
 /// Set-Cookie lines for the gateway's own cookies (`filter`) are left out.
+#[cfg(any(test, fuzzing))]
 pub(crate) fn parse_head(
     buf: &mut BytesMut,
     head_request: bool,
+    filter: &InboundFilter,
+) -> Result<Option<Parsed>, Failure> {
+    parse_response(buf, head_request, false, filter)
+}
+
+/// `parse_head`; with `upgrade` (a WebSocket handshake was sent), a 101 whose only Upgrade
+/// is `websocket` is a final head without a body, never to be reused.
+fn parse_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+    upgrade: bool,
     filter: &InboundFilter,
 ) -> Result<Option<Parsed>, Failure> {
     if buf.is_empty() {
@@ -502,7 +556,8 @@ pub(crate) fn parse_head(
         )
     };
     let head = buf.split_to(len).freeze();
-    if (100..200).contains(&code) {
+    let switching = code == 101 && upgrade;
+    if (100..200).contains(&code) && !switching {
         if code == 101 {
             return Err(Failure::Invalid(
                 "101 Switching Protocols without an upgrade",
@@ -513,6 +568,20 @@ pub(crate) fn parse_head(
     let status = StatusCode::from_u16(code).map_err(|_| Failure::Invalid("bad status code"))?;
     let name = |i: usize| spans[i].name(&head);
     let value = |i: usize| spans[i].value(&head);
+    if switching {
+        // Only the WebSocket asked for is tunnelled: any other switch would carry bytes past
+        // every check the gateway makes.
+        let mut upgrades = (0..count).filter(|&i| name(i).eq_ignore_ascii_case(b"upgrade"));
+        let websocket = matches!(
+            (upgrades.next(), upgrades.next()),
+            (Some(i), None) if value(i).trim_ascii().eq_ignore_ascii_case(b"websocket")
+        );
+        if !websocket {
+            return Err(Failure::Invalid(
+                "101 Switching Protocols to something other than the WebSocket asked for",
+            ));
+        }
+    }
 
     let mut length: Option<u64> = None;
     let mut chunked = false;
@@ -520,7 +589,7 @@ pub(crate) fn parse_head(
     // Not reused after a HEAD either: apps that answer HEAD as GET send the body anyway, and
     // bytes arriving after the connection was taken again would be read as the next
     // request's response (another user's). HEAD is rare; a new connection is cheap.
-    let mut close = minor == 0 || head_request;
+    let mut close = minor == 0 || head_request || switching;
     // A `close` on any Connection line wins over a `keep-alive` on another (as in hyper).
     let (mut asked_close, mut kept_alive) = (false, false);
     // Whether a Connection header names other headers, to be left out too (rare).
@@ -578,8 +647,10 @@ pub(crate) fn parse_head(
     } else if minor == 0 && kept_alive && !head_request {
         close = false;
     }
-    let no_body =
-        head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let no_body = head_request
+        || switching
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
     let framing = if no_body {
         Framing::Done
     } else if encoded && minor == 0 {
@@ -1047,6 +1118,42 @@ mod tests {
 
     fn lines_of(raw: &str, head_request: bool) -> RawHead {
         parse(raw.as_bytes(), head_request).unwrap().0.lines
+    }
+
+    #[test]
+    fn a_101_is_final_only_after_a_handshake_and_only_to_a_websocket() {
+        let switch = |upgrade_lines: &str| {
+            let raw = format!(
+                "HTTP/1.1 101 Switching Protocols\r\n{upgrade_lines}Connection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: abc\r\nContent-Length: 5\r\n\r\nframe"
+            );
+            let mut buf = BytesMut::from(raw.as_bytes());
+            parse_response(&mut buf, false, true, &filter()).map(|p| (p, buf))
+        };
+        let Ok((Some(Parsed::Final(head, framing, reusable)), rest)) =
+            switch("Upgrade: websocket\r\n")
+        else {
+            panic!("a 101 to the WebSocket asked for is final");
+        };
+        assert_eq!(head.status, StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(
+            framing,
+            Framing::Done,
+            "no body: what follows is the tunnel's"
+        );
+        assert!(!reusable);
+        assert_eq!(&rest[..], b"frame");
+        assert_eq!(passed(&head.lines), "Sec-WebSocket-Accept: abc\r\n");
+        for other in [
+            "Upgrade: h2c\r\n",
+            "",
+            "Upgrade: websocket\r\nUpgrade: websocket\r\n",
+        ] {
+            assert!(switch(other).is_err(), "{other:?}");
+        }
+        // Without a handshake sent, a 101 is refused.
+        let raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        assert!(parse(raw, false).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub(crate) mod h1;
 mod respond;
+mod tunnel;
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -50,6 +51,9 @@ enum Kind {
     Inline(h1::InlineBody, Box<Gap>),
     /// Complete: a page of ours, or an upstream body that arrived with its head.
     Full(Full<Bytes>),
+    /// No body: the upstream's side of a WebSocket that answered 101, for the gateway's own
+    /// loop to splice to its client (`Body::take_tunnel`).
+    Tunnel(Box<Tunnel>),
 }
 
 impl Body {
@@ -62,12 +66,25 @@ impl Body {
     pub fn upstream_head(&self) -> Option<&h1::RawHead> {
         self.head.as_ref()
     }
+
+    /// The WebSocket tunnel a 101 carries (asked for with `RequestBody::Upgrade`), taken out;
+    /// the body is then empty.
+    pub fn take_tunnel(&mut self) -> Option<Tunnel> {
+        if !matches!(self.kind, Kind::Tunnel(_)) {
+            return None;
+        }
+        match std::mem::replace(&mut self.kind, Kind::Full(Full::default())) {
+            Kind::Tunnel(tunnel) => Some(*tunnel),
+            _ => None,
+        }
+    }
 }
 
 pub use h1::{drained, HeaderSpan, RawHead};
 pub use respond::{
     add_gateway_cookies, client_headers, make_private, BytesSink, HeadSink, MapSink, Written,
 };
+pub use tunnel::Tunnel;
 
 /// `resp` as hyper serves it: its `HeaderMap` holds exactly the lines `client_headers` lets
 /// through (the upstream's raw lines included), and hyper frames the message.
@@ -94,6 +111,9 @@ pub enum RequestBody {
     /// request moves this enum several times, and nearly none is limited.
     Limited(Box<(Incoming, u64)>),
     Empty,
+    /// None, on a WebSocket handshake read by the gateway's own loop: a 101 comes back with
+    /// the upstream's side of the tunnel (`Body::take_tunnel`) for that loop to splice.
+    Upgrade,
 }
 
 /// A request body went over its route's `max_body` on the way (413).
@@ -147,7 +167,7 @@ impl http_body::Body for RequestBody {
                 }
                 Poll::Ready(polled.map(|r| r.map_err(Into::into)))
             }
-            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Empty | RequestBody::Upgrade => Poll::Ready(None),
         }
     }
 
@@ -155,7 +175,7 @@ impl http_body::Body for RequestBody {
         match self {
             RequestBody::Hyper(b) => b.is_end_stream(),
             RequestBody::Limited(limited) => limited.0.is_end_stream(),
-            RequestBody::Empty => true,
+            RequestBody::Empty | RequestBody::Upgrade => true,
         }
     }
 
@@ -163,7 +183,7 @@ impl http_body::Body for RequestBody {
         match self {
             RequestBody::Hyper(b) => b.size_hint(),
             RequestBody::Limited(limited) => limited.0.size_hint(),
-            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Empty | RequestBody::Upgrade => SizeHint::with_exact(0),
         }
     }
 }
@@ -191,6 +211,7 @@ impl http_body::Body for Body {
                 gap.watch(polled, cx)
             }
             Kind::Full(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
+            Kind::Tunnel(_) => Poll::Ready(None),
         }
     }
 
@@ -199,6 +220,7 @@ impl http_body::Body for Body {
             Kind::Upstream(b, _) => b.is_end_stream(),
             Kind::Inline(b, _) => b.is_end_stream(),
             Kind::Full(b) => b.is_end_stream(),
+            Kind::Tunnel(_) => true,
         }
     }
 
@@ -207,6 +229,7 @@ impl http_body::Body for Body {
             Kind::Upstream(b, _) => b.size_hint(),
             Kind::Inline(b, _) => b.size_hint(),
             Kind::Full(b) => b.size_hint(),
+            Kind::Tunnel(_) => SizeHint::with_exact(0),
         }
     }
 }
@@ -386,12 +409,15 @@ impl Upstream {
         }
         head.extend_from_slice(b" HTTP/1.1\r\n");
         let mut has_host = false;
+        // Only a WebSocket handshake keeps its Upgrade (`forward_tunnel`); the inline path
+        // never takes one.
+        let upgrade = req.method() == Method::GET && is_upgrade(req.version(), headers);
         outgoing_headers(
             headers,
             out,
             client,
             uri.authority(),
-            false,
+            upgrade,
             |name, value| {
                 has_host |= name == header::HOST;
                 head.extend_from_slice(name.as_str().as_bytes());
@@ -591,6 +617,9 @@ impl Proxy {
         client: &ClientInfo,
         out: Outgoing<'_>,
     ) -> Result<Response<Body>, ProxyError> {
+        if matches!(req.body(), RequestBody::Upgrade) {
+            return Box::pin(self.forward_tunnel(upstream, req, new_path, client, out)).await;
+        }
         let inline = upstream.scheme == Scheme::HTTP
             && (req.method() == Method::GET || req.method() == Method::HEAD)
             && req.body().is_end_stream()
@@ -630,7 +659,10 @@ impl Proxy {
                 upstream: upstream.name.clone(),
             })?;
         let upgrade = is_upgrade(req.version(), req.headers()) && req.method() == Method::GET;
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        // A handshake the gateway's own loop read has no hyper upgrade: the tunnel goes back
+        // to that loop with the response.
+        let own_loop = matches!(req.body(), RequestBody::Upgrade);
+        let client_upgrade = (upgrade && !own_loop).then(|| hyper::upgrade::on(&mut req));
 
         let mut headers = HeaderMap::with_capacity(req.headers().len() + out.identity.len() + 3);
         outgoing_headers(
@@ -694,7 +726,7 @@ impl Proxy {
         }
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-        if switching && !(client_upgrade.is_some() && is_websocket(resp.headers())) {
+        if switching && !(upgrade && is_websocket(resp.headers())) {
             // Only a WebSocket asked for is tunnelled: any other switch would carry bytes
             // past every check the gateway makes.
             return Err(ProxyError::Unavailable {
@@ -702,7 +734,26 @@ impl Proxy {
                 reason: "invalid response: 101 Switching Protocols to something other than the WebSocket asked for".into(),
             });
         }
-        if switching {
+        let mut tunnel = None;
+        if switching && own_loop {
+            let upgraded =
+                crate::coarse::timeout(self.response_timeout, hyper::upgrade::on(&mut resp));
+            match upgraded.await {
+                Ok(Ok(upgraded)) => tunnel = Some(Tunnel::hyper(upgraded)),
+                Ok(Err(e)) => {
+                    return Err(ProxyError::Unavailable {
+                        upstream: upstream.name.clone(),
+                        reason: format!("upgrade failed: {e}"),
+                    })
+                }
+                Err(_) => {
+                    return Err(ProxyError::Timeout {
+                        upstream: upstream.name.clone(),
+                        after: self.response_timeout,
+                    })
+                }
+            }
+        } else if switching {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
                 let name = upstream.name.clone();
@@ -720,6 +771,9 @@ impl Proxy {
         }
         remove_hop_by_hop(resp.headers_mut(), switching);
         remove_gateway_set_cookies(resp.headers_mut(), out.filter);
+        if let Some(tunnel) = tunnel {
+            return Ok(resp.map(|_| Body::new(Kind::Tunnel(Box::new(tunnel)))));
+        }
         let gap = Gap::new(&upstream.name, self.response_timeout);
         Ok(resp.map(|b| Body::new(Kind::Upstream(b, gap))))
     }

@@ -1,11 +1,12 @@
 //! HTTP/1.1 connections (plain TCP, or TLS that did not negotiate h2) served without hyper
-//! while their requests are the common kind: GET or HEAD, HTTP/1.1, no body, no upgrade, no
-//! `Expect`. The loop reads a head, runs the request through the stages and writes the
-//! response head and a body that is already there in one write. On the first request it does
+//! while their requests are the common kind: GET or HEAD, HTTP/1.1, no body, no `Expect`, no
+//! upgrade but to a WebSocket (whose tunnel this loop splices, `splice`). The loop reads a
+//! head, runs the request through the stages and writes the response head and a body that is
+//! already there in one write. On the first request it does
 //! not take (a body, another method, HTTP/1.0 or /2, a head it cannot parse) it hands the
 //! connection, with the bytes already read, to hyper, which serves it from then on exactly as
 //! it serves every h2 connection. So everything unusual keeps hyper's behaviour (its 400s,
-//! `Expect`, upgrades, HTTP/2), and what nearly all traffic costs is this loop.
+//! `Expect`, other upgrades, HTTP/2), and what nearly all traffic costs is this loop.
 //!
 //! Like hyper with `header_read_timeout`, a connection that does not complete a request
 //! head within the timeout (an idle keep-alive one included) is closed.
@@ -39,7 +40,7 @@ use super::connection::Worker;
 use super::drain::Drain;
 use super::park::PARK_AFTER;
 use super::{handler, Gateway};
-use crate::proxy::{Body, BytesSink, ClientInfo, HeaderSpan, Proxy, RequestBody};
+use crate::proxy::{Body, BytesSink, ClientInfo, HeaderSpan, Proxy, RequestBody, Tunnel};
 
 /// A request head larger than this goes to hyper (which has its own, larger, limit). Big
 /// enough for a session split over several cookies.
@@ -290,7 +291,7 @@ async fn busy<S: Conn>(
 ) -> Busy {
     let mut wbuf = buffers::write_buffer();
     let ended = loop {
-        if !answer(link, io, &mut wbuf, req, keep_alive).await {
+        if !answer(link, io, rbuf, &mut wbuf, req, keep_alive).await {
             break Busy::Ended(Next::Close);
         }
         let now = crate::coarse::now();
@@ -322,12 +323,18 @@ async fn busy<S: Conn>(
 async fn answer<S: Conn>(
     link: &Link<'_>,
     io: &mut S,
+    rbuf: &mut BytesMut,
     wbuf: &mut Vec<u8>,
     req: Request<RequestBody>,
     keep_alive: bool,
 ) -> bool {
     let head_request = req.method() == Method::HEAD;
-    let resp = handler::handle(link.gw, link.proxy, &link.client, req).await;
+    let mut resp = handler::handle(link.gw, link.proxy, &link.client, req).await;
+    if let Some(tunnel) = resp.body_mut().take_tunnel() {
+        // Boxed: a rare path, which would otherwise size every request's future.
+        Box::pin(splice(link, io, rbuf, wbuf, resp, tunnel)).await;
+        return false;
+    }
     let keep_alive = keep_alive && !link.drain.stopping();
     match write_response(io, wbuf, resp, head_request, keep_alive).await {
         Ok(true) => true,
@@ -342,6 +349,44 @@ async fn answer<S: Conn>(
             false
         }
     }
+}
+
+/// A WebSocket the upstream accepted (101): the head goes to the client, then bytes flow both
+/// ways until either side closes, or the drain begins (as a tunnel hyper upgraded would end
+/// with the process). The connection ends with it.
+async fn splice<S: Conn>(
+    link: &Link<'_>,
+    io: &mut S,
+    rbuf: &mut BytesMut,
+    wbuf: &mut Vec<u8>,
+    resp: Response<Body>,
+    mut tunnel: Tunnel,
+) {
+    if write_response(io, wbuf, resp, false, true).await.is_err() {
+        return;
+    }
+    // What the upstream sent right after its head, and what the client sent right after its
+    // handshake, go first.
+    let early = tunnel.take_early();
+    if !early.is_empty() && io.write_all(&early).await.is_err() {
+        return;
+    }
+    if !rbuf.is_empty() {
+        if tunnel.write_all(rbuf).await.is_err() {
+            return;
+        }
+        rbuf.clear();
+    }
+    buffers::give_back_read(rbuf);
+    let drain = link.drain;
+    let mut copy = pin!(tokio::io::copy_bidirectional(io, &mut tunnel));
+    poll_fn(|cx| {
+        if copy.as_mut().poll(cx).is_ready() || drain.stopping() {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    })
+    .await;
 }
 
 async fn answer_bad_request<S: Conn>(io: &mut S) {
@@ -488,7 +533,7 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     // Header positions in `buf`, so the values can share the head's bytes once it is frozen.
     let mut spans = [HeaderSpan::default(); MAX_HEADERS];
     let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
-    let (len, head_method, target, count, keep_alive) = {
+    let (len, head_method, target, count, keep_alive, handshake) = {
         let mut req = httparse::Request::new(&mut []);
         let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
             &mut req,
@@ -513,6 +558,9 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
         let start = target.as_ptr() as usize - buf.as_ptr() as usize;
         let target = start..start + target.len();
         let mut keep_alive = true;
+        // A WebSocket handshake (RFC 6455 4.1) is this loop's: one `Upgrade: websocket` and
+        // a `Connection: upgrade` on a GET. Any other upgrade goes to hyper.
+        let (mut upgrades, mut websocket, mut connection_upgrade) = (0, false, false);
         for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
             let name = h.name.as_bytes();
             // Whatever frames a body or changes the protocol is hyper's to handle. A
@@ -520,22 +568,36 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
             if (name.eq_ignore_ascii_case(b"content-length") && h.value.trim_ascii() != b"0")
                 || name.eq_ignore_ascii_case(b"transfer-encoding")
                 || name.eq_ignore_ascii_case(b"expect")
-                || name.eq_ignore_ascii_case(b"upgrade")
             {
                 return Parsed::Handoff;
+            }
+            if name.eq_ignore_ascii_case(b"upgrade") {
+                upgrades += 1;
+                websocket = h.value.trim_ascii().eq_ignore_ascii_case(b"websocket");
             }
             if name.eq_ignore_ascii_case(b"connection") {
                 for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                     if token.eq_ignore_ascii_case(b"close") {
                         keep_alive = false;
                     } else if token.eq_ignore_ascii_case(b"upgrade") {
-                        return Parsed::Handoff;
+                        connection_upgrade = true;
                     }
                 }
             }
             *span = HeaderSpan::of(buf.as_ptr(), h);
         }
-        (len, head_method, target, req.headers.len(), keep_alive)
+        let handshake = upgrades > 0 || connection_upgrade;
+        if handshake && !(upgrades == 1 && websocket && connection_upgrade && !head_method) {
+            return Parsed::Handoff;
+        }
+        (
+            len,
+            head_method,
+            target,
+            req.headers.len(),
+            keep_alive,
+            handshake,
+        )
     };
 
     let head = buf.split_to(len).freeze();
@@ -552,7 +614,11 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
         };
         map.append(name, value);
     }
-    let mut req = Request::new(RequestBody::Empty);
+    let mut req = Request::new(if handshake {
+        RequestBody::Upgrade
+    } else {
+        RequestBody::Empty
+    });
     *req.method_mut() = if head_method {
         Method::HEAD
     } else {
@@ -816,7 +882,10 @@ mod tests {
             b"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 00\r\n\r\n",
             b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"HEAD /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
             b"GET / HTTP/1.1\r\nConnection: upgrade\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
@@ -832,6 +901,23 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert!(matches!(parsed(&many).0, Parsed::Handoff));
+    }
+
+    #[test]
+    fn a_websocket_handshake_is_taken_and_marked_with_what_follows_it_left_in_the_buffer() {
+        let raw = b"GET /ws HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\
+                    Sec-WebSocket-Version: 13\r\n\r\nframe";
+        let (p, rest) = parsed(raw);
+        let Parsed::Request(req, keep_alive) = p else {
+            panic!("not taken");
+        };
+        assert!(matches!(req.body(), RequestBody::Upgrade));
+        assert!(keep_alive);
+        assert_eq!(req.headers()["upgrade"], "WebSocket");
+        assert_eq!(&rest[..], b"frame");
+        // A plain GET is not marked.
+        let (p, _) = parsed(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(matches!(p, Parsed::Request(req, _) if matches!(req.body(), RequestBody::Empty)));
     }
 
     #[tokio::test]
