@@ -369,13 +369,14 @@ impl Upstream {
 impl Upstream {
     /// The HTTP/1.1 request head for the inline path: the request line with this
     /// upstream's path, then the headers `outgoing_headers` lets through and adds, and Host
-    /// when there is none.
+    /// when there is none. `upgrade`: a WebSocket handshake, which keeps its Upgrade.
     fn request_head<B>(
         &self,
         req: &Request<B>,
         new_path: Option<&str>,
         out: Outgoing<'_>,
         client: &ClientInfo,
+        upgrade: bool,
     ) -> Vec<u8> {
         let uri = req.uri();
         let headers = req.headers();
@@ -409,9 +410,6 @@ impl Upstream {
         }
         head.extend_from_slice(b" HTTP/1.1\r\n");
         let mut has_host = false;
-        // Only a WebSocket handshake keeps its Upgrade (`forward_tunnel`); the inline path
-        // never takes one.
-        let upgrade = req.method() == Method::GET && is_upgrade(req.version(), headers);
         outgoing_headers(
             headers,
             out,
@@ -788,7 +786,7 @@ impl Proxy {
         client: &ClientInfo,
         out: Outgoing<'_>,
     ) -> Result<Response<Body>, ProxyError> {
-        let head = upstream.request_head(&req, new_path, out, client);
+        let head = upstream.request_head(&req, new_path, out, client, false);
         let head_request = req.method() == Method::HEAD;
         drop(req);
 
@@ -799,22 +797,37 @@ impl Proxy {
             head_request,
             out.filter,
         );
-        let resp = match crate::coarse::timeout(self.response_timeout, exchange).await {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(failure)) => {
-                return Err(ProxyError::Unavailable {
-                    upstream: upstream.name.clone(),
-                    reason: failure.to_string(),
-                })
-            }
-            Err(_) => {
-                return Err(ProxyError::Timeout {
-                    upstream: upstream.name.clone(),
-                    after: self.response_timeout,
-                })
-            }
-        };
-        let (head, body) = resp;
+        let (head, body) = self.inline_answer(upstream, exchange).await?;
+        Ok(self.inline_response(upstream, head, body))
+    }
+
+    /// What an exchange on the inline path came to, within `upstream.response_timeout`.
+    async fn inline_answer<T>(
+        &self,
+        upstream: &Upstream,
+        exchange: impl std::future::Future<Output = Result<T, h1::Failure>>,
+    ) -> Result<T, ProxyError> {
+        match crate::coarse::timeout(self.response_timeout, exchange).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(failure)) => Err(ProxyError::Unavailable {
+                upstream: upstream.name.clone(),
+                reason: failure.to_string(),
+            }),
+            Err(_) => Err(ProxyError::Timeout {
+                upstream: upstream.name.clone(),
+                after: self.response_timeout,
+            }),
+        }
+    }
+
+    /// An upstream response read on the inline path: its head, and its body as one frame when
+    /// it came with the head, else streamed.
+    fn inline_response(
+        &self,
+        upstream: &Upstream,
+        head: h1::Head,
+        body: h1::InlineBody,
+    ) -> Response<Body> {
         let kind = match body.into_complete() {
             Ok(Some(bytes)) => Kind::Full(Full::new(bytes)),
             Ok(None) => Kind::Full(Full::default()),
@@ -827,7 +840,7 @@ impl Proxy {
             head: Some(head.lines),
         });
         *resp.status_mut() = head.status;
-        Ok(resp)
+        resp
     }
 }
 
@@ -1352,7 +1365,7 @@ mod tests {
             false,
             crate::config::ForwardedTrust::ALL,
         );
-        let head = String::from_utf8(u.request_head(&req, None, out, &client)).unwrap();
+        let head = String::from_utf8(u.request_head(&req, None, out, &client, false)).unwrap();
         assert_eq!(
             head,
             "GET /base/x?q=1 HTTP/1.1\r\nx-forwarded-for: 192.0.2.1\r\nx-forwarded-proto: http\r\nhost: 127.0.0.1:8080\r\n\r\n"

@@ -14,12 +14,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::Scheme;
 use http::{Request, Response};
-use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::{h1, Body, ClientInfo, Gap, Kind, Outgoing, Proxy, ProxyError, RequestBody, Upstream};
+use super::{h1, Body, ClientInfo, Kind, Outgoing, Proxy, ProxyError, RequestBody, Upstream};
 
 /// The upstream's side of a WebSocket, once it has answered 101.
 pub struct Tunnel {
@@ -66,7 +65,8 @@ impl Proxy {
                     .await
             }
         };
-        let head = upstream.request_head(&req, new_path, out, client);
+        // `RequestBody::Upgrade` marks only a WebSocket handshake (`server::fast::parse`).
+        let head = upstream.request_head(&req, new_path, out, client, true);
         drop(req);
         let exchange = h1::upgrade(
             pool,
@@ -75,22 +75,7 @@ impl Proxy {
             &head,
             out.filter,
         );
-        let switched = match crate::coarse::timeout(self.response_timeout, exchange).await {
-            Ok(Ok(switched)) => switched,
-            Ok(Err(failure)) => {
-                return Err(ProxyError::Unavailable {
-                    upstream: upstream.name.clone(),
-                    reason: failure.to_string(),
-                })
-            }
-            Err(_) => {
-                return Err(ProxyError::Timeout {
-                    upstream: upstream.name.clone(),
-                    after: self.response_timeout,
-                })
-            }
-        };
-        match switched {
+        match self.inline_answer(upstream, exchange).await? {
             h1::Switched::Yes(head, io, early) => {
                 let tunnel = Tunnel {
                     io: Io::Tcp(io),
@@ -104,21 +89,7 @@ impl Proxy {
                 switching_headers(&mut resp);
                 Ok(resp)
             }
-            h1::Switched::No(head, body) => {
-                let kind = match body.into_complete() {
-                    Ok(Some(bytes)) => Kind::Full(Full::new(bytes)),
-                    Ok(None) => Kind::Full(Full::default()),
-                    Err(streaming) => {
-                        Kind::Inline(streaming, Gap::new(&upstream.name, self.response_timeout))
-                    }
-                };
-                let mut resp = Response::new(Body {
-                    kind,
-                    head: Some(head.lines),
-                });
-                *resp.status_mut() = head.status;
-                Ok(resp)
-            }
+            h1::Switched::No(head, body) => Ok(self.inline_response(upstream, head, body)),
         }
     }
 }
