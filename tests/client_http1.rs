@@ -449,10 +449,7 @@ fn sigterm_closes_idle_keep_alive_connections_at_once() {
             "the {which} connection is closed"
         );
     }
-    let exit = gw
-        .wait_exit(Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", gw.logs()));
-    assert_eq!(exit.code(), Some(0));
+    gw.expect_clean_exit();
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "an idle connection does not hold the drain for its 20 s"

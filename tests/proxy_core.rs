@@ -550,10 +550,7 @@ async fn sigterm_ends_an_open_websocket_without_waiting_out_the_drain() {
         ended.is_ok(),
         "the WebSocket is still open 5 s after SIGTERM"
     );
-    let exit = gw
-        .wait_exit(Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", gw.logs()));
-    assert_eq!(exit.code(), Some(0));
+    gw.expect_clean_exit();
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "an open WebSocket does not hold the drain for its 20 s"
@@ -716,10 +713,7 @@ async fn sigterm_lets_the_request_in_flight_finish_refuses_new_connections_and_e
     assert_eq!(status, 200, "the request in flight completes: {body}");
     assert!(body.contains("/slow/1500"));
 
-    let exit = gw
-        .wait_exit(Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", gw.logs()));
-    assert_eq!(exit.code(), Some(0), "log:\n{}", gw.logs());
+    gw.expect_clean_exit();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -761,10 +755,7 @@ async fn with_a_shutdown_delay_sigterm_first_says_not_ready_and_keeps_serving() 
     assert_eq!(fresh.status(), 200);
     assert!(signalled.elapsed() < Duration::from_secs(4));
 
-    let exit = gw
-        .wait_exit(Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", gw.logs()));
-    assert_eq!(exit.code(), Some(0));
+    gw.expect_clean_exit();
     assert!(
         signalled.elapsed() >= Duration::from_secs(4),
         "exited before the delay: {:?}",
@@ -962,10 +953,7 @@ fn a_sigterm_as_soon_as_the_port_accepts_still_drains_and_exits_0() {
         let mut gw =
             Gateway::start_waiting(&public_config(&upstream.url, ""), &[], Wait::TcpConnect);
         gw.sigterm();
-        let exit = gw
-            .wait_exit(Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", gw.logs()));
-        assert_eq!(exit.code(), Some(0), "{exit:?}; log:\n{}", gw.logs());
+        gw.expect_clean_exit();
     }
 }
 

@@ -369,6 +369,14 @@ impl Gateway {
         assert!(status.success(), "kill -{name} {} failed", self.pid());
     }
 
+    /// After a stop signal: the process ends within 10 s with status 0 (the log when not).
+    pub fn expect_clean_exit(&mut self) {
+        let exit = self
+            .wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", self.logs()));
+        assert_eq!(exit.code(), Some(0), "{exit:?}; log:\n{}", self.logs());
+    }
+
     /// The exit status, once the process has ended within `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
