@@ -628,7 +628,7 @@ fn parse_response(
                 {
                     kept_alive = true;
                 }
-                names_others |= super::names_other_headers(v);
+                names_others |= super::headers::names_other_headers(v);
             }
             Role::SetCookie if filter.sets_gateway_cookie(value(i)) => {
                 // An app (a public one on the same host, say) could sign users out, break
