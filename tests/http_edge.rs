@@ -414,6 +414,73 @@ fn websocket_bytes_sent_with_either_handshake_reach_the_other_side_first() {
 }
 
 #[test]
+fn a_websocket_ends_both_ways_when_the_client_ends_its_side() {
+    // An upstream that answers the handshake, then holds its side open for a minute after
+    // it reads the end of the client's, and says when it read that end.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (ended_tx, ended_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nHI",
+        )
+        .unwrap();
+        let mut buf = [0u8; 64];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = ended_tx.send(());
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let gw = Gateway::start(&public_config(&url, ""));
+
+    let mut client = StdTcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"HI") {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 101 "),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // The client ends its side: the gateway ends the upstream's and the client's, although
+    // the upstream would hold its own open.
+    let started = Instant::now();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    ended_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the upstream never read the end of the WebSocket");
+    let n = client
+        .read(&mut buf)
+        .expect("the client's side stayed open after it ended its own");
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "ended after {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn a_chunk_line_with_a_bare_lf_ends_the_response_at_once() {
     // The upstream then says nothing more and keeps the connection open.
     let upstream = ScriptedUpstream::start(|_| Script {

@@ -88,7 +88,7 @@ use headers::{
 pub use respond::{
     add_gateway_cookies, client_headers, make_private, BytesSink, HeadSink, MapSink, Written,
 };
-pub use tunnel::Tunnel;
+pub use tunnel::{relay, Tunnel};
 
 /// `resp` as hyper serves it: its `HeaderMap` holds exactly the lines `client_headers` lets
 /// through (the upstream's raw lines included), and hyper frames the message.
@@ -761,7 +761,7 @@ impl Proxy {
                         Ok((c, u)) => {
                             let mut c = TokioIo::new(c);
                             let mut u = TokioIo::new(u);
-                            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                            tunnel::relay(&mut c, &mut u, || false).await;
                         }
                         Err(e) => tracing::warn!(upstream = %name, error = %e, "upgrade failed"),
                     }

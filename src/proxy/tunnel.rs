@@ -141,3 +141,172 @@ impl AsyncWrite for Tunnel {
         }
     }
 }
+
+/// How much one direction of a tunnel reads at a time (as `tokio::io::copy_bidirectional`).
+const RELAY_BUF: usize = 8 * 1024;
+
+/// Carries bytes both ways between `a` and `b` until either side ends (EOF or an error), or
+/// `stopping()` says so when polled. Then it returns, and the caller drops both sides: a
+/// WebSocket has no use for a half-closed connection, so the first end closes both (as
+/// nginx's proxying of upgraded connections does), with none of `copy_bidirectional`'s
+/// half-close hand-over (a `shutdown` each way and the wait for the second EOF). Everything
+/// read from a side before its end has been written to the other when this returns.
+pub async fn relay<A, B>(a: &mut A, b: &mut B, stopping: impl Fn() -> bool)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut ab = Half::new();
+    let mut ba = Half::new();
+    std::future::poll_fn(|cx| {
+        if ab.poll(cx, a, b).is_ready() || ba.poll(cx, b, a).is_ready() || stopping() {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    })
+    .await;
+}
+
+/// One direction of a `relay`: what was read from one side and is not yet written to the other.
+struct Half {
+    buf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+    /// Written since the last flush (a TLS side holds written bytes until flushed).
+    unflushed: bool,
+}
+
+impl Half {
+    fn new() -> Half {
+        Half {
+            buf: vec![0; RELAY_BUF].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            unflushed: false,
+        }
+    }
+
+    /// Moves what `from` has to `to` until one of them would block (`Pending`), or the
+    /// direction is over (`Ready`): `from` reached its end, or either side failed.
+    fn poll<R, W>(&mut self, cx: &mut Context<'_>, from: &mut R, to: &mut W) -> Poll<()>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            while self.pos < self.end {
+                match Pin::new(&mut *to).poll_write(cx, &self.buf[self.pos..self.end]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Ok(n)) => {
+                        self.pos += n;
+                        self.unflushed = true;
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            let mut read = ReadBuf::new(&mut self.buf);
+            match Pin::new(&mut *from).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    let n = read.filled().len();
+                    if n == 0 {
+                        // The end: what was written goes out before the caller closes.
+                        return match self.flush(cx, to) {
+                            Poll::Pending => Poll::Pending,
+                            Poll::Ready(_) => Poll::Ready(()),
+                        };
+                    }
+                    self.pos = 0;
+                    self.end = n;
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => {
+                    // Nothing more to read for now: what was written must not wait in `to`.
+                    return match self.flush(cx, to) {
+                        Poll::Ready(Err(())) => Poll::Ready(()),
+                        _ => Poll::Pending,
+                    };
+                }
+            }
+        }
+    }
+
+    fn flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        to: &mut W,
+    ) -> Poll<Result<(), ()>> {
+        if !self.unflushed {
+            return Poll::Ready(Ok(()));
+        }
+        match Pin::new(to).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                self.unflushed = false;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(_)) => Poll::Ready(Err(())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::relay;
+
+    #[tokio::test]
+    async fn a_relay_carries_both_ways_and_ends_at_the_first_end_with_nothing_left_behind() {
+        // Pipes far smaller than what crosses them: every write is partial, every side waits.
+        let (mut client, mut a) = tokio::io::duplex(64);
+        let (mut b, mut upstream) = tokio::io::duplex(64);
+        let relay = tokio::spawn(async move { relay(&mut a, &mut b, || false).await });
+
+        client.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        upstream.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+
+        // The upstream sends 100 KB and ends: all of it reaches the client, then its end.
+        let sent: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let to_send = sent.clone();
+        let writer = tokio::spawn(async move {
+            upstream.write_all(&to_send).await.unwrap();
+            upstream.shutdown().await.unwrap();
+            upstream
+        });
+        let mut received = Vec::new();
+        client.read_to_end(&mut received).await.unwrap();
+        assert_eq!(received.len(), sent.len());
+        assert!(received == sent, "the bytes came out changed");
+        relay.await.unwrap();
+        // The client's side was closed with the upstream's, though the client never ended it.
+        let mut upstream = writer.await.unwrap();
+        let mut rest = Vec::new();
+        upstream.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_relay_stops_when_told_though_both_sides_are_open() {
+        let (mut client, mut a) = tokio::io::duplex(64);
+        let (mut b, _upstream) = tokio::io::duplex(64);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let told = stop.clone();
+        let relay = tokio::spawn(async move {
+            relay(&mut a, &mut b, || {
+                told.load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!relay.is_finished());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // `stopping` is looked at when the relay is polled (the drain wakes it; here a byte).
+        client.write_all(b"x").await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), relay)
+            .await
+            .expect("the relay did not stop")
+            .unwrap();
+    }
+}

@@ -22,7 +22,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -378,14 +378,7 @@ async fn splice<S: Conn>(
     }
     buffers::give_back_read(rbuf);
     let drain = link.drain;
-    let mut copy = pin!(tokio::io::copy_bidirectional(io, &mut tunnel));
-    poll_fn(|cx| {
-        if copy.as_mut().poll(cx).is_ready() || drain.stopping() {
-            return Poll::Ready(());
-        }
-        Poll::Pending
-    })
-    .await;
+    crate::proxy::relay(io, &mut tunnel, || drain.stopping()).await;
 }
 
 async fn answer_bad_request<S: Conn>(io: &mut S) {
