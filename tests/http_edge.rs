@@ -314,6 +314,17 @@ fn only_websocket_upgrades_are_tunnelled() {
     assert_eq!(resp.status, 502, "{}", resp.text());
 }
 
+/// An upstream's read of a request head, a byte at a time so that nothing after it is taken.
+fn read_head_byte_by_byte(s: &mut StdTcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    head
+}
+
 #[test]
 fn websocket_bytes_sent_with_either_handshake_reach_the_other_side_first() {
     // An upstream that answers the handshake with its first frame in the same write, then
@@ -323,12 +334,7 @@ fn websocket_bytes_sent_with_either_handshake_reach_the_other_side_first() {
     let (seen_tx, seen_rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            s.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
+        let head = read_head_byte_by_byte(&mut s);
         seen_tx
             .send(String::from_utf8_lossy(&head).into_owned())
             .unwrap();
@@ -422,12 +428,7 @@ fn a_websocket_ends_both_ways_when_the_client_ends_its_side() {
     let (ended_tx, ended_rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            s.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
+        read_head_byte_by_byte(&mut s);
         s.write_all(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nHI",
         )
