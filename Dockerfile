@@ -21,6 +21,8 @@ WORKDIR /src
 # Dependencies first, built against stub sources: this layer is reused until Cargo.toml or
 # Cargo.lock changes, so a source change rebuilds only ssogate itself.
 COPY Cargo.toml Cargo.lock ./
+# The build's C flags (mimalloc without transparent huge pages).
+COPY .cargo ./.cargo
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \

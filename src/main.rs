@@ -8,6 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ssogate::config::{Config, ProcessSource};
 
+/// mimalloc, not glibc's malloc: the memory of a burst of connections goes back to the system
+/// once they are idle (bench/README.md, session 19).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ssogate",
