@@ -314,6 +314,23 @@ fn only_websocket_upgrades_are_tunnelled() {
     assert_eq!(resp.status, 502, "{}", resp.text());
 }
 
+/// A client that sent a WebSocket upgrade for `/chat` to the gateway on `port`, followed by
+/// `rest` (more header lines, the blank line, and any bytes after the head), in one write;
+/// reads time out after 10 s.
+fn send_upgrade(port: u16, rest: &[u8]) -> StdTcpStream {
+    let mut client = StdTcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head =
+        b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            .to_vec();
+    head.extend_from_slice(rest);
+    client.write_all(&head).unwrap();
+    client
+}
+
 /// An upstream's read of a request head, a byte at a time so that nothing after it is taken.
 fn read_head_byte_by_byte(s: &mut StdTcpStream) -> Vec<u8> {
     let mut head = Vec::new();
@@ -359,17 +376,10 @@ fn websocket_bytes_sent_with_either_handshake_reach_the_other_side_first() {
     });
     let gw = Gateway::start(&public_config(&url, ""));
 
-    let mut client = StdTcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    client
-        .write_all(
-            b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-              X-Forwarded-User: mallory\r\nx_forwarded_email: m@evil.example\r\n\r\nFIRST",
-        )
-        .unwrap();
+    let mut client = send_upgrade(
+        gw.port,
+        b"X-Forwarded-User: mallory\r\nx_forwarded_email: m@evil.example\r\n\r\nFIRST",
+    );
     let read_until = |client: &mut StdTcpStream, got: &mut Vec<u8>, end: &[u8]| {
         let mut buf = [0u8; 1024];
         while !got.ends_with(end) {
@@ -440,16 +450,7 @@ fn a_websocket_ends_both_ways_when_the_client_ends_its_side() {
     });
     let gw = Gateway::start(&public_config(&url, ""));
 
-    let mut client = StdTcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    client
-        .write_all(
-            b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .unwrap();
+    let mut client = send_upgrade(gw.port, b"\r\n");
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     while !got.ends_with(b"HI") {
