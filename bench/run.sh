@@ -50,8 +50,10 @@
 #                            messages and set-ups, idle keep-alive connections, sign-ins,
 #                            refreshes, bearer tokens, memory-store bytes per session
 #                            (bench/README.md, "The other rows")
-#     BENCH_IDLE=10000 BENCH_TOKENS=40000 BENCH_FIRST_SIGHT_SECONDS=2   idle connections held;
-#                            bearer tokens per round, and the length of the first-sight run
+#     BENCH_IDLE=10000 BENCH_IDLE_HOLD=10 BENCH_TOKENS=40000 BENCH_FIRST_SIGHT_SECONDS=2
+#                            idle connections held, and for how many seconds before their
+#                            RSS is read; bearer tokens per round, and the length of the
+#                            first-sight run
 #   Output: Markdown tables on stdout, also written to bench/out/results-<date>.md, with the
 #   same as JSON (results-<date>.json) and an SVG chart of it (results-<date>.svg, bench/chart.py)
 #
@@ -77,6 +79,7 @@ BENCH_WRK_CPUS=${BENCH_WRK_CPUS:-}
 # Which rows: get (the signed-in GET table) and the others (see bench/README.md).
 BENCH_ROWS=${BENCH_ROWS:-get h2 tls body ws idle signin refresh bearer session}
 BENCH_IDLE=${BENCH_IDLE:-10000}
+BENCH_IDLE_HOLD=${BENCH_IDLE_HOLD:-10}
 BENCH_TOKENS=${BENCH_TOKENS:-40000}
 BENCH_FIRST_SIGHT_SECONDS=${BENCH_FIRST_SIGHT_SECONDS:-2}
 # Command prefixes: `taskset -c LIST` when pinned, nothing otherwise.
@@ -841,7 +844,10 @@ more_round() {
     if has_rows idle; then
         # Fresh servers each round: memory freed after a round stays with the process and
         # would make the next round's connections look free.
-        local g="$BENCH_IDLE idle keep-alive connections (RSS per connection; lower is better)" p1 p2
+        # The RSS is read after the connections have been idle BENCH_IDLE_HOLD seconds: an
+        # allocator may give back what the burst of opening them used after a delay (mimalloc
+        # does, over a few seconds); nginx's figure is the same after 2 s and after 8 s.
+        local g="$BENCH_IDLE idle keep-alive connections (RSS per connection after ${BENCH_IDLE_HOLD} s idle; lower is better)" p1 p2
         read -r p1 p2 <<<"$(free_ports 2)"
         start_nginx_proxy "$p1" "$PORT_UP" "" "idle-$ROUND"
         local ngx_idle=$NGX_PID
@@ -850,9 +856,9 @@ more_round() {
         local sso_idle=$SSO_PID
         sleep 1
         measure "$g" "nginx proxy" "" "$ngx_idle" json --unit bytes/conn -- \
-            python3 "$REPO/bench/idle_conns.py" "127.0.0.1:$p1/" --pid "$ngx_idle" --connections "$BENCH_IDLE"
+            python3 "$REPO/bench/idle_conns.py" "127.0.0.1:$p1/" --pid "$ngx_idle" --connections "$BENCH_IDLE" --hold "$BENCH_IDLE_HOLD"
         measure "$g" "ssogate public" "nginx proxy" "$sso_idle" json --unit bytes/conn -- \
-            python3 "$REPO/bench/idle_conns.py" "127.0.0.1:$p2/" --pid "$sso_idle" --connections "$BENCH_IDLE"
+            python3 "$REPO/bench/idle_conns.py" "127.0.0.1:$p2/" --pid "$sso_idle" --connections "$BENCH_IDLE" --hold "$BENCH_IDLE_HOLD"
         stop_tree "$ngx_idle"
         stop_tree "$sso_idle"
     fi
