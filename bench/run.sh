@@ -378,7 +378,7 @@ start_idp() {
         npm ci --prefix "$REPO/tests/support" --no-audit --no-fund --loglevel=error >&2
     local args=() uri
     for uri in "$@"; do args+=(--redirect-uri "$uri"); done
-    ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} node "$REPO/tests/support/idp.mjs" --port 0 "${args[@]}" >"$WORK/idp.out" 2>"$WORK/idp.log" &
+    ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} node "$REPO/tests/support/idp.mjs" --port "${PORT_IDP:-0}" "${args[@]}" >"$WORK/idp.out" 2>"$WORK/idp.log" &
     IDP_PID=$!
     STARTED_PIDS+=("$IDP_PID")
     local i
@@ -926,10 +926,12 @@ main() {
     chmod 755 "$WORK" # nginx workers run as www-data when started as root
     : >"$WORK/wrk.log"
 
-    local ports PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS PORT_APACHE
-    ports=$(free_ports 11)
+    # The test provider's port is one of them too: left to pick its own (port 0), it could be
+    # given one of these, released a moment before and not yet bound by its server.
+    local ports PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS PORT_APACHE PORT_IDP
+    ports=$(free_ports 12)
     read -r PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS PORT_APACHE \
-        PORT_NGX_TLS PORT_SSO_TLS PORT_COOKIE_TLS <<<"$ports"
+        PORT_NGX_TLS PORT_SSO_TLS PORT_COOKIE_TLS PORT_IDP <<<"$ports"
     log "ports: upstream=$PORT_UP nginx-proxy=$PORT_NGX ssogate=$PORT_SSO; temp dir $WORK"
 
     local MORE=0
