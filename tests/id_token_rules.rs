@@ -1,4 +1,4 @@
-//! The token rules (README "Token rules"), tried the way the OpenID Foundation's relying-party
+//! The token rules (`docs/token-rules.md`), tried the way the OpenID Foundation's relying-party
 //! conformance tests try them: the test provider (npm `oidc-provider`) sends ONE defect at a
 //! time, in a token signed with its own keys (`POST /__test/defect`), and the real gateway
 //! must refuse it the way a user notices (sign-in: the error page; refresh: the session

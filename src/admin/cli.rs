@@ -1,6 +1,6 @@
 //! The `ssogate users` and `ssogate groups` commands: arguments, which pool they act on
 //! (`--config`'s `[admin]`/`[provider]`, or flags), output as a table for people or `--json`
-//! for scripts, and exit codes a script can rely on (README "Cognito user administration").
+//! for scripts, and exit codes a script can rely on (`docs/cognito-admin.md`).
 //! Talks to Cognito only through `pool`.
 
 use std::io::{BufRead, Write};

@@ -49,7 +49,7 @@ pub enum AdminError {
     UserExists(String),
     #[error("password policy not met: {0}")]
     PasswordPolicy(String),
-    #[error("permission denied: the AWS identity in use may not call {action}; allow it in its IAM policy (README \"Cognito user administration\"): {message}")]
+    #[error("permission denied: the AWS identity in use may not call {action}; allow it in its IAM policy (docs/cognito-admin.md lists the actions): {message}")]
     Denied {
         action: &'static str,
         message: String,

@@ -1,7 +1,7 @@
 //! JWT verification with ring against a JWKS we own: ONE rule set for every token the gateway
 //! accepts (an ID token at sign-in or refresh, a bearer ID token, a bearer Cognito access
 //! token). The rules are OIDC Core 1.0 3.1.3.7 and 12.2, RFC 7515 / 7519 / 8725 and Cognito's
-//! (aws-jwt-verify's); README "Token rules" lists them with what a user gets when one fails.
+//! (aws-jwt-verify's); `docs/token-rules.md` lists them with what a user gets when one fails.
 //!
 //! - the header: compact form with exactly three canonical base64url parts (no JWE, no
 //!   padding); no member twice; `alg` in the provider's allow-list (never `none`, never HMAC);
