@@ -222,7 +222,7 @@ impl TokenKind {
 
 /// A key's material.
 #[derive(Clone)]
-enum Material {
+pub(super) enum Material {
     Rsa { n: Vec<u8>, e: Vec<u8> },
     EcP256 { point: Vec<u8> },
     EcP384 { point: Vec<u8> },
@@ -244,7 +244,7 @@ struct VerifyKey {
 pub struct KeySet {
     keys: HashMap<String, VerifyKey>,
     /// The same document as the `openidconnect` crate reads it, for its ID-token checks.
-    library: openidconnect::core::CoreJsonWebKeySet,
+    library: super::library_key::LibraryKeySet,
     /// Kids of keys earlier sets had and later ones left out, newest first.
     withdrawn: VecDeque<String>,
 }
@@ -255,7 +255,7 @@ struct Jwks {
 }
 
 #[derive(Deserialize)]
-struct Jwk {
+pub(super) struct Jwk {
     kty: String,
     kid: Option<String>,
     alg: Option<String>,
@@ -282,6 +282,66 @@ fn ec_point(x: Option<&str>, y: Option<&str>, len: usize) -> Option<Vec<u8>> {
     Some(point)
 }
 
+impl Material {
+    /// The key in a JWK, when it is one ring verifies with (RSA, EC P-256 or P-384).
+    pub(super) fn of(k: &Jwk) -> Option<Material> {
+        Some(match (k.kty.as_str(), k.crv.as_deref()) {
+            ("RSA", _) => Material::Rsa {
+                n: B64.decode(k.n.as_deref()?).ok()?,
+                e: B64.decode(k.e.as_deref()?).ok()?,
+            },
+            ("EC", Some("P-256")) => Material::EcP256 {
+                point: ec_point(k.x.as_deref(), k.y.as_deref(), 32)?,
+            },
+            ("EC", Some("P-384")) => Material::EcP384 {
+                point: ec_point(k.x.as_deref(), k.y.as_deref(), 48)?,
+            },
+            _ => return None,
+        })
+    }
+
+    /// Checks `signature` over `input` with ring. `Err` names the key when it is not of the
+    /// type `alg` needs.
+    pub(super) fn verify(
+        &self,
+        alg: Alg,
+        input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, &'static str> {
+        Ok(match (self, alg) {
+            (
+                Material::Rsa { n, e },
+                Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512,
+            ) => {
+                let params = match alg {
+                    Alg::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+                    Alg::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+                    Alg::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+                    Alg::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+                    Alg::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+                    _ => &signature::RSA_PSS_2048_8192_SHA512,
+                };
+                RsaPublicKeyComponents { n, e }
+                    .verify(params, input, signature)
+                    .is_ok()
+            }
+            (Material::EcP256 { point }, Alg::ES256) => {
+                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(input, signature)
+                    .is_ok()
+            }
+            (Material::EcP384 { point }, Alg::ES384) => {
+                UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
+                    .verify(input, signature)
+                    .is_ok()
+            }
+            (Material::Rsa { .. }, _) => return Err("an RSA key"),
+            (Material::EcP256 { .. }, _) => return Err("an EC P-256 key"),
+            (Material::EcP384 { .. }, _) => return Err("an EC P-384 key"),
+        })
+    }
+}
+
 impl KeySet {
     /// Parses a JWKS document; keys of a type not understood are skipped.
     pub fn from_json(body: &[u8]) -> Result<KeySet, String> {
@@ -289,23 +349,8 @@ impl KeySet {
             serde_json::from_slice(body).map_err(|e| format!("the JWKS is not valid JSON: {e}"))?;
         let mut keys = HashMap::new();
         for k in jwks.keys {
-            let material = match (k.kty.as_str(), k.crv.as_deref()) {
-                ("RSA", _) => match (
-                    k.n.as_deref().map(|n| B64.decode(n)),
-                    k.e.as_deref().map(|e| B64.decode(e)),
-                ) {
-                    (Some(Ok(n)), Some(Ok(e))) => Material::Rsa { n, e },
-                    _ => continue,
-                },
-                ("EC", Some("P-256")) => match ec_point(k.x.as_deref(), k.y.as_deref(), 32) {
-                    Some(point) => Material::EcP256 { point },
-                    None => continue,
-                },
-                ("EC", Some("P-384")) => match ec_point(k.x.as_deref(), k.y.as_deref(), 48) {
-                    Some(point) => Material::EcP384 { point },
-                    None => continue,
-                },
-                _ => continue,
+            let Some(material) = Material::of(&k) else {
+                continue;
             };
             let not_for_signing = match (&k.use_, &k.key_ops) {
                 (Some(u), _) if u != "sig" => Some(format!("use {:?}", Clip(u))),
@@ -336,7 +381,7 @@ impl KeySet {
     }
 
     /// The set as the `openidconnect` crate takes it.
-    pub fn library(&self) -> &openidconnect::core::CoreJsonWebKeySet {
+    pub fn library(&self) -> &super::library_key::LibraryKeySet {
         &self.library
     }
 
@@ -484,38 +529,10 @@ impl Unverified<'_> {
         if let Some(key_alg) = key.alg.as_deref().filter(|a| *a != alg.name()) {
             return Err(mismatch(&format!("its JWK says alg {:?}", Clip(key_alg))));
         }
-        let input = self.signing_input.as_bytes();
-        let ok = match (&key.material, alg) {
-            (
-                Material::Rsa { n, e },
-                Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512,
-            ) => {
-                let params = match alg {
-                    Alg::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-                    Alg::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-                    Alg::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-                    Alg::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
-                    Alg::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
-                    _ => &signature::RSA_PSS_2048_8192_SHA512,
-                };
-                RsaPublicKeyComponents { n, e }
-                    .verify(params, input, &self.signature)
-                    .is_ok()
-            }
-            (Material::EcP256 { point }, Alg::ES256) => {
-                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(input, &self.signature)
-                    .is_ok()
-            }
-            (Material::EcP384 { point }, Alg::ES384) => {
-                UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
-                    .verify(input, &self.signature)
-                    .is_ok()
-            }
-            (Material::Rsa { .. }, _) => return Err(mismatch("an RSA key")),
-            (Material::EcP256 { .. }, _) => return Err(mismatch("an EC P-256 key")),
-            (Material::EcP384 { .. }, _) => return Err(mismatch("an EC P-384 key")),
-        };
+        let ok = key
+            .material
+            .verify(alg, self.signing_input.as_bytes(), &self.signature)
+            .map_err(mismatch)?;
         if !ok {
             return Err(TokenError::BadSignature);
         }

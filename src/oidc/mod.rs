@@ -6,6 +6,7 @@
 
 mod client;
 pub mod jwt;
+mod library_key;
 mod protocol;
 
 use std::sync::Arc;

@@ -12,23 +12,24 @@ use std::borrow::Cow;
 
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
-    CoreClientAuthMethod, CoreGrantType, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKey,
-    CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreRevocableToken,
-    CoreSubjectIdentifierType, CoreTokenResponse,
+    CoreClientAuthMethod, CoreGrantType, CoreIdToken, CoreJsonWebKey, CoreJsonWebKeySet,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreSubjectIdentifierType,
+    CoreTokenResponse,
 };
 use openidconnect::{
     AdditionalProviderMetadata, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret,
-    CsrfToken, EndSessionUrl, EndpointNotSet, EndpointSet, IssuerUrl, LogoutRequest, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
-    ProviderMetadata, RedirectUrl, RefreshToken, RequestTokenError, RevocationUrl, Scope,
-    TokenResponse as _, TokenUrl,
+    CsrfToken, EndSessionUrl, EndpointNotSet, EndpointSet, IdTokenVerifier, IssuerUrl,
+    LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl, RefreshToken, RequestTokenError,
+    RevocationUrl, Scope, TokenResponse as _, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::client::{Auth, HttpClient};
 use super::jwt::{AlgSet, TokenError, LEEWAY_SECS};
+use super::library_key::{LibraryKey, LibraryKeySet};
 use super::{ProviderError, TokenResponse};
 use crate::config::{ClientAuth, ProviderConfig};
 use crate::telemetry::Clip;
@@ -257,7 +258,7 @@ pub fn end_session_url(
 pub struct IdTokenRules<'a> {
     pub issuer: &'a str,
     pub client_id: &'a str,
-    pub keys: &'a CoreJsonWebKeySet,
+    pub keys: &'a LibraryKeySet,
     pub algs: AlgSet,
     /// The nonce sent with the authorization request (at sign-in); None at a refresh, where
     /// our own rules compare it with the session's.
@@ -279,7 +280,7 @@ pub fn verify_id_token(token: &str, rules: &IdTokenRules<'_>) -> Result<(), Toke
     let algs = library_algs(rules.algs);
     let clock = chrono::DateTime::from_timestamp(rules.now.saturating_sub(LEEWAY_SECS) as i64, 0)
         .unwrap_or_default();
-    let verifier = CoreIdTokenVerifier::new_public_client(
+    let verifier = IdTokenVerifier::<LibraryKey>::new_public_client(
         ClientId::new(rules.client_id.to_string()),
         issuer,
         rules.keys.clone(),
