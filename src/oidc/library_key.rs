@@ -128,8 +128,8 @@ impl JsonWebKey for LibraryKey {
             Ok(false) => Err(SignatureVerificationError::CryptoError(
                 "bad signature".into(),
             )),
-            // Key type and algorithm disagree (the checks above say they agree): the
-            // library's own code decides.
+            // The key type fits but not the curve (a P-256 key for ES384): the library's
+            // own code decides, and refuses.
             Err(_) => self.core.verify_signature(alg, message, signature),
         }
     }
@@ -213,11 +213,20 @@ mod tests {
         });
         let sig = pair.sign(&rng, b"header.payload").unwrap();
         assert!(same_answers(
-            jwk,
+            jwk.clone(),
             &A::EcdsaP256Sha256,
             b"header.payload",
             sig.as_ref()
         ));
+        // A P-256 key asked for an ES384 signature: refused, as by the library's own key.
+        let (ours, theirs) = keys(jwk);
+        let input = b"header.payload";
+        assert!(ours
+            .verify_signature(&A::EcdsaP384Sha384, input, sig.as_ref())
+            .is_err());
+        assert!(theirs
+            .verify_signature(&A::EcdsaP384Sha384, input, sig.as_ref())
+            .is_err());
     }
 
     #[test]
