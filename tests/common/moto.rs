@@ -25,29 +25,39 @@ impl Moto {
     }
 
     /// With moto's own settings, like `INITIAL_NO_AUTH_ACTION_COUNT` (IAM enforcement).
+    /// Ready means moto itself answered HTTP and is still running: a port that merely accepts
+    /// a connection could be another process's, and a moto that could not bind its port has
+    /// exited (then it starts again on another port).
     pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
-        let port = free_port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 -m moto.server (scripts/test installs moto[server])");
-        let moto = Moto { port, child };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not listen within 60 s");
-            std::thread::sleep(Duration::from_millis(100));
+        loop {
+            let port = free_port();
+            let child = Command::new("python3")
+                .args([
+                    "-m",
+                    "moto.server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                ])
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("python3 -m moto.server (scripts/test installs moto[server])");
+            let mut moto = Moto { port, child };
+            loop {
+                assert!(Instant::now() < deadline, "moto did not answer within 60 s");
+                if moto.child.try_wait().ok().flatten().is_some() {
+                    break; // exited: another port
+                }
+                if answers_http(port) && moto.child.try_wait().ok().flatten().is_none() {
+                    return moto;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
-        moto
     }
 
     pub fn url(&self) -> String {
@@ -175,6 +185,18 @@ impl Moto {
             .filter_map(|g| g["GroupName"].as_str().map(str::to_string))
             .collect()
     }
+}
+
+/// Whether something on `port` answers an HTTP request for moto's own API with 200.
+fn answers_http(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let asked = conn.write_all(b"GET /moto-api/data.json HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut head = [0u8; 12];
+    asked.is_ok() && conn.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
 }
 
 impl Drop for Moto {
