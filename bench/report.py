@@ -6,9 +6,12 @@
 ROWS.tsv: the GET rows (round, name, req/s, p50 us, p99 us, CPU-us/req, RSS MiB, errors) as
 bench_row writes them; MORE.jsonl: the other rows, one JSON object per measured run, as
 bench/measure.py writes them; META.json: the machine, the command, the load. Per group and row
-it keeps every round's value and gives the median, the ratio of the medians against the row's
-baseline (another row of the same group) and the range of the per-round ratios (both measured
-in the same minute), the median CPU-us per operation, the largest RSS and the errors.
+it keeps every round's value and gives the median, the ratio against the row's baseline
+(another row of the same group): the median of the per-round ratios, each of two figures
+measured in the same minute, with their range, the median CPU-us per operation, the largest
+RSS and the errors. A drift of the machine between rounds moves both figures of a round alike,
+so the per-round ratio holds where a ratio of the medians (kept as `ratio_of_medians`) may pair
+a row's good round with its baseline's bad one.
 Standard library only.
 """
 import argparse
@@ -84,7 +87,8 @@ def summarize(runs):
             row = {
                 "name": name, "baseline": rs[0]["baseline"], "rounds": len(rs),
                 "value": value, "values": [r["value"] for r in rs],
-                "ratio": value / base_med if base_med else None,
+                "ratio": med(per_round) if per_round else None,
+                "ratio_of_medians": value / base_med if base_med else None,
                 "ratio_range": [per_round[0], per_round[-1]] if per_round else None,
                 "cpu_us_per_op": med([r.get("cpu_us_per_op") for r in rs]),
                 "rss_peak_mib": max((r["rss_peak_mib"] for r in rs if r.get("rss_peak_mib") is not None), default=None),

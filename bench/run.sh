@@ -662,8 +662,8 @@ bench_row() {
 }
 
 # The table: per target the median over the rounds of req/s, p50, p99 and CPU-us/req, the
-# peak RSS over the rounds, and the ratio of req/s against the direct and nginx rows
-# (medians), with the range of the per-round ratio against nginx (same round) beside it.
+# peak RSS over the rounds, and the ratio of req/s against the direct and nginx rows: the
+# median of the per-round ratios (same round), with their range against nginx beside it.
 print_table() {
     python3 - "$WORK/rows.tsv" <<'PY'
 import statistics, sys
@@ -679,19 +679,19 @@ def ms(us):
     return "n/a" if us is None else f"{us / 1000:.3f} ms"
 nginx = {r["round"]: r["rps"] for r in by.get("nginx proxy", [])}
 nginx_tls = {r["round"]: r["rps"] for r in by.get("nginx proxy, TLS", [])}
-direct = med([r["rps"] for r in by.get("direct upstream", [])])
+direct = {r["round"]: r["rps"] for r in by.get("direct upstream", [])}
 print("| target | req/s | p50 | p99 | vs direct | vs nginx proxy (per-round range) | CPU-us/req | peak RSS MiB | errors |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
 for name, rs in by.items():
     rps = med([r["rps"] for r in rs])
     # HTTPS rows against the HTTPS nginx proxy, the others against the plain one.
     base = nginx_tls if name.endswith(", TLS") else nginx
-    base_med = med(list(base.values()))
     per_round = sorted(r["rps"] / base[r["round"]] for r in rs if base.get(r["round"]))
-    vs_proxy = "n/a" if not base_med else f"{rps / base_med:.2f}"
+    vs_proxy = "n/a" if not per_round else f"{statistics.median(per_round):.2f}"
     if len(per_round) > 1:
         vs_proxy += f" ({per_round[0]:.2f}-{per_round[-1]:.2f})"
-    vs_direct = "n/a" if not direct else f"{rps / direct:.2f}"
+    to_direct = [r["rps"] / direct[r["round"]] for r in rs if direct.get(r["round"])]
+    vs_direct = "n/a" if not to_direct else f"{statistics.median(to_direct):.2f}"
     cpu = med([r["cpu"] for r in rs])
     rss = [float(r["rss"]) for r in rs if r["rss"] not in ("n/a", "")]
     errs = sorted({r["err"] for r in rs if r["err"] != "0"})
