@@ -17,6 +17,8 @@ pub const REGION: &str = "eu-west-1";
 pub struct Moto {
     pub port: u16,
     child: Child,
+    /// moto's stderr (its request log and any traceback), shown when a call to it fails.
+    log: tempfile::NamedTempFile,
 }
 
 impl Moto {
@@ -32,6 +34,8 @@ impl Moto {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let port = free_port();
+            let log = tempfile::NamedTempFile::new().expect("a temp file for moto's log");
+            let stderr = log.reopen().expect("moto's log file");
             let child = Command::new("python3")
                 .args([
                     "-m",
@@ -43,10 +47,10 @@ impl Moto {
                 ])
                 .envs(env.iter().copied())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(Stdio::from(stderr))
                 .spawn()
                 .expect("python3 -m moto.server (scripts/test installs moto[server])");
-            let mut moto = Moto { port, child };
+            let mut moto = Moto { port, child, log };
             loop {
                 assert!(Instant::now() < deadline, "moto did not answer within 60 s");
                 if moto.child.try_wait().ok().flatten().is_some() {
@@ -58,6 +62,30 @@ impl Moto {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+    }
+
+    /// Whether moto's process still runs, and the end of its log: what a failed call needs
+    /// to be understood.
+    fn state(&self) -> String {
+        // An exited child that nobody has waited for yet is a zombie: state `Z`.
+        let running = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .map(|rest| !rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false);
+        let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "moto (pid {}, port {}) {}; the end of its log:\n{}",
+            self.child.id(),
+            self.port,
+            if running { "is running" } else { "has exited" },
+            tail.join("\n")
+        )
     }
 
     pub fn url(&self) -> String {
@@ -86,7 +114,7 @@ impl Moto {
             .body(body.to_string())
             .send()
             .await
-            .expect("moto answers");
+            .unwrap_or_else(|e| panic!("moto answers {target}: {e}\n{}", self.state()));
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -105,7 +133,7 @@ impl Moto {
             .form(&form)
             .send()
             .await
-            .expect("moto answers");
+            .unwrap_or_else(|e| panic!("moto answers IAM {params:?}: {e}\n{}", self.state()));
         assert!(
             resp.status().is_success(),
             "IAM {params:?}: {}",
