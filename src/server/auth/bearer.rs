@@ -136,7 +136,13 @@ impl Auth {
             id_token: self.config.headers.pass_id_token.then(|| token.to_string()),
             nonce: None,
         };
-        let live = Arc::new(self.live(session, None));
+        let mut live = self.live(session, None);
+        // The headers built above carry what the upstream gets of the token. The session's own
+        // copies would only double what each cached token holds (the cache's key is the token
+        // already): nothing reads a bearer session's tokens again, it is never stored.
+        live.session.access_token = None;
+        live.session.id_token = None;
+        let live = Arc::new(live);
         // Not kept when a key was withdrawn while it was checked (with the keys before).
         if self.keys_generation() == generation {
             self.bearers.insert(token.to_string(), live.clone());
