@@ -1352,6 +1352,34 @@ async fn with_pass_id_token_the_upstream_gets_only_the_gateways_authorization() 
 }
 
 #[tokio::test]
+async fn with_pass_access_token_a_bearer_token_goes_upstream_as_the_access_token_header() {
+    let s = stand_with("basic-client", "", "[headers]\npass_access_token = true\n");
+    let tokens = idp::tokens_by_code_flow(
+        &s.idp.issuer,
+        "basic-client",
+        "basic-secret",
+        &s.gw.url("/oauth2/callback"),
+        "bob",
+    )
+    .await;
+    let bob = tokens["id_token"].as_str().unwrap();
+    let anon = common::client();
+    // First sight (verified), then from the cache of verified tokens: the same header.
+    for _ in 0..2 {
+        let r = anon
+            .get(s.gw.url("/api/items"))
+            .bearer_auth(bob)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let seen = s.upstream.last_request().unwrap();
+        assert_eq!(seen.header("x-forwarded-access-token"), Some(bob));
+        assert_eq!(seen.header("x-forwarded-user"), Some("bob"));
+    }
+}
+
+#[tokio::test]
 async fn authorize_params_are_added_to_the_authorization_request() {
     let s = stand_with(
         "basic-client",

@@ -129,20 +129,24 @@ impl Auth {
             last_seen: 0,
             refresh_due: u64::MAX,
             tokens_expire: exp,
+            // The token goes into the headers only: a copy here would double what each cached
+            // token holds (the cache's key is the token), and a bearer session is never
+            // stored, refreshed or signed out, so nothing would read it.
             refresh_token: None,
-            access_token: Some(token.to_string()),
-            // With `pass_id_token` the client's `Authorization` is stripped; the upstream gets
-            // the token it verified in its place, whichever kind it is (as oauth2-proxy does).
-            id_token: self.config.headers.pass_id_token.then(|| token.to_string()),
+            access_token: None,
+            id_token: None,
             nonce: None,
         };
-        let mut live = self.live(session, None);
-        // The headers built above carry what the upstream gets of the token. The session's own
-        // copies would only double what each cached token holds (the cache's key is the token
-        // already): nothing reads a bearer session's tokens again, it is never stored.
-        live.session.access_token = None;
-        live.session.id_token = None;
-        let live = Arc::new(live);
+        // With `pass_id_token` the client's `Authorization` is stripped; the upstream gets the
+        // token the gateway verified in its place, whichever kind it is (as oauth2-proxy does).
+        let id_token = self.config.headers.pass_id_token.then_some(token);
+        let headers = self.identity_headers(&session, Some(token), id_token);
+        let live = Arc::new(LiveSession {
+            session,
+            headers,
+            set_cookies: None,
+            renewing: Default::default(),
+        });
         // Not kept when a key was withdrawn while it was checked (with the keys before).
         if self.keys_generation() == generation {
             self.bearers.insert(token.to_string(), live.clone());

@@ -556,19 +556,10 @@ impl Auth {
     }
 
     fn live(&self, session: Session, set_cookies: Option<Vec<HeaderValue>>) -> LiveSession {
-        let signer = self.signer.as_ref().map(|s| s.load_full());
-        let provider = self.provider(session.provider).config();
-        let headers = IdentityHeaders::build(
-            &session.principal,
-            TokensForHeaders {
-                access_token: session.access_token.as_deref(),
-                id_token: session.id_token.as_deref(),
-                expires_at: session.tokens_expire.max(oidc::unix_now() + 60),
-                issuer: &provider.issuer,
-                client_id: &provider.client_id,
-            },
-            &self.config.headers,
-            signer.as_deref(),
+        let headers = self.identity_headers(
+            &session,
+            session.access_token.as_deref(),
+            session.id_token.as_deref(),
         );
         LiveSession {
             session,
@@ -576,6 +567,30 @@ impl Auth {
             set_cookies,
             renewing: Default::default(),
         }
+    }
+
+    /// The upstream and forward-auth headers for `session`'s person, with the tokens they
+    /// may carry (the session's own, or a bearer token that the session does not keep).
+    fn identity_headers(
+        &self,
+        session: &Session,
+        access_token: Option<&str>,
+        id_token: Option<&str>,
+    ) -> IdentityHeaders {
+        let signer = self.signer.as_ref().map(|s| s.load_full());
+        let provider = self.provider(session.provider).config();
+        IdentityHeaders::build(
+            &session.principal,
+            TokensForHeaders {
+                access_token,
+                id_token,
+                expires_at: session.tokens_expire.max(oidc::unix_now() + 60),
+                issuer: &provider.issuer,
+                client_id: &provider.client_id,
+            },
+            &self.config.headers,
+            signer.as_deref(),
+        )
     }
 
     /// Whether this person, signed in with provider `p`, must be refused for their email
