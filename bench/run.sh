@@ -55,7 +55,8 @@
 #                            RSS is read; bearer tokens per round, and the length of the
 #                            first-sight run
 #   Output: Markdown tables on stdout, also written to bench/out/results-<date>.md, with the
-#   same as JSON (results-<date>.json) and an SVG chart of it (results-<date>.svg, bench/chart.py)
+#   same as JSON (results-<date>.json) and an SVG chart of it (results-<date>.svg, bench/chart.py),
+#   and the rows that got worse or better since the newest run in bench/results (bench/compare.py)
 #
 # Adding rows
 #   Start the server in main(), then: add_target NAME URL PID [COOKIE]
@@ -1051,6 +1052,10 @@ PY
     local goals
     goals=$(python3 "$REPO/bench/report.py" --summary "$OUT_DIR/results-$stamp.json") ||
         die "bench/report.py --summary failed"
+    # Against the newest run kept in bench/results (the README's): which rows moved beyond the noise.
+    local since
+    since=$(python3 "$REPO/bench/compare.py" --newest-in "$REPO/bench/results" "$OUT_DIR/results-$stamp.json") ||
+        die "bench/compare.py failed"
     {
         echo "# ssogate benchmark $stamp"
         echo
@@ -1075,6 +1080,8 @@ PY
         echo
         echo "$goals"
         echo
+        echo "$since"
+        echo
         echo "$table"
         echo
         echo "$more_tables"
@@ -1085,6 +1092,8 @@ PY
     echo "$more_tables"
     echo
     echo "$goals"
+    echo
+    echo "$since"
     log "written to $out_file, $OUT_DIR/results-$stamp.json and $OUT_DIR/results-$stamp.svg"
 }
 
