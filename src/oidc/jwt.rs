@@ -221,7 +221,7 @@ impl TokenKind {
 }
 
 /// A key's material.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub(super) enum Material {
     Rsa { n: Vec<u8>, e: Vec<u8> },
     EcP256 { point: Vec<u8> },
@@ -383,6 +383,26 @@ impl KeySet {
     /// The set as the `openidconnect` crate takes it.
     pub fn library(&self) -> &super::library_key::LibraryKeySet {
         &self.library
+    }
+
+    /// The set as the library takes it, for a token `Unverified::verify` accepted with this
+    /// very set: the key that checked its signature is marked with it
+    /// (`library_key::with_verified`), so the library's check of the same token does not
+    /// repeat ring's arithmetic.
+    pub fn library_for_verified(
+        &self,
+        token: &Unverified<'_>,
+    ) -> super::library_key::LibraryKeySet {
+        match (self.keys.get(&token.kid), Alg::from_name(&token.alg)) {
+            (Some(key), Some(alg)) => super::library_key::with_verified(
+                &self.library,
+                &key.material,
+                alg,
+                token.signing_input.as_bytes(),
+                &token.signature,
+            ),
+            _ => self.library.clone(),
+        }
     }
 
     pub fn len(&self) -> usize {

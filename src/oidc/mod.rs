@@ -83,6 +83,15 @@ pub enum IdTokenCheck<'a> {
     },
 }
 
+/// A JWT whose header, key and signature our rules accepted (`Provider::verified`): its
+/// claims, and the keys and algorithms that accepted it.
+struct Accepted<'t> {
+    token: jwt::Unverified<'t>,
+    claims: Map<String, Value>,
+    keys: Arc<KeySet>,
+    algs: AlgSet,
+}
+
 pub struct Provider {
     config: ProviderConfig,
     http: HttpClient,
@@ -339,15 +348,16 @@ impl Provider {
     }
 
     /// Checks a JWT's header, algorithm, key and signature (fetching the keys once on a kid
-    /// the set does not have) and returns its claims, with the parsed token for `check_typ`.
+    /// the set does not have) and returns its claims, with the parsed token for `check_typ`
+    /// and the keys and algorithms that accepted it.
     async fn verified<'t>(
         &self,
         token: &'t str,
         source: Source,
-    ) -> Result<(jwt::Unverified<'t>, Map<String, Value>), VerifyError> {
+    ) -> Result<Accepted<'t>, VerifyError> {
         let unverified = jwt::parse(token)?;
         let (keys, algs) = self.keys_and_algs()?;
-        let claims = match unverified.verify(&keys, algs) {
+        let (claims, keys) = match unverified.verify(&keys, algs) {
             // Withdrawn, or not there yet: one look at the provider's current set decides
             // (a key published again is good again).
             Err(TokenError::UnknownKey(kid) | TokenError::KeyWithdrawn(kid)) => {
@@ -361,11 +371,16 @@ impl Provider {
                     }
                 }
                 let (keys, _) = self.keys_and_algs()?;
-                unverified.verify(&keys, algs)?
+                (unverified.verify(&keys, algs)?, keys)
             }
-            other => other?,
+            other => (other?, keys),
         };
-        Ok((unverified, claims))
+        Ok(Accepted {
+            token: unverified,
+            claims,
+            keys,
+            algs,
+        })
     }
 
     /// Verifies an ID token from the token endpoint (at sign-in or refresh).
@@ -378,7 +393,12 @@ impl Provider {
         check: IdTokenCheck<'_>,
         headers: &HeadersConfig,
     ) -> Result<VerifiedIdToken, VerifyError> {
-        let (unverified, claims) = self.verified(token, Source::TokenEndpoint).await?;
+        let Accepted {
+            token: unverified,
+            claims,
+            keys,
+            algs,
+        } = self.verified(token, Source::TokenEndpoint).await?;
         unverified.check_typ(TokenKind::Id)?;
         let (nonce, sub, sign_in_nonce) = match check {
             IdTokenCheck::SignIn { nonce } => (Nonce::Required(nonce), None, Some(nonce)),
@@ -402,14 +422,14 @@ impl Provider {
         if let Some(why) = unreadable {
             return Err(TokenError::Library(why.to_string()).into());
         }
-        // The same token through the library's 3.1.3.7, with the keys ours used.
-        let (keys, algs) = self.keys_and_algs()?;
+        // The same token through the library's 3.1.3.7, with the keys ours used (the one
+        // that checked the signature marked with it: no second RSA check).
         protocol::verify_id_token(
             token,
             &protocol::IdTokenRules {
                 issuer: &self.config.issuer,
                 client_id: &self.config.client_id,
-                keys: keys.library(),
+                keys: &keys.library_for_verified(&unverified),
                 algs,
                 nonce: sign_in_nonce,
                 now,
@@ -434,7 +454,11 @@ impl Provider {
         token: &str,
         now: u64,
     ) -> Result<Map<String, Value>, VerifyError> {
-        let (unverified, claims) = self.verified(token, Source::Client).await?;
+        let Accepted {
+            token: unverified,
+            claims,
+            ..
+        } = self.verified(token, Source::Client).await?;
         let cognito = self.config.kind == ProviderKind::Cognito;
         let access = cognito && claims.get("token_use").and_then(Value::as_str) == Some("access");
         let (kind, token_use) = match (cognito, access) {
