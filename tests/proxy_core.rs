@@ -418,6 +418,34 @@ fn the_gateways_cookies_are_removed_and_other_cookies_pass() {
     assert_eq!(upstream.last_request().unwrap().header("cookie"), None);
 }
 
+#[tokio::test]
+async fn bodies_larger_than_one_write_arrive_byte_for_byte_both_ways() {
+    // The gateway cuts its writes to one loopback segment (60 KiB): a body of several
+    // writes through hyper's client to the upstream and back through hyper's server, and
+    // one out of the gateway's own loop.
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(&public_config(&upstream.url, ""));
+    let sent = common::pattern(300_000);
+    let resp = client()
+        .post(gw.url("/mirror"))
+        .body(sent.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.bytes().await.unwrap() == sent,
+        "the upload came back changed"
+    );
+
+    let resp = client().get(gw.url("/mirror/300000")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.bytes().await.unwrap() == sent,
+        "the download arrived changed"
+    );
+}
+
 /// 1 GiB each way: about 1 s per direction with the debug build on 2 cores.
 const LARGE: u64 = 1024 * 1024 * 1024;
 /// The gateway's peak resident memory after streaming `LARGE` bytes.

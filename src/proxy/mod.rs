@@ -11,6 +11,7 @@ mod framing;
 pub(crate) mod h1;
 mod headers;
 mod respond;
+pub(crate) mod segment;
 mod span;
 mod tunnel;
 
@@ -462,7 +463,7 @@ const MAX_IDLE: usize = 256;
 /// The pooled clients and their limits.
 #[derive(Clone)]
 pub struct Proxy {
-    client: Client<HttpsConnector<HttpConnector>, UploadBody>,
+    client: Client<segment::CappedConnector<HttpsConnector<HttpConnector>>, UploadBody>,
     /// The inline path's pools, one per upstream (by `Upstream::index`).
     inline: Arc<[Arc<h1::Pool>]>,
     connect_timeout: Duration,
@@ -488,7 +489,7 @@ impl Proxy {
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(MAX_IDLE)
             .set_host(false)
-            .build(connector);
+            .build(segment::CappedConnector(connector));
         let inline = (0..upstreams)
             .map(|_| Arc::new(h1::Pool::new(MAX_IDLE, config.pool_idle_timeout)))
             .collect();

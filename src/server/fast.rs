@@ -38,7 +38,7 @@ use super::connection::Worker;
 use super::drain::Drain;
 use super::park::PARK_AFTER;
 use super::{handler, Gateway};
-use crate::proxy::{Body, ClientInfo, HeaderSpan, Proxy, RequestBody, Tunnel};
+use crate::proxy::{segment, Body, ClientInfo, HeaderSpan, Proxy, RequestBody, Tunnel};
 
 mod write;
 use write::write_response;
@@ -649,13 +649,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     }
 }
 
+/// Writes are cut to one loopback segment each (`proxy::segment`), as this loop's own are.
 impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let n = segment::share(buf.len());
+        Pin::new(&mut self.inner).poll_write(cx, &buf[..n])
     }
 
     fn poll_write_vectored(
@@ -663,7 +665,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let mut out = segment::slices();
+        let n = segment::capped(bufs, &mut out);
+        Pin::new(&mut self.inner).poll_write_vectored(cx, &out[..n])
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -849,11 +849,23 @@ impl ScriptedUpstream {
 /// - `/download/<n>`: 200 with `n` bytes of `x`, streamed in 64 KiB chunks (Content-Length set).
 /// - `/slow/<ms>`: waits that long, then answers as the echo does.
 /// - `/status/<code>`: answers with that status and the echo body.
+/// - `/mirror`: a POST's body comes back as it arrived; a GET of `/mirror/<n>` gets
+///   `pattern(n)` in one piece.
 pub async fn echo(req: Request<Incoming>) -> Response<UpstreamBody> {
     let path = req.uri().path().to_string();
     if let Some(n) = path.strip_prefix("/download/") {
         let n: u64 = n.parse().unwrap_or(0);
         return download(n);
+    }
+    if let Some(rest) = path.strip_prefix("/mirror") {
+        let bytes = match rest.strip_prefix('/') {
+            Some(n) => Bytes::from(pattern(n.parse().unwrap_or(0))),
+            None => req.into_body().collect().await.unwrap().to_bytes(),
+        };
+        return Response::builder()
+            .header("content-type", "application/octet-stream")
+            .body(full_body(bytes))
+            .expect("mirror response");
     }
     let mut status = StatusCode::OK;
     if let Some(ms) = path.strip_prefix("/slow/") {
@@ -916,6 +928,12 @@ pub async fn echo(req: Request<Incoming>) -> Response<UpstreamBody> {
         .header("x-upstream", "echo")
         .body(full_body(bytes))
         .expect("echo response")
+}
+
+/// `n` bytes that differ from position to position (and repeat only every 251), for bodies
+/// whose every byte is checked.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
 }
 
 /// A complete body for a handler's response.

@@ -14,8 +14,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::proxy::{Body, BytesSink};
 
-/// Response bytes gathered before they are written.
-const WRITE_BATCH: usize = 64 * 1024;
+/// Response bytes gathered before they are written: at most one loopback segment per write
+/// (`proxy::segment`).
+const WRITE_BATCH: usize = crate::proxy::segment::MAX_WRITE;
 
 /// Writes `resp`; returns whether the connection stays open. A body whose length is known
 /// is sent with Content-Length, any other chunked.
@@ -105,7 +106,9 @@ pub(super) async fn write_response<S: AsyncWrite + Unpin>(
             }
             if wbuf.len() + data.len() > WRITE_BATCH {
                 write_out(io, wbuf).await?;
-                io.write_all(&data).await?;
+                for piece in data.chunks(crate::proxy::segment::share(data.len())) {
+                    io.write_all(piece).await?;
+                }
             } else {
                 wbuf.extend_from_slice(&data);
             }
