@@ -16,13 +16,13 @@
 //! library's own steps all still run; any other signature, message, algorithm or key is
 //! checked as ever.
 
+use std::sync::Arc;
+
 use openidconnect::core::{CoreJsonWebKey, CoreJsonWebKeyUse, CoreJwsSigningAlgorithm};
 use openidconnect::{
     JsonWebKey, JsonWebKeyAlgorithm, JsonWebKeyId, JsonWebKeyUse, JwsSigningAlgorithm,
     SignatureVerificationError,
 };
-use std::sync::Arc;
-
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::jwt::{Alg, Jwk, Material};

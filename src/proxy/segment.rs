@@ -6,10 +6,9 @@
 //! that one out from a timer: sending 64 KiB writes costs the sender about five times the
 //! CPU per byte of 64,000-byte writes (bench/README, session 22). A sidecar talks to its app
 //! over loopback, so every body the gateway streams is cut to writes under one segment, in
-//! even shares (`share`):
-//! the fast loop's own writer, the connection hyper serves (`server::fast`'s handover), and
-//! the hyper client's upstream connections (`CappedConnector`). Fewer, larger syscalls buy
-//! nothing past this size.
+//! even shares (`share`): the fast loop's own writer, the connection hyper serves
+//! (`server::fast`'s handover), and the hyper client's upstream connections
+//! (`CappedConnector`). Fewer, larger syscalls buy nothing past this size.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
