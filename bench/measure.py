@@ -18,7 +18,11 @@ from the generator's output:
 
 Appends one JSON line to ROWS.jsonl: round, group, name, baseline (the row this one is
 compared with in the report), value (ops/s unless the client gave one), unit, ops, seconds,
-cpu_us_per_op, rss_peak_mib, p50_ms, p99_ms, errors, and the command. With --bytes N
+cpu_us_per_op, rss_peak_mib, p50_ms, p99_ms, errors, and the command. Also what the others
+cost per operation: `client_cpu_us_per_op`, the load generator's own CPU (its rusage), and
+with `--also NAME=PID` (repeatable) `also_cpu_us_per_op`, {NAME: CPU-us per operation} of
+that process tree (the test provider, the upstream), and `cores`, the CPUs this machine has:
+what a row's rate could be at most if the server measured cost nothing. With --bytes N
 (the body size of one request) it adds MB/s. Standard library only; never fails on a bad
 number, only when the generator fails or its output cannot be read.
 """
@@ -26,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -148,12 +153,20 @@ def main():
     ap.add_argument("--unit", default="req/s")
     ap.add_argument("--bytes", type=int, default=0)
     ap.add_argument("--log", default="", help="append the generator's output here")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=PID",
+                    help="another process tree whose CPU per operation is recorded")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
     if not cmd:
         sys.exit("measure.py: no command")
 
+    also = []
+    for spec in a.also:
+        name, _, pid = spec.rpartition("=")
+        if not name or not pid.isdigit():
+            sys.exit(f"measure.py: --also {spec!r}: expected NAME=PID")
+        also.append((name, tree(int(pid))))
     pids = tree(a.pid) if a.pid else []
     rss_before = rss_kb(pids)
     peak = [rss_before]
@@ -168,10 +181,14 @@ def main():
             peak[0] = max(peak[0], rss_kb(pids))
 
     cpu0 = cpu_ticks(pids)
+    also0 = [cpu_ticks(p) for _, p in also]
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = threading.Thread(target=sample, daemon=True)
     if a.pid:
         t.start()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    also1 = [cpu_ticks(p) for _, p in also]
     done.set()
     if a.pid:
         t.join()
@@ -196,6 +213,13 @@ def main():
         "errors": row.pop("errors"),
         "cmd": " ".join(cmd),
     }
+    if ops:
+        used = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
+        out["client_cpu_us_per_op"] = used * 1e6 / ops
+        out["cores"] = os.cpu_count()
+        if also:
+            out["also_cpu_us_per_op"] = {
+                name: (t1 - t0) / HZ * 1e6 / ops for (name, _), t0, t1 in zip(also, also0, also1)}
     if a.bytes:
         out["mb_per_s"] = ops * a.bytes / seconds / 1e6 if seconds else 0.0
     out.update(row)  # p50_ms, p99_ms and whatever else the client reported

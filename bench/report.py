@@ -101,11 +101,60 @@ def summarize(runs):
             if any("bytes_per_session" in r for r in rs):
                 for k in ("bytes_per_session", "raw_token_bytes", "sessions"):
                     row[k] = med([r.get(k) for r in rs])
+            others(row, rs, base_rs, goal)
             if base_rs and row["cpu_us_per_op"] and med([b.get("cpu_us_per_op") for b in base_rs]):
                 row["cpu_ratio"] = row["cpu_us_per_op"] / med([b.get("cpu_us_per_op") for b in base_rs])
             g["rows"].append(row)
         out.append(g)
     return out
+
+
+def others(row, rs, base_rs, goal):
+    """What the load generator and the processes named with measure.py's --also (the test
+    provider, the upstream) cost per operation, and from them the row's ceiling on this
+    machine: were the server measured free, the others' CPU alone would cap the rate at
+    cores x 1e6 / their CPU-us per operation (`ceiling`), that much against the baseline's
+    median (`ceiling_ratio`). A row that has a goal beyond its ceiling cannot meet it here,
+    whatever the server does."""
+    client = med([r.get("client_cpu_us_per_op") for r in rs])
+    if client is None:
+        return
+    row["client_cpu_us_per_op"] = client
+    names = [n for r in rs for n in r.get("also_cpu_us_per_op", {})]
+    also = {n: med([r.get("also_cpu_us_per_op", {}).get(n) for r in rs]) for n in dict.fromkeys(names)}
+    if not also:
+        return
+    row["also_cpu_us_per_op"] = also
+    cores = max((r.get("cores") or 0 for r in rs), default=0)
+    rest = client + sum(v for v in also.values() if v)
+    if cores and rest > 0:
+        row["ceiling"] = cores * 1e6 / rest
+        base_med = med([b["value"] for b in base_rs])
+        if base_med and goal and goal["better"] == "higher":
+            row["ceiling_ratio"] = row["ceiling"] / base_med
+
+
+def where_it_went(g):
+    """Lines under a group's table for its rows measured with the others' CPU (--also)."""
+    lines = []
+    for r in g["rows"]:
+        if "also_cpu_us_per_op" not in r:
+            continue
+        parts = [f"the server {fmt(r['cpu_us_per_op'])}"] + \
+            [f"{n} {fmt(v)}" for n, v in r["also_cpu_us_per_op"].items()] + \
+            [f"the load generator {fmt(r['client_cpu_us_per_op'])}"]
+        line = f"- {r['name']}: CPU-us per operation: {', '.join(parts)}."
+        if "ceiling" in r:
+            line += (f" A server that cost nothing would leave the rest's CPU: at most "
+                     f"{fmt(r['ceiling'], 0)} {g['unit']} on this machine")
+            if "ceiling_ratio" in r:
+                line += f", {r['ceiling_ratio']:.2f}x {r['baseline']}"
+                goal = g["goal"]
+                if goal and r["ceiling_ratio"] < goal["goal"]:
+                    line += f": this row cannot show the goal ({goal['goal']:g}x) here, whatever the server does"
+            line += "."
+        lines.append(line)
+    return lines
 
 
 def fmt(v, digits=1):
@@ -140,6 +189,9 @@ def markdown(groups):
             lines.append(f"| {r['name']} | {fmt(r['value'], 2)} |{mb} {vs} | {p99} | {fmt(r['cpu_us_per_op'])} | "
                          f"{fmt(r['rss_peak_mib'])} | {'; '.join(r['errors']) or 0} |")
         lines.append("")
+        went = where_it_went(g)
+        if went:
+            lines.extend(went + [""])
     return "\n".join(lines)
 
 
@@ -172,8 +224,12 @@ def summary(groups):
             cpu = fmt(r["cpu_us_per_op"]) + (f" / {fmt(base['cpu_us_per_op'])}" if base else "")
             title = g["title"].split(" (")[0]
             goal_text = "-" if goal is None else (("≥ " if goal["better"] == "higher" else "≤ ") + f"{goal['goal']:g}x")
+            judged = verdict(goal, ratio)
+            if judged == "**missed**" and r.get("ceiling_ratio") is not None and goal \
+                    and r["ceiling_ratio"] < goal["goal"]:
+                judged += f" (at most {r['ceiling_ratio']:.2f}x on this machine, however cheap the gateway)"
             lines.append(f"| {title} | {r['name']} | {fmt(r['value'], 2)} {g['unit']} | {vs} | {cpu} | "
-                         f"{goal_text} | {verdict(goal, ratio)} |")
+                         f"{goal_text} | {judged} |")
     return "\n".join(lines)
 
 

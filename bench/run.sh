@@ -866,16 +866,22 @@ more_round() {
     if has_rows signin && [[ -n ${MORE_PID:-} ]]; then
         local g="sign-ins through the whole flow (4 browsers at once, test provider)"
         local si=(python3 "$REPO/bench/sign_in_load.py" signins --threads 4 --seconds "$S")
+        # The provider's, the app's and the browsers' CPU too: what caps this row's rate
+        # whatever the gateway costs (bench/report.py prints that ceiling).
+        local others=(--also "test provider=$IDP_PID" --also "upstream=$UP_PID")
         if [[ -n $apache ]]; then
-            measure "$g" "apache mod_auth_openidc" "" "$APACHE_PID" json --unit sign-ins/s -- "${si[@]}" "$apache/" --prefix mod_auth_openidc_session
-            measure "$g" "ssogate, cookie store" "apache mod_auth_openidc" "$MORE_PID" json --unit sign-ins/s -- "${si[@]}" "$sso/"
+            measure "$g" "apache mod_auth_openidc" "" "$APACHE_PID" json --unit sign-ins/s "${others[@]}" -- \
+                "${si[@]}" "$apache/" --prefix mod_auth_openidc_session
+            measure "$g" "ssogate, cookie store" "apache mod_auth_openidc" "$MORE_PID" json --unit sign-ins/s "${others[@]}" -- \
+                "${si[@]}" "$sso/"
         else
-            measure "$g" "ssogate, cookie store" "" "$MORE_PID" json --unit sign-ins/s -- "${si[@]}" "$sso/"
+            measure "$g" "ssogate, cookie store" "" "$MORE_PID" json --unit sign-ins/s "${others[@]}" -- "${si[@]}" "$sso/"
         fi
     fi
     if has_rows refresh && [[ -n ${REFRESH_PID:-} ]]; then
         local g="session refreshes (refresh_interval 0s: a refresh grant at every request, 4 sessions)"
-        measure "$g" "ssogate, cookie store" "" "$REFRESH_PID" json --unit refreshes/s -- \
+        measure "$g" "ssogate, cookie store" "" "$REFRESH_PID" json --unit refreshes/s \
+            --also "test provider=$IDP_PID" --also "upstream=$UP_PID" -- \
             python3 "$REPO/bench/sign_in_load.py" refreshes --threads 4 --seconds "$S" "http://127.0.0.1:$PORT_REFRESH/"
     fi
     if has_rows bearer && [[ -n ${BEARER_TOKEN:-} ]]; then
