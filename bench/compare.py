@@ -3,6 +3,7 @@
 
     python3 bench/compare.py BEFORE.json NOW.json
     python3 bench/compare.py --newest-in bench/results NOW.json   # BEFORE: the newest run there
+                                                                   # with the most of NOW's rows
 
 Compares what holds between machines and runs: each ssogate row's ratio to its baseline (measured in
 the same rounds) and its CPU per operation relative to the baseline's. A ratio is called worse
@@ -110,18 +111,29 @@ def compare(before_doc, now_doc):
     return "\n".join(head + table)
 
 
-def newest(directory, exclude):
-    """The run in `directory` with the latest date in its meta (not `exclude` itself)."""
+def newest(directory, exclude, wanted=()):
+    """The run in `directory` (not `exclude` itself, nor a copy of it) that holds the most of the `wanted` rows,
+    the latest by the date in its meta among those: a run of a few rows kept there never stands
+    in for a full run's baseline, and is the baseline of the next run of the same rows."""
+    wanted = set(wanted)
+    try:
+        own = json.load(open(exclude))["meta"]["date"]
+    except (OSError, ValueError, KeyError):
+        own = None
     best = None
     for path in glob.glob(os.path.join(directory, "*.json")):
         if os.path.abspath(path) == os.path.abspath(exclude):
             continue
         try:
-            date = json.load(open(path))["meta"]["date"]
-        except (OSError, ValueError, KeyError):
+            doc = json.load(open(path))
+            date = doc["meta"]["date"]
+            held = len(wanted & set(rows(doc)))
+        except (OSError, ValueError, KeyError, TypeError):
             continue
-        if best is None or date > best[0]:
-            best = (date, path)
+        if date == own:
+            continue
+        if best is None or (held, date) > best[0]:
+            best = ((held, date), path)
     return best and best[1]
 
 
@@ -134,7 +146,7 @@ def main():
         before, now = a.runs
     elif len(a.runs) == 1 and a.newest_in:
         now = a.runs[0]
-        before = newest(a.newest_in, now)
+        before = newest(a.newest_in, now, rows(json.load(open(now))))
     else:
         ap.error("give BEFORE.json NOW.json, or --newest-in DIR NOW.json")
     if not before:
