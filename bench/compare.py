@@ -112,9 +112,10 @@ def compare(before_doc, now_doc):
 
 
 def newest(directory, exclude, wanted=()):
-    """The run in `directory` (not `exclude` itself, nor a copy of it) that holds the most of the `wanted` rows,
-    the latest by the date in its meta among those: a run of a few rows kept there never stands
-    in for a full run's baseline, and is the baseline of the next run of the same rows."""
+    """The run in `directory` (not `exclude` itself, nor a copy of it) that holds the most of
+    the `wanted` rows, the latest by the date in its meta among those: a run of a few rows kept
+    there never stands in for a full run's baseline, and is the baseline of the next run of
+    the same rows."""
     wanted = set(wanted)
     try:
         own = json.load(open(exclude))["meta"]["date"]
