@@ -101,7 +101,7 @@ def summarize(runs):
             if any("bytes_per_session" in r for r in rs):
                 for k in ("bytes_per_session", "raw_token_bytes", "sessions"):
                     row[k] = med([r.get(k) for r in rs])
-            others(row, rs, base_rs, goal)
+            others(row, rs, base_med, goal)
             if base_rs and row["cpu_us_per_op"] and med([b.get("cpu_us_per_op") for b in base_rs]):
                 row["cpu_ratio"] = row["cpu_us_per_op"] / med([b.get("cpu_us_per_op") for b in base_rs])
             g["rows"].append(row)
@@ -109,13 +109,13 @@ def summarize(runs):
     return out
 
 
-def others(row, rs, base_rs, goal):
+def others(row, rs, base_med, goal):
     """What the load generator and the processes named with measure.py's --also (the test
     provider, the upstream) cost per operation, and from them the row's ceiling on this
     machine: were the server measured free, the others' CPU alone would cap the rate at
     cores x 1e6 / their CPU-us per operation (`ceiling`), that much against the baseline's
-    median (`ceiling_ratio`). A row that has a goal beyond its ceiling cannot meet it here,
-    whatever the server does."""
+    median (`ceiling_ratio`). A row whose goal lies beyond its ceiling (`beyond_reach`) cannot
+    meet it here, whatever the server does."""
     client = med([r.get("client_cpu_us_per_op") for r in rs])
     if client is None:
         return
@@ -129,9 +129,9 @@ def others(row, rs, base_rs, goal):
     rest = client + sum(v for v in also.values() if v)
     if cores and rest > 0:
         row["ceiling"] = cores * 1e6 / rest
-        base_med = med([b["value"] for b in base_rs])
         if base_med and goal and goal["better"] == "higher":
             row["ceiling_ratio"] = row["ceiling"] / base_med
+            row["beyond_reach"] = row["ceiling_ratio"] < goal["goal"]
 
 
 def where_it_went(g):
@@ -149,9 +149,8 @@ def where_it_went(g):
                      f"{fmt(r['ceiling'], 0)} {g['unit']} on this machine")
             if "ceiling_ratio" in r:
                 line += f", {r['ceiling_ratio']:.2f}x {r['baseline']}"
-                goal = g["goal"]
-                if goal and r["ceiling_ratio"] < goal["goal"]:
-                    line += f": this row cannot show the goal ({goal['goal']:g}x) here, whatever the server does"
+                if r.get("beyond_reach"):
+                    line += f": this row cannot show the goal ({g['goal']['goal']:g}x) here, whatever the server does"
             line += "."
         lines.append(line)
     return lines
@@ -225,8 +224,7 @@ def summary(groups):
             title = g["title"].split(" (")[0]
             goal_text = "-" if goal is None else (("≥ " if goal["better"] == "higher" else "≤ ") + f"{goal['goal']:g}x")
             judged = verdict(goal, ratio)
-            if judged == "**missed**" and r.get("ceiling_ratio") is not None and goal \
-                    and r["ceiling_ratio"] < goal["goal"]:
+            if judged == "**missed**" and r.get("beyond_reach"):
                 judged += f" (at most {r['ceiling_ratio']:.2f}x on this machine, however cheap the gateway)"
             lines.append(f"| {title} | {r['name']} | {fmt(r['value'], 2)} {g['unit']} | {vs} | {cpu} | "
                          f"{goal_text} | {judged} |")
