@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One measured run of a load generator against one server, as a row of bench/run.sh.
 
-    python3 bench/measure.py --out ROWS.jsonl --round R --group G --name NAME [--baseline NAME]
+    python3 bench/measure.py --out ROWS.jsonl --round R --group G --name NAME [--baseline NAME] [--versus NAME]
         [--pid PID] [--parse wrk|h2load|json] [--unit req/s] [--bytes N] -- COMMAND...
 
 Runs COMMAND (the load generator) and meanwhile samples the process tree of PID (the server
@@ -17,7 +17,8 @@ from the generator's output:
   they are (e.g. "bytes_per_conn").
 
 Appends one JSON line to ROWS.jsonl: round, group, name, baseline (the row this one is
-compared with in the report), value (ops/s unless the client gave one), unit, ops, seconds,
+compared with in the report), with --versus NAME `versus` (a second row it is compared with,
+e.g. mod_auth_openidc where the baseline is nginx), value (ops/s unless the client gave one), unit, ops, seconds,
 cpu_us_per_op, rss_peak_mib, p50_ms, p99_ms, errors, and the command. Also what the others
 cost per operation: `client_cpu_us_per_op`, the load generator's own CPU (its rusage), and
 with `--also NAME=PID` (repeatable) `also_cpu_us_per_op`, {NAME: CPU-us per operation} of
@@ -148,6 +149,7 @@ def main():
     ap.add_argument("--group", required=True)
     ap.add_argument("--name", required=True)
     ap.add_argument("--baseline", default="")
+    ap.add_argument("--versus", default="", help="a second row of the group this one is compared with")
     ap.add_argument("--pid", type=int, default=0)
     ap.add_argument("--parse", choices=("wrk", "h2load", "json"), default="wrk")
     ap.add_argument("--unit", default="req/s")
@@ -213,6 +215,8 @@ def main():
         "errors": row.pop("errors"),
         "cmd": " ".join(cmd),
     }
+    if a.versus:
+        out["versus"] = a.versus
     if ops:
         used = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
         out["client_cpu_us_per_op"] = used * 1e6 / ops

@@ -8,8 +8,9 @@ bench_row writes them; MORE.jsonl: the other rows, one JSON object per measured 
 bench/measure.py writes them; META.json: the machine, the command, the load. Per group and row
 it keeps every round's value and gives the median, the ratio against the row's baseline
 (another row of the same group): the median of the per-round ratios, each of two figures
-measured in the same minute, with their range, the median CPU-us per operation, the largest
-RSS and the errors. A drift of the machine between rounds moves both figures of a round alike,
+measured in the same minute, with their range; the same against a second row for rows
+measured with --versus (`versus_ratio`, `versus_range`, `versus_cpu_ratio`); the median
+CPU-us per operation, the largest RSS and the errors. A drift of the machine between rounds moves both figures of a round alike,
 so the per-round ratio holds where a ratio of the medians (kept as `ratio_of_medians`) may pair
 a row's good round with its baseline's bad one.
 Standard library only.
@@ -79,11 +80,9 @@ def summarize(runs):
         g = {"title": title, "unit": next(iter(rows.values()))[0]["unit"], "goal": goal, "rows": []}
         for name, rs in rows.items():
             base_rs = rows.get(rs[0]["baseline"], []) if rs[0]["baseline"] else []
-            base_by_round = {b["round"]: b["value"] for b in base_rs}
             value = med([r["value"] for r in rs])
             base_med = med([b["value"] for b in base_rs])
-            per_round = sorted(r["value"] / base_by_round[r["round"]] for r in rs
-                               if base_by_round.get(r["round"]))
+            per_round = round_ratios(rs, base_rs)
             row = {
                 "name": name, "baseline": rs[0]["baseline"], "rounds": len(rs),
                 "value": value, "values": [r["value"] for r in rs],
@@ -104,9 +103,32 @@ def summarize(runs):
             others(row, rs, base_med, goal)
             if base_rs and row["cpu_us_per_op"] and med([b.get("cpu_us_per_op") for b in base_rs]):
                 row["cpu_ratio"] = row["cpu_us_per_op"] / med([b.get("cpu_us_per_op") for b in base_rs])
+            versus_rs = rows.get(rs[0].get("versus") or "", [])
+            vr = round_ratios(rs, versus_rs)
+            if vr:
+                row.update(versus=rs[0]["versus"], versus_ratio=med(vr), versus_range=[vr[0], vr[-1]])
+                versus_cpu = med([v.get("cpu_us_per_op") for v in versus_rs])
+                if row["cpu_us_per_op"] and versus_cpu:
+                    row["versus_cpu_ratio"] = row["cpu_us_per_op"] / versus_cpu
             g["rows"].append(row)
         out.append(g)
     return out
+
+
+def round_ratios(rs, other_rs):
+    """The per-round ratios of a row's values to another row's (same round), sorted."""
+    other = {o["round"]: o["value"] for o in other_rs}
+    return sorted(r["value"] / other[r["round"]] for r in rs if other.get(r["round"]))
+
+
+def versus_text(r):
+    """"; 2.10x (1.90-2.30) vs NAME" for a row measured with --versus, else ""."""
+    if r.get("versus_ratio") is None:
+        return ""
+    text = f"; {r['versus_ratio']:.2f}x"
+    if r["rounds"] > 1:
+        text += f" ({r['versus_range'][0]:.2f}-{r['versus_range'][1]:.2f})"
+    return text + f" vs {r['versus']}"
 
 
 def others(row, rs, base_med, goal):
@@ -183,6 +205,7 @@ def markdown(groups):
                     vs += f" ({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f})"
                 if r["baseline"]:
                     vs += f" vs {r['baseline']}"
+                vs += versus_text(r)
             p99 = "n/a" if r["p99_ms"] is None else f"{r['p99_ms']:.2f} ms"
             mb = f" {fmt(r.get('mb_per_s'), 0)} |" if has_mb else ""
             lines.append(f"| {r['name']} | {fmt(r['value'], 2)} |{mb} {vs} | {p99} | {fmt(r['cpu_us_per_op'])} | "
@@ -219,6 +242,7 @@ def summary(groups):
             vs = "-" if ratio is None else f"{ratio:.2f}x"
             if r["ratio_range"] and r["rounds"] > 1 and not g["unit"].startswith("x "):
                 vs += f" ({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f})"
+            vs += versus_text(r)
             base = by_name.get(r["baseline"])
             cpu = fmt(r["cpu_us_per_op"]) + (f" / {fmt(base['cpu_us_per_op'])}" if base else "")
             title = g["title"].split(" (")[0]

@@ -50,7 +50,7 @@
 #                            messages and set-ups, idle keep-alive connections, sign-ins,
 #                            refreshes, bearer tokens, memory-store bytes per session
 #                            (bench/README.md, "The other rows")
-#     BENCH_IDLE=10000 BENCH_IDLE_HOLD=10 BENCH_TOKENS=40000 BENCH_FIRST_SIGHT_SECONDS=2
+#     BENCH_IDLE=10000 BENCH_IDLE_HOLD=10 BENCH_TOKENS=60000 BENCH_FIRST_SIGHT_SECONDS=2
 #                            idle connections held, and for how many seconds before their
 #                            RSS is read; bearer tokens per round, and the length of the
 #                            first-sight run
@@ -81,7 +81,7 @@ BENCH_WRK_CPUS=${BENCH_WRK_CPUS:-}
 BENCH_ROWS=${BENCH_ROWS:-get h2 tls body ws idle signin refresh bearer session}
 BENCH_IDLE=${BENCH_IDLE:-10000}
 BENCH_IDLE_HOLD=${BENCH_IDLE_HOLD:-10}
-BENCH_TOKENS=${BENCH_TOKENS:-40000}
+BENCH_TOKENS=${BENCH_TOKENS:-60000}
 BENCH_FIRST_SIGHT_SECONDS=${BENCH_FIRST_SIGHT_SECONDS:-2}
 # Command prefixes: `taskset -c LIST` when pinned, nothing otherwise.
 ON_SERVER_CPUS=()
@@ -438,9 +438,22 @@ start_ssogate_signed_in() {
 # Apache with Debian's mod_auth_openidc in front of the same upstream, against the same
 # provider (its default server-side session cache). start_apache_oidc PORT UPSTREAM_PORT
 start_apache_oidc() {
-    local port=$1 up=$2 dir="$WORK/apache" m=/usr/lib/apache2/modules
+    local port=$1 up=$2 dir="$WORK/apache" m=/usr/lib/apache2/modules certs=""
     mkdir -p "$dir"
     chmod 755 "$dir"
+    if has_rows bearer; then
+        # A certificate of each of the provider's signing keys (test-only keys of
+        # tests/support/keys/), named by its kid.
+        local kid key n=0
+        while read -r kid key; do
+            n=$((n + 1))
+            openssl req -new -x509 -key "$key" -subj /CN=ssogate-bench-test-provider -days 2 \
+                -out "$dir/provider-$n.pem" 2>>"$dir/openssl.log" || die "apache: openssl could not make a certificate of $key"
+            chmod 644 "$dir/provider-$n.pem"
+            certs+=" \"$kid#$dir/provider-$n.pem\""
+        done < <(node "$REPO/bench/mint_tokens.mjs" --keys "$IDP_ISSUER/.well-known/jwks.json")
+        [[ -n $certs ]] || die "apache: none of the provider's keys is in tests/support/keys/"
+    fi
     {
         echo "ServerRoot \"$dir\""
         echo "ServerName 127.0.0.1"
@@ -468,6 +481,17 @@ start_apache_oidc() {
         echo "    AuthType openid-connect"
         echo "    Require valid-user"
         echo "</Location>"
+        if [[ -n $certs ]]; then
+            # The bearer rows' route, as ssogate's /api/: mod_auth_openidc's OAuth 2.0
+            # resource server checks each token's signature (with the provider's key: its
+            # OIDCOAuthVerifyJwksUri takes https only) at every request.
+            echo "OIDCOAuthVerifyCertFiles $certs"
+            echo "OIDCOAuthRemoteUserClaim sub"
+            echo "<Location /api/>"
+            echo "    AuthType oauth20"
+            echo "    Require valid-user"
+            echo "</Location>"
+        fi
         echo "ProxyPass /redirect_uri !"
         if [[ -n ${PORT_PY:-} ]]; then
             echo "ProxyPass /ws http://127.0.0.1:$PORT_PY/ws upgrade=websocket"
@@ -770,16 +794,24 @@ start_more_gateways() {
         REFRESH_PID=$SIGNED_PID
     fi
     if has_rows bearer; then
-        local id_token n=$((BENCH_TOKENS * BENCH_ROUNDS)) r
+        local id_token r pid minting=() cores
         id_token=$(cd "$REPO/bench" && python3 id_token.py "$IDP_ISSUER" basic-client basic-secret \
             "http://127.0.0.1:$PORT_MORE/oauth2/callback" alice 'Passw0rd!') || die "bearer rows: no ID token"
         BEARER_TOKEN=$id_token
-        log "bearer rows: minting $n ID tokens"
-        node "$REPO/bench/mint_tokens.mjs" "$id_token" "$IDP_ISSUER/.well-known/jwks.json" "$n" >"$WORK/tokens.all" ||
-            die "bearer rows: could not mint tokens"
-        grep -q . "$WORK/tokens.all" || die "bearer rows: no tokens minted"
+        cores=$(nproc)
+        log "bearer rows: minting $BENCH_TOKENS ID tokens for each of $BENCH_ROUNDS rounds, $cores at a time"
         for ((r = 1; r <= BENCH_ROUNDS; r++)); do
-            sed -n "$(((r - 1) * BENCH_TOKENS + 1)),$((r * BENCH_TOKENS))p" "$WORK/tokens.all" >"$WORK/tokens.$r"
+            node "$REPO/bench/mint_tokens.mjs" "$id_token" "$IDP_ISSUER/.well-known/jwks.json" "$BENCH_TOKENS" \
+                >"$WORK/tokens.$r" &
+            minting+=("$!")
+            if ((${#minting[@]} >= cores)); then
+                wait "${minting[0]}" || die "bearer rows: could not mint tokens"
+                minting=("${minting[@]:1}")
+            fi
+        done
+        for pid in ${minting[@]+"${minting[@]}"}; do wait "$pid" || die "bearer rows: could not mint tokens"; done
+        for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+            [[ $(wc -l <"$WORK/tokens.$r") -eq $BENCH_TOKENS ]] || die "bearer rows: round $r's tokens are missing"
         done
     fi
 }
@@ -893,14 +925,26 @@ more_round() {
         warm "${w[@]}" -d${W}s -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$ngx/api/"
         measure "$g" "$base" "" "$NGX_PLAIN_PID" wrk -- "${w[@]}" -d${S}s \
             -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$ngx/api/"
+        # mod_auth_openidc (AuthType oauth20) keeps no verified tokens: it checks the
+        # signature of the same token at every request too.
+        local a_same="" a_first=""
+        if [[ -n $apache ]]; then
+            a_same="apache mod_auth_openidc, same token" a_first="apache mod_auth_openidc, first sight"
+            warm "${w[@]}" -d${W}s -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$apache/api/"
+            measure "$g" "$a_same" "$base" "$APACHE_PID" wrk -- "${w[@]}" -d${S}s \
+                -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$apache/api/"
+        fi
         warm "${w[@]}" -d${W}s -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$sso/api/"
-        measure "$g" "ssogate, cached token" "$base" "$MORE_PID" wrk -- "${w[@]}" -d${S}s \
+        measure "$g" "ssogate, cached token" "$base" "$MORE_PID" wrk ${a_same:+--versus "$a_same"} -- "${w[@]}" -d${S}s \
             -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$sso/api/"
         # The same gateway and route with alice's session cookie: what the bearer path costs
         # beyond a signed-in request at this connection count.
         measure "$g" "ssogate, session cookie" "$base" "$MORE_PID" wrk -- "${w[@]}" -d${S}s \
             -H "$ck" "$sso/"
-        measure "$g" "ssogate, first sight (signature checked)" "$base" "$MORE_PID" wrk -- \
+        # The same new tokens for both: mod_auth_openidc remembers none of them.
+        [[ -n $apache ]] && measure "$g" "$a_first" "$base" "$APACHE_PID" wrk -- \
+            env TOKENS="$WORK/tokens.$ROUND" TOKEN_THREADS=2 "${w[@]}" -d${BENCH_FIRST_SIGHT_SECONDS}s -s "$REPO/bench/tokens.lua" "$apache/api/"
+        measure "$g" "ssogate, first sight (signature checked)" "$base" "$MORE_PID" wrk ${a_first:+--versus "$a_first"} -- \
             env TOKENS="$WORK/tokens.$ROUND" TOKEN_THREADS=2 "${w[@]}" -d${BENCH_FIRST_SIGHT_SECONDS}s -s "$REPO/bench/tokens.lua" "$sso/api/"
     fi
 }
