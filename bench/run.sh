@@ -481,6 +481,13 @@ start_apache_oidc() {
         echo "    AuthType openid-connect"
         echo "    Require valid-user"
         echo "</Location>"
+        if has_rows refresh; then
+            # The refresh row's route: the access token refreshed at every request (it lives
+            # an hour; refreshed when it has less than a day left).
+            echo "<Location /refresh/>"
+            echo "    OIDCRefreshAccessTokenBeforeExpiry 86400"
+            echo "</Location>"
+        fi
         if [[ -n $certs ]]; then
             # The bearer rows' route, as ssogate's /api/: mod_auth_openidc's OAuth 2.0
             # resource server checks each token's signature (with the provider's key: its
@@ -912,9 +919,18 @@ more_round() {
     fi
     if has_rows refresh && [[ -n ${REFRESH_PID:-} ]]; then
         local g="session refreshes (refresh_interval 0s: a refresh grant at every request, 4 sessions)"
-        measure "$g" "ssogate, cookie store" "" "$REFRESH_PID" json --unit refreshes/s \
-            --also "test provider=$IDP_PID" --also "upstream=$UP_PID" -- \
-            python3 "$REPO/bench/sign_in_load.py" refreshes --threads 4 --seconds "$S" "http://127.0.0.1:$PORT_REFRESH/"
+        # Counted at the provider (its refresh grants): mod_auth_openidc keeps its sessions on
+        # the server and sets no new cookie when it refreshes.
+        local rl=(python3 "$REPO/bench/sign_in_load.py" refreshes --threads 4 --seconds "$S"
+            --provider-stats "${IDP_ISSUER%/*}/__test/stats")
+        local others=(--also "test provider=$IDP_PID" --also "upstream=$UP_PID") a_base=""
+        if [[ -n $apache ]]; then
+            a_base="apache mod_auth_openidc"
+            measure "$g" "$a_base" "" "$APACHE_PID" json --unit refreshes/s "${others[@]}" -- \
+                "${rl[@]}" --prefix mod_auth_openidc_session "$apache/refresh/"
+        fi
+        measure "$g" "ssogate, cookie store" "$a_base" "$REFRESH_PID" json --unit refreshes/s "${others[@]}" -- \
+            "${rl[@]}" "http://127.0.0.1:$PORT_REFRESH/"
     fi
     if has_rows bearer && [[ -n ${BEARER_TOKEN:-} ]]; then
         local g="bearer ID tokens (wrk -t2 -c8)"

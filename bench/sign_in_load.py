@@ -3,6 +3,7 @@
 
     python3 bench/sign_in_load.py signins URL [--prefix COOKIE_PREFIX] [--threads N] [--seconds S]
     python3 bench/sign_in_load.py refreshes URL [--prefix P] [--threads N] [--seconds S]
+        [--provider-stats URL]
 
 `signins`: N threads each sign in again and again, as a new browser each time (fresh cookie
 jar): the protected URL, the gateway's redirect to the provider, the provider's login form
@@ -12,6 +13,11 @@ it (200); bench/sign_in.py does each one, each with an `X-Forwarded-For` address
 then asks for URL with its session again and again; an answer that sets the session cookie
 anew (a refresh at the provider: the gateway must be configured to refresh at every request,
 e.g. ssogate's `session.refresh_interval = "0s"`) counts, and its cookie is used from then on.
+With --provider-stats (the test provider's GET /__test/stats) what counts is the refresh grants
+the provider answered in the measured time instead (`refresh_grants` less `refresh_failures`):
+a gateway with server-side sessions, such as mod_auth_openidc, refreshes without a new cookie.
+The answers that set the cookie anew are then reported as `answers_refreshed`, and
+`not_refreshed` is the answers (200) beyond the grants.
 Prints one JSON line for bench/measure.py: {"ops", "seconds", "errors"}. Standard library
 only; user alice of the test provider.
 """
@@ -99,13 +105,24 @@ def main():
     ap.add_argument("--prefix", default=None)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--provider-stats", default=None, metavar="URL",
+                    help="count the provider's refresh grants (refreshes only)")
     a = ap.parse_args()
     counts = {"ops": 0, "errors": 0, "not_refreshed": 0, "why": {}}
     lock = threading.Lock()
     run = signins if a.mode == "signins" else refreshes
     window = [0.0, 0.0]  # start and deadline, set when every thread is ready
 
+    grants = []  # the provider's successful refresh grants at the start and at the end
+
+    def provider_grants():
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(a.provider_stats, timeout=10) as r:
+            stats = json.load(r)
+        return stats["refresh_grants"] - stats["refresh_failures"]
+
     def go():
+        if a.provider_stats:
+            grants.append(provider_grants())
         window[0] = time.monotonic()
         window[1] = window[0] + a.seconds
 
@@ -116,9 +133,14 @@ def main():
         t.start()
     for t in threads:
         t.join()
-    print(json.dumps({"ops": counts["ops"], "seconds": time.monotonic() - window[0],
-                      "errors": counts["errors"], "not_refreshed": counts["not_refreshed"],
-                      "why": counts["why"]}))
+    seconds = time.monotonic() - window[0]
+    out = {"ops": counts["ops"], "seconds": seconds, "errors": counts["errors"],
+           "not_refreshed": counts["not_refreshed"], "why": counts["why"]}
+    if a.provider_stats and grants:
+        ops = provider_grants() - grants[0]
+        answered = counts["ops"] + counts["not_refreshed"]  # every 200
+        out.update(ops=ops, answers_refreshed=counts["ops"], not_refreshed=max(0, answered - ops))
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
