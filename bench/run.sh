@@ -436,9 +436,11 @@ start_ssogate_signed_in() {
 }
 
 # Apache with Debian's mod_auth_openidc in front of the same upstream, against the same
-# provider (its default server-side session cache). start_apache_oidc PORT UPSTREAM_PORT
+# provider (its default server-side session cache). start_apache_oidc PORT UPSTREAM_PORT [TLS_PORT]
+# (TLS_PORT: the same over TLS, with HTTP/2, for the h2 and tls rows; sets APACHE_TLS)
 start_apache_oidc() {
-    local port=$1 up=$2 dir="$WORK/apache" m=/usr/lib/apache2/modules certs=""
+    local port=$1 up=$2 tls_port=${3:-} dir="$WORK/apache" m=/usr/lib/apache2/modules certs=""
+    [[ -n $tls_port ]] && make_cert
     mkdir -p "$dir"
     chmod 755 "$dir"
     if has_rows bearer; then
@@ -477,9 +479,32 @@ start_apache_oidc() {
         echo "OIDCCryptoPassphrase bench-passphrase-0123456789"
         echo "OIDCPKCEMethod S256"
         echo "OIDCScope \"openid email profile\""
+        if [[ -n $tls_port ]]; then
+            # The HTTP/2 and TLS rows: the same server, sessions and routes over TLS (the
+            # session cookie holds for any port of 127.0.0.1).
+            local mod
+            for mod in ssl http2 socache_shmcb; do
+                echo "LoadModule ${mod}_module $m/mod_${mod}.so"
+            done
+            echo "SSLSessionCache \"shmcb:$dir/ssl_scache(512000)\""
+            echo "Listen 127.0.0.1:$tls_port"
+            echo "<VirtualHost 127.0.0.1:$tls_port>"
+            echo "    SSLEngine on"
+            echo "    SSLCertificateFile \"$WORK/tls/cert.pem\""
+            echo "    SSLCertificateKeyFile \"$WORK/tls/key.pem\""
+            echo "    SSLProtocol -all +TLSv1.2 +TLSv1.3"
+            echo "    Protocols h2 http/1.1"
+            echo "</VirtualHost>"
+        fi
         echo "<Location />"
         echo "    AuthType openid-connect"
         echo "    Require valid-user"
+        echo "</Location>"
+        # A public route (after /: the later section wins), as ssogate's public route: the
+        # handshake rows.
+        echo "<Location /pub/>"
+        echo "    AuthType None"
+        echo "    Require all granted"
         echo "</Location>"
         if has_rows refresh; then
             # The refresh row's route: the access token refreshed at every request (it lives
@@ -517,6 +542,14 @@ start_apache_oidc() {
     done
     [[ $code == 302 ]] || { tail -n 20 "$dir/error.log" "$dir/stdout.log" >&2; die "apache did not start"; }
     apache_sign_in "$port"
+    if [[ -n $tls_port ]]; then
+        APACHE_TLS=https://127.0.0.1:$tls_port
+        local signed public
+        signed=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 5 -H "Cookie: $APACHE_COOKIE" "$APACHE_TLS/")
+        public=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 5 "$APACHE_TLS/pub/")
+        [[ $signed == 200 && $public == 200 ]] ||
+            { tail -n 20 "$dir/error.log" >&2; die "apache over TLS: $signed signed in, $public on /pub/ (200 and 200 expected)"; }
+    fi
 }
 
 # Signs alice in at Apache on PORT and sets APACHE_COOKIE.
@@ -547,6 +580,7 @@ apache_keep_signed_in() {
 
 # A self-signed P-256 certificate for 127.0.0.1 in $WORK/tls (the TLS rows).
 make_cert() {
+    [[ -f $WORK/tls/cert.pem ]] && return 0 # made already, for Apache's TLS rows
     mkdir -p "$WORK/tls"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
         -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" -subj "/CN=localhost" \
@@ -835,6 +869,10 @@ more_round() {
         measure "$g" "nginx proxy, h2" "" "$NGX_TLS_PID" h2load -- "${h2[@]}" "https://127.0.0.1:$PORT_NGX_TLS/"
         measure "$g" "ssogate signed-in, h2" "nginx proxy, h2" "$COOKIE_TLS_PID" h2load -- \
             "${h2[@]}" -H "cookie: $COOKIE_TLS_COOKIE" "https://127.0.0.1:$PORT_COOKIE_TLS/"
+        if [[ -n ${APACHE_TLS:-} ]]; then
+            measure "$g" "apache mod_auth_openidc signed-in, h2" "nginx proxy, h2" "$APACHE_PID" h2load -- \
+                "${h2[@]}" -H "cookie: $APACHE_COOKIE" "$APACHE_TLS/"
+        fi
     fi
     if has_rows tls && [[ -n ${NGX_TLS_PID:-} ]]; then
         local g="a new connection per request: TLS handshakes, and plain HTTP (wrk -c16, Connection: close)"
@@ -843,9 +881,17 @@ more_round() {
         measure "$g" "nginx proxy, TLS" "" "$NGX_TLS_PID" wrk -- "${w[@]}" -d${S}s --latency "https://127.0.0.1:$PORT_NGX_TLS/"
         warm "${w[@]}" -d${W}s "https://127.0.0.1:$PORT_SSO_TLS/"
         measure "$g" "ssogate public, TLS" "nginx proxy, TLS" "$SSO_TLS_PID" wrk -- "${w[@]}" -d${S}s --latency "https://127.0.0.1:$PORT_SSO_TLS/"
+        if [[ -n ${APACHE_TLS:-} ]]; then
+            warm "${w[@]}" -d${W}s "$APACHE_TLS/pub/"
+            measure "$g" "apache public, TLS" "nginx proxy, TLS" "$APACHE_PID" wrk -- "${w[@]}" -d${S}s --latency "$APACHE_TLS/pub/"
+        fi
         # The same without TLS: what a new connection costs besides the handshake.
         measure "$g" "nginx proxy, plain HTTP" "" "$NGX_PLAIN_PID" wrk -- "${w[@]}" -d${S}s --latency "$ngx/"
         measure "$g" "ssogate public, plain HTTP" "nginx proxy, plain HTTP" "$SSO_PLAIN_PID" wrk -- "${w[@]}" -d${S}s --latency "http://127.0.0.1:$PORT_SSO/"
+        if [[ -n $apache ]]; then
+            measure "$g" "apache public, plain HTTP" "nginx proxy, plain HTTP" "$APACHE_PID" wrk -- \
+                "${w[@]}" -d${S}s --latency "$apache/pub/"
+        fi
     fi
     if has_rows body; then
         local size bytes c g
@@ -958,8 +1004,10 @@ more_round() {
         measure "$g" "ssogate, session cookie" "$base" "$MORE_PID" wrk -- "${w[@]}" -d${S}s \
             -H "$ck" "$sso/"
         # The same new tokens for both: mod_auth_openidc remembers none of them.
-        [[ -n $apache ]] && measure "$g" "$a_first" "$base" "$APACHE_PID" wrk -- \
-            env TOKENS="$WORK/tokens.$ROUND" TOKEN_THREADS=2 "${w[@]}" -d${BENCH_FIRST_SIGHT_SECONDS}s -s "$REPO/bench/tokens.lua" "$apache/api/"
+        if [[ -n $apache ]]; then
+            measure "$g" "$a_first" "$base" "$APACHE_PID" wrk -- env TOKENS="$WORK/tokens.$ROUND" TOKEN_THREADS=2 \
+                "${w[@]}" -d${BENCH_FIRST_SIGHT_SECONDS}s -s "$REPO/bench/tokens.lua" "$apache/api/"
+        fi
         measure "$g" "ssogate, first sight (signature checked)" "$base" "$MORE_PID" wrk ${a_first:+--versus "$a_first"} -- \
             env TOKENS="$WORK/tokens.$ROUND" TOKEN_THREADS=2 "${w[@]}" -d${BENCH_FIRST_SIGHT_SECONDS}s -s "$REPO/bench/tokens.lua" "$sso/api/"
     fi
@@ -995,10 +1043,10 @@ main() {
 
     # The test provider's port is one of them too: left to pick its own (port 0), it could be
     # given one of these, released a moment before and not yet bound by its server.
-    local ports PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS PORT_APACHE PORT_IDP
-    ports=$(free_ports 12)
+    local ports PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS PORT_APACHE PORT_IDP PORT_APACHE_TLS
+    ports=$(free_ports 13)
     read -r PORT_UP PORT_NGX PORT_SSO PORT_COOKIE PORT_MEM PORT_REDIS_GW PORT_REDIS PORT_APACHE \
-        PORT_NGX_TLS PORT_SSO_TLS PORT_COOKIE_TLS PORT_IDP <<<"$ports"
+        PORT_NGX_TLS PORT_SSO_TLS PORT_COOKIE_TLS PORT_IDP PORT_APACHE_TLS <<<"$ports"
     log "ports: upstream=$PORT_UP nginx-proxy=$PORT_NGX ssogate=$PORT_SSO; temp dir $WORK"
 
     local MORE=0
@@ -1037,7 +1085,11 @@ main() {
                 log "redis-server not installed: no redis row (apt-get install redis-server)"
             fi
             if [[ -x /usr/sbin/apache2 && -f /usr/lib/apache2/modules/mod_auth_openidc.so ]]; then
-                start_apache_oidc "$PORT_APACHE" "$PORT_UP"
+                if ((MORE)) && has_rows h2 tls; then
+                    start_apache_oidc "$PORT_APACHE" "$PORT_UP" "$PORT_APACHE_TLS"
+                else
+                    start_apache_oidc "$PORT_APACHE" "$PORT_UP"
+                fi
                 add_target "apache mod_auth_openidc signed-in" "http://127.0.0.1:$PORT_APACHE/" "$APACHE_PID" "$APACHE_COOKIE"
             else
                 log "no apache2 + libapache2-mod-auth-openidc: no mod_auth_openidc row (apt-get install apache2 libapache2-mod-auth-openidc)"
