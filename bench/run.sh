@@ -552,6 +552,48 @@ start_apache_oidc() {
     fi
 }
 
+# A fresh Apache (mpm_event) proxying the upstream on PORT, for the idle rows: the server
+# mod_auth_openidc runs in, on a public route (the module has no part in an idle
+# connection). mpm_event keeps an idle connection off its worker threads, up to
+# ThreadsPerChild + AsyncRequestWorkerFactor x idle threads per process: 16 processes of 25
+# threads hold 26,000 (with 64 threads and a factor of 16, 17,000, its RSS per connection was
+# the same: it is the connections', not the threads'). start_apache_idle NAME PORT UPSTREAM_PORT;
+# sets APACHE_IDLE_PID
+start_apache_idle() {
+    local dir="$WORK/$1" port=$2 up=$3 m=/usr/lib/apache2/modules mod
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    {
+        echo "ServerRoot \"$dir\""
+        echo "ServerName 127.0.0.1"
+        echo "Listen 127.0.0.1:$port"
+        echo "PidFile \"$dir/httpd.pid\""
+        echo "ErrorLog \"$dir/error.log\""
+        echo "LogLevel warn"
+        for mod in mpm_event authz_core proxy proxy_http; do
+            echo "LoadModule ${mod}_module $m/mod_${mod}.so"
+        done
+        echo "User www-data"
+        echo "Group www-data"
+        echo "KeepAlive On"
+        echo "KeepAliveTimeout 120"
+        echo "MaxKeepAliveRequests 0"
+        echo "ServerLimit 16"
+        echo "StartServers 16"
+        echo "ThreadsPerChild 25"
+        echo "MaxRequestWorkers 400"
+        echo "MinSpareThreads 25"
+        echo "MaxSpareThreads 400"
+        echo "AsyncRequestWorkerFactor 64"
+        echo "ListenBacklog 4096"
+        echo "ProxyPass / http://127.0.0.1:$up/ keepalive=On"
+    } >"$dir/httpd.conf"
+    ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} /usr/sbin/apache2 -f "$dir/httpd.conf" -DFOREGROUND >"$dir/stdout.log" 2>&1 &
+    APACHE_IDLE_PID=$!
+    STARTED_PIDS+=("$APACHE_IDLE_PID")
+    wait_http "$1" "http://127.0.0.1:$port/" "$APACHE_IDLE_PID" 10 "$dir/error.log"
+}
+
 # Signs alice in at Apache on PORT and sets APACHE_COOKIE.
 apache_sign_in() {
     APACHE_COOKIE=$(python3 "$REPO/bench/sign_in.py" "http://127.0.0.1:$1/" alice 'Passw0rd!' mod_auth_openidc_session) ||
@@ -933,18 +975,27 @@ more_round() {
         # The RSS is read after the connections have been idle BENCH_IDLE_HOLD seconds: an
         # allocator may give back what the burst of opening them used after a delay (mimalloc
         # does, over a few seconds); nginx's figure is the same after 2 s and after 8 s.
-        local g="$BENCH_IDLE idle keep-alive connections (RSS per connection after ${BENCH_IDLE_HOLD} s idle; lower is better)" p1 p2
-        read -r p1 p2 <<<"$(free_ports 2)"
+        local g="$BENCH_IDLE idle keep-alive connections (RSS per connection after ${BENCH_IDLE_HOLD} s idle; lower is better)" p1 p2 p3
+        read -r p1 p2 p3 <<<"$(free_ports 3)"
         start_nginx_proxy "$p1" "$PORT_UP" "" "idle-$ROUND"
         local ngx_idle=$NGX_PID
         EXTRA_SERVER_TOML=$(printf 'header_read_timeout = "120s"\nmax_connections = %s' $((BENCH_IDLE * 2))) \
             start_ssogate "$p2" "$PORT_UP" "" "idle-$ROUND"
-        local sso_idle=$SSO_PID
+        local sso_idle=$SSO_PID ap_idle=""
+        if [[ -n ${APACHE_PID:-} ]]; then
+            start_apache_idle "apache-idle-$ROUND" "$p3" "$PORT_UP"
+            ap_idle=$APACHE_IDLE_PID
+        fi
         sleep 1
         measure "$g" "nginx proxy" "" "$ngx_idle" json --unit bytes/conn -- \
             python3 "$REPO/bench/idle_conns.py" "127.0.0.1:$p1/" --pid "$ngx_idle" --connections "$BENCH_IDLE" --hold "$BENCH_IDLE_HOLD"
         measure "$g" "ssogate public" "nginx proxy" "$sso_idle" json --unit bytes/conn -- \
             python3 "$REPO/bench/idle_conns.py" "127.0.0.1:$p2/" --pid "$sso_idle" --connections "$BENCH_IDLE" --hold "$BENCH_IDLE_HOLD"
+        if [[ -n $ap_idle ]]; then
+            measure "$g" "apache public" "nginx proxy" "$ap_idle" json --unit bytes/conn -- \
+                python3 "$REPO/bench/idle_conns.py" "127.0.0.1:$p3/" --pid "$ap_idle" --connections "$BENCH_IDLE" --hold "$BENCH_IDLE_HOLD"
+            stop_tree "$ap_idle"
+        fi
         stop_tree "$ngx_idle"
         stop_tree "$sso_idle"
     fi
