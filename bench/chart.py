@@ -60,16 +60,24 @@ def block(group, y):
     ratios = [ratio_of(group, r) for r in group["rows"]]
     has_ratio = any(r for r, _ in ratios)
     # Rows with errors (a 302 counted as an answer) do not set the scale; their bars are cut.
+    # Nor does a figure more than 3 times ssogate's largest (and the goal's): Apache's 50x RSS
+    # per idle connection would leave nginx's and ssogate's bars a pixel long. A cut bar's
+    # label starts with "»".
     clean = [(r, rng) for (r, rng), row in zip(ratios, group["rows"]) if not row["errors"]]
     if has_ratio:
-        top = max([r for r, _ in clean if r] + [rng[1] for _, rng in clean if rng] + [goal["goal"] if goal else 1.0])
+        floor = [goal["goal"] if goal else 1.0]
+        figures = [r for r, _ in clean if r] + [rng[1] for _, rng in clean if rng] + floor
+        ours = [r for (r, _), row in zip(ratios, group["rows"]) if r and row["name"].startswith("ssogate")]
+        limit = 3 * max(ours + floor)
+        top = max(f for f in figures if f <= limit or not ours)
     else:
         top = max(r["value"] for r in group["rows"])
     scale = BAR_W / (top * 1.08)
     x0 = LABEL_W
     for row, (ratio, rng) in zip(group["rows"], ratios):
         out.append(text(x0 - 8, y + 14, row["name"], 12, anchor="end"))
-        length = min((ratio if has_ratio else row["value"]) or 0, top * 1.08)
+        full = (ratio if has_ratio else row["value"]) or 0
+        length = min(full, top * 1.08)
         if rng:
             rng = [min(v, top * 1.08) for v in rng]
         out.append(f"<rect x='{x0}' y='{y + 3}' width='{length * scale:.1f}' height='{ROW_H - 6}' "
@@ -92,6 +100,8 @@ def block(group, y):
             label += f" · {fmt(row['rss_peak_mib'])} MiB"
         if row["errors"]:
             label += " · errors (see the table)!"
+        if full > length:
+            label = "» " + label
         end = max(length * scale, (rng[1] * scale) if rng else 0)
         out.append(text(x0 + end + 6, y + 14, label, 11, fill="#333"))
         y += ROW_H
