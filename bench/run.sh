@@ -555,10 +555,12 @@ start_apache_oidc() {
 # A fresh Apache (mpm_event) proxying the upstream on PORT, for the idle rows: the server
 # mod_auth_openidc runs in, on a public route (the module has no part in an idle
 # connection). mpm_event keeps an idle connection off its worker threads, up to
-# ThreadsPerChild + AsyncRequestWorkerFactor x idle threads per process: 16 processes of 25
-# threads hold 26,000 (with 64 threads and a factor of 16, 17,000, its RSS per connection was
-# the same: it is the connections', not the threads'). start_apache_idle NAME PORT UPSTREAM_PORT;
-# sets APACHE_IDLE_PID
+# ThreadsPerChild + AsyncRequestWorkerFactor x idle threads per process: 16 processes of 64
+# threads hold 17,000. When all of a process's threads are busy it closes its idle
+# connections (mpm_event's rule): with 25 threads a process, a loaded round lost up to 576 of
+# the 10,000 in the burst of opening them; the RSS per connection was the same with either
+# (it is the connections', not the threads'). start_apache_idle NAME PORT UPSTREAM_PORT; sets
+# APACHE_IDLE_PID
 start_apache_idle() {
     local dir="$WORK/$1" port=$2 up=$3 m=/usr/lib/apache2/modules mod
     mkdir -p "$dir"
@@ -580,11 +582,11 @@ start_apache_idle() {
         echo "MaxKeepAliveRequests 0"
         echo "ServerLimit 16"
         echo "StartServers 16"
-        echo "ThreadsPerChild 25"
-        echo "MaxRequestWorkers 400"
-        echo "MinSpareThreads 25"
-        echo "MaxSpareThreads 400"
-        echo "AsyncRequestWorkerFactor 64"
+        echo "ThreadsPerChild 64"
+        echo "MaxRequestWorkers 1024"
+        echo "MinSpareThreads 64"
+        echo "MaxSpareThreads 1024"
+        echo "AsyncRequestWorkerFactor 16"
         echo "ListenBacklog 4096"
         echo "ProxyPass / http://127.0.0.1:$up/ keepalive=On"
     } >"$dir/httpd.conf"
