@@ -435,6 +435,26 @@ start_ssogate_signed_in() {
     log "$name: signed in as alice (${#SESSION_COOKIE} cookie bytes)"
 }
 
+# The start of each of the bench's httpd.conf: its own root, logs, port and user.
+# apache_conf_head DIR PORT
+apache_conf_head() {
+    echo "ServerRoot \"$1\""
+    echo "ServerName 127.0.0.1"
+    echo "Listen 127.0.0.1:$2"
+    echo "PidFile \"$1/httpd.pid\""
+    echo "ErrorLog \"$1/error.log\""
+    echo "LogLevel warn"
+    echo "User www-data"
+    echo "Group www-data"
+}
+
+# apache2 in the foreground on DIR/httpd.conf; sets LAST_PID. start_apache DIR
+start_apache() {
+    ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} /usr/sbin/apache2 -f "$1/httpd.conf" -DFOREGROUND >"$1/stdout.log" 2>&1 &
+    LAST_PID=$!
+    STARTED_PIDS+=("$LAST_PID")
+}
+
 # Apache with Debian's mod_auth_openidc in front of the same upstream, against the same
 # provider (its default server-side session cache). start_apache_oidc PORT UPSTREAM_PORT [TLS_PORT]
 # (TLS_PORT: the same over TLS, with HTTP/2, for the h2 and tls rows; sets APACHE_TLS)
@@ -457,19 +477,12 @@ start_apache_oidc() {
         [[ -n $certs ]] || die "apache: none of the provider's keys is in tests/support/keys/"
     fi
     {
-        echo "ServerRoot \"$dir\""
-        echo "ServerName 127.0.0.1"
-        echo "Listen 127.0.0.1:$port"
-        echo "PidFile \"$dir/httpd.pid\""
-        echo "ErrorLog \"$dir/error.log\""
-        echo "LogLevel warn"
+        apache_conf_head "$dir" "$port"
         local mod
         for mod in mpm_event authn_core authz_core authz_user proxy proxy_http; do
             echo "LoadModule ${mod}_module $m/mod_${mod}.so"
         done
         echo "LoadModule auth_openidc_module $m/mod_auth_openidc.so"
-        echo "User www-data"
-        echo "Group www-data"
         echo "KeepAlive On"
         echo "MaxKeepAliveRequests 0"
         echo "OIDCProviderMetadataURL $IDP_ISSUER/.well-known/openid-configuration"
@@ -531,9 +544,8 @@ start_apache_oidc() {
         fi
         echo "ProxyPass / http://127.0.0.1:$up/ keepalive=On"
     } >"$dir/httpd.conf"
-    ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} /usr/sbin/apache2 -f "$dir/httpd.conf" -DFOREGROUND >"$dir/stdout.log" 2>&1 &
-    APACHE_PID=$!
-    STARTED_PIDS+=("$APACHE_PID")
+    start_apache "$dir"
+    APACHE_PID=$LAST_PID
     local i code=""
     for i in $(seq 1 100); do
         code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port/" || true)
@@ -566,17 +578,10 @@ start_apache_idle() {
     mkdir -p "$dir"
     chmod 755 "$dir"
     {
-        echo "ServerRoot \"$dir\""
-        echo "ServerName 127.0.0.1"
-        echo "Listen 127.0.0.1:$port"
-        echo "PidFile \"$dir/httpd.pid\""
-        echo "ErrorLog \"$dir/error.log\""
-        echo "LogLevel warn"
+        apache_conf_head "$dir" "$port"
         for mod in mpm_event authz_core proxy proxy_http; do
             echo "LoadModule ${mod}_module $m/mod_${mod}.so"
         done
-        echo "User www-data"
-        echo "Group www-data"
         echo "KeepAlive On"
         echo "KeepAliveTimeout 120"
         echo "MaxKeepAliveRequests 0"
@@ -590,9 +595,8 @@ start_apache_idle() {
         echo "ListenBacklog 4096"
         echo "ProxyPass / http://127.0.0.1:$up/ keepalive=On"
     } >"$dir/httpd.conf"
-    ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} /usr/sbin/apache2 -f "$dir/httpd.conf" -DFOREGROUND >"$dir/stdout.log" 2>&1 &
-    APACHE_IDLE_PID=$!
-    STARTED_PIDS+=("$APACHE_IDLE_PID")
+    start_apache "$dir"
+    APACHE_IDLE_PID=$LAST_PID
     wait_http "$1" "http://127.0.0.1:$port/" "$APACHE_IDLE_PID" 10 "$dir/error.log"
 }
 
