@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """One measured run of a load generator against one server, as a row of bench/run.sh.
 
-    python3 bench/measure.py --out ROWS.jsonl --round R --group G --name NAME [--baseline NAME] [--versus NAME]
-        [--pid PID] [--parse wrk|h2load|json] [--unit req/s] [--bytes N] -- COMMAND...
+    python3 bench/measure.py --out ROWS.jsonl --round R --group G --name NAME [--baseline NAME]
+        [--versus NAME] [--pid PID] [--parse wrk|h2load|json] [--unit req/s] [--bytes N] -- COMMAND...
 
 Runs COMMAND (the load generator) and meanwhile samples the process tree of PID (the server
 measured: nginx master + workers, ssogate, apache2 + children) every 50 ms: its CPU ticks
@@ -18,8 +18,8 @@ from the generator's output:
 
 Appends one JSON line to ROWS.jsonl: round, group, name, baseline (the row this one is
 compared with in the report), with --versus NAME `versus` (a second row it is compared with,
-e.g. mod_auth_openidc where the baseline is nginx), value (ops/s unless the client gave one), unit, ops, seconds,
-cpu_us_per_op, rss_peak_mib, p50_ms, p99_ms, errors, and the command. Also what the others
+e.g. mod_auth_openidc's where the baseline is nginx), value (ops/s unless the client gave
+one), unit, ops, seconds, cpu_us_per_op, rss_peak_mib, p50_ms, p99_ms, errors, and the command. Also what the others
 cost per operation: `client_cpu_us_per_op`, the load generator's own CPU (its rusage), and
 with `--also NAME=PID` (repeatable) `also_cpu_us_per_op`, {NAME: CPU-us per operation} of
 that process tree (the test provider, the upstream), and `cores`, the CPUs this machine has:

@@ -10,9 +10,9 @@ it keeps every round's value and gives the median, the ratio against the row's b
 (another row of the same group): the median of the per-round ratios, each of two figures
 measured in the same minute, with their range; the same against a second row for rows
 measured with --versus (`versus_ratio`, `versus_range`, `versus_cpu_ratio`); the median
-CPU-us per operation, the largest RSS and the errors. A drift of the machine between rounds moves both figures of a round alike,
-so the per-round ratio holds where a ratio of the medians (kept as `ratio_of_medians`) may pair
-a row's good round with its baseline's bad one.
+CPU-us per operation, the largest RSS and the errors. A drift of the machine between rounds
+moves both figures of a round alike, so the per-round ratio holds where a ratio of the medians
+(kept as `ratio_of_medians`) may pair a row's good round with its baseline's bad one.
 Standard library only.
 """
 import argparse

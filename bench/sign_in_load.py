@@ -113,7 +113,7 @@ def main():
     run = signins if a.mode == "signins" else refreshes
     window = [0.0, 0.0]  # start and deadline, set when every thread is ready
 
-    grants = []  # the provider's successful refresh grants at the start and at the end
+    grants = []  # the provider's successful refresh grants when the measured time starts
 
     def provider_grants():
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(a.provider_stats, timeout=10) as r:
