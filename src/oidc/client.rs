@@ -78,9 +78,33 @@ pub enum Auth<'a> {
     Public(&'a str),
 }
 
+type Pool = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// How many runtimes get a connection pool of their own (`set_runtime_slot`); any beyond
+/// share the last.
+const SLOTS: usize = 64;
+
+thread_local! {
+    /// Which of a client's pools this thread's runtime uses: 0 for the control runtime (and
+    /// any thread that never said), a worker's index + 1 for each worker.
+    static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Called once by each worker thread before it serves: its provider requests go out on
+/// connections of its own runtime.
+pub fn set_runtime_slot(slot: usize) {
+    SLOT.with(|s| s.set(slot.min(SLOTS - 1)));
+}
+
+/// A pool per runtime. A pooled hyper connection is a task on the runtime that opened it, and
+/// every request sent on it from another thread crosses over twice (a wake-up each way): a
+/// worker's code exchange or refresh would hop to whichever runtime opened the connection.
+/// With a pool per runtime the request, its connection and the answer stay on the thread
+/// that asked, and a worker's runtime ending (the drain) takes only its own connections.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    pools: std::sync::Arc<[std::sync::OnceLock<Pool>]>,
+    connector: HttpsConnector<HttpConnector>,
     timeout: Duration,
 }
 
@@ -121,11 +145,22 @@ impl HttpClient {
         ca_file: Option<&Path>,
     ) -> Result<HttpClient, crate::tls::TlsError> {
         let connector = crate::tls::https_connector(timeout, ca_file, "provider.ca_file")?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        Ok(HttpClient { client, timeout })
+        Ok(HttpClient {
+            pools: (0..SLOTS).map(|_| std::sync::OnceLock::new()).collect(),
+            connector,
+            timeout,
+        })
+    }
+
+    /// This runtime's pool (see `HttpClient`).
+    fn pool(&self) -> &Pool {
+        let slot = SLOT.with(|s| s.get());
+        self.pools[slot].get_or_init(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(self.connector.clone())
+        })
     }
 
     pub async fn get(&self, url: &Url) -> Result<Bytes, ProviderError> {
@@ -189,7 +224,7 @@ impl HttpClient {
     async fn send(&self, url: &Url, req: Request<Full<Bytes>>) -> Result<Bytes, ProviderError> {
         let call = async {
             let resp = self
-                .client
+                .pool()
                 .request(req)
                 .await
                 .map_err(|e| unreachable(url, crate::telemetry::error_chain(&e)))?;

@@ -217,6 +217,8 @@ pub fn run(config: Config, file: PathBuf) -> Result<(), ServerError> {
         let spawned = std::thread::Builder::new()
             .name(format!("ssogate-worker-{i}"))
             .spawn(move || {
+                // Provider requests from this worker go out on its own connections.
+                crate::oidc::set_runtime_slot(i + 1);
                 let rt = match runtime() {
                     Ok(rt) => rt,
                     Err(e) => {
@@ -289,8 +291,9 @@ pub fn run(config: Config, file: PathBuf) -> Result<(), ServerError> {
                 Ok(())
             }
             .await;
-            // Drain while this runtime still runs: provider connections made by the
-            // background tasks live here, and draining requests may still use them.
+            // Drain while this runtime still runs: the background tasks live here (the
+            // provider's metadata and keys), and draining requests may wait on them. Each
+            // worker's provider connections are its own (`oidc::set_runtime_slot`).
             let _ = tokio::task::spawn_blocking(stop_workers).await;
             started
         }),
