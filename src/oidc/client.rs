@@ -276,3 +276,85 @@ fn strip_query(url: &Url) -> String {
     u.set_query(None);
     u.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// A keep-alive HTTP/1.1 server on loopback that answers `{}` to every request, and the
+    /// client ports of the connections it was given.
+    fn server() -> (Url, Arc<Mutex<HashSet<u16>>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/jwks", listener.local_addr().unwrap())).unwrap();
+        let peers = Arc::new(Mutex::new(HashSet::new()));
+        let seen = peers.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                seen.lock()
+                    .unwrap()
+                    .insert(conn.peer_addr().unwrap().port());
+                std::thread::spawn(move || {
+                    let (mut buf, mut have) = ([0u8; 4096], Vec::new());
+                    while let Ok(n @ 1..) = conn.read(&mut buf) {
+                        have.extend_from_slice(&buf[..n]);
+                        while let Some(end) = have.windows(4).position(|w| w == b"\r\n\r\n") {
+                            have.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                            if conn.write_all(answer).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, peers)
+    }
+
+    #[test]
+    fn each_runtime_asks_the_provider_on_connections_of_its_own() {
+        let (url, peers) = server();
+        let client = HttpClient::new(Duration::from_secs(5), None).unwrap();
+        let (asked_tx, asked_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+        let worker = |slot: usize, task: Task| {
+            std::thread::spawn(move || {
+                set_runtime_slot(slot);
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(task);
+            })
+        };
+        // Worker 1 asks twice (one connection, kept), then keeps its runtime (and so that
+        // idle connection) alive while worker 2 asks.
+        let (c, u) = (client.clone(), url.clone());
+        let first = worker(
+            1,
+            Box::pin(async move {
+                c.get(&u).await.unwrap();
+                c.get(&u).await.unwrap();
+                asked_tx.send(()).unwrap();
+                done_rx.await.unwrap();
+            }),
+        );
+        let second = worker(
+            2,
+            Box::pin(async move {
+                asked_rx.await.unwrap();
+                assert_eq!(&client.get(&url).await.unwrap()[..], b"{}");
+                done_tx.send(()).unwrap();
+            }),
+        );
+        second.join().unwrap();
+        first.join().unwrap();
+        // A shared pool would have handed worker 2 worker 1's idle connection: one in all.
+        assert_eq!(peers.lock().unwrap().len(), 2);
+    }
+}
