@@ -14,6 +14,7 @@ pub mod oidc;
 pub mod policy;
 pub mod probe;
 pub mod proxy;
+pub mod runtime_slot;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -2,6 +2,7 @@
 //! JWKS) and, as its `AsyncHttpClient`, every request of the `openidconnect` crate.
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -15,6 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
+use crate::runtime_slot::PerRuntime;
 use crate::telemetry::Clip;
 
 /// Provider answers larger than this are refused.
@@ -80,30 +82,12 @@ pub enum Auth<'a> {
 
 type Pool = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// How many runtimes get a connection pool of their own (`set_runtime_slot`); any beyond
-/// share the last.
-const SLOTS: usize = 64;
-
-thread_local! {
-    /// Which of a client's pools this thread's runtime uses: 0 for the control runtime (and
-    /// any thread that never said), a worker's index + 1 for each worker.
-    static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Called once by each worker thread before it serves: its provider requests go out on
-/// connections of its own runtime.
-pub fn set_runtime_slot(slot: usize) {
-    SLOT.with(|s| s.set(slot.min(SLOTS - 1)));
-}
-
-/// A pool per runtime. A pooled hyper connection is a task on the runtime that opened it, and
-/// every request sent on it from another thread crosses over twice (a wake-up each way): a
-/// worker's code exchange or refresh would hop to whichever runtime opened the connection.
-/// With a pool per runtime the request, its connection and the answer stay on the thread
-/// that asked, and a worker's runtime ending (the drain) takes only its own connections.
+/// A pool per runtime (`runtime_slot`): a pooled hyper connection is a task on the runtime
+/// that opened it, and a worker's code exchange or refresh would otherwise hop to whichever
+/// runtime that was.
 #[derive(Clone)]
 pub struct HttpClient {
-    pools: std::sync::Arc<[std::sync::OnceLock<Pool>]>,
+    pools: Arc<PerRuntime<OnceLock<Pool>>>,
     connector: HttpsConnector<HttpConnector>,
     timeout: Duration,
 }
@@ -146,7 +130,7 @@ impl HttpClient {
     ) -> Result<HttpClient, crate::tls::TlsError> {
         let connector = crate::tls::https_connector(timeout, ca_file, "provider.ca_file")?;
         Ok(HttpClient {
-            pools: (0..SLOTS).map(|_| std::sync::OnceLock::new()).collect(),
+            pools: Arc::default(),
             connector,
             timeout,
         })
@@ -154,8 +138,7 @@ impl HttpClient {
 
     /// This runtime's pool (see `HttpClient`).
     fn pool(&self) -> &Pool {
-        let slot = SLOT.with(|s| s.get());
-        self.pools[slot].get_or_init(|| {
+        self.pools.here().get_or_init(|| {
             Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
                 .pool_idle_timeout(Duration::from_secs(30))
@@ -282,7 +265,7 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
     use std::io::{Read, Write};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     /// A keep-alive HTTP/1.1 server on loopback that answers `{}` to every request, and the
     /// client ports of the connections it was given.
@@ -324,7 +307,7 @@ mod tests {
         type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
         let worker = |slot: usize, task: Task| {
             std::thread::spawn(move || {
-                set_runtime_slot(slot);
+                crate::runtime_slot::set(slot);
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -25,7 +25,7 @@ use crate::config::{HeadersConfig, ProviderConfig, ProviderKind};
 use crate::identity::Principal;
 use crate::telemetry::Clip;
 use client::HttpClient;
-pub use client::{set_runtime_slot, ProviderError};
+pub use client::ProviderError;
 use jwt::{AlgSet, Expectations, KeySet, Nonce, TokenError, TokenKind};
 
 /// An unknown kid triggers at most one JWKS fetch this often.

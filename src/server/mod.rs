@@ -217,8 +217,8 @@ pub fn run(config: Config, file: PathBuf) -> Result<(), ServerError> {
         let spawned = std::thread::Builder::new()
             .name(format!("ssogate-worker-{i}"))
             .spawn(move || {
-                // Provider requests from this worker go out on its own connections.
-                crate::oidc::set_runtime_slot(i + 1);
+                // Provider and Redis calls from this worker go out on its own connections.
+                crate::runtime_slot::set(i + 1);
                 let rt = match runtime() {
                     Ok(rt) => rt,
                     Err(e) => {
@@ -293,7 +293,7 @@ pub fn run(config: Config, file: PathBuf) -> Result<(), ServerError> {
             .await;
             // Drain while this runtime still runs: the background tasks live here (the
             // provider's metadata and keys), and draining requests may wait on them. Each
-            // worker's provider connections are its own (`oidc::set_runtime_slot`).
+            // worker's provider and Redis connections are its own (`runtime_slot`).
             let _ = tokio::task::spawn_blocking(stop_workers).await;
             started
         }),

@@ -206,6 +206,7 @@ fn owner(json: &str) -> Option<String> {
 #[cfg(feature = "redis-store")]
 mod redis_store {
     use super::*;
+    use crate::runtime_slot::PerRuntime;
     use arc_swap::ArcSwapOption;
     use redis::aio::{
         ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
@@ -233,9 +234,14 @@ mod redis_store {
     // One per process: the size difference costs nothing worth a box.
     #[allow(clippy::large_enum_variant)]
     enum Backend {
-        Single(redis::Client, OnceCell<ConnectionManager>),
-        Cluster(ClusterClient, OnceCell<ClusterConnection>),
-        Sentinel(Mutex<SentinelClient>, ArcSwapOption<MultiplexedConnection>),
+        // A connection per runtime (`runtime_slot`): each is a task on the runtime that
+        // opened it.
+        Single(redis::Client, PerRuntime<OnceCell<ConnectionManager>>),
+        Cluster(ClusterClient, PerRuntime<OnceCell<ClusterConnection>>),
+        Sentinel(
+            Mutex<SentinelClient>,
+            PerRuntime<ArcSwapOption<MultiplexedConnection>>,
+        ),
     }
 
     const TIMEOUT: Duration = Duration::from_secs(2);
@@ -296,7 +302,7 @@ mod redis_store {
                 )
                 .map_err(|e| StoreError::Config(e.to_string()))?;
                 return Ok(RedisStore {
-                    backend: Backend::Sentinel(Mutex::new(client), ArcSwapOption::empty()),
+                    backend: Backend::Sentinel(Mutex::new(client), PerRuntime::default()),
                     prefix: config.redis_key_prefix.clone(),
                     index_ttl_secs: config.max_lifetime.as_secs().max(1),
                 });
@@ -308,11 +314,11 @@ mod redis_store {
                         .response_timeout(TIMEOUT)
                         .build()
                         .map_err(|e| StoreError::Config(e.to_string()))?,
-                    OnceCell::new(),
+                    PerRuntime::default(),
                 ),
                 None => Backend::Single(
                     redis::Client::open(url).map_err(|e| StoreError::Config(e.to_string()))?,
-                    OnceCell::new(),
+                    PerRuntime::default(),
                 ),
             };
             Ok(RedisStore {
@@ -326,6 +332,7 @@ mod redis_store {
             match &self.backend {
                 Backend::Single(client, cell) => {
                     let c = cell
+                        .here()
                         .get_or_try_init(|| async {
                             let cfg = ConnectionManagerConfig::new()
                                 .set_connection_timeout(TIMEOUT)
@@ -341,6 +348,7 @@ mod redis_store {
                 }
                 Backend::Cluster(client, cell) => {
                     let c = cell
+                        .here()
                         .get_or_try_init(|| async {
                             client.get_async_connection().await.map_err(unavailable)
                         })
@@ -348,6 +356,7 @@ mod redis_store {
                     Ok(Conn::Cluster(c.clone()))
                 }
                 Backend::Sentinel(client, current) => {
+                    let current = current.here();
                     if let Some(c) = current.load_full() {
                         return Ok(Conn::Sentinel((*c).clone()));
                     }
@@ -374,8 +383,9 @@ mod redis_store {
         /// After an error, ask Sentinel for the master again next time (it may have failed over).
         fn forget<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
             if result.is_err() {
+                // Every runtime's: they all reach the master that failed.
                 if let Backend::Sentinel(_, current) = &self.backend {
-                    current.store(None);
+                    current.all().for_each(|c| c.store(None));
                 }
             }
             result
