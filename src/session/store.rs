@@ -231,8 +231,6 @@ mod redis_store {
         index_ttl_secs: u64,
     }
 
-    // One per process: the size difference costs nothing worth a box.
-    #[allow(clippy::large_enum_variant)]
     enum Backend {
         // A connection per runtime (`runtime_slot`): each is a task on the runtime that
         // opened it.
