@@ -564,24 +564,29 @@ mod redis_store {
     }
 
     /// SET EX the record; with `index` (set key, id, ttl), SADD the id to it and renew its
-    /// time. Separate commands: in a cluster the two keys may live on different nodes.
-    async fn put<C: ConnectionLike + Send>(
+    /// time. One round trip: the record and the filing go out together, as two requests (in
+    /// a cluster the two keys may live on different nodes; SADD and EXPIRE share a key, so a
+    /// node, and go as one pipeline). A filing without its record is harmless: `end_all`
+    /// skips ids whose record is gone.
+    async fn put<C: ConnectionLike + Send + Clone>(
         c: &mut C,
         key: &str,
         json: &str,
         ttl_secs: u64,
         index: Option<(&str, &str, u64)>,
     ) -> Result<(), StoreError> {
-        c.set_ex::<_, _, ()>(key, json, ttl_secs)
-            .await
-            .map_err(unavailable)?;
-        if let Some((set, id, ttl)) = index {
-            c.sadd::<_, _, ()>(set, id).await.map_err(unavailable)?;
-            c.expire::<_, ()>(set, ttl as i64)
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(())
+        let Some((set, id, ttl)) = index else {
+            return c.set_ex(key, json, ttl_secs).await.map_err(unavailable);
+        };
+        let mut filing = c.clone();
+        let mut file = redis::pipe();
+        file.sadd(set, id).ignore().expire(set, ttl as i64).ignore();
+        let (record, filed) = tokio::join!(
+            c.set_ex::<_, _, ()>(key, json, ttl_secs),
+            file.query_async::<()>(&mut filing),
+        );
+        record.map_err(unavailable)?;
+        filed.map_err(unavailable)
     }
 
     /// Deletes each session whose id is in the set `index` (some may be gone already: signed
@@ -671,6 +676,89 @@ mod redis_store {
 
     #[cfg(test)]
     mod tests {
+        use std::sync::{Arc, Mutex};
+
+        use redis::{Arg, Cmd, Pipeline, RedisFuture, Value};
+
+        /// A connection that answers a request only once `parties` requests are under way
+        /// (and notes what each asked): requests sent one after the other never finish.
+        #[derive(Clone)]
+        struct AllAtOnce {
+            asked: Arc<Mutex<Vec<Vec<String>>>>,
+            together: Arc<tokio::sync::Barrier>,
+        }
+
+        fn words(cmd: &Cmd) -> String {
+            cmd.args_iter()
+                .map(|a| match a {
+                    Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                    Arg::Cursor => "<cursor>".into(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+
+        impl redis::aio::ConnectionLike for AllAtOnce {
+            fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+                self.asked.lock().unwrap().push(vec![words(cmd)]);
+                Box::pin(async move {
+                    self.together.wait().await;
+                    Ok(Value::Okay)
+                })
+            }
+
+            fn req_packed_commands<'a>(
+                &'a mut self,
+                pipe: &'a Pipeline,
+                _offset: usize,
+                count: usize,
+            ) -> RedisFuture<'a, Vec<Value>> {
+                self.asked
+                    .lock()
+                    .unwrap()
+                    .push(pipe.cmd_iter().map(words).collect());
+                Box::pin(async move {
+                    self.together.wait().await;
+                    Ok(vec![Value::Int(1); count])
+                })
+            }
+
+            fn get_db(&self) -> i64 {
+                0
+            }
+        }
+
+        #[tokio::test]
+        async fn a_new_session_is_stored_and_filed_in_one_round_trip() {
+            let mut c = AllAtOnce {
+                asked: Default::default(),
+                together: Arc::new(tokio::sync::Barrier::new(2)),
+            };
+            let put = super::put(
+                &mut c,
+                "ssogate:abc",
+                "{}",
+                60,
+                Some(("ssogate:user:alice", "abc", 3600)),
+            );
+            tokio::time::timeout(std::time::Duration::from_secs(5), put)
+                .await
+                .expect("the filing waited for the record's answer: two round trips")
+                .expect("stored");
+            let mut asked = c.asked.lock().unwrap().clone();
+            asked.sort();
+            assert_eq!(
+                asked,
+                vec![
+                    vec![
+                        "SADD ssogate:user:alice abc",
+                        "EXPIRE ssogate:user:alice 3600"
+                    ],
+                    vec!["SETEX ssogate:abc 60 {}"],
+                ]
+            );
+        }
+
         #[test]
         fn cluster_urls_list_the_seed_nodes() {
             assert_eq!(
