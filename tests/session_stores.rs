@@ -238,6 +238,44 @@ async fn redis_replicas_share_sessions_and_sign_out() {
     );
 }
 
+/// How many times Redis ran `command` (lower case), from `INFO commandstats`.
+fn redis_calls(redis: &Redis, command: &str) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let line = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .map_or(0, |rest| {
+            rest.split(',').next().unwrap().parse().expect("a count")
+        })
+}
+
+#[tokio::test]
+async fn the_page_after_sign_in_costs_redis_nothing_and_the_session_is_stored_once() {
+    let redis = Redis::start();
+    let One {
+        gw,
+        cookie,
+        idp: _idp,
+        upstream,
+    } = signed_in_at_one(&redis_session(&redis, "")).await;
+    // The sign-in stored the session and filed it under alice; the page it went on to was
+    // answered from what the callback had just stored, without reading it back.
+    assert_eq!(
+        upstream.last_request().unwrap().header("x-forwarded-user"),
+        Some("alice")
+    );
+    assert_eq!(redis_calls(&redis, "setex"), 1, "{}", gw.logs());
+    assert_eq!(redis_calls(&redis, "sadd"), 1);
+    assert_eq!(redis_calls(&redis, "expire"), 1);
+    assert_eq!(redis_calls(&redis, "get"), 0, "{}", gw.logs());
+
+    // Past the local cache (1 s), the session is read from Redis again, and is still good.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(with_cookie(&gw, &cookie, "/later").await, StatusCode::OK);
+    assert_eq!(redis_calls(&redis, "get"), 1);
+}
+
 #[tokio::test]
 async fn redis_going_away_gives_503_and_the_gateway_recovers() {
     let mut redis = Redis::start();

@@ -3,6 +3,8 @@
 //! token verified and the session saved; a callback that comes again while signed in goes
 //! on to the app. Never starts a sign-in, never refreshes.
 
+use std::sync::Arc;
+
 use http::header;
 use http::{Request, Response};
 
@@ -280,6 +282,9 @@ impl Auth {
         ) {
             h.append(header::SET_COOKIE, c);
         }
+        // The browser's next request brings this cookie: it is answered from the cache, as the
+        // ones after it, instead of opening the cookie (and asking the store) once more.
+        self.remember(value, Arc::new(self.live(session, None)));
         Ok(resp)
     }
 
