@@ -680,7 +680,7 @@ mod redis_store {
 
         use redis::{Arg, Cmd, Pipeline, RedisFuture, Value};
 
-        /// A connection that answers a request only once `parties` requests are under way
+        /// A connection that answers only once `together`'s count of requests are under way
         /// (and notes what each asked): requests sent one after the other never finish.
         #[derive(Clone)]
         struct AllAtOnce {
