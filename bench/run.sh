@@ -824,7 +824,28 @@ PY
 has_rows() { local r; for r in "$@"; do [[ " $BENCH_ROWS " == *" $r "* ]] && return 0; done; return 1; }
 
 # measure GROUP NAME BASELINE PID PARSE [measure.py options...] -- COMMAND...
+# The rows of a group run in the order written on odd rounds and in the reverse order on even
+# ones (`in_turn` ... `end_turn`), so that no target always runs first: load that drifts
+# during a group (a baseline's leftovers, the box's neighbours) would otherwise favour the
+# same side in every round. A `warm` stays with the measurement after it.
+TURN=0 TURN_QUEUE=() TURN_WARM=""
+in_turn() { TURN=1 TURN_QUEUE=() TURN_WARM=""; }
+end_turn() {
+    TURN=0
+    local i n=${#TURN_QUEUE[@]}
+    for ((i = 0; i < n; i++)); do
+        if ((ROUND % 2 == 0)); then eval "${TURN_QUEUE[n - 1 - i]}"; else eval "${TURN_QUEUE[i]}"; fi
+    done
+    TURN_QUEUE=()
+}
+
 measure() {
+    if ((TURN)); then
+        TURN_QUEUE+=("$TURN_WARM measure $(printf '%q ' "$@")")
+        TURN_WARM=""
+        # Queued: run by end_turn, outside the turn.
+        return 0
+    fi
     local group=$1 name=$2 base=$3 pid=$4 parse=$5
     shift 5
     local opts=()
@@ -838,7 +859,10 @@ measure() {
 }
 
 # warm COMMAND...: a short run whose figures are thrown away
-warm() { ${ON_WRK_CPUS[@]+"${ON_WRK_CPUS[@]}"} "$@" >/dev/null 2>&1 || true; }
+warm() {
+    if ((TURN)); then TURN_WARM+="warm $(printf '%q ' "$@");"; return 0; fi
+    ${ON_WRK_CPUS[@]+"${ON_WRK_CPUS[@]}"} "$@" >/dev/null 2>&1 || true
+}
 
 start_pyapp() { # PORT ; the WebSocket echo and upload sink; sets PY_PID
     local port=$1
@@ -905,13 +929,15 @@ start_more_gateways() {
     fi
 }
 
-# One round of the extra rows, every target of a group one after the other.
+# One round of the extra rows, every target of a group one after the other (in the reverse
+# order on even rounds: `in_turn`).
 more_round() {
     local S=$BENCH_SECONDS W=1 ngx=http://127.0.0.1:$PORT_NGX sso=http://127.0.0.1:$PORT_MORE
     local apache="" ck="Cookie: $MORE_COOKIE" ack="Cookie: ${APACHE_COOKIE:-}"
     [[ -n ${APACHE_PID:-} ]] && apache=http://127.0.0.1:$PORT_APACHE
 
     if has_rows h2 && [[ -n ${NGX_TLS_PID:-} ]]; then
+        in_turn
         local g="HTTP/2 over TLS, signed in (h2load -c4 -m32)"
         local h2=(h2load -t1 -c4 -m32 -D "$S" --warm-up-time "$W")
         measure "$g" "nginx proxy, h2" "" "$NGX_TLS_PID" h2load -- "${h2[@]}" "https://127.0.0.1:$PORT_NGX_TLS/"
@@ -921,8 +947,10 @@ more_round() {
             measure "$g" "apache mod_auth_openidc signed-in, h2" "nginx proxy, h2" "$APACHE_PID" h2load -- \
                 "${h2[@]}" -H "cookie: $APACHE_COOKIE" "$APACHE_TLS/"
         fi
+        end_turn
     fi
     if has_rows tls && [[ -n ${NGX_TLS_PID:-} ]]; then
+        in_turn
         local g="a new connection per request: TLS handshakes, and plain HTTP (wrk -c16, Connection: close)"
         local w=("$WRK" -t2 -c16 -H "Connection: close")
         warm "${w[@]}" -d${W}s "https://127.0.0.1:$PORT_NGX_TLS/"
@@ -940,8 +968,10 @@ more_round() {
             measure "$g" "apache public, plain HTTP" "nginx proxy, plain HTTP" "$APACHE_PID" wrk -- \
                 "${w[@]}" -d${S}s --latency "$apache/pub/"
         fi
+        end_turn
     fi
     if has_rows body; then
+        in_turn
         local size bytes c g
         for size in 1m 100m; do
             bytes=$(stat -c %s "$WORK/blobs/$size")
@@ -961,8 +991,10 @@ more_round() {
             [[ -n $apache ]] && measure "$g" "apache mod_auth_openidc signed-in" "nginx proxy" "$APACHE_PID" wrk --bytes "$bytes" -- \
                 env BODY_FILE="$WORK/blobs/$size" COOKIE="$APACHE_COOKIE" "$WRK" -t1 -c$c -d${S}s --latency -s "$REPO/bench/upload.lua" "$apache/upload"
         done
+        end_turn
     fi
     if has_rows ws; then
+        in_turn
         local mode g ws=(python3 "$REPO/bench/ws_load.py")
         for mode in messages setups; do
             g="WebSocket $mode (8 connections)"
@@ -974,6 +1006,7 @@ more_round() {
             [[ -n $apache ]] && measure "$g" "apache mod_auth_openidc signed-in" "nginx proxy" "$APACHE_PID" json --unit "$mode/s" -- \
                 "${ws[@]}" "$mode" "127.0.0.1:$PORT_APACHE/ws" --seconds "$S" --cookie "$APACHE_COOKIE"
         done
+        end_turn
     fi
     if has_rows idle; then
         # Fresh servers each round: memory freed after a round stays with the process and
@@ -1006,6 +1039,7 @@ more_round() {
         stop_tree "$sso_idle"
     fi
     if has_rows signin && [[ -n ${MORE_PID:-} ]]; then
+        in_turn
         local g="sign-ins through the whole flow (4 browsers at once, test provider)"
         local si=(python3 "$REPO/bench/sign_in_load.py" signins --threads 4 --seconds "$S")
         # The provider's, the app's and the browsers' CPU too: what caps this row's rate
@@ -1019,8 +1053,10 @@ more_round() {
         else
             measure "$g" "ssogate, cookie store" "" "$MORE_PID" json --unit sign-ins/s "${others[@]}" -- "${si[@]}" "$sso/"
         fi
+        end_turn
     fi
     if has_rows refresh && [[ -n ${REFRESH_PID:-} ]]; then
+        in_turn
         local g="session refreshes (refresh_interval 0s: a refresh grant at every request, 4 sessions)"
         # Counted at the provider (its refresh grants): mod_auth_openidc keeps its sessions on
         # the server and sets no new cookie when it refreshes.
@@ -1034,8 +1070,10 @@ more_round() {
         fi
         measure "$g" "ssogate, cookie store" "$a_base" "$REFRESH_PID" json --unit refreshes/s "${others[@]}" -- \
             "${rl[@]}" "http://127.0.0.1:$PORT_REFRESH/"
+        end_turn
     fi
     if has_rows bearer && [[ -n ${BEARER_TOKEN:-} ]]; then
+        in_turn
         local g="bearer ID tokens (wrk -t2 -c8)"
         local w=("$WRK" -t2 -c8 --latency)
         # The baseline proxies the same request (the token travels on to the app with both):
@@ -1067,6 +1105,7 @@ more_round() {
         fi
         measure "$g" "ssogate, first sight (signature checked)" "$base" "$MORE_PID" wrk ${a_first:+--versus "$a_first"} -- \
             env TOKENS="$WORK/tokens.$ROUND" TOKEN_THREADS=2 "${w[@]}" -d${BENCH_FIRST_SIGHT_SECONDS}s -s "$REPO/bench/tokens.lua" "$sso/api/"
+        end_turn
     fi
 }
 
@@ -1178,7 +1217,8 @@ main() {
     fi
     if ((MORE)) && [[ ${BENCH_SKIP_SIGNED_IN:-0} != 1 ]]; then start_more_gateways; fi
 
-    # ---- rows: every target once per round, so slow drifts of the machine hit all alike ----
+    # ---- rows: every target once per round, so slow drifts of the machine hit all alike; on
+    # even rounds in the reverse order, so that none always runs first ----
     : >"$WORK/rows.tsv"
     : >"$WORK/more.jsonl"
     local i
@@ -1190,7 +1230,13 @@ main() {
         apache_keep_signed_in
         ((MORE)) && more_round
         apache_keep_signed_in
-        for i in "${!T_NAME[@]}"; do
+        # The GET rows, as the groups of more_round: reversed on even rounds.
+        local order=("${!T_NAME[@]}")
+        if ((ROUND % 2 == 0)); then
+            order=()
+            for ((i = ${#T_NAME[@]} - 1; i >= 0; i--)); do order+=("$i"); done
+        fi
+        for i in ${order[@]+"${order[@]}"}; do
             if [[ -n ${T_COOKIE[i]} ]]; then
                 bench_row "${T_NAME[i]}" "${T_URL[i]}" "${T_PID[i]}" -H "Cookie: ${T_COOKIE[i]}"
             else
