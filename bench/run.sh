@@ -259,6 +259,11 @@ start_upstream() { # PORT ; sets UP_PID
         echo "http {"
         nginx_http_common "$dir"
         cat <<EOF
+    # The app behind the proxy reads a request head as app servers do, in one read of a few
+    # KB (Go's net/http 4 KiB, gunicorn 8 KiB, Node 64 KiB), not in nginx's default 1 KiB
+    # pieces: with those, a head one proxy sends at 1,024 bytes and another at 1,256 (the
+    # identity headers) cost this stand-in a second read and a copy for the second only.
+    client_header_buffer_size 4k;
     server {
         listen 127.0.0.1:$port;
         location / { return 200 "hello from upstream\n"; }
@@ -996,14 +1001,16 @@ more_round() {
     if has_rows ws; then
         in_turn
         local mode g ws=(python3 "$REPO/bench/ws_load.py")
+        # The WebSocket echo's CPU too (bench/soak_upstream.py): it shares the cores.
+        local up=(--also "upstream=$PY_PID")
         for mode in messages setups; do
             g="WebSocket $mode (8 connections)"
             [[ $mode == messages ]] && g="WebSocket messages, 128 B echoed (8 open connections)"
             [[ $mode == setups ]] && g="WebSocket set-ups: upgrade, 1 message, close (8 loops)"
-            measure "$g" "nginx proxy" "" "$NGX_PLAIN_PID" json --unit "$mode/s" -- "${ws[@]}" "$mode" "127.0.0.1:$PORT_NGX/ws" --seconds "$S"
-            measure "$g" "ssogate signed-in" "nginx proxy" "$MORE_PID" json --unit "$mode/s" -- \
+            measure "$g" "nginx proxy" "" "$NGX_PLAIN_PID" json --unit "$mode/s" "${up[@]}" -- "${ws[@]}" "$mode" "127.0.0.1:$PORT_NGX/ws" --seconds "$S"
+            measure "$g" "ssogate signed-in" "nginx proxy" "$MORE_PID" json --unit "$mode/s" "${up[@]}" -- \
                 "${ws[@]}" "$mode" "127.0.0.1:$PORT_MORE/ws" --seconds "$S" --cookie "$MORE_COOKIE"
-            [[ -n $apache ]] && measure "$g" "apache mod_auth_openidc signed-in" "nginx proxy" "$APACHE_PID" json --unit "$mode/s" -- \
+            [[ -n $apache ]] && measure "$g" "apache mod_auth_openidc signed-in" "nginx proxy" "$APACHE_PID" json --unit "$mode/s" "${up[@]}" -- \
                 "${ws[@]}" "$mode" "127.0.0.1:$PORT_APACHE/ws" --seconds "$S" --cookie "$APACHE_COOKIE"
         done
         end_turn
@@ -1076,11 +1083,14 @@ more_round() {
         in_turn
         local g="bearer ID tokens (wrk -t2 -c8)"
         local w=("$WRK" -t2 -c8 --latency)
+        # The upstream's CPU too: a request the gateway sends it with the identity headers is
+        # larger than nginx's plain copy, and the upstream shares the cores.
+        local up=(--also "upstream=$UP_PID")
         # The baseline proxies the same request (the token travels on to the app with both):
         # what nginx costs for these bytes, with no check of the token.
         local base="nginx proxy (same request)"
         warm "${w[@]}" -d${W}s -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$ngx/api/"
-        measure "$g" "$base" "" "$NGX_PLAIN_PID" wrk -- "${w[@]}" -d${S}s \
+        measure "$g" "$base" "" "$NGX_PLAIN_PID" wrk "${up[@]}" -- "${w[@]}" -d${S}s \
             -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$ngx/api/"
         # mod_auth_openidc (AuthType oauth20) keeps no verified tokens: it checks the
         # signature of the same token at every request too.
@@ -1088,22 +1098,22 @@ more_round() {
         if [[ -n $apache ]]; then
             a_same="apache mod_auth_openidc, same token" a_first="apache mod_auth_openidc, first sight"
             warm "${w[@]}" -d${W}s -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$apache/api/"
-            measure "$g" "$a_same" "$base" "$APACHE_PID" wrk -- "${w[@]}" -d${S}s \
+            measure "$g" "$a_same" "$base" "$APACHE_PID" wrk "${up[@]}" -- "${w[@]}" -d${S}s \
                 -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$apache/api/"
         fi
         warm "${w[@]}" -d${W}s -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$sso/api/"
-        measure "$g" "ssogate, cached token" "$base" "$MORE_PID" wrk ${a_same:+--versus "$a_same"} -- "${w[@]}" -d${S}s \
+        measure "$g" "ssogate, cached token" "$base" "$MORE_PID" wrk "${up[@]}" ${a_same:+--versus "$a_same"} -- "${w[@]}" -d${S}s \
             -H "Authorization: Bearer $BEARER_TOKEN" -H "Accept: application/json" "$sso/api/"
         # The same gateway and route with alice's session cookie: what the bearer path costs
         # beyond a signed-in request at this connection count.
-        measure "$g" "ssogate, session cookie" "$base" "$MORE_PID" wrk -- "${w[@]}" -d${S}s \
+        measure "$g" "ssogate, session cookie" "$base" "$MORE_PID" wrk "${up[@]}" -- "${w[@]}" -d${S}s \
             -H "$ck" "$sso/"
         # The same new tokens for both: mod_auth_openidc remembers none of them.
         if [[ -n $apache ]]; then
-            measure "$g" "$a_first" "$base" "$APACHE_PID" wrk -- env TOKENS="$WORK/tokens.$ROUND" TOKEN_THREADS=2 \
+            measure "$g" "$a_first" "$base" "$APACHE_PID" wrk "${up[@]}" -- env TOKENS="$WORK/tokens.$ROUND" TOKEN_THREADS=2 \
                 "${w[@]}" -d${BENCH_FIRST_SIGHT_SECONDS}s -s "$REPO/bench/tokens.lua" "$apache/api/"
         fi
-        measure "$g" "ssogate, first sight (signature checked)" "$base" "$MORE_PID" wrk ${a_first:+--versus "$a_first"} -- \
+        measure "$g" "ssogate, first sight (signature checked)" "$base" "$MORE_PID" wrk "${up[@]}" ${a_first:+--versus "$a_first"} -- \
             env TOKENS="$WORK/tokens.$ROUND" TOKEN_THREADS=2 "${w[@]}" -d${BENCH_FIRST_SIGHT_SECONDS}s -s "$REPO/bench/tokens.lua" "$sso/api/"
         end_turn
     fi
