@@ -259,10 +259,10 @@ start_upstream() { # PORT ; sets UP_PID
         echo "http {"
         nginx_http_common "$dir"
         cat <<EOF
-    # The app behind the proxy reads a request head as app servers do, in one read of a few
-    # KB (Go's net/http 4 KiB, gunicorn 8 KiB, Node 64 KiB), not in nginx's default 1 KiB
-    # pieces: with those, a head one proxy sends at 1,024 bytes and another at 1,256 (the
-    # identity headers) cost this stand-in a second read and a copy for the second only.
+    # An app server reads a request head a few KB at a time (Go's net/http 4 KiB, gunicorn
+    # 8 KiB, Node 64 KiB). nginx's default is 1 KiB: a head over 1,024 bytes costs it a
+    # second read and a copy. In the bearer rows, the head ssogate sends (with the identity
+    # headers) is over that size, and nginx's plain copy is not.
     client_header_buffer_size 4k;
     server {
         listen 127.0.0.1:$port;
@@ -828,7 +828,6 @@ PY
 # ---------------------------------------------------------------------------
 has_rows() { local r; for r in "$@"; do [[ " $BENCH_ROWS " == *" $r "* ]] && return 0; done; return 1; }
 
-# measure GROUP NAME BASELINE PID PARSE [measure.py options...] -- COMMAND...
 # The rows of a group run in the order written on odd rounds and in the reverse order on even
 # ones (`in_turn` ... `end_turn`), so that no target always runs first: load that drifts
 # during a group (a baseline's leftovers, the box's neighbours) would otherwise favour the
@@ -844,6 +843,7 @@ end_turn() {
     TURN_QUEUE=()
 }
 
+# measure GROUP NAME BASELINE PID PARSE [measure.py options...] -- COMMAND...
 measure() {
     if ((TURN)); then
         TURN_QUEUE+=("$TURN_WARM measure $(printf '%q ' "$@")")
